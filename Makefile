@@ -1,0 +1,48 @@
+# Every target sets up what it needs: a fresh clone runs `make run` or `make test` directly.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DATA_DIR ?= data
+DEFAULT_DATA := $(DATA_DIR)/landing/.complete
+
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+export PREFECT_HOME ?= $(abspath .prefect)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export GX_ANALYTICS_ENABLED := false
+export KR_DATA_DIR ?= $(abspath $(DATA_DIR))
+
+.PHONY: run test lint bench java-check venv clean
+
+java-check:
+	@scripts/check_java.sh
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ERROR: Python 3.11+ is needed (found %s)" % sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+venv: java-check $(STAMP)
+
+# The embedded default: synthetic data for all five sources, made once.
+$(DEFAULT_DATA): | venv
+	$(VENV)/bin/kr-reports generate --subscribers 5000 --days 2 --bad-row-rate 0.01 --out $(DATA_DIR)/landing
+
+run: venv $(DEFAULT_DATA)
+	$(VENV)/bin/kr-reports run --demo
+
+test: venv
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: venv
+	$(PY) bench/bench_report.py
+
+clean:
+	rm -rf $(DATA_DIR) out .prefect spark-warehouse

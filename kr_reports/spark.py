@@ -1,0 +1,56 @@
+"""The one place a SparkSession is built.
+
+`local[*]` by default; KR_SPARK_MASTER (any master URL), KR_SPARK_SHUFFLE_PARTITIONS
+and KR_SPARK_DRIVER_MEMORY point the same code at a cluster. Spark's scratch
+files and warehouse go under KR_SPARK_LOCAL_DIR (default: the system temp
+folder), never into the working tree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+DEFAULTS = {
+    "KR_SPARK_MASTER": "local[*]",
+    "KR_SPARK_SHUFFLE_PARTITIONS": "8",
+    "KR_SPARK_DRIVER_MEMORY": "4g",
+}
+
+
+def _setting(name: str, overrides: dict[str, str]) -> str:
+    return overrides.get(name) or os.environ.get(name) or DEFAULTS[name]
+
+
+def spark_local_dir() -> Path:
+    default = Path(tempfile.gettempdir()) / "kr-reports-spark"
+    return Path(os.environ.get("KR_SPARK_LOCAL_DIR", default))
+
+
+def get_spark(app_name: str = "kr-reports", **overrides: str) -> SparkSession:
+    """Return the process's SparkSession, creating it on first use."""
+    # Workers must run the same interpreter as the driver (the project venv).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    scratch = spark_local_dir()
+    scratch.mkdir(parents=True, exist_ok=True)
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(_setting("KR_SPARK_MASTER", overrides))
+        .config("spark.driver.memory", _setting("KR_SPARK_DRIVER_MEMORY", overrides))
+        .config("spark.sql.shuffle.partitions", _setting("KR_SPARK_SHUFFLE_PARTITIONS", overrides))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.local.dir", str(scratch / "local"))
+        .config("spark.sql.warehouse.dir", str(scratch / "warehouse"))
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={scratch / 'derby'}")
+        .config("spark.ui.enabled", os.environ.get("KR_SPARK_UI", "false"))
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.adaptive.enabled", "true")
+    )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("KR_SPARK_LOG_LEVEL", "ERROR"))
+    return spark

@@ -1,0 +1,39 @@
+"""Session-wide fixtures: one Spark session and one Prefect harness per test run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from kr_reports.spark import get_spark
+
+    session = get_spark("kr-reports-tests", KR_SPARK_MASTER="local[2]", KR_SPARK_SHUFFLE_PARTITIONS="2")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def config_dir() -> Path:
+    return ROOT / "config"
