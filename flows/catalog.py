@@ -1,0 +1,128 @@
+"""Where every dataset lives and how it is read and written (the one IO catalog).
+
+data/                            internal zones, never shared
+  landing/<source>[/date=D]      files as they arrive (text columns)
+  raw/<source>/date=D            canonical, typed
+  quarantine/<source>/date=D     unusable rows with reasons
+  protected/<source>/date=D      identifiers dropped, pseudonymized, generalized
+  releases/<report>/<D>          noisy releases, stored once, never re-noised
+  ledger.sqlite                  the privacy ledger
+out/deliveries/<partner>/<report>/<D>   what partners receive
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+
+from kr_reports.schemas import SourceSpec
+
+LANDING_MARKER = ".complete"
+
+
+class MissingInput(FileNotFoundError):
+    """An input dataset the run needs is not there."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    data_dir: Path
+    out_dir: Path
+
+    @classmethod
+    def from_env(cls, data_dir: str | Path | None = None, out_dir: str | Path | None = None):
+        data = Path(data_dir or os.environ.get("KR_DATA_DIR", "data")).resolve()
+        out = Path(out_dir or os.environ.get("KR_OUT_DIR", "out")).resolve()
+        return cls(data_dir=data, out_dir=out)
+
+    @property
+    def landing_root(self) -> Path:
+        return self.data_dir / "landing"
+
+    def landing(self, source: SourceSpec, day: dt.date) -> Path:
+        base = self.landing_root / source.name
+        return base / f"date={day.isoformat()}" if source.is_daily else base
+
+    def _zone(self, zone: str, source: SourceSpec, day: dt.date) -> Path:
+        return self.data_dir / zone / source.name / f"date={day.isoformat()}"
+
+    def raw(self, source: SourceSpec, day: dt.date) -> Path:
+        return self._zone("raw", source, day)
+
+    def quarantine(self, source: SourceSpec, day: dt.date) -> Path:
+        return self._zone("quarantine", source, day)
+
+    def protected(self, source: SourceSpec, day: dt.date) -> Path:
+        return self._zone("protected", source, day)
+
+    def release(self, report: str, day: dt.date) -> Path:
+        return self.data_dir / "releases" / report / day.isoformat()
+
+    def delivery(self, partner: str, report: str, day: dt.date) -> Path:
+        return self.out_dir / "deliveries" / partner / report / day.isoformat()
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite"
+
+    def landing_manifest(self) -> dict:
+        marker = self.landing_root / LANDING_MARKER
+        if not marker.is_file():
+            raise MissingInput(
+                f"{marker}: no landing data; run `kr-reports generate --out {self.landing_root}`"
+            )
+        return json.loads(marker.read_text())
+
+
+def read_landing(spark: SparkSession, path: Path, file_format: str) -> DataFrame:
+    """Landing files as text columns; a missing folder is an error naming it."""
+    if not path.exists():
+        raise MissingInput(f"{path}: landing dataset not found")
+    reader = spark.read
+    if file_format == "csv":
+        return reader.option("header", True).option("inferSchema", False).csv(str(path))
+    if file_format == "json":
+        return reader.option("primitivesAsString", True).json(str(path))
+    if file_format == "parquet":
+        return reader.parquet(str(path))
+    raise ValueError(f"{path}: unsupported landing format '{file_format}' (parquet, csv, json)")
+
+
+def read_parquet(spark: SparkSession, path: Path) -> DataFrame:
+    if not path.exists():
+        raise MissingInput(f"{path}: dataset not found; run the stage that writes it first")
+    return spark.read.parquet(str(path))
+
+
+def write_parquet(df: DataFrame, path: Path) -> None:
+    df.write.mode("overwrite").parquet(str(path))
+
+
+def write_atomically(final: Path, fill: Callable[[Path], None]) -> bool:
+    """Fill a hidden sibling folder, then rename it into place in one step.
+
+    A reader sees either nothing or the whole folder. Returns False (and
+    writes nothing) when `final` already exists.
+    """
+    if final.exists():
+        return False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex}"
+    staging.mkdir()
+    try:
+        fill(staging)
+        os.replace(staging, final)  # atomic within one file system
+    except BaseException:
+        with suppress(FileNotFoundError):
+            shutil.rmtree(staging)
+        raise
+    return True
