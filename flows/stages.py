@@ -206,5 +206,8 @@ def validate_release(catalog: Catalog, spec: ReportSpec, pipeline: PipelineConfi
     plan = dp.plan_report(spec, pipeline.regions)
     store = catalog.release(spec.name, day)
     released = get_spark().read.parquet(str(store / "release.parquet"))
-    suite = build_release_suite(dp.release_columns(plan), dp.count_columns(plan))
+    keys = [c for c, values in plan.public_keys.items() if isinstance(values[0], str)]
+    suite = build_release_suite(
+        dp.release_columns(plan), dp.count_columns(plan), string_columns=keys
+    )
     return validate_dataframe(released, suite, label=f"release {spec.name} {day}")

@@ -115,6 +115,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's to fix: shown as one line, without a traceback.
+
+    Their messages name files, columns, expectations and counts, never data values.
+    """
+    from expectations.runner import ValidationFailed
+    from flows.catalog import MissingInput
+    from flows.stages import RowConservationError
+    from kr_reports.config import ConfigError
+    from kr_reports.dp import PlanError
+    from kr_reports.keys import PseudonymKeyError
+    from kr_reports.ledger import BudgetExceeded
+    from transforms.ingest import SchemaMismatch
+
+    return (
+        ConfigError, MissingInput, SchemaMismatch, ValidationFailed, BudgetExceeded,
+        PseudonymKeyError, PlanError, RowConservationError,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_environment()
@@ -122,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if isinstance(exc, _expected_errors()):
+            print(f"kr-reports {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -1,0 +1,130 @@
+"""The daily flow end to end, under the Prefect test harness, on small generated data."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from flows.daily import daily_partner_reports
+from flows.delivery import ChecksumMismatch, verify_checksums
+from flows.generate import write_landing
+from kr_reports.config import ConfigError
+from kr_reports.keys import KEY_ENV, PseudonymKeyError
+from kr_reports.ledger import Ledger
+
+IDENTIFIER_COLUMNS = {
+    "subscribers": ["account_id", "name", "email", "msisdn", "postcode", "card_number",
+                    "password_hash"],
+    "devices": ["imei", "imsi", "mac"],
+    "call_records": ["call_id", "caller_msisdn", "callee_msisdn"],
+    "network_flows": ["src_ip", "dst_ip"],
+    "web_visits": ["client_ip", "url", "user_agent"],
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, spark, prefect_harness, config_dir):
+    root = tmp_path_factory.mktemp("e2e")
+    data, out = root / "data", root / "out"
+    generated = write_landing(data / "landing", n_subscribers=300, days=1, seed=11,
+                              bad_row_rate=0.03)
+    summary = daily_partner_reports(data_dir=str(data), out_dir=str(out),
+                                    config_dir=str(config_dir), demo=True)
+    return {"root": root, "data": data, "out": out, "generated": generated, "summary": summary}
+
+
+def _delivery(run) -> Path:
+    return Path(run["summary"]["reports"][0]["delivery"])
+
+
+def test_every_row_is_kept_or_quarantined(run):
+    sources = {s["source"]: s for s in run["summary"]["sources"]}
+    assert set(sources) == set(IDENTIFIER_COLUMNS)
+    for name, s in sources.items():
+        assert s["rows_in"] == s["rows_kept"] + s["rows_quarantined"]
+        assert s["rows_in"] == run["generated"]["rows"][name]
+        assert sum(s["quarantined_by_reason"].values()) == s["rows_quarantined"]
+    total_bad = sum(s["rows_quarantined"] for s in sources.values())
+    assert total_bad > 0
+    assert run["summary"]["rows_quarantined"] == total_bad
+
+
+def test_delivery_matches_its_manifest(run):
+    delivery = _delivery(run)
+    verify_checksums(delivery)
+    manifest = json.loads((delivery / "manifest.json").read_text())
+    assert manifest["partner"] == "metro-planning"
+    assert manifest["privacy"]["epsilon"] == pytest.approx(1.0)
+    assert {m["mechanism"] for m in manifest["privacy"]["metrics"]} == {"geometric"}
+    assert manifest["inputs"]["network_flows"]["rows_quarantined"] >= 0
+    assert manifest["validation"]["success"] is True
+    assert {"pyspark", "diffprivlib", "prefect", "great-expectations"} <= set(manifest["software"])
+    data = pd.read_csv(delivery / "data.csv")
+    assert len(data) == 17 * 24  # every region x hour, empty cells too
+    assert (data["distinct_subscribers"] >= 0).all()
+    assert not list(delivery.parent.glob(".*tmp*"))
+
+
+def test_rerun_serves_the_stored_release_without_new_noise_or_charge(run, config_dir):
+    before = (_delivery(run) / "data.csv").read_bytes()
+    again = daily_partner_reports(data_dir=str(run["data"]), out_dir=str(run["out"]),
+                                  config_dir=str(config_dir), demo=True)
+    assert again["reports"][0]["reused"] is True
+    assert again["epsilon_spent"] == 0
+    assert (_delivery(run) / "data.csv").read_bytes() == before
+    assert len(Ledger(run["data"] / "ledger.sqlite").charges()) == 1
+
+
+def test_a_corrupted_delivery_fails_verification(run, tmp_path):
+    copy = tmp_path / "delivery"
+    shutil.copytree(_delivery(run), copy)
+    with (copy / "data.csv").open("a") as handle:
+        handle.write("Seoul,0,1,0.0,0,1\n")
+    with pytest.raises(ChecksumMismatch, match=r"data\.csv"):
+        verify_checksums(copy)
+
+
+def _landing_identifiers(spark, landing: Path) -> set[str]:
+    values: set[str] = set()
+    for source, columns in IDENTIFIER_COLUMNS.items():
+        df = spark.read.parquet(str(landing / source))
+        for row in df.select(*columns).distinct().collect():
+            values.update(v for v in row if v and len(v) >= 6)
+    return values
+
+
+def test_nothing_in_out_holds_an_input_identifier(run, spark):
+    identifiers = _landing_identifiers(spark, run["data"] / "landing")
+    assert len(identifiers) > 1000
+    texts = []
+    for path in run["out"].rglob("*"):
+        if path.suffix == ".parquet":
+            texts.append(pd.read_parquet(path).to_csv())
+        elif path.is_file():
+            texts.append(path.read_text())
+    texts.append(json.dumps(run["summary"]))
+    blob = "\n".join(texts)
+    leaked = [v for v in identifiers if v in blob]
+    assert leaked == []
+
+
+def test_disallowed_purpose_is_refused_before_any_data_is_read(tmp_path, config_dir, prefect_harness):
+    config = tmp_path / "config"
+    shutil.copytree(config_dir, config)
+    pipeline = yaml.safe_load((config / "pipeline.yaml").read_text())
+    for partner in pipeline["partners"]:
+        partner["allowed_purposes"] = ["advertising_campaign_delivery"]
+    (config / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    with pytest.raises(ConfigError, match="not allowed purpose 'aggregate_reports'"):
+        daily_partner_reports(data_dir=str(tmp_path / "no-data"), out_dir=str(tmp_path / "out"),
+                              config_dir=str(config))
+
+
+def test_no_key_outside_demo_mode_stops_the_run(tmp_path, config_dir, prefect_harness, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(PseudonymKeyError, match=KEY_ENV):
+        daily_partner_reports(data_dir=str(tmp_path), out_dir=str(tmp_path / "out"),
+                              config_dir=str(config_dir), demo=False)

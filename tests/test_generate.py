@@ -1,0 +1,391 @@
+"""Synthetic landing data: schema contract, determinism, validity and realistic shapes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from functools import reduce
+from pathlib import Path
+
+import pytest
+import yaml
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.testing import assertDataFrameEqual
+
+from flows.generate import write_landing
+from kr_reports.schemas import SOURCES, SourceSpec
+from transforms.generate import (
+    DEVICE_MODELS,
+    REGION_WEIGHTS,
+    generate_call_records,
+    generate_devices,
+    generate_network_flows,
+    generate_subscribers,
+    generate_web_visits,
+    inject_bad_rows,
+    luhn_check_digit,
+)
+
+DAY = dt.date(2026, 11, 1)
+SEED = 11
+N_SUBSCRIBERS = 200
+DAILY = ("call_records", "network_flows", "web_visits")
+CHILDREN = ("devices", *DAILY)
+
+
+def generate_all(spark, seed: int, n_subscribers: int = N_SUBSCRIBERS) -> dict[str, DataFrame]:
+    """All five sources for one day, derived from one subscribers frame."""
+    subscribers = generate_subscribers(spark, n_subscribers, seed)
+    return {
+        "subscribers": subscribers,
+        "devices": generate_devices(subscribers, seed),
+        "call_records": generate_call_records(subscribers, DAY, seed),
+        "network_flows": generate_network_flows(subscribers, DAY, seed),
+        "web_visits": generate_web_visits(subscribers, DAY, seed),
+    }
+
+
+@pytest.fixture(scope="module")
+def landing(spark):
+    frames = {name: df.cache() for name, df in generate_all(spark, SEED).items()}
+    yield frames
+    for df in frames.values():
+        df.unpersist()
+
+
+def rule_violations(source: SourceSpec, day: dt.date | None) -> dict[str, Column]:
+    """Per rule, a column true where a row breaks it (written apart from the generator)."""
+    rules: dict[str, Column] = {}
+    for f in source.fields:
+        raw = F.col(f.name)
+        typed = raw.try_cast(f.dtype)
+        rules[f"{f.name}:parse"] = raw.isNotNull() & typed.isNull()
+        if f.required:
+            rules[f"{f.name}:required"] = raw.isNull()
+        if f.min_value is not None:
+            rules[f"{f.name}:min"] = typed < F.lit(f.min_value)
+        if f.max_value is not None:
+            rules[f"{f.name}:max"] = typed > F.lit(f.max_value)
+        if f.allowed:
+            rules[f"{f.name}:allowed"] = ~raw.isin(*f.allowed)
+    if source.event_time is not None and day is not None:
+        at = F.col(source.event_time).try_cast("timestamp")
+        start = F.lit(f"{day.isoformat()} 00:00:00").cast("timestamp")
+        end = F.lit(f"{(day + dt.timedelta(days=1)).isoformat()} 00:00:00").cast("timestamp")
+        rules[f"{source.event_time}:day"] = (at < start) | (at >= end)
+    return {name: F.coalesce(rule, F.lit(False)) for name, rule in rules.items()}
+
+
+def is_invalid(source: SourceSpec, day: dt.date | None) -> Column:
+    """True where a row breaks at least one rule."""
+    return reduce(lambda a, b: a | b, rule_violations(source, day).values())
+
+
+def day_of(name: str) -> dt.date | None:
+    return DAY if SOURCES[name].is_daily else None
+
+
+def luhn_valid(number: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(number)):
+        digit = int(char) * (2 if position % 2 else 1)
+        total += digit - 9 if digit > 9 else digit
+    return total % 10 == 0
+
+
+# --- contract ----------------------------------------------------------------
+
+
+def test_region_weights_are_the_configured_regions_in_order(config_dir: Path):
+    regions = yaml.safe_load((config_dir / "pipeline.yaml").read_text())["regions"]
+    assert list(REGION_WEIGHTS) == regions
+    assert REGION_WEIGHTS["Gyeonggi"] > REGION_WEIGHTS["Seoul"] > REGION_WEIGHTS["Busan"]
+    assert min(REGION_WEIGHTS.values()) == REGION_WEIGHTS["Sejong"]
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_landing_columns_are_the_canonical_columns_as_strings(landing, name):
+    df = landing[name]
+    assert df.columns == SOURCES[name].column_names
+    assert all(isinstance(f.dataType, StringType) for f in df.schema.fields)
+    assert df.count() > 0
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_same_seed_gives_identical_rows(spark, landing, name):
+    again = generate_all(spark, SEED)[name]
+    assertDataFrameEqual(again, landing[name])
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_different_seed_gives_different_rows(spark, landing, name):
+    other = generate_all(spark, SEED + 1)[name]
+    assert other.exceptAll(landing[name]).count() > 0.9 * other.count()
+
+
+def test_rows_do_not_depend_on_partitioning(landing):
+    subscribers = landing["subscribers"]
+    one = generate_network_flows(subscribers.coalesce(1), DAY, SEED)
+    many = generate_network_flows(subscribers.repartition(5), DAY, SEED)
+    assertDataFrameEqual(one, many)
+    assertDataFrameEqual(one, landing["network_flows"])
+
+
+# --- clean rows are valid ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_clean_rows_pass_every_rule(landing, name):
+    violations = rule_violations(SOURCES[name], day_of(name))
+    counts = landing[name].select(
+        *[F.sum(rule.cast("int")).alias(rule_name) for rule_name, rule in violations.items()]
+    ).first()
+    assert {rule: n for rule, n in counts.asDict().items() if n} == {}
+
+
+@pytest.mark.parametrize("name", CHILDREN)
+def test_every_record_belongs_to_a_subscriber(landing, name):
+    orphans = landing[name].join(landing["subscribers"], on="account_id", how="left_anti")
+    assert orphans.count() == 0
+
+
+def test_subscriber_identifiers_are_well_formed(landing):
+    patterns = {
+        "account_id": r"^KR[0-9]{8}$",
+        "msisdn": r"^\+8210[0-9]{8}$",
+        "postcode": r"^[0-9]{5}$",
+        "email": r"^[a-z]+\.[a-z]+[0-9]+@[a-z.]+$",
+        "card_number": r"^[0-9]{16}$",
+        "password_hash": r"^[0-9a-f]{64}$",
+        "birth_date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    }
+    subscribers = landing["subscribers"]
+    malformed = subscribers.select(
+        *[F.sum((~F.col(c).rlike(p)).cast("int")).alias(c) for c, p in patterns.items()]
+    ).first()
+    assert {c: n for c, n in malformed.asDict().items() if n} == {}
+    assert subscribers.select("account_id").distinct().count() == N_SUBSCRIBERS
+    assert subscribers.select("msisdn").distinct().count() == N_SUBSCRIBERS
+
+
+def test_subscriber_categories_have_expected_values(landing):
+    subscribers = landing["subscribers"]
+    values = {
+        c: {r[0] for r in subscribers.select(c).distinct().collect()}
+        for c in ("gender", "contract", "payment_method")
+    }
+    assert values["gender"] <= {"female", "male", "other"}
+    assert {"female", "male"} <= values["gender"]
+    assert values["contract"] == {"month-to-month", "one_year", "two_year"}
+    card_payers = subscribers.filter(F.col("card_number").isNotNull())
+    pays_by_card = F.col("payment_method").isin("credit_card", "debit_card")
+    assert card_payers.filter(~pays_by_card).count() == 0
+    addons = [r[0] for r in subscribers.select("addons").collect()]
+    assert None in addons
+    assert any(a and ";" in a for a in addons)
+    assert "" not in addons
+
+
+def test_ages_are_between_16_and_90(landing):
+    age = F.floor(
+        F.months_between(F.lit("2026-11-01").cast("date"), F.col("birth_date").cast("date")) / 12
+    )
+    bounds = landing["subscribers"].select(F.min(age), F.max(age)).first()
+    assert 16 <= bounds[0] < 25
+    assert 70 < bounds[1] <= 90
+
+
+def test_devices_are_one_to_four_per_subscriber_mostly_one(landing):
+    per_subscriber = landing["devices"].groupBy("account_id").count()
+    counts = dict(per_subscriber.groupBy("count").count().collect())
+    assert set(counts) <= {1, 2, 3, 4}
+    assert sum(counts.values()) == N_SUBSCRIBERS
+    assert counts[1] > counts.get(2, 0) > counts.get(4, 0)
+
+
+def test_device_identifiers_are_valid_and_consistent(landing):
+    rows = landing["devices"].collect()
+    models = {tac: (brand, model, os) for brand, model, os, tac, _ in DEVICE_MODELS}
+    for row in rows:
+        assert len(row.imei) == 15 and row.imei.isdigit()
+        assert luhn_valid(row.imei), row.imei
+        assert models[row.imei[:8]] == (row.brand, row.model, row.os)
+        assert row.imsi.startswith("45005") and len(row.imsi) == 15 and row.imsi.isdigit()
+        pairs = row.mac.split(":")
+        assert len(pairs) == 6 and all(len(p) == 2 and int(p, 16) >= 0 for p in pairs)
+    assert len({row.imei for row in rows}) == len(rows)
+
+
+def test_card_numbers_pass_luhn(landing):
+    cards = [r[0] for r in landing["subscribers"].select("card_number").dropna().collect()]
+    assert cards
+    assert all(luhn_valid(card) for card in cards)
+
+
+def test_luhn_check_digit_matches_known_numbers(spark):
+    schema = StructType([StructField("payload", StringType())])
+    df = spark.createDataFrame([("49015420323751",), ("35209900176148",)], schema)
+    digits = [r[0] for r in df.select(luhn_check_digit(F.col("payload"), 14)).collect()]
+    assert digits == ["8", "1"]
+
+
+# --- realistic shapes ----------------------------------------------------------
+
+
+def test_regions_are_uneven_like_the_population(spark):
+    counts = dict(generate_subscribers(spark, 5000, SEED).groupBy("region").count().collect())
+    assert set(counts) == set(REGION_WEIGHTS)
+    assert counts["Gyeonggi"] > counts["Seoul"] > counts["Busan"]
+    assert counts["Gyeonggi"] > 10 * counts["Sejong"]
+
+
+def test_flows_follow_a_diurnal_profile(landing):
+    hours = dict(
+        landing["network_flows"].groupBy(F.substring("start_time", 12, 2).alias("hour"))
+        .count()
+        .collect()
+    )
+    assert hours["20"] > 3 * hours["04"]
+
+
+def test_flow_bytes_are_heavy_tailed(landing):
+    quantiles = landing["network_flows"].select(
+        F.percentile(F.col("bytes").cast("long"), F.array(F.lit(0.5), F.lit(0.99)))
+    ).first()[0]
+    median, p99 = quantiles
+    assert 5_000 < median < 100_000
+    assert p99 / median > 20
+
+
+def test_flows_average_the_requested_count_with_a_heavy_tail(landing):
+    per_subscriber = landing["network_flows"].groupBy("account_id").count()
+    stats = per_subscriber.select(F.sum("count"), F.median("count"), F.max("count")).first()
+    total, median, largest = stats
+    assert 14 * N_SUBSCRIBERS < total < 26 * N_SUBSCRIBERS
+    assert largest > 5 * median
+
+
+def test_flow_ports_and_packets_follow_protocol_and_bytes(landing):
+    flows = landing["network_flows"]
+    is_icmp = F.col("protocol") == "icmp"
+    has_ports = F.col("src_port").isNotNull() & F.col("dst_port").isNotNull()
+    has_a_port = F.col("src_port").isNotNull() | F.col("dst_port").isNotNull()
+    assert flows.filter(is_icmp & has_a_port).count() == 0
+    assert flows.filter(~is_icmp & ~has_ports).count() == 0
+    # about 800 bytes a packet, once a flow is more than a few packets long
+    bulk = flows.filter(F.col("bytes").cast("long") > 10_000)
+    ratio = F.col("bytes").cast("double") / F.col("packets").cast("double")
+    assert bulk.count() > 0
+    assert bulk.filter((ratio < 600) | (ratio > 1000)).count() == 0
+    assert {r[0] for r in flows.select("protocol").distinct().collect()} == {"tcp", "udp", "icmp"}
+
+
+def test_subscriber_addresses_are_stable_and_shared_by_flows_and_visits(landing):
+    flows = landing["network_flows"].select("account_id", F.col("src_ip").alias("ip"))
+    visits = landing["web_visits"].select("account_id", F.col("client_ip").alias("visit_ip"))
+    flow_ips = flows.distinct()
+    assert flow_ips.groupBy("account_id").count().filter(F.col("count") > 1).count() == 0
+    joined = visits.distinct().join(flow_ips, on="account_id", how="inner")
+    assert joined.filter(F.col("visit_ip") != F.col("ip")).count() == 0
+    ipv6_share = flow_ips.select(F.avg(F.col("ip").contains(":").cast("double"))).first()[0]
+    assert 0.02 < ipv6_share < 0.25
+    assert flow_ips.filter(~F.col("ip").contains(":") & ~F.col("ip").startswith("10.")).count() == 0
+
+
+def test_call_records_are_made_from_the_subscribers_line(landing):
+    calls = landing["call_records"]
+    lines = landing["subscribers"].select("account_id", F.col("msisdn").alias("line"))
+    joined = calls.join(lines, on="account_id", how="inner")
+    assert joined.filter(F.col("caller_msisdn") != F.col("line")).count() == 0
+    roaming_share = calls.select(F.avg((F.col("roaming") == "true").cast("double"))).first()[0]
+    assert roaming_share < 0.05
+    types = dict(calls.groupBy("call_type").count().collect())
+    assert types["voice"] > types["sms"] > types["data"] > 0
+    assert calls.select("call_id").distinct().count() == calls.count()
+
+
+def test_web_domains_are_zipf_distributed(landing):
+    ranked = [
+        r["count"]
+        for r in landing["web_visits"].groupBy("domain").count().orderBy(F.desc("count")).collect()
+    ]
+    assert len(ranked) > 40
+    assert ranked[0] > 5 * ranked[19]
+    urls_ok = landing["web_visits"].filter(
+        F.col("url").startswith(F.concat(F.lit("https://"), F.col("domain"), F.lit("/")))
+    )
+    assert urls_ok.count() == landing["web_visits"].count()
+
+
+# --- malformed rows ------------------------------------------------------------
+
+
+def test_bad_row_count_is_close_to_the_rate(landing):
+    flows = generate_network_flows(landing["subscribers"], DAY, SEED, flows_per_subscriber=25.0)
+    n_rows = flows.count()
+    corrupted = inject_bad_rows(flows, SOURCES["network_flows"], 0.1, SEED, DAY)
+    changed = corrupted.exceptAll(flows).count()
+    assert n_rows > 4000
+    assert 0.7 * 0.1 * n_rows < changed < 1.3 * 0.1 * n_rows
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_each_injected_row_breaks_a_rule(landing, name):
+    clean = landing[name]
+    corrupted = inject_bad_rows(clean, SOURCES[name], 0.2, SEED, day_of(name)).cache()
+    changed = corrupted.exceptAll(clean).count()
+    invalid = corrupted.filter(is_invalid(SOURCES[name], day_of(name))).count()
+    assert corrupted.columns == clean.columns
+    assert all(isinstance(f.dataType, StringType) for f in corrupted.schema.fields)
+    assert corrupted.count() == clean.count()
+    assert changed > 0
+    assert invalid == changed
+    corrupted.unpersist()
+
+
+def test_injection_uses_every_kind_of_corruption(landing):
+    source = SOURCES["network_flows"]
+    corrupted = inject_bad_rows(landing["network_flows"], source, 0.3, SEED, DAY)
+    violations = rule_violations(source, DAY)
+    counts = corrupted.select(
+        *[F.sum(rule.cast("int")).alias(name) for name, rule in violations.items()]
+    ).first()
+    kinds = {name.split(":")[1] for name, n in counts.asDict().items() if n}
+    assert kinds == {"parse", "required", "min", "max", "allowed", "day"}
+
+
+def test_injection_is_deterministic(landing):
+    source = SOURCES["call_records"]
+    first = inject_bad_rows(landing["call_records"], source, 0.1, SEED, DAY)
+    second = inject_bad_rows(landing["call_records"], source, 0.1, SEED, DAY)
+    assertDataFrameEqual(first, second)
+
+
+# --- writing the landing zone --------------------------------------------------
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "csv", "json"])
+def test_write_landing_writes_every_dataset_and_the_marker(spark, tmp_path, file_format):
+    out = tmp_path / "landing"
+    record = write_landing(
+        out, n_subscribers=60, days=2, seed=SEED, bad_row_rate=0.05, file_format=file_format
+    )
+    dates = ["2026-11-01", "2026-11-02"]
+    marker = json.loads((out / ".complete").read_text())
+    assert marker == record
+    assert marker["dates"] == dates and marker["format"] == file_format
+    assert marker["rows"]["subscribers"] == 60
+
+    def read(path: Path, name: str) -> DataFrame:
+        schema = StructType([StructField(c, StringType()) for c in SOURCES[name].column_names])
+        return spark.read.format(file_format).schema(schema).option("header", True).load(str(path))
+
+    for name in ("subscribers", "devices"):
+        assert read(out / name, name).count() == marker["rows"][name]
+    for name in DAILY:
+        for day in dates:
+            written = read(out / name / f"date={day}", name)
+            assert written.count() == marker["rows_by_date"][name][day] > 0
+        assert marker["rows"][name] == sum(marker["rows_by_date"][name].values())
