@@ -12,6 +12,16 @@ run cannot collide with an earlier one, and needs no context at all.
   stage keeps, a well-formed pseudonym, and no identifier-shaped string.
 - `build_release_suite`: a released aggregate: exact columns, non-negative
   counts, and no identifier-shaped string.
+
+"Identifier-shaped" means what `expectations.detectors` says, the same
+detectors `kr-reports scan` runs: one expectation per column and detector,
+whose meta names both. A detector that is a regex alone is GX's
+`ExpectColumnValuesToNotMatchRegex` (Spark's `rlike`, as in the shared
+predicate); one with a Luhn check is `ExpectColumnValuesToNotBeIdentifierShaped`,
+defined here, which evaluates the shared Spark SQL predicate. Both are column
+map expectations, so GX computes all of them in one Spark aggregation.
+(`UnexpectedRowsExpectation` could run the predicate too, but costs two or more
+Spark jobs, each a full pass, per column and detector.)
 """
 
 from __future__ import annotations
@@ -19,14 +29,23 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, ClassVar
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx
-from great_expectations.expectations.expectation import Expectation
+from great_expectations.compatibility import pydantic
+from great_expectations.execution_engine import SparkDFExecutionEngine
+from great_expectations.expectations.expectation import ColumnMapExpectation, Expectation
+from great_expectations.expectations.metrics.map_metric_provider import (
+    ColumnMapMetricProvider,
+    column_condition_partial,
+)
+from pyspark.sql import Column
+from pyspark.sql import functions as F
 
-from expectations.detectors import identifier_patterns
-from kr_reports.schemas import FieldSpec, SourceSpec, Treatment, protected_columns
+from expectations.detectors import detector_sql, detectors, identifier_patterns
+from kr_reports.schemas import FieldSpec, SourceSpec
 
 E = gx.expectations
 
@@ -42,17 +61,39 @@ SPARK_TYPE_NAMES: dict[str, str] = {
     "boolean": "BooleanType",
 }
 
-# Type of a column after the protect stage, by treatment; KEEP keeps its dtype.
-PROTECTED_DTYPES: dict[Treatment, str] = {
-    Treatment.PSEUDONYMIZE: "string",  # 64 lowercase hex characters
-    Treatment.TRUNCATE_IP: "string",  # "10.1.2.0/24", an IPv6 /48
-    Treatment.COARSEN_HOUR: "timestamp",
-    Treatment.AGE_BAND: "string",  # "30-39"
-    Treatment.IMEI_TO_TAC: "string",  # 8-digit type allocation code
-}
-
 PSEUDONYM_COLUMN = "subscriber"
 PSEUDONYM_REGEX = "^[0-9a-f]{64}$"
+
+
+class ColumnValuesNotIdentifierShaped(ColumnMapMetricProvider):
+    """Map metric: a value is expected when the detector's shared predicate does not flag it."""
+
+    condition_metric_name = "column_values.kr_not_identifier_shaped"
+    condition_value_keys = ("detector",)
+
+    @column_condition_partial(engine=SparkDFExecutionEngine)
+    def _spark(cls, column: Column, detector: str, **kwargs: Any) -> Column:
+        name = kwargs["_accessor_domain_kwargs"]["column"]
+        return ~F.expr(detector_sql(detector, name))
+
+
+class ExpectColumnValuesToNotBeIdentifierShaped(ColumnMapExpectation):
+    """Expect no value of the column to be flagged by the named identifier detector.
+
+    The detector's Spark SQL predicate (`expectations.detectors`) decides, Luhn
+    check included; null values are ignored. Spark data sources only.
+    """
+
+    detector: str
+    map_metric: ClassVar[str] = "column_values.kr_not_identifier_shaped"
+    success_keys: ClassVar[tuple[str, ...]] = ("detector", "mostly")
+    args_keys: ClassVar[tuple[str, ...]] = ("column", "detector")
+
+    @pydantic.validator("detector")
+    def _known_detector(cls, detector: str) -> str:
+        if detector not in identifier_patterns():
+            raise ValueError(f"unknown detector {detector!r}")
+        return detector
 
 
 def build_raw_suite(source: SourceSpec, day: datetime.date | None) -> gx.ExpectationSuite:
@@ -83,13 +124,19 @@ def build_raw_suite(source: SourceSpec, day: datetime.date | None) -> gx.Expecta
     return _suite(f"raw_{source.name}", expectations, meta)
 
 
-def build_protected_suite(source: SourceSpec) -> gx.ExpectationSuite:
-    """Suite `protected_<source>` for the protect stage's output of one source."""
+def build_protected_suite(
+    source: SourceSpec, columns: Sequence[str], string_columns: Sequence[str]
+) -> gx.ExpectationSuite:
+    """Suite `protected_<source>` for the protect stage's output of one source.
+
+    `columns` are what the policy says the protected dataset holds (in order);
+    `string_columns` are the ones the identifier detectors scan.
+    """
     expectations: list[Expectation] = [
-        E.ExpectTableColumnsToMatchOrderedList(column_list=protected_columns(source)),
+        E.ExpectTableColumnsToMatchOrderedList(column_list=list(columns)),
         E.ExpectColumnValuesToNotBeNull(column=PSEUDONYM_COLUMN),
         E.ExpectColumnValuesToMatchRegex(column=PSEUDONYM_COLUMN, regex=PSEUDONYM_REGEX),
-        *_detector_expectations(protected_string_columns(source)),
+        *_detector_expectations(string_columns),
     ]
     return _suite(f"protected_{source.name}", expectations, {"source": source.name})
 
@@ -123,16 +170,6 @@ def build_release_suite(
     return _suite("release", expectations, {"count_columns": list(count_columns)})
 
 
-def protected_string_columns(source: SourceSpec) -> list[str]:
-    """The protected dataset's string columns, which the identifier detectors scan."""
-    return [
-        f.protected_name or f.name
-        for f in source.fields
-        if f.treatment is not Treatment.DROP
-        and PROTECTED_DTYPES.get(f.treatment, f.dtype) == "string"
-    ]
-
-
 def _raw_field_expectations(field: FieldSpec) -> Iterator[Expectation]:
     yield E.ExpectColumnValuesToBeOfType(column=field.name, type_=SPARK_TYPE_NAMES[field.dtype])
     if field.required:
@@ -146,12 +183,18 @@ def _raw_field_expectations(field: FieldSpec) -> Iterator[Expectation]:
 
 
 def _detector_expectations(columns: Iterable[str]) -> Iterator[Expectation]:
-    """One not-match expectation per column and detector; meta names the detector."""
+    """One expectation per column and detector; meta names the column and the detector."""
     for column in columns:
-        for detector, regex in identifier_patterns().items():
-            yield E.ExpectColumnValuesToNotMatchRegex(
-                column=column, regex=regex, meta={"detector": detector}
-            )
+        for detector in detectors():
+            meta = {"detector": detector.name, "column": column}
+            if detector.luhn:
+                yield ExpectColumnValuesToNotBeIdentifierShaped(
+                    column=column, detector=detector.name, meta=meta
+                )
+            else:
+                yield E.ExpectColumnValuesToNotMatchRegex(
+                    column=column, regex=detector.regex, meta=meta
+                )
 
 
 def _suite(name: str, expectations: list[Expectation], meta: dict) -> gx.ExpectationSuite:

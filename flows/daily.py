@@ -24,6 +24,7 @@ from kr_reports.config import (
     load_report_specs,
 )
 from kr_reports.keys import master_key
+from kr_reports.policy import load_policy
 from kr_reports.schemas import SOURCES
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "cache_policy": NO_CACHE}
@@ -45,8 +46,8 @@ def validate_raw_task(catalog: Catalog, source: str, day: dt.date) -> dict:
 
 
 @task(name="protect", **IO_RETRIES)
-def protect_task(catalog: Catalog, source: str, day: dt.date, demo: bool) -> dict:
-    result = stages.protect_source(catalog, source, day, demo)
+def protect_task(catalog: Catalog, source: str, day: dt.date, demo: bool, policy) -> dict:
+    result = stages.protect_source(catalog, source, day, demo, policy)
     get_run_logger().info("protect %s: written and validated", source)
     return result
 
@@ -110,9 +111,11 @@ def daily_partner_reports(
     """Run every report in the catalog for one day and deliver it to its partner."""
     logger = get_run_logger()
     pipeline = load_pipeline_config(Path(config_dir))
+    policy = load_policy(Path(config_dir))
     specs = load_report_specs(Path(config_dir))
-    for spec in specs:  # refuse a disallowed purpose before reading any data
+    for spec in specs:  # refuse what the policy or the partner forbids before reading any data
         check_report_allowed(spec, pipeline)
+        policy.check_report(spec, SOURCES[spec.source])
     master_key(demo)  # fail fast when no key is configured outside demo mode
     if demo:
         logger.info("demo mode: pseudonyms use a random key that lives only in this run")
@@ -124,7 +127,7 @@ def daily_partner_reports(
     for source in SOURCES:
         sources.append(ingest_task(catalog, source, run_day, landing_format))
         validate_raw_task(catalog, source, run_day)
-        protect_task(catalog, source, run_day, demo)
+        protect_task(catalog, source, run_day, demo, policy)
     inputs = {s["source"]: {k: s[k] for k in ("rows_in", "rows_kept", "rows_quarantined")} for s in sources}
 
     reports = []

@@ -20,10 +20,12 @@ from pyspark.sql import functions as F
 from expectations.runner import validate_dataframe
 from expectations.suites import build_protected_suite, build_raw_suite, build_release_suite
 from flows.catalog import Catalog, read_landing, read_parquet, write_atomically, write_parquet
+from flows.reference import load_oui_table
 from kr_reports import dp
 from kr_reports.config import PipelineConfig, ReportSpec
 from kr_reports.keys import derive_key, master_key
 from kr_reports.ledger import ChargeRequest, Ledger
+from kr_reports.policy import Policy
 from kr_reports.schemas import NETWORK_FLOWS, SOURCES, SUBSCRIBERS
 from kr_reports.spark import get_spark
 from transforms.bounding import (
@@ -38,7 +40,7 @@ from transforms.ingest import (
     filter_usable,
     with_typed_and_reasons,
 )
-from transforms.protect import protect
+from transforms.protect import References, protect, protected_columns
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +94,48 @@ def validate_raw(catalog: Catalog, source_name: str, day: dt.date) -> dict:
     return validate_dataframe(df, suite, label=f"raw {source_name} {day}")
 
 
-def protect_source(catalog: Catalog, source_name: str, day: dt.date, demo: bool) -> dict:
-    """Raw -> protected, with the day's derived pseudonymization key."""
+def _references(rules) -> References:
+    """Reference tables the rules need; a missing OUI registry leaves vendors unknown."""
+    if not any(r.generalizer == "mac_vendor" for r in rules):
+        return References()
+    try:
+        return References(oui=load_oui_table(get_spark()))
+    except FileNotFoundError as missing:
+        log.warning("%s; MAC vendors will be null", missing)
+        return References()
+
+
+def protect_source(
+    catalog: Catalog, source_name: str, day: dt.date, demo: bool, policy: Policy
+) -> dict:
+    """Raw -> protected, as the policy says, with the day's derived pseudonymization key."""
     source = SOURCES[source_name]
+    rules = policy.resolve(source)
     key = derive_key(master_key(demo), f"protected/{day.isoformat()}")
     raw = read_parquet(get_spark(), catalog.raw(source, day))
-    write_parquet(protect(raw, source, key, day), catalog.protected(source, day))
+    protected_df = protect(raw, rules, key, day, _references(rules))
+    write_parquet(protected_df, catalog.protected(source, day))
     protected = read_parquet(get_spark(), catalog.protected(source, day))
     summary = validate_dataframe(
-        protected, build_protected_suite(source), label=f"protected {source_name} {day}"
+        protected,
+        build_protected_suite(
+            source, protected_columns(rules), [c for c, t in protected.dtypes if t == "string"]
+        ),
+        label=f"protected {source_name} {day}",
     )
-    return {"source": source_name, "path": str(catalog.protected(source, day)), "validation": summary}
+    return {
+        "source": source_name,
+        "path": str(catalog.protected(source, day)),
+        "validation": summary,
+        "columns": _treatment_summary(rules),
+    }
+
+
+def _treatment_summary(rules) -> dict[str, list[str]]:
+    summary: dict[str, list[str]] = {}
+    for rule in rules:
+        summary.setdefault(rule.treatment, []).append(rule.column)
+    return summary
 
 
 def _traffic_by_region_hour(flows: DataFrame, subscribers: DataFrame) -> DataFrame:

@@ -55,6 +55,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_protect(args: argparse.Namespace) -> int:
+    from flows.catalog import Catalog
+    from flows.protect_file import protect_file
+    from kr_reports.policy import load_policy
+
+    policy = load_policy(Path(args.config_dir))
+    release = args.release or f"{Path(args.input).name}-{dt.date.today().isoformat()}"
+    quarantine = Path(args.quarantine) if args.quarantine else (
+        Catalog.from_env(args.data_dir, None).data_dir / "quarantine" / "protect" / release
+    )
+    given = {"site_domain": args.site_domain, "timezone": args.timezone, "source": args.source}
+    options = {k: v for k, v in given.items() if v is not None}
+    summary = protect_file(
+        args.format, Path(args.input), Path(args.out), quarantine, policy,
+        purpose=args.purpose, release=release, demo=args.demo, day=args.day, **options,
+    )
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
 def _cmd_ledger(args: argparse.Namespace) -> int:
     from flows.catalog import Catalog
     from kr_reports.ledger import Ledger
@@ -67,6 +87,18 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
         print(f"{c.id:>4}  {c.charged_at}  {c.dataset:<14} {c.period}  {c.report:<32} "
               f"{c.partner:<16} eps={c.epsilon:g} delta={c.delta:g}")
     return 0
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from kr_reports.scan import format_report, scan_path
+    from kr_reports.spark import get_spark
+
+    report = scan_path(get_spark("kr-reports-scan"), Path(args.path))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(format_report(report))
+    return 0 if report.clean else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +137,35 @@ def build_parser() -> argparse.ArgumentParser:
                      help="synthetic data: allow a random per-run pseudonymization key")
     run.set_defaults(handler=_cmd_run)
 
+    prot = commands.add_parser(
+        "protect", help="map a real file to its canonical source and protect it",
+        description="Read a real file (Zeek conn/dns/http log, Argus binetflow CSV, web server "
+        "combined log, IBM telco customer CSV, or canonical Parquet/CSV/JSON lines), quarantine "
+        "what cannot be used, apply the privacy policy, validate, and write the protected "
+        "dataset and summary.json to OUT. Pseudonyms are keyed per purpose and release.",
+    )
+    prot.add_argument("--format", required=True,
+                      choices=("zeek_conn", "zeek_dns", "zeek_http", "binetflow", "combined_log",
+                               "telco_customers", "canonical"))
+    prot.add_argument("--input", required=True, help="input file or folder")
+    prot.add_argument("--out", required=True, help="output folder")
+    prot.add_argument("--purpose", default="aggregate_reports", help="purpose of this release")
+    prot.add_argument("--release", help="release id (default: <input name>-<today>)")
+    prot.add_argument("--day", type=dt.date.fromisoformat,
+                      help="quarantine events outside this day (YYYY-MM-DD)")
+    prot.add_argument("--site-domain", help="combined_log: the site the log belongs to")
+    prot.add_argument("--timezone", help="binetflow: time zone of StartTime (default UTC)")
+    prot.add_argument("--source", choices=("subscribers", "devices", "call_records",
+                                           "network_flows", "web_visits"),
+                      help="canonical: which source the files hold")
+    prot.add_argument("--quarantine",
+                      help="quarantine folder (default: $KR_DATA_DIR/quarantine/protect/<release>)")
+    prot.add_argument("--data-dir", help="data folder (default: $KR_DATA_DIR or ./data)")
+    prot.add_argument("--config-dir", default="config", help="folder with policy.yaml")
+    prot.add_argument("--demo", action="store_true",
+                      help="allow a random per-run pseudonymization key (test data only)")
+    prot.set_defaults(handler=_cmd_protect)
+
     ledger = commands.add_parser(
         "ledger", help="list the privacy ledger's charges",
         description="List every charge in the privacy ledger.",
@@ -112,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.add_argument("--data-dir", help="data folder (default: $KR_DATA_DIR or ./data)")
     ledger.add_argument("--dataset", help="only this dataset")
     ledger.set_defaults(handler=_cmd_ledger)
+
+    scan = commands.add_parser(
+        "scan", help="look for identifier-shaped values in data files",
+        description="Scan a file, or every supported file under a folder (Parquet, CSV with a "
+        "header, JSON lines; Spark output folders too), for identifier-shaped values: e-mail "
+        "addresses, phone numbers, IPv4/IPv6 and MAC addresses, IMEI, IMSI, ICCID and payment "
+        "card numbers (the last three with a valid Luhn check digit). The same detectors guard "
+        "the protected and release suites. The report names file, column, detector and the "
+        "number of rows; it never shows a value.",
+        epilog="exit status: 0 nothing found, 1 identifier-shaped values found, "
+        "2 the path is missing, unsupported or unreadable",
+    )
+    scan.add_argument("path", metavar="PATH", help="file or folder to scan")
+    scan.add_argument("--json", action="store_true", help="print the report as JSON")
+    scan.set_defaults(handler=_cmd_scan)
     return parser
 
 
@@ -122,16 +198,18 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     """
     from expectations.runner import ValidationFailed
     from flows.catalog import MissingInput
+    from flows.formats import FormatError
     from flows.stages import RowConservationError
     from kr_reports.config import ConfigError
     from kr_reports.dp import PlanError
     from kr_reports.keys import PseudonymKeyError
     from kr_reports.ledger import BudgetExceeded
+    from kr_reports.scan import ScanError
     from transforms.ingest import SchemaMismatch
 
     return (
         ConfigError, MissingInput, SchemaMismatch, ValidationFailed, BudgetExceeded,
-        PseudonymKeyError, PlanError, RowConservationError,
+        PseudonymKeyError, PlanError, RowConservationError, ScanError, FormatError,
     )
 
 

@@ -1,41 +1,27 @@
-"""Canonical schemas of the five sources, and how each column is treated.
+"""Canonical schemas of the five sources: column types and validity rules.
 
 Landing files arrive as text (every column a string, as operators' exports
 do); ingest types them against these specs and quarantines what does not
 parse or is out of range. The same specs build the Great Expectations raw
-suites and drive the protect stage, so the three cannot drift apart.
+suites, so the two cannot drift apart. What the protect stage does with each
+column is the privacy policy's decision (config/policy.yaml).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
-
-
-class Treatment(StrEnum):
-    """What the protect stage does with a column."""
-
-    DROP = "drop"  # direct identifiers and forbidden categories: never leave
-    PSEUDONYMIZE = "pseudonymize"  # keyed HMAC-SHA256
-    TRUNCATE_IP = "truncate_ip"  # IPv4 -> /24, IPv6 -> /48
-    COARSEN_HOUR = "coarsen_hour"  # timestamp -> start of its hour
-    AGE_BAND = "age_band"  # birth date -> ten-year band
-    IMEI_TO_TAC = "imei_to_tac"  # IMEI -> type allocation code (device model)
-    KEEP = "keep"
 
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One canonical column: its Spark type, validity rules and treatment."""
+    """One canonical column: its Spark type and validity rules."""
 
     name: str
     dtype: str  # Spark SQL type name: string, int, bigint, double, date, timestamp, boolean
-    treatment: Treatment
     required: bool = False
     min_value: float | None = None
     max_value: float | None = None
     allowed: tuple[str, ...] | None = None
-    protected_name: str | None = None  # output name after protect, when it changes
 
 
 @dataclass(frozen=True)
@@ -59,43 +45,42 @@ class SourceSpec:
         return self.event_time is not None
 
 
-T = Treatment
 MAX_BYTES = 1e12  # one flow or page over a terabyte is a corrupt counter
 MAX_DURATION_S = 86_400.0
 
 SUBSCRIBERS = SourceSpec(
     name="subscribers",
     fields=(
-        FieldSpec("account_id", "string", T.PSEUDONYMIZE, required=True, protected_name="subscriber"),
-        FieldSpec("name", "string", T.DROP),
-        FieldSpec("email", "string", T.DROP),
-        FieldSpec("msisdn", "string", T.DROP),
-        FieldSpec("birth_date", "date", T.AGE_BAND, protected_name="age_band"),
-        FieldSpec("gender", "string", T.KEEP, allowed=("female", "male", "other")),
-        FieldSpec("region", "string", T.KEEP, required=True),
-        FieldSpec("postcode", "string", T.DROP),
-        FieldSpec("plan", "string", T.KEEP, required=True),
-        FieldSpec("addons", "string", T.KEEP),
-        FieldSpec("contract", "string", T.KEEP),
-        FieldSpec("payment_method", "string", T.KEEP),
-        FieldSpec("card_number", "string", T.DROP),  # payment information: forbidden
-        FieldSpec("password_hash", "string", T.DROP),  # account credentials: forbidden
-        FieldSpec("monthly_charges", "double", T.KEEP, min_value=0.0, max_value=10_000.0),
-        FieldSpec("signup_date", "date", T.KEEP),
+        FieldSpec("account_id", "string", required=True),
+        FieldSpec("name", "string"),
+        FieldSpec("email", "string"),
+        FieldSpec("msisdn", "string"),
+        FieldSpec("birth_date", "date"),
+        FieldSpec("gender", "string", allowed=("female", "male", "other")),
+        FieldSpec("region", "string"),
+        FieldSpec("postcode", "string"),
+        FieldSpec("plan", "string", required=True),
+        FieldSpec("addons", "string"),
+        FieldSpec("contract", "string"),
+        FieldSpec("payment_method", "string"),
+        FieldSpec("card_number", "string"),  # payment information: forbidden
+        FieldSpec("password_hash", "string"),  # account credentials: forbidden
+        FieldSpec("monthly_charges", "double", min_value=0.0, max_value=10_000.0),
+        FieldSpec("signup_date", "date"),
     ),
 )
 
 DEVICES = SourceSpec(
     name="devices",
     fields=(
-        FieldSpec("account_id", "string", T.PSEUDONYMIZE, required=True, protected_name="subscriber"),
-        FieldSpec("imei", "string", T.IMEI_TO_TAC, required=True, protected_name="tac"),
-        FieldSpec("imsi", "string", T.DROP),
-        FieldSpec("mac", "string", T.DROP),
-        FieldSpec("brand", "string", T.KEEP),
-        FieldSpec("model", "string", T.KEEP),
-        FieldSpec("os", "string", T.KEEP),
-        FieldSpec("first_seen", "date", T.KEEP),
+        FieldSpec("account_id", "string", required=True),
+        FieldSpec("imei", "string", required=True),
+        FieldSpec("imsi", "string"),
+        FieldSpec("mac", "string"),
+        FieldSpec("brand", "string"),
+        FieldSpec("model", "string"),
+        FieldSpec("os", "string"),
+        FieldSpec("first_seen", "date"),
     ),
 )
 
@@ -103,15 +88,15 @@ CALL_RECORDS = SourceSpec(
     name="call_records",
     event_time="start_time",
     fields=(
-        FieldSpec("call_id", "string", T.DROP),
-        FieldSpec("account_id", "string", T.PSEUDONYMIZE, required=True, protected_name="subscriber"),
-        FieldSpec("caller_msisdn", "string", T.DROP),
-        FieldSpec("callee_msisdn", "string", T.DROP),
-        FieldSpec("start_time", "timestamp", T.COARSEN_HOUR, required=True, protected_name="start_hour"),
-        FieldSpec("duration_s", "int", T.KEEP, required=True, min_value=0, max_value=MAX_DURATION_S),
-        FieldSpec("call_type", "string", T.KEEP, required=True, allowed=("voice", "sms", "data")),
-        FieldSpec("cell_id", "string", T.KEEP),
-        FieldSpec("roaming", "boolean", T.KEEP),
+        FieldSpec("call_id", "string"),
+        FieldSpec("account_id", "string", required=True),
+        FieldSpec("caller_msisdn", "string"),
+        FieldSpec("callee_msisdn", "string"),
+        FieldSpec("start_time", "timestamp", required=True),
+        FieldSpec("duration_s", "int", required=True, min_value=0, max_value=MAX_DURATION_S),
+        FieldSpec("call_type", "string", required=True, allowed=("voice", "sms", "data")),
+        FieldSpec("cell_id", "string"),
+        FieldSpec("roaming", "boolean"),
     ),
 )
 
@@ -119,16 +104,16 @@ NETWORK_FLOWS = SourceSpec(
     name="network_flows",
     event_time="start_time",
     fields=(
-        FieldSpec("account_id", "string", T.PSEUDONYMIZE, required=True, protected_name="subscriber"),
-        FieldSpec("src_ip", "string", T.TRUNCATE_IP, protected_name="src_net"),
-        FieldSpec("dst_ip", "string", T.TRUNCATE_IP, protected_name="dst_net"),
-        FieldSpec("src_port", "int", T.KEEP, min_value=0, max_value=65_535),
-        FieldSpec("dst_port", "int", T.KEEP, min_value=0, max_value=65_535),
-        FieldSpec("protocol", "string", T.KEEP, required=True, allowed=("tcp", "udp", "icmp")),
-        FieldSpec("bytes", "bigint", T.KEEP, required=True, min_value=0, max_value=MAX_BYTES),
-        FieldSpec("packets", "bigint", T.KEEP, min_value=0, max_value=MAX_BYTES),
-        FieldSpec("start_time", "timestamp", T.COARSEN_HOUR, required=True, protected_name="start_hour"),
-        FieldSpec("duration_s", "double", T.KEEP, min_value=0.0, max_value=MAX_DURATION_S),
+        FieldSpec("account_id", "string", required=True),
+        FieldSpec("src_ip", "string"),
+        FieldSpec("dst_ip", "string"),
+        FieldSpec("src_port", "int", min_value=0, max_value=65_535),
+        FieldSpec("dst_port", "int", min_value=0, max_value=65_535),
+        FieldSpec("protocol", "string", required=True, allowed=("tcp", "udp", "icmp")),
+        FieldSpec("bytes", "bigint", required=True, min_value=0, max_value=MAX_BYTES),
+        FieldSpec("packets", "bigint", min_value=0, max_value=MAX_BYTES),
+        FieldSpec("start_time", "timestamp", required=True),
+        FieldSpec("duration_s", "double", min_value=0.0, max_value=MAX_DURATION_S),
     ),
 )
 
@@ -136,23 +121,16 @@ WEB_VISITS = SourceSpec(
     name="web_visits",
     event_time="visit_time",
     fields=(
-        FieldSpec("account_id", "string", T.PSEUDONYMIZE, required=True, protected_name="subscriber"),
-        FieldSpec("client_ip", "string", T.TRUNCATE_IP, protected_name="client_net"),
-        FieldSpec("domain", "string", T.KEEP, required=True),
-        FieldSpec("url", "string", T.DROP),  # paths and queries can carry identifiers
-        FieldSpec("visit_time", "timestamp", T.COARSEN_HOUR, required=True, protected_name="visit_hour"),
-        FieldSpec("bytes", "bigint", T.KEEP, min_value=0, max_value=MAX_BYTES),
-        FieldSpec("user_agent", "string", T.DROP),
+        FieldSpec("account_id", "string", required=True),
+        FieldSpec("client_ip", "string"),
+        FieldSpec("domain", "string", required=True),
+        FieldSpec("url", "string"),  # paths and queries can carry identifiers
+        FieldSpec("visit_time", "timestamp", required=True),
+        FieldSpec("bytes", "bigint", min_value=0, max_value=MAX_BYTES),
+        FieldSpec("user_agent", "string"),
     ),
 )
 
 SOURCES: dict[str, SourceSpec] = {
     s.name: s for s in (SUBSCRIBERS, DEVICES, CALL_RECORDS, NETWORK_FLOWS, WEB_VISITS)
 }
-
-
-def protected_columns(source: SourceSpec) -> list[str]:
-    """Column names of the protected dataset, in canonical order."""
-    return [
-        f.protected_name or f.name for f in source.fields if f.treatment is not Treatment.DROP
-    ]

@@ -31,6 +31,16 @@ def spark_local_dir() -> Path:
     return Path(os.environ.get("KR_SPARK_LOCAL_DIR", default))
 
 
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+
+def _driver_java_options(scratch: Path) -> list[str]:
+    return [
+        f"-Dderby.system.home={scratch / 'derby'}",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
+    ]
+
+
 def get_spark(app_name: str = "kr-reports", **overrides: str) -> SparkSession:
     """Return the process's SparkSession, creating it on first use."""
     # Workers must run the same interpreter as the driver (the project venv).
@@ -46,7 +56,7 @@ def get_spark(app_name: str = "kr-reports", **overrides: str) -> SparkSession:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.local.dir", str(scratch / "local"))
         .config("spark.sql.warehouse.dir", str(scratch / "warehouse"))
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={scratch / 'derby'}")
+        .config("spark.driver.extraJavaOptions", " ".join(_driver_java_options(scratch)))
         .config("spark.ui.enabled", os.environ.get("KR_SPARK_UI", "false"))
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.adaptive.enabled", "true")

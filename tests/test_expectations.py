@@ -9,13 +9,24 @@ import re
 
 import pytest
 
-from expectations.detectors import identifier_patterns
+from expectations.detectors import detectors, identifier_patterns
 from expectations.runner import ValidationFailed, validate_dataframe
-from expectations.suites import build_protected_suite, build_raw_suite, build_release_suite
-from kr_reports.schemas import SOURCES, protected_columns
+from expectations.suites import (
+    build_protected_suite,
+    build_raw_suite,
+    build_release_suite,
+)
+from kr_reports.schemas import SOURCES
 
 DAY = dt.date(2024, 3, 15)
 NOT_MATCH = "expect_column_values_to_not_match_regex"
+SHAPED = "expect_column_values_to_not_be_identifier_shaped"
+LUHN = {d.name for d in detectors() if d.luhn}
+
+
+def detector_expectation(detector: str) -> str:
+    """The expectation type a detector becomes: a regex, or the shared predicate with its Luhn check."""
+    return SHAPED if detector in LUHN else NOT_MATCH
 
 
 def ts(day: int, hour: int, minute: int = 0, second: int = 0, micro: int = 0) -> dt.datetime:
@@ -285,6 +296,8 @@ def assert_no_values(exc: ValidationFailed, rows) -> None:
 
 
 # --- detectors ----------------------------------------------------------------------
+# The regexes alone, in Python and Java; for imei, iccid and card_number they find
+# candidates, and the Luhn check (tests/test_scan.py) decides.
 
 POSITIVE = {
     "email": ["minji.kim@example.kr", "contact: j.doe+tag@mail.co.kr", "A_B@x-y.com"],
@@ -304,10 +317,17 @@ POSITIVE = {
         "2001:0db8:0000:0000:0000:ff00:0042:8329",
         "fe80:0:0:0:202:b3ff:fe1e:8329",
         "2001:db8:0:0:0:0:0:1/128",
+        "2001:db8::1",
+        "src=2001:db8:1:2::ff, port 443",
+        "fe80::202:b3ff:fe1e:8329",
+        "2001:db8::1/128",
+        "2404:6800:4004:820::200e",
+        "::1",
     ],
     "mac": ["00:1a:2b:3c:4d:5e", "00-1A-2B-3C-4D-5E", "mac=a4:83:e7:12:34:56", "001a.2b3c.4d5e"],
     "imei": ["352099001761481", "35-209900-176148-1", "imei:490154203237518"],
     "imsi": ["450051234567890", "310150123456789"],
+    "iccid": ["8982300123456789013", "iccid 89014103211118510720"],
     "card_number": [
         "4111111111111111",
         "4111 1111 1111 1111",
@@ -334,13 +354,19 @@ NEGATIVE = {
     ],
     "ipv6": [
         "2001:db8:1::/48",
-        "2001:db8::1",
+        "2404:6800:4004::/48",
+        "2001:db8::1/64",
         "2001:0db8:0001:0000:0000:0000:0000:0000/48",
         "10:00",
+        "12:30:45",
+        "00:1a:2b:3c:4d:5e",
+        "std::vector",
+        "1:2:3:4:5:6:7:8:9",
     ],
     "mac": ["00:1a:2b:3c:4d", "00:1a:2b:3c:4d:5e:6f", "00:1a-2b:3c:4d:5e", "12:30:45"],
     "imei": ["35209900", "3520990017614812", "35209900176148", "x352099001761481"],
     "imsi": ["150051234567890", "45005123456789", "4500512345678901"],
+    "iccid": ["8982300123456789", "898230012345678901234", "9982300123456789013"],
     "card_number": [
         "411111111111",
         "12345678901234567890",
@@ -348,13 +374,15 @@ NEGATIVE = {
         "010-1234-5678",
         "450-05-1101-20345",
         "4111 1111-1111 1111",
+        "1710496800007",  # epoch milliseconds, Luhn-valid: no card opens with 1
+        "20240315100006",  # yyyymmddhhmmss, Luhn-valid: nor with 20 or 21
     ],
 }
 
 
 def test_identifier_patterns_names_every_detector():
     assert list(identifier_patterns()) == [
-        "email", "phone", "ipv4", "ipv6", "mac", "imei", "imsi", "card_number",
+        "email", "phone", "ipv4", "ipv6", "mac", "imei", "imsi", "iccid", "card_number",
     ]
 
 
@@ -507,15 +535,23 @@ def test_raw_suite_is_built_from_the_spec():
 # --- protected suites ---------------------------------------------------------------
 
 
-def test_protected_ddl_matches_protected_columns():
-    for name, source in SOURCES.items():
-        assert [c.split()[0] for c in PROTECTED_DDL[name].split(", ")] == protected_columns(source)
+def ddl_columns(source: str) -> list[str]:
+    return [c.split()[0] for c in PROTECTED_DDL[source].split(", ")]
+
+
+def ddl_string_columns(source: str) -> list[str]:
+    return [c.split()[0] for c in PROTECTED_DDL[source].split(", ") if c.split()[1] == "string"]
+
+
+def protected_suite(source: str):
+    """The protected suite for the fixture's columns (the policy's come from kr_reports.policy)."""
+    return build_protected_suite(SOURCES[source], ddl_columns(source), ddl_string_columns(source))
 
 
 @pytest.mark.parametrize("source", sorted(SOURCES))
 def test_protected_suite_passes_protected_data(spark, source):
     df = frame(spark, PROTECTED_DDL[source], PROTECTED_GOOD[source])
-    summary = validate_dataframe(df, build_protected_suite(SOURCES[source]), label="protected")
+    summary = validate_dataframe(df, protected_suite(source), label="protected")
     assert summary["success"] and summary["suite"] == f"protected_{source}"
 
 
@@ -529,23 +565,87 @@ def test_protected_suite_passes_protected_data(spark, source):
         ("web_visits", "client_net", "2001:0db8:0000:0000:0000:ff00:0042:8329", "ipv6"),
         ("devices", "model", "00:1a:2b:3c:4d:5e", "mac"),
         ("devices", "tac", "352099001761481", "imei"),
+        ("devices", "os", "89014103211118510720", "iccid"),
+        ("network_flows", "protocol", "4111-1111-1111-1111", "card_number"),
     ],
 )
 def test_protected_suite_flags_identifier_values(spark, source, column, value, detector):
     rows = PROTECTED_GOOD[source]
-    at = protected_columns(SOURCES[source]).index(column)
+    at = ddl_columns(source).index(column)
     leaky = [(*rows[0][:at], value, *rows[0][at + 1:]), *rows[1:]]
     with pytest.raises(ValidationFailed) as info:
         validate_dataframe(
             frame(spark, PROTECTED_DDL[source], leaky),
-            build_protected_suite(SOURCES[source]),
+            protected_suite(source),
             label=f"protected/{source}",
         )
     exc = info.value
-    assert f"{NOT_MATCH}[{detector}] on {column} (1 rows)" in str(exc)
+    assert f"{detector_expectation(detector)}[{detector}] on {column} (1 rows)" in str(exc)
     assert {f["column"] for f in exc.failures} == {column}
+    assert (detector, 1) in {(f["detector"], f["unexpected_count"]) for f in exc.failures}
     assert value not in str(exc) and value not in repr(exc.failures)
     assert_no_values(exc, leaky)
+
+
+def test_protected_suite_passes_numbers_that_fail_the_luhn_check(spark):
+    # 15 and 16 digits shaped like an IMEI and a card, with a wrong check digit; the
+    # IMEI opens with 1, so it is no IMSI either.
+    rows = PROTECTED_GOOD["devices"]
+    values = [("152099001761480", "4111111111111112"), ("89014103211118510721", "5500 0000 0000 0005")]
+    near_misses = [
+        (*row[:3], model, os_, row[5]) for row, (model, os_) in zip(rows[:2], values, strict=True)
+    ]
+    summary = validate_dataframe(
+        frame(spark, PROTECTED_DDL["devices"], [*near_misses, rows[2]]),
+        protected_suite("devices"),
+        label="protected/devices",
+    )
+    assert summary["success"]
+
+
+def test_detector_expectations_use_the_shared_detectors():
+    suite = protected_suite("devices")
+    by_type: dict[str, set[tuple[str, str]]] = {}
+    for e in suite.expectations:
+        config = e.configuration
+        if config.type in (NOT_MATCH, SHAPED):
+            assert config.kwargs["column"] == e.meta["column"]
+            detector = e.meta["detector"]
+            if config.type == NOT_MATCH:
+                assert config.kwargs["regex"] == identifier_patterns()[detector]
+            else:
+                assert config.kwargs["detector"] == detector
+            by_type.setdefault(config.type, set()).add((e.meta["column"], detector))
+    columns = ddl_string_columns("devices")
+    assert by_type[SHAPED] == {(c, d) for c in columns for d in LUHN}
+    assert by_type[NOT_MATCH] == {(c, d) for c in columns for d in identifier_patterns() if d not in LUHN}
+
+
+def test_identifier_expectation_refuses_an_unknown_detector():
+    from expectations.suites import ExpectColumnValuesToNotBeIdentifierShaped
+
+    with pytest.raises(ValueError, match="unknown detector"):
+        ExpectColumnValuesToNotBeIdentifierShaped(column="tac", detector="passport")
+
+
+def test_detector_expectations_take_one_spark_aggregation(spark):
+    # Every detector of every column is computed in the same aggregation as the
+    # suite's other column checks: the Luhn detectors add no Spark job.
+    df = frame(spark, PROTECTED_DDL["subscribers"], PROTECTED_GOOD["subscribers"]).cache()
+    suite = protected_suite("subscribers")
+    regex_only = protected_suite("subscribers")
+    regex_only.expectations = [e for e in regex_only.expectations if e.configuration.type != SHAPED]
+    try:
+        df.count()
+        jobs = {}
+        for name, s in {"all": suite, "regex_only": regex_only}.items():
+            spark.sparkContext.setJobGroup(f"detectors-{name}", name)
+            validate_dataframe(df, s, label=name)
+            jobs[name] = len(spark.sparkContext.statusTracker().getJobIdsForGroup(f"detectors-{name}"))
+        spark.sparkContext.setJobGroup("", "")
+    finally:
+        df.unpersist()
+    assert jobs["all"] == jobs["regex_only"] <= 6
 
 
 def test_protected_suite_requires_a_hex_pseudonym(spark):
@@ -554,7 +654,7 @@ def test_protected_suite_requires_a_hex_pseudonym(spark):
     with pytest.raises(ValidationFailed) as info:
         validate_dataframe(
             frame(spark, PROTECTED_DDL["web_visits"], bad),
-            build_protected_suite(SOURCES["web_visits"]),
+            protected_suite("web_visits"),
             label="protected/web_visits",
         )
     assert failed_as_triples(info.value) == {
@@ -568,7 +668,7 @@ def test_protected_suite_refuses_a_dropped_column(spark):
     rows = [(*r, "https://naver.com/") for r in PROTECTED_GOOD["web_visits"]]
     df = frame(spark, PROTECTED_DDL["web_visits"] + ", url string", rows)
     with pytest.raises(ValidationFailed) as info:
-        validate_dataframe(df, build_protected_suite(SOURCES["web_visits"]), label="protected")
+        validate_dataframe(df, protected_suite("web_visits"), label="protected")
     assert "(missing: none; unexpected: url)" in str(info.value)
 
 
@@ -621,11 +721,11 @@ def test_release_suite_fails_an_identifier_shaped_value(spark):
 def test_release_suite_scans_only_the_named_string_columns():
     suite = build_release_suite(RELEASE_COLUMNS, RELEASE_COUNTS, string_columns=["region"])
     scanned = {
-        e.configuration.kwargs["column"]
+        (e.meta["column"], e.meta["detector"])
         for e in suite.expectations
-        if e.configuration.type == NOT_MATCH
+        if e.configuration.type in (NOT_MATCH, SHAPED)
     }
-    assert scanned == {"region"}
+    assert scanned == {("region", d) for d in identifier_patterns()}
     with pytest.raises(ValueError, match="not among the expected"):
         build_release_suite(RELEASE_COLUMNS, ["cells"])
 

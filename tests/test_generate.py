@@ -289,6 +289,7 @@ def test_subscriber_addresses_are_stable_and_shared_by_flows_and_visits(landing)
     assert flow_ips.groupBy("account_id").count().filter(F.col("count") > 1).count() == 0
     joined = visits.distinct().join(flow_ips, on="account_id", how="inner")
     assert joined.filter(F.col("visit_ip") != F.col("ip")).count() == 0
+    assert flow_ips.select("ip").distinct().count() == flow_ips.count()
     ipv6_share = flow_ips.select(F.avg(F.col("ip").contains(":").cast("double"))).first()[0]
     assert 0.02 < ipv6_share < 0.25
     assert flow_ips.filter(~F.col("ip").contains(":") & ~F.col("ip").startswith("10.")).count() == 0

@@ -5,14 +5,15 @@ import hmac
 import pytest
 from pyspark.sql import functions as F
 
-from kr_reports.schemas import SOURCES, protected_columns
+from kr_reports.policy import load_policy
+from kr_reports.schemas import SOURCES
 from transforms.protect import (
+    References,
     _hmac_pads,
-    generalize_imei_to_tac,
     generalize_ip,
     generalize_to_age_band,
-    generalize_to_hour,
     protect,
+    protected_columns,
     pseudonymize_column,
 )
 
@@ -74,32 +75,63 @@ def test_generalize_ip_rejects_unaligned_prefixes():
         generalize_ip(F.col("ip"), 20)
 
 
-def test_age_band_hour_and_tac(spark):
+def test_age_band(spark):
     df = spark.createDataFrame(
-        [
-            (dt.date(1986, 11, 2), dt.datetime(2026, 11, 1, 10, 59, 59), "356938035643809"),
-            (dt.date(1930, 1, 1), dt.datetime(2026, 11, 1, 0, 0, 0), "35693803564380"),
-            (dt.date(2030, 1, 1), None, None),
-        ],
-        "birth date, ts timestamp, imei string",
+        [(dt.date(1986, 11, 2),), (dt.date(1986, 11, 1),), (dt.date(1930, 1, 1),),
+         (dt.date(2030, 1, 1),), (None,)],
+        "birth date",
     )
-    rows = df.select(
-        generalize_to_age_band(F.col("birth"), dt.date(2026, 11, 1)).alias("band"),
-        generalize_to_hour(F.col("ts")).alias("hour"),
-        generalize_imei_to_tac(F.col("imei")).alias("tac"),
-    ).collect()
-    assert [r["band"] for r in rows] == ["30-39", "90+", None]
-    assert rows[0]["hour"] == dt.datetime(2026, 11, 1, 10, 0)
-    assert [r["tac"] for r in rows] == ["35693803", None, None]
+    bands = df.select(generalize_to_age_band(F.col("birth"), dt.date(2026, 11, 1)).alias("b"))
+    assert [r["b"] for r in bands.collect()] == ["30-39", "40-49", "90+", None, None]
+
+
+@pytest.fixture(scope="module")
+def policy(config_dir):
+    return load_policy(config_dir)
 
 
 @pytest.mark.parametrize("source_name", sorted(SOURCES))
-def test_protect_keeps_only_the_policy_columns(spark, source_name):
+def test_protect_keeps_only_the_policy_columns(spark, policy, source_name):
     source = SOURCES[source_name]
+    rules = policy.resolve(source)
     schema = ", ".join(f"{f.name} {f.dtype}" for f in source.fields)
-    df = spark.createDataFrame([], schema)
-    protected = protect(df, source, KEY, dt.date(2026, 11, 1))
-    assert protected.columns == protected_columns(source)
-    dropped = {f.name for f in source.fields if f.treatment == "drop"}
+    protected = protect(spark.createDataFrame([], schema), rules, KEY, dt.date(2026, 11, 1))
+    assert protected.columns == protected_columns(rules)
+    dropped = {r.column for r in rules if r.treatment == "drop"}
     assert not dropped & set(protected.columns)
     assert "account_id" not in protected.columns
+
+
+def test_protect_treats_each_column_as_the_policy_says(spark, policy):
+    source = SOURCES["web_visits"]
+    row = ("KR0000042", "203.0.113.77", "news.example.co.kr", "https://news.example.co.kr/a?u=42",
+           dt.datetime(2026, 11, 1, 21, 47, 5), 5120,
+           "Mozilla/5.0 (Linux; Android 14; SM-S921N) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/124.0 Mobile Safari/537.36")
+    schema = ", ".join(f"{f.name} {f.dtype}" for f in source.fields)
+    out = protect(spark.createDataFrame([row], schema), policy.resolve(source), KEY,
+                  dt.date(2026, 11, 1)).first().asDict()
+    assert out == {
+        "subscriber": hmac.new(KEY, b"KR0000042", hashlib.sha256).hexdigest(),
+        "client_net": "203.0.113.0/24",
+        "domain": "example.co.kr",
+        "visit_hour": dt.datetime(2026, 11, 1, 21, 0),
+        "bytes": 5120,
+        "user_agent_browser": "Chrome",
+        "user_agent_os": "Android",
+    }
+
+
+def test_mac_vendor_is_null_without_a_registry_and_looked_up_with_one(spark, policy):
+    source = SOURCES["devices"]
+    schema = ", ".join(f"{f.name} {f.dtype}" for f in source.fields)
+    row = ("KR1", "356938035643809", "450051234567890", "00:1A:11:22:33:44", "Samsung",
+           "Galaxy", "Android", dt.date(2026, 1, 1))
+    df = spark.createDataFrame([row], schema)
+    rules = policy.resolve(source)
+    without = protect(df, rules, KEY, dt.date(2026, 11, 1)).first()
+    assert without["mac_vendor"] is None and without["tac"] == "35693803"
+    oui = spark.createDataFrame([("001A11", "Google, Inc.")], "oui string, vendor string")
+    with_registry = protect(df, rules, KEY, dt.date(2026, 11, 1), References(oui=oui)).first()
+    assert with_registry["mac_vendor"] == "Google, Inc."
+    assert "imsi" not in with_registry.asDict() and "mac" not in with_registry.asDict()

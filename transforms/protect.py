@@ -1,17 +1,30 @@
 """Protect: drop direct identifiers, pseudonymize the subscriber, generalize the rest.
 
 Everything here is native Spark (no Python UDFs), so it runs at the speed of
-a plain select. The column treatments come from kr_reports.schemas.
+a plain select. What happens to each column is the policy's decision
+(kr_reports.policy); the generalizer names it may cite are GENERALIZERS.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from kr_reports.schemas import SourceSpec, Treatment
+from kr_reports.policy import ResolvedRule
+from transforms.generalize import (
+    generalize_phone_to_prefix,
+    generalize_postcode_to_region,
+    generalize_timestamp,
+    generalize_url_to_domain,
+    imei_tac,
+    user_agent_browser,
+    user_agent_os,
+    with_mac_vendor,
+)
 
 HMAC_BLOCK_BYTES = 64  # SHA-256 block size
 _IPAD_COLUMN, _OPAD_COLUMN = "_hmac_ipad", "_hmac_opad"
@@ -81,10 +94,6 @@ def generalize_ip(ip: Column, ipv4_prefix: int = 24, ipv6_prefix: int = 48) -> C
     )
 
 
-def generalize_to_hour(ts: Column) -> Column:
-    return F.date_trunc("hour", ts)
-
-
 def generalize_to_age_band(birth_date: Column, on: dt.date) -> Column:
     """Ten-year bands ('30-39'); 90 and over as '90+'; impossible ages to null."""
     age = F.floor(F.months_between(F.lit(on), birth_date) / 12)
@@ -97,36 +106,101 @@ def generalize_to_age_band(birth_date: Column, on: dt.date) -> Column:
     )
 
 
-def generalize_imei_to_tac(imei: Column) -> Column:
-    """The 8-digit type allocation code identifies a device model, not a device."""
-    return F.when(imei.rlike(r"^[0-9]{15}$"), F.substring(imei, 1, 8))
+# name -> column generalizer (value, run day) -> value. Names are what
+# config/policy.yaml may cite; anything else is refused when the rules resolve.
+COLUMN_GENERALIZERS: dict[str, Callable[[Column, dt.date], Column]] = {
+    "identity": lambda value, on: value,
+    "ip_prefix": lambda value, on: generalize_ip(value),
+    "hour": lambda value, on: generalize_timestamp(value, "hour"),
+    "day": lambda value, on: generalize_timestamp(value, "day"),
+    "age_band": generalize_to_age_band,
+    "imei_tac": lambda value, on: imei_tac(value),
+    "phone_prefix": lambda value, on: generalize_phone_to_prefix(value),
+    "registered_domain": lambda value, on: generalize_url_to_domain(value),
+    "postcode_region": lambda value, on: generalize_postcode_to_region(value),
+}
+# Generalizers with more than one output: output name -> suffixed outputs.
+USER_AGENT_SUFFIXES = ("browser", "os")
+# Generalizers that join a reference table (see flows.reference).
+TABLE_GENERALIZERS = ("mac_vendor",)
+GENERALIZERS = (*COLUMN_GENERALIZERS, "user_agent_family", *TABLE_GENERALIZERS)
 
 
-def _generalized(name: str, treatment: Treatment, on: dt.date) -> Column:
-    column = F.col(name)
-    if treatment is Treatment.TRUNCATE_IP:
-        return generalize_ip(column)
-    if treatment is Treatment.COARSEN_HOUR:
-        return generalize_to_hour(column)
-    if treatment is Treatment.AGE_BAND:
-        return generalize_to_age_band(column, on)
-    if treatment is Treatment.IMEI_TO_TAC:
-        return generalize_imei_to_tac(column)
-    return column
+@dataclass(frozen=True)
+class References:
+    """Reference tables some generalizers join with; None when not available."""
+
+    oui: DataFrame | None = None
 
 
-def protect(df: DataFrame, source: SourceSpec, key: bytes, on: dt.date) -> DataFrame:
-    """The protected dataset of a canonical one: the policy's treatment for every column."""
-    kept = [f for f in source.fields if f.treatment is not Treatment.DROP]
-    pseudonymized = [f for f in kept if f.treatment is Treatment.PSEUDONYMIZE]
-    generalized = df.select(
-        *[
-            _generalized(f.name, f.treatment, on).alias(f.name)
-            for f in kept
-            if f.treatment is not Treatment.PSEUDONYMIZE
-        ],
-        *[F.col(f.name) for f in pseudonymized],
+def rule_outputs(rule: ResolvedRule) -> tuple[str, ...]:
+    """The protected column(s) one source column becomes (none when dropped)."""
+    if rule.treatment == "drop":
+        return ()
+    if rule.generalizer == "user_agent_family":
+        return tuple(f"{rule.output}_{suffix}" for suffix in USER_AGENT_SUFFIXES)
+    return (rule.output,)
+
+
+def protected_columns(rules: Sequence[ResolvedRule]) -> list[str]:
+    """Column names of the protected dataset, in schema order."""
+    return [name for rule in rules for name in rule_outputs(rule)]
+
+
+def check_generalizers(rules: Sequence[ResolvedRule]) -> None:
+    unknown = sorted({r.generalizer for r in rules if r.generalizer} - set(GENERALIZERS))
+    if unknown:
+        raise ValueError(
+            f"policy names unknown generalizer(s) {', '.join(unknown)}; "
+            f"known: {', '.join(GENERALIZERS)}"
+        )
+
+
+def _with_table_generalizers(
+    df: DataFrame, rules: Sequence[ResolvedRule], references: References
+) -> DataFrame:
+    for rule in rules:
+        if rule.generalizer != "mac_vendor":
+            continue
+        if references.oui is None:  # no registry: the vendor is unknown, never the MAC
+            df = df.withColumn(f"_gen_{rule.column}", F.lit(None).cast("string"))
+        else:
+            df = with_mac_vendor(df, rule.column, references.oui, f"_gen_{rule.column}")
+    return df
+
+
+def _outputs_of(rule: ResolvedRule, on: dt.date) -> list[Column]:
+    column = F.col(rule.column)
+    if rule.treatment == "keep":
+        return [column.alias(rule.output)]
+    if rule.generalizer in TABLE_GENERALIZERS:
+        return [F.col(f"_gen_{rule.column}").alias(rule.output)]
+    if rule.generalizer == "user_agent_family":
+        names = rule_outputs(rule)
+        return [user_agent_browser(column).alias(names[0]), user_agent_os(column).alias(names[1])]
+    return [COLUMN_GENERALIZERS[rule.generalizer](column, on).alias(rule.output)]
+
+
+def protect(
+    df: DataFrame,
+    rules: Sequence[ResolvedRule],
+    key: bytes,
+    on: dt.date,
+    references: References | None = None,
+) -> DataFrame:
+    """The protected dataset of a canonical one: each column treated as the policy says.
+
+    Dropped columns never reach the output; the subscriber identifier is
+    replaced by its keyed HMAC; generalized columns become their category.
+    """
+    check_generalizers(rules)
+    kept = [r for r in rules if r.treatment != "drop"]
+    pseudonymized = [r for r in kept if r.treatment == "pseudonymize"]
+    enriched = _with_table_generalizers(df, kept, references or References())
+    treated = enriched.select(
+        *[out for r in kept if r.treatment != "pseudonymize" for out in _outputs_of(r, on)],
+        *[F.col(r.column).alias(r.output) for r in pseudonymized],
     )
-    for field in pseudonymized:
-        generalized = pseudonymize_column(generalized, field.name, key, field.name)
-    return generalized.select(*[F.col(f.name).alias(f.protected_name or f.name) for f in kept])
+    for rule in pseudonymized:
+        treated = pseudonymize_column(treated, rule.output, key, rule.output)
+    return treated.select(*protected_columns(rules))

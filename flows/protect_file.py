@@ -1,0 +1,127 @@
+"""`kr-reports protect`: one real file through mapping, ingest, the policy and validation.
+
+Writes to OUT: `protected/` (Parquet) and `summary.json`. Unusable rows go to
+a quarantine in the internal data zone (they hold raw identifiers, so they
+never sit beside a protected output); the summary says where.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from expectations.runner import validate_dataframe
+from expectations.suites import build_protected_suite
+from flows.catalog import read_parquet, write_parquet
+from flows.formats import read_format
+from flows.stages import RowConservationError, _references, _treatment_summary
+from kr_reports.keys import master_key, release_key
+from kr_reports.policy import Policy, UnclassifiedColumn
+from kr_reports.schemas import SOURCES
+from kr_reports.spark import get_spark
+from transforms.ingest import filter_quarantined, filter_usable, with_typed_and_reasons
+from transforms.protect import protect, protected_columns
+
+log = logging.getLogger(__name__)
+UNKNOWN_FIELD = "not a known"
+
+
+def _check_all_fields_known(facts: dict, input_path: Path) -> None:
+    unknown = [c for c, why in facts["dropped"].items() if why.startswith(UNKNOWN_FIELD)]
+    if unknown:
+        raise UnclassifiedColumn(
+            f"{input_path}: field(s) {', '.join(unknown)} of format '{facts['format']}' are not "
+            f"classified (neither mapped to the canonical schema nor declared dropped)"
+        )
+
+
+def _structural_quarantine(rejected: DataFrame, source: str) -> DataFrame:
+    """Lines the format could not map, in the quarantine's columns (flagged structural)."""
+    return rejected.select(
+        F.lit(source).alias("source"),
+        F.col("reason"),
+        F.array(F.col("reason")).alias("reasons"),
+        F.col("record"),
+        F.lit(True).alias("structural"),
+    )
+
+
+def _count_by_reason(df: DataFrame) -> dict[str, int]:
+    rows = df.groupBy("reason").count().collect()
+    return {r["reason"]: r["count"] for r in sorted(rows, key=lambda r: r["reason"])}
+
+
+def protect_file(
+    fmt: str,
+    input_path: Path,
+    out_dir: Path,
+    quarantine_dir: Path,
+    policy: Policy,
+    purpose: str,
+    release: str,
+    demo: bool,
+    day: dt.date | None = None,
+    **options,
+) -> dict:
+    """Map, ingest, protect and validate one input; return the summary also written to OUT."""
+    spark = get_spark()
+    key = release_key(master_key(demo), purpose, release)  # fail before reading on no key
+    mapped, rejected, facts = read_format(spark, fmt, input_path, **options)
+    _check_all_fields_known(facts, input_path)
+    source = SOURCES[facts["target"]]
+    rules = policy.resolve(source)
+
+    flagged = with_typed_and_reasons(mapped, source, day).persist()
+    try:
+        records = flagged.count()
+        quarantine = filter_quarantined(flagged, source).withColumn(
+            "structural", F.lit(False)
+        ).unionByName(
+            _structural_quarantine(rejected, source.name)
+        )
+        write_parquet(quarantine, quarantine_dir)
+        usable = filter_usable(flagged, source)
+        on = day or dt.datetime.now(dt.UTC).date()
+        write_parquet(protect(usable, rules, key, on, _references(rules)), out_dir / "protected")
+    finally:
+        flagged.unpersist()
+
+    protected = read_parquet(spark, out_dir / "protected")
+    kept = protected.count()
+    by_reason = _count_by_reason(read_parquet(spark, quarantine_dir))
+    quarantined = sum(by_reason.values())
+    rows_in = records + read_parquet(spark, quarantine_dir).where(F.col("structural")).count()
+    if rows_in != kept + quarantined:
+        raise RowConservationError(
+            f"{input_path}: {rows_in} rows in, but {kept} kept + {quarantined} quarantined"
+        )
+    validation = validate_dataframe(
+        protected,
+        build_protected_suite(
+            source, protected_columns(rules), [c for c, t in protected.dtypes if t == "string"]
+        ),
+        label=f"protected {input_path.name}",
+    )
+    summary = {
+        "input": str(input_path),
+        "format": fmt,
+        "target_source": source.name,
+        "purpose": purpose,
+        "release": release,
+        "rows_in": rows_in,
+        "rows_kept": kept,
+        "rows_quarantined": quarantined,
+        "quarantined_by_reason": by_reason,
+        "quarantine_path": str(quarantine_dir),
+        "protected_path": str(out_dir / "protected"),
+        "columns": _treatment_summary(rules),
+        "input_fields_not_carried": facts["dropped"],
+        "validation": {k: validation[k] for k in ("suite", "success", "evaluated")},
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return summary

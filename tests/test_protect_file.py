@@ -1,0 +1,133 @@
+"""`kr-reports protect` on the real files in ../shared/data, and on damaged copies of them.
+
+The leak check here is independent of the project's detectors: it pulls the
+direct identifiers out of the input with plain Python and looks for them in
+everything the command wrote and logged.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kr_reports.cli import main
+from kr_reports.keys import KEY_ENV
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not available")
+
+IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+REAL_FILES = {
+    "zeek_conn": SHARED / "zeek_sample" / "conn.log",
+    "zeek_dns": SHARED / "zeek_sample" / "dns.log",
+    "zeek_http": SHARED / "zeek_sample" / "http.log",
+    "binetflow": SHARED / "netflow_ctu" / "2013-10-21_capture-1.binetflow",
+    "combined_log": SHARED / "apache_logs" / "apache_logs",
+    "telco_customers": SHARED / "telco_churn" / "Telco-Customer-Churn.csv",
+}
+
+
+def _identifiers(fmt: str, path: Path) -> set[str]:
+    """Direct identifiers of the input, found without the project's code."""
+    text = path.read_text(errors="replace")
+    if fmt == "telco_customers":
+        return {line.split(",")[0] for line in text.splitlines()[1:] if line}
+    return {ip for ip in IPV4.findall(text) if not ip.endswith(".0")}
+
+
+def _written_text(out: Path) -> str:
+    parts = []
+    for path in sorted(out.rglob("*")):
+        if path.suffix == ".parquet":
+            parts.append(pd.read_parquet(path).to_csv())
+        elif path.is_file() and not path.name.startswith((".", "_")):
+            parts.append(path.read_text())
+    return "\n".join(parts)
+
+
+def _protect(fmt, path, out, capsys, *extra):
+    code = main(["protect", "--format", fmt, "--input", str(path), "--out", str(out),
+                 "--quarantine", str(out.parent / f"{out.name}-quarantine"), "--demo", *extra])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.mark.parametrize("fmt", sorted(REAL_FILES))
+def test_real_files_are_protected_counted_and_leak_nothing(fmt, tmp_path, spark, capsys, caplog):
+    path = REAL_FILES[fmt]
+    out = tmp_path / "out"
+    code, printed = _protect(fmt, path, out, capsys, "--release", "r1")
+    assert code == 0, printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_in"] == summary["rows_kept"] + summary["rows_quarantined"]
+    assert summary["rows_kept"] > 0
+    assert sum(summary["quarantined_by_reason"].values()) == summary["rows_quarantined"]
+    assert summary["validation"]["success"] is True
+    identifiers = _identifiers(fmt, path)
+    assert identifiers
+    written = _written_text(out)
+    logged = printed + caplog.text
+    assert [v for v in identifiers if v in written] == []
+    assert [v for v in identifiers if v in logged] == []
+
+
+def test_pseudonyms_do_not_join_across_releases(tmp_path, spark, capsys):
+    path = REAL_FILES["zeek_conn"]
+    pseudonyms = []
+    for release in ("2026-11-01", "2026-11-02"):
+        out = tmp_path / release
+        assert _protect("zeek_conn", path, out, capsys, "--release", release)[0] == 0
+        frame = pd.read_parquet(out / "protected")
+        pseudonyms.append(set(frame["subscriber"]))
+        # Within one release one client is one pseudonym.
+        clients = {line.split("\t")[2] for line in path.read_text().splitlines()
+                   if line and not line.startswith("#")}
+        assert len(pseudonyms[-1]) <= len(clients)
+    assert pseudonyms[0] and not pseudonyms[0] & pseudonyms[1]
+
+
+def test_a_truncated_file_quarantines_the_cut_line(tmp_path, spark, capsys):
+    original = REAL_FILES["binetflow"].read_bytes()
+    cut = tmp_path / "cut.binetflow"
+    cut.write_bytes(original[: len(original) // 2])  # almost surely mid-line
+    out = tmp_path / "out"
+    code, printed = _protect("binetflow", cut, out, capsys)
+    assert code == 0, printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_quarantined"] >= 1
+    assert summary["rows_in"] == summary["rows_kept"] + summary["rows_quarantined"]
+
+
+def test_garbage_lines_are_quarantined_with_a_reason(tmp_path, spark, capsys):
+    lines = REAL_FILES["zeek_dns"].read_text().splitlines(keepends=True)
+    header = [x for x in lines if x.startswith("#")]
+    body = [x for x in lines if not x.startswith("#")]
+    damaged = tmp_path / "dns.log"
+    damaged.write_text("".join(header[:-1] + body[:10] + ["this is not a zeek record\n"]
+                               + body[10:] + header[-1:]))
+    out = tmp_path / "out"
+    code, printed = _protect("zeek_dns", damaged, out, capsys)
+    assert code == 0, printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_in"] == len(body) + 1
+    assert any(r.startswith("malformed") for r in summary["quarantined_by_reason"])
+
+
+def test_a_file_without_its_header_is_a_clear_error(tmp_path, spark, capsys):
+    body = [x for x in REAL_FILES["zeek_conn"].read_text().splitlines(keepends=True)
+            if not x.startswith("#")]
+    headless = tmp_path / "conn.log"
+    headless.write_text("".join(body))
+    code, printed = _protect("zeek_conn", headless, tmp_path / "out", capsys)
+    assert code == 2
+    assert str(headless) in printed and "#fields" in printed
+
+
+def test_no_key_outside_demo_mode_is_a_clear_error(tmp_path, spark, capsys, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    code = main(["protect", "--format", "zeek_conn", "--input", str(REAL_FILES["zeek_conn"]),
+                 "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert KEY_ENV in capsys.readouterr().err
