@@ -42,7 +42,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 bench: venv
-	$(PY) bench/bench_report.py
+	$(PY) bench/bench_pipeline.py
 
 clean:
 	rm -rf $(DATA_DIR) out .prefect spark-warehouse

@@ -1,6 +1,12 @@
-"""Benchmark: generator throughput, and the DP report against plain Spark on the same data.
+"""Benchmark: generator throughput; protect and the DP report against plain Spark.
 
-    .venv/bin/python bench/bench_report.py [--rows 10000000] [--repeats 3]
+    .venv/bin/python bench/bench_pipeline.py [--rows 10000000] [--repeats 3]
+
+- protect stage (policy: HMAC pseudonym, IP prefixes, hour) on the typed
+  network flows vs a plain Spark select of the same columns, both written
+  to Parquet;
+- the DP report (bounding, aggregation, noise) vs a plain Spark groupBy of
+  the same aggregation.
 
 Prints its figures and the command that reproduces them. These machines are
 noisy: the DP report and the plain groupBy alternate in one session, and the
@@ -25,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 from flows.generate import write_landing  # noqa: E402
 from kr_reports.config import load_pipeline_config, load_report_specs  # noqa: E402
 from kr_reports.dp import noise_cells, plan_report  # noqa: E402
+from kr_reports.policy import load_policy  # noqa: E402
+from kr_reports.schemas import NETWORK_FLOWS  # noqa: E402
 from kr_reports.spark import get_spark  # noqa: E402
 from transforms.bounding import (  # noqa: E402
     aggregate_cells,
@@ -32,6 +40,8 @@ from transforms.bounding import (  # noqa: E402
     filter_public_keys,
     with_all_public_cells,
 )
+from transforms.ingest import filter_usable, with_typed_and_reasons  # noqa: E402
+from transforms.protect import protect  # noqa: E402
 
 FLOWS_PER_SUBSCRIBER = 20
 DAY = dt.date(2026, 11, 1)
@@ -55,6 +65,23 @@ def _prepare_traffic(spark, landing: Path, out: Path) -> int:
     )
     traffic.write.mode("overwrite").parquet(str(out))
     return spark.read.parquet(str(out)).count()
+
+
+def _prepare_raw_flows(spark, landing: Path, out: Path) -> None:
+    """Typed canonical flows, as ingest writes them (not timed)."""
+    flows = spark.read.parquet(str(landing / "network_flows" / f"date={DAY}"))
+    typed = filter_usable(with_typed_and_reasons(flows, NETWORK_FLOWS, DAY), NETWORK_FLOWS)
+    typed.write.mode("overwrite").parquet(str(out))
+
+
+def _plain_select(spark, raw: Path, out: Path) -> None:
+    df = spark.read.parquet(str(raw))
+    df.select(*df.columns).write.mode("overwrite").parquet(str(out))
+
+
+def _protect(spark, raw: Path, out: Path, rules) -> None:
+    df = spark.read.parquet(str(raw))
+    protect(df, rules, b"k" * 32, DAY).write.mode("overwrite").parquet(str(out))
 
 
 def _plain_report(spark, path: Path) -> None:
@@ -104,10 +131,16 @@ def main() -> None:
         flow_rows = generated["rows"]["network_flows"]
         traffic = Path(scratch) / "traffic"
         rows = _prepare_traffic(spark, landing, traffic)
+        raw = Path(scratch) / "raw_flows"
+        _prepare_raw_flows(spark, landing, raw)
+        rules = load_policy(config).resolve(NETWORK_FLOWS)
+        written = Path(scratch) / "written"
 
-        plain, private = [], []
+        selects, protects, plain, private = [], [], [], []
         _plain_report(spark, traffic)  # warm-up: JIT, file listing caches
         for _ in range(args.repeats):
+            selects.append(_timed(lambda: _plain_select(spark, raw, written)))
+            protects.append(_timed(lambda: _protect(spark, raw, written, rules)))
             plain.append(_timed(lambda: _plain_report(spark, traffic)))
             private.append(_timed(lambda: _dp_report(spark, traffic, plan)))
 
@@ -116,14 +149,19 @@ def main() -> None:
     print(f"machine: {spark.sparkContext.defaultParallelism} cores (Spark {spark.version})")
     print(f"generator: {all_rows:,} rows over 5 sources ({flow_rows:,} network flows) "
           f"in {generate_s:.1f} s = {all_rows / generate_s:,.0f} rows/s")
+    _print_pair("plain Spark select + write", selects, "protect + write", protects)
     print(f"report input: {rows:,} flow rows with region and hour")
-    print(f"plain Spark groupBy (countDistinct + sum), median of {args.repeats}: "
-          f"{statistics.median(plain):.2f} s  runs={[round(t, 2) for t in plain]}")
-    print(f"DP report (bound + aggregate + noise), median of {args.repeats}: "
-          f"{statistics.median(private):.2f} s  runs={[round(t, 2) for t in private]}")
-    print(f"ratio DP / plain: {statistics.median(private) / statistics.median(plain):.2f}x")
-    print(f"reproduce: .venv/bin/python bench/bench_report.py --rows {args.rows} "
+    _print_pair("plain Spark groupBy (countDistinct + sum)", plain,
+                "DP report (bound + aggregate + noise)", private)
+    print(f"reproduce: .venv/bin/python bench/bench_pipeline.py --rows {args.rows} "
           f"--repeats {args.repeats}")
+
+
+def _print_pair(base_name: str, base: list[float], name: str, timed: list[float]) -> None:
+    for label, runs in ((base_name, base), (name, timed)):
+        print(f"  {label}: median {statistics.median(runs):.2f} s, "
+              f"runs {[round(t, 2) for t in runs]}")
+    print(f"  ratio: {statistics.median(timed) / statistics.median(base):.2f}x")
 
 
 if __name__ == "__main__":
