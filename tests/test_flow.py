@@ -128,3 +128,18 @@ def test_no_key_outside_demo_mode_stops_the_run(tmp_path, config_dir, prefect_ha
     with pytest.raises(PseudonymKeyError, match=KEY_ENV):
         daily_partner_reports(data_dir=str(tmp_path), out_dir=str(tmp_path / "out"),
                               config_dir=str(config_dir), demo=False)
+
+
+def test_the_key_can_come_from_a_prefect_secret_block(prefect_harness, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from kr_reports.keys import KEY_BLOCK_ENV, master_key
+
+    key = "cd" * 32
+    Secret(value=key).save("kr-test-pseudonym-key", overwrite=True)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.setenv(KEY_BLOCK_ENV, "kr-test-pseudonym-key")
+    assert master_key(demo=False) == bytes.fromhex(key)
+    monkeypatch.setenv(KEY_BLOCK_ENV, "no-such-block")
+    with pytest.raises(PseudonymKeyError, match="no-such-block"):
+        master_key(demo=False)

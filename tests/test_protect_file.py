@@ -131,3 +131,20 @@ def test_no_key_outside_demo_mode_is_a_clear_error(tmp_path, spark, capsys, monk
                  "--out", str(tmp_path / "out")])
     assert code == 2
     assert KEY_ENV in capsys.readouterr().err
+
+
+def test_key_and_pseudonyms_never_reach_the_logs(tmp_path, spark, capsys, caplog, monkeypatch):
+    key = "ab" * 32
+    monkeypatch.setenv(KEY_ENV, key)
+    out = tmp_path / "out"
+    with caplog.at_level("DEBUG"):
+        code = main(["protect", "--format", "zeek_http", "--input", str(REAL_FILES["zeek_http"]),
+                     "--out", str(out), "--quarantine", str(tmp_path / "q"), "--release", "r9"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    logged = captured.out + captured.err + caplog.text
+    pseudonyms = set(pd.read_parquet(out / "protected")["subscriber"])
+    assert pseudonyms
+    assert key not in logged.lower()
+    assert [p for p in pseudonyms if p in logged] == []
+    assert [v for v in _identifiers("zeek_http", REAL_FILES["zeek_http"]) if v in logged] == []
