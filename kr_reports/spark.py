@@ -38,6 +38,9 @@ def _driver_java_options(scratch: Path) -> list[str]:
     return [
         f"-Dderby.system.home={scratch / 'derby'}",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
+        # Wide generated projections (the generator, ingest's rule checks) exceed the
+        # JIT's 8 kB method limit and would otherwise run interpreted.
+        "-XX:-DontCompileHugeMethods",
     ]
 
 
