@@ -44,10 +44,10 @@ REAL_FILES = [
 ]
 
 
-# What ingest then quarantines in the real files (values, not structure): conn rows with neither
-# orig_bytes nor resp_bytes set (bytes is required), DNS lookups without a query, ARP flows.
+# What ingest then quarantines in the real files (values, not structure): DNS lookups without
+# a query, ARP flows. (Conn rows with no payload count fall back to IP-level bytes.)
 EXPECTED_INGEST_REASONS = {
-    "zeek_conn": {"missing_required:bytes"},
+    "zeek_conn": set(),
     "zeek_dns": {"missing_required:domain"},
     "zeek_http": set(),
     "binetflow": {"not_allowed:protocol"},
@@ -142,11 +142,13 @@ def test_zeek_conn_fields_and_sums(real):
     assert expected == ("192.168.33.10", "192.168.33.10", "54.245.228.191", "1032", "80", "tcp",
                         "38994", "53", "2013-09-15 23:44:27", "0.447460")
     assert expected in mapped
-    # last data line: ICMP, bytes and duration unset ('-'), packets 1 + 0
+    # last data line: ICMP, payload bytes and duration unset ('-'): bytes fall back to the
+    # IP-level counts; packets 1 + 0
     icmp = _zeek_row(CONN, 368)
     assert icmp["orig_bytes"] is None and icmp["resp_bytes"] is None and icmp["duration"] is None
-    assert (icmp["id.orig_h"], icmp["id.orig_h"], icmp["id.resp_h"], "3", "3", "icmp", None, "1",
-            _utc(icmp["ts"]), None) in mapped
+    ip_bytes = str(int(icmp["orig_ip_bytes"]) + int(icmp["resp_ip_bytes"]))
+    assert (icmp["id.orig_h"], icmp["id.orig_h"], icmp["id.resp_h"], "3", "3", "icmp", ip_bytes,
+            "1", _utc(icmp["ts"]), None) in mapped
 
 
 @needs_data

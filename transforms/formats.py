@@ -100,6 +100,7 @@ class InputField:
     name: str
     feeds: tuple[str, ...] = ()
     reason: str | None = None
+    optional: bool = False  # a fallback source: files without it are still accepted
 
     def __post_init__(self) -> None:
         if bool(self.feeds) == (self.reason is not None):
@@ -130,7 +131,7 @@ class FormatSpec:
     @property
     def required_columns(self) -> list[str]:
         """Input fields a file must have: those that feed a canonical column."""
-        return [f.name for f in self.fields if f.feeds]
+        return [f.name for f in self.fields if f.feeds and not f.optional]
 
     @property
     def carried(self) -> dict[str, list[str]]:
@@ -180,9 +181,9 @@ _ZEEK_CONN_FIELDS = (
     _dropped("missed_bytes", f"capture loss: {_NOT_CANONICAL}"),
     _dropped("history", f"TCP state history: {_NOT_CANONICAL}"),
     _carried("orig_pkts", "packets"),
-    _dropped("orig_ip_bytes", "IP-level bytes: payload bytes (orig_bytes) are carried"),
+    InputField("orig_ip_bytes", feeds=("bytes",), optional=True),  # when no payload count is set
     _carried("resp_pkts", "packets"),
-    _dropped("resp_ip_bytes", "IP-level bytes: payload bytes (resp_bytes) are carried"),
+    InputField("resp_ip_bytes", feeds=("bytes",), optional=True),
     _dropped("tunnel_parents", "tunnel connection ids: not needed"),
     _dropped("ip_proto", "IP protocol number: proto is carried"),
     _dropped("orig_l2_addr", "MAC address (device identifier): not part of network_flows"),
@@ -609,7 +610,11 @@ def map_zeek_conn(lines: DataFrame) -> FormatResult:
             "src_port": get("id.orig_p"),
             "dst_port": get("id.resp_p"),
             "protocol": F.lower(get("proto")),
-            "bytes": _sum_counts(get("orig_bytes"), get("resp_bytes")),
+            # Payload bytes; when Zeek set neither (no payload seen), the IP-level count.
+            "bytes": F.coalesce(
+                _sum_counts(get("orig_bytes"), get("resp_bytes")),
+                _sum_counts(get("orig_ip_bytes"), get("resp_ip_bytes")),
+            ),
             "packets": _sum_counts(get("orig_pkts"), get("resp_pkts")),
             "start_time": _epoch_to_utc_text(get("ts")),
             "duration_s": get("duration"),
