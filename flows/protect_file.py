@@ -19,7 +19,12 @@ from expectations.runner import validate_dataframe
 from expectations.suites import build_protected_suite
 from flows.catalog import read_parquet, write_parquet
 from flows.formats import read_format
-from flows.stages import RowConservationError, _references, _treatment_summary
+from flows.stages import (
+    RowConservationError,
+    count_by_reason,
+    references_for,
+    treatment_summary,
+)
 from kr_reports.keys import master_key, release_key
 from kr_reports.policy import Policy, UnclassifiedColumn
 from kr_reports.schemas import SOURCES
@@ -49,11 +54,6 @@ def _structural_quarantine(rejected: DataFrame, source: str) -> DataFrame:
         F.col("record"),
         F.lit(True).alias("structural"),
     )
-
-
-def _count_by_reason(df: DataFrame) -> dict[str, int]:
-    rows = df.groupBy("reason").count().collect()
-    return {r["reason"]: r["count"] for r in sorted(rows, key=lambda r: r["reason"])}
 
 
 def protect_file(
@@ -87,13 +87,13 @@ def protect_file(
         write_parquet(quarantine, quarantine_dir)
         usable = filter_usable(flagged, source)
         on = day or dt.datetime.now(dt.UTC).date()
-        write_parquet(protect(usable, rules, key, on, _references(rules)), out_dir / "protected")
+        write_parquet(protect(usable, rules, key, on, references_for(rules)), out_dir / "protected")
     finally:
         flagged.unpersist()
 
     protected = read_parquet(spark, out_dir / "protected")
     kept = protected.count()
-    by_reason = _count_by_reason(read_parquet(spark, quarantine_dir))
+    by_reason = count_by_reason(read_parquet(spark, quarantine_dir))
     quarantined = sum(by_reason.values())
     rows_in = records + read_parquet(spark, quarantine_dir).where(F.col("structural")).count()
     if rows_in != kept + quarantined:
@@ -119,7 +119,7 @@ def protect_file(
         "quarantined_by_reason": by_reason,
         "quarantine_path": str(quarantine_dir),
         "protected_path": str(out_dir / "protected"),
-        "columns": _treatment_summary(rules),
+        "columns": treatment_summary(rules),
         "input_fields_not_carried": facts["dropped"],
         "validation": {k: validation[k] for k in ("suite", "success", "evaluated")},
     }

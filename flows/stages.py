@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from expectations.runner import validate_dataframe
@@ -49,8 +49,9 @@ class RowConservationError(RuntimeError):
     """Rows in != rows kept + rows quarantined."""
 
 
-def _count_by_reason(spark: SparkSession, path: Path) -> dict[str, int]:
-    counts = read_parquet(spark, path).groupBy("reason").count().collect()
+def count_by_reason(quarantine: DataFrame) -> dict[str, int]:
+    """Quarantined rows per reason (a small aggregate)."""
+    counts = quarantine.groupBy("reason").count().collect()
     return {row["reason"]: row["count"] for row in sorted(counts, key=lambda r: r["reason"])}
 
 
@@ -70,7 +71,7 @@ def ingest(catalog: Catalog, source_name: str, day: dt.date, landing_format: str
     finally:
         flagged.unpersist()
     kept = read_parquet(spark, catalog.raw(source, day)).count()
-    by_reason = _count_by_reason(spark, catalog.quarantine(source, day))
+    by_reason = count_by_reason(read_parquet(spark, catalog.quarantine(source, day)))
     quarantined = sum(by_reason.values())
     if rows_in != kept + quarantined:
         raise RowConservationError(
@@ -94,7 +95,7 @@ def validate_raw(catalog: Catalog, source_name: str, day: dt.date) -> dict:
     return validate_dataframe(df, suite, label=f"raw {source_name} {day}")
 
 
-def _references(rules) -> References:
+def references_for(rules) -> References:
     """Reference tables the rules need; a missing OUI registry leaves vendors unknown."""
     if not any(r.generalizer == "mac_vendor" for r in rules):
         return References()
@@ -113,7 +114,7 @@ def protect_source(
     rules = policy.resolve(source)
     key = derive_key(master_key(demo), f"protected/{day.isoformat()}")
     raw = read_parquet(get_spark(), catalog.raw(source, day))
-    protected_df = protect(raw, rules, key, day, _references(rules))
+    protected_df = protect(raw, rules, key, day, references_for(rules))
     write_parquet(protected_df, catalog.protected(source, day))
     protected = read_parquet(get_spark(), catalog.protected(source, day))
     summary = validate_dataframe(
@@ -127,11 +128,11 @@ def protect_source(
         "source": source_name,
         "path": str(catalog.protected(source, day)),
         "validation": summary,
-        "columns": _treatment_summary(rules),
+        "columns": treatment_summary(rules),
     }
 
 
-def _treatment_summary(rules) -> dict[str, list[str]]:
+def treatment_summary(rules) -> dict[str, list[str]]:
     summary: dict[str, list[str]] = {}
     for rule in rules:
         summary.setdefault(rule.treatment, []).append(rule.column)

@@ -76,11 +76,6 @@ class Ledger:
         conn.row_factory = sqlite3.Row
         return conn
 
-    def find(self, release_id: str) -> Charge | None:
-        with self._connect() as conn:
-            row = conn.execute("SELECT * FROM charges WHERE release_id = ?", (release_id,)).fetchone()
-        return Charge(**dict(row)) if row else None
-
     def charges(self, dataset: str | None = None) -> list[Charge]:
         query, args = "SELECT * FROM charges", ()
         if dataset is not None:
