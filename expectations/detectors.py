@@ -32,11 +32,12 @@ from dataclasses import dataclass
 _NOT_AFTER_ALNUM = "(?<![0-9A-Za-z])"
 _NOT_BEFORE_ALNUM = "(?![0-9A-Za-z])"
 _NOT_BEFORE_DIGIT = "(?![0-9])"
+_NOT_A_FRACTION = "(?<![0-9][.,])"  # the digits after a decimal point are not a number of their own
 
 
 def _token(body: str) -> str:
-    """`body` as a whole token: no letter or digit right before or after it."""
-    return _NOT_AFTER_ALNUM + "(?:" + body + ")" + _NOT_BEFORE_ALNUM
+    """`body` as a whole token: no letter or digit right before or after it, not a fraction."""
+    return _NOT_AFTER_ALNUM + _NOT_A_FRACTION + "(?:" + body + ")" + _NOT_BEFORE_ALNUM
 
 
 _LOCAL_PART = "[A-Za-z0-9._%+-]"

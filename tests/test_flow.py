@@ -143,3 +143,12 @@ def test_the_key_can_come_from_a_prefect_secret_block(prefect_harness, monkeypat
     monkeypatch.setenv(KEY_BLOCK_ENV, "no-such-block")
     with pytest.raises(PseudonymKeyError, match="no-such-block"):
         master_key(demo=False)
+
+
+def test_the_leak_scanner_finds_nothing_in_a_delivery(run, capsys):
+    from kr_reports.cli import main
+
+    code = main(["scan", str(run["out"])])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "no identifier-shaped values found" in printed
