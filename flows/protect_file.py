@@ -27,7 +27,7 @@ from flows.stages import (
 )
 from kr_reports.keys import master_key, release_key
 from kr_reports.policy import Policy, UnclassifiedColumn
-from kr_reports.schemas import SOURCES
+from kr_reports.schemas import SOURCES, describe_column_names
 from kr_reports.spark import get_spark
 from transforms.ingest import filter_quarantined, filter_usable, with_typed_and_reasons
 from transforms.protect import protect, protected_columns
@@ -40,7 +40,7 @@ def _check_all_fields_known(facts: dict, input_path: Path) -> None:
     unknown = [c for c, why in facts["dropped"].items() if why.startswith(UNKNOWN_FIELD)]
     if unknown:
         raise UnclassifiedColumn(
-            f"{input_path}: field(s) {', '.join(unknown)} of format '{facts['format']}' are not "
+            f"{input_path}: field(s) {describe_column_names(unknown)} of format '{facts['format']}' are not "
             f"classified (neither mapped to the canonical schema nor declared dropped)"
         )
 

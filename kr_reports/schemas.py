@@ -9,6 +9,7 @@ column is the privacy policy's decision (config/policy.yaml).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -36,9 +37,6 @@ class SourceSpec:
     @property
     def column_names(self) -> list[str]:
         return [f.name for f in self.fields]
-
-    def field(self, name: str) -> FieldSpec:
-        return next(f for f in self.fields if f.name == name)
 
     @property
     def is_daily(self) -> bool:
@@ -134,3 +132,19 @@ WEB_VISITS = SourceSpec(
 SOURCES: dict[str, SourceSpec] = {
     s.name: s for s in (SUBSCRIBERS, DEVICES, CALL_RECORDS, NETWORK_FLOWS, WEB_VISITS)
 }
+
+
+# Letters, digits, "_" and "."; never a run of 3+ digits (ids, numbers, addresses).
+SAFE_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+
+
+def describe_column_names(names: list[str]) -> str:
+    """Column names for an error message, without echoing data.
+
+    A file without its header line turns its first row into column names, so
+    a name that does not look like an identifier of a schema is counted, not shown.
+    """
+    shown = [n for n in names if SAFE_COLUMN_NAME.fullmatch(n) and not re.search(r"[0-9]{3}", n)]
+    hidden = len(names) - len(shown)
+    parts = shown + ([f"{hidden} more not shown (they look like data, not names)"] if hidden else [])
+    return ", ".join(parts)

@@ -97,3 +97,14 @@ def test_landing_columns_must_match_and_the_error_names_file_and_columns(spark):
     assert message.startswith("landing/network_flows/date=2026-11-01:")
     assert "missing column(s) src_ip" in message
     assert "unclassified column(s) favourite_colour" in message
+
+
+def test_a_headerless_file_does_not_echo_its_first_row_in_the_error(spark):
+    # Without a header, the first record's values become the column names.
+    header = "`KR0000042` string, `minji@example.kr` string, account_id string"
+    df = spark.createDataFrame([("x",) * 3], header)
+    with pytest.raises(SchemaMismatch) as err:
+        check_landing_columns(df, NETWORK_FLOWS, "landing/network_flows/date=2026-11-01")
+    message = str(err.value)
+    assert "minji@example.kr" not in message and "KR0000042" not in message
+    assert "2 more not shown" in message

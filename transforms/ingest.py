@@ -12,7 +12,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from kr_reports.schemas import FieldSpec, SourceSpec
+from kr_reports.schemas import FieldSpec, SourceSpec, describe_column_names
 
 TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
 DATE_FORMAT = "yyyy-MM-dd"
@@ -33,7 +33,7 @@ def check_landing_columns(df: DataFrame, source: SourceSpec, location: str) -> N
         if missing:
             parts.append(f"missing column(s) {', '.join(missing)}")
         if unexpected:
-            parts.append(f"unclassified column(s) {', '.join(unexpected)}")
+            parts.append(f"unclassified column(s) {describe_column_names(unexpected)}")
         raise SchemaMismatch(
             f"{location}: {'; '.join(parts)} (expected for {source.name}: {', '.join(expected)})"
         )
