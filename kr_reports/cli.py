@@ -75,17 +75,38 @@ def _cmd_protect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_ledger(args: argparse.Namespace) -> int:
+def _open_ledger(args: argparse.Namespace):
+    """The ledger at --ledger-url, else $KR_LEDGER_URL, else in the data folder."""
     from flows.catalog import Catalog
-    from kr_reports.ledger import Ledger
+    from kr_reports.ledger import Ledger, ledger_location
 
-    catalog = Catalog.from_env(args.data_dir, None)
-    charges = Ledger(catalog.ledger_path).charges(args.dataset)
+    data_dir = Catalog.from_env(args.data_dir, None).data_dir
+    return Ledger(ledger_location(data_dir, args.ledger_url))
+
+
+def _cmd_ledger(args: argparse.Namespace) -> int:
+    charges = _open_ledger(args).charges(args.dataset)
     if not charges:
         print("no charges recorded")
     for c in charges:
         print(f"{c.id:>4}  {c.charged_at}  {c.dataset:<14} {c.period}  {c.report:<32} "
-              f"{c.partner:<16} eps={c.epsilon:g} delta={c.delta:g}")
+              f"{c.partner:<16} eps={c.epsilon:g} delta={c.delta:g} rho={c.rho:g}")
+    return 0
+
+
+def _cmd_budget(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from kr_reports.config import load_pipeline_config
+    from kr_reports.ledger import format_status
+
+    as_of = args.as_of or dt.datetime.now(dt.UTC).date()
+    budgets = load_pipeline_config(Path(args.config_dir)).budgets
+    statuses = _open_ledger(args).status(budgets, as_of)
+    if args.json:
+        print(json.dumps({"as_of": as_of.isoformat(), "budgets": [asdict(s) for s in statuses]}, indent=2))
+    else:
+        print(format_status(statuses, as_of))
     return 0
 
 
@@ -99,6 +120,10 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return 0 if report.clean else 1
+
+
+LEDGER_URL_HELP = ("privacy ledger: a SQLAlchemy URL or a SQLite path "
+                   "(default: $KR_LEDGER_URL or <data-dir>/ledger.sqlite)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,8 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="List every charge in the privacy ledger.",
     )
     ledger.add_argument("--data-dir", help="data folder (default: $KR_DATA_DIR or ./data)")
+    ledger.add_argument("--ledger-url", help=LEDGER_URL_HELP)
     ledger.add_argument("--dataset", help="only this dataset")
     ledger.set_defaults(handler=_cmd_ledger)
+
+    budget = commands.add_parser(
+        "budget", help="show spent and remaining privacy budget per dataset",
+        description="For every budget in pipeline.yaml, show the epsilon, delta and rho spent in the "
+        "rolling window ending on the as-of day, what remains, and how many releases spent it.",
+    )
+    budget.add_argument("--data-dir", help="data folder (default: $KR_DATA_DIR or ./data)")
+    budget.add_argument("--ledger-url", help=LEDGER_URL_HELP)
+    budget.add_argument("--config-dir", default="config", help="folder with pipeline.yaml")
+    budget.add_argument("--as-of", type=dt.date.fromisoformat,
+                        help="last day of the windows (YYYY-MM-DD); default: today (UTC)")
+    budget.add_argument("--json", action="store_true", help="print the status as JSON")
+    budget.set_defaults(handler=_cmd_budget)
 
     scan = commands.add_parser(
         "scan", help="look for identifier-shaped values in data files",
