@@ -41,6 +41,7 @@ from great_expectations.expectations.metrics.map_metric_provider import (
     ColumnMapMetricProvider,
     column_condition_partial,
 )
+from great_expectations.expectations.row_conditions import Column as GxColumn
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
@@ -141,6 +142,10 @@ def build_protected_suite(
     return _suite(f"protected_{source.name}", expectations, {"source": source.name})
 
 
+RELEASE_STATUS = "status"
+RELEASE_STATUSES = ("released", "suppressed", "merged", "remainder")
+
+
 def build_release_suite(
     expected_columns: list[str],
     count_columns: list[str],
@@ -163,8 +168,15 @@ def build_release_suite(
     expectations: list[Expectation] = [
         E.ExpectTableColumnsToMatchOrderedList(column_list=list(expected_columns))
     ]
+    published: dict = {}
+    if RELEASE_STATUS in expected_columns:
+        expectations.append(
+            E.ExpectColumnValuesToBeInSet(column=RELEASE_STATUS, value_set=list(RELEASE_STATUSES))
+        )
+        # Suppressed and merged cells withhold their values; published ones must have them.
+        published = {"row_condition": GxColumn(RELEASE_STATUS).is_in(["released", "remainder"])}
     for column in count_columns:
-        expectations.append(E.ExpectColumnValuesToNotBeNull(column=column))
+        expectations.append(E.ExpectColumnValuesToNotBeNull(column=column, **published))
         expectations.append(E.ExpectColumnValuesToBeBetween(column=column, min_value=0))
     expectations.extend(_detector_expectations(string_columns))
     return _suite("release", expectations, {"count_columns": list(count_columns)})

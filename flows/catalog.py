@@ -5,7 +5,7 @@ data/                            internal zones, never shared
   raw/<source>/date=D            canonical, typed
   quarantine/<source>/date=D     unusable rows with reasons
   protected/<source>/date=D      identifiers dropped, pseudonymized, generalized
-  releases/<report>/<D>          noisy releases, stored once, never re-noised
+  releases/<report>/<D>/<n>      noisy releases, stored once, never re-noised (n: 1, 2, ...)
   ledger.sqlite                  the privacy ledger
 out/deliveries/<partner>/<report>/<D>   what partners receive
 """
@@ -64,8 +64,15 @@ class Catalog:
     def protected(self, source: SourceSpec, day: dt.date) -> Path:
         return self._zone("protected", source, day)
 
-    def release(self, report: str, day: dt.date) -> Path:
-        return self.data_dir / "releases" / report / day.isoformat()
+    def release(self, report: str, day: dt.date, number: int = 1) -> Path:
+        return self.data_dir / "releases" / report / day.isoformat() / str(number)
+
+    def release_numbers(self, report: str, day: dt.date) -> list[int]:
+        """Stored releases of a report for a day, oldest first."""
+        folder = self.data_dir / "releases" / report / day.isoformat()
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
 
     def delivery(self, partner: str, report: str, day: dt.date) -> Path:
         return self.out_dir / "deliveries" / partner / report / day.isoformat()

@@ -13,27 +13,19 @@ import logging
 import secrets
 from pathlib import Path
 
-import pandas as pd
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from expectations.runner import validate_dataframe
 from expectations.suites import build_protected_suite, build_raw_suite, build_release_suite
-from flows.catalog import Catalog, read_landing, read_parquet, write_atomically, write_parquet
+from flows.catalog import Catalog, MissingInput, read_landing, read_parquet, write_atomically, write_parquet
 from flows.reference import load_oui_table
-from kr_reports import dp
+from kr_reports import dp, noising
 from kr_reports.config import PipelineConfig, ReportSpec
 from kr_reports.keys import derive_key, master_key
-from kr_reports.ledger import ChargeRequest, Ledger
+from kr_reports.ledger import ChargeRequest, Ledger, ledger_location
 from kr_reports.policy import Policy
-from kr_reports.schemas import NETWORK_FLOWS, SOURCES, SUBSCRIBERS
+from kr_reports.schemas import SOURCES
 from kr_reports.spark import get_spark
-from transforms.bounding import (
-    aggregate_cells,
-    bound_contributions,
-    filter_public_keys,
-    with_all_public_cells,
-)
 from transforms.ingest import (
     check_landing_columns,
     filter_quarantined,
@@ -41,6 +33,8 @@ from transforms.ingest import (
     with_typed_and_reasons,
 )
 from transforms.protect import References, protect, protected_columns
+from transforms.report_aggregate import aggregate_report
+from transforms.report_inputs import UNIT, report_input, sources_read
 
 log = logging.getLogger(__name__)
 
@@ -139,81 +133,62 @@ def treatment_summary(rules) -> dict[str, list[str]]:
     return summary
 
 
-def _traffic_by_region_hour(flows: DataFrame, subscribers: DataFrame) -> DataFrame:
-    """Flows with the subscriber's region and the hour of the flow."""
-    regions = subscribers.select("subscriber", "region")
-    return flows.join(regions, on="subscriber", how="inner").select(
-        "subscriber", "region", F.hour("start_hour").alias("hour"), "bytes"
-    )
-
-
-def _aggregate_report(catalog: Catalog, plan: dp.ReportPlan, day: dt.date, salt: int) -> pd.DataFrame:
-    """True per-cell aggregates after contribution bounding (small: one row per cell)."""
+def _true_aggregates(catalog: Catalog, plan: dp.ReportPlan, day: dt.date, salt: int):
+    """True bounded aggregates, collected: (cells present, bucket counts, private partitions)."""
     spark = get_spark()
-    flows = read_parquet(spark, catalog.protected(NETWORK_FLOWS, day))
-    subscribers = read_parquet(spark, catalog.protected(SUBSCRIBERS, day))
-    bounds = plan.spec.contribution
-    bounded = bound_contributions(
-        filter_public_keys(_traffic_by_region_hour(flows, subscribers), plan.public_keys),
-        unit="subscriber",
-        groups=list(plan.public_keys),
-        clamps=plan.clamps,
-        max_groups=bounds.max_groups_per_subscriber,
-        max_rows=bounds.max_rows_per_group,
-        salt=salt,
-    )
-    measures = ["distinct_units", *plan.clamps]
-    cells = aggregate_cells(bounded, list(plan.public_keys), list(plan.clamps))
-    return with_all_public_cells(cells, plan.public_keys, measures).toPandas()
+    frames = {name: read_parquet(spark, catalog.protected(SOURCES[name], day))
+              for name in sources_read(plan.spec.source)}
+    aggregates = aggregate_report(report_input(plan.spec.source, frames), plan, UNIT, salt)
+    try:
+        cells = aggregates.cells.toPandas()
+        buckets = {name: df.toPandas() for name, df in aggregates.buckets.items()}
+        partitions = aggregates.partitions.toPandas() if aggregates.partitions is not None else None
+    finally:
+        aggregates.unpersist()
+    return cells, buckets, partitions
 
 
-def release_id(spec: ReportSpec, day: dt.date) -> str:
-    return f"{spec.name}/{day.isoformat()}"
+def release_id(spec: ReportSpec, day: dt.date, number: int = 1) -> str:
+    base = f"{spec.name}/{day.isoformat()}"
+    return base if number == 1 else f"{base}#{number}"
+
+
+def stored_release(catalog: Catalog, spec: ReportSpec, day: dt.date) -> dict | None:
+    """The latest stored release of a report for a day, if any."""
+    numbers = catalog.release_numbers(spec.name, day)
+    if not numbers:
+        return None
+    return json.loads((catalog.release(spec.name, day, numbers[-1]) / "release.json").read_text())
 
 
 def release(
-    catalog: Catalog, spec: ReportSpec, pipeline: PipelineConfig, day: dt.date, random_state=None
+    catalog: Catalog,
+    spec: ReportSpec,
+    pipeline: PipelineConfig,
+    day: dt.date,
+    new_release: bool = False,
+    random_state=None,
 ) -> dict:
     """Charge the ledger, draw noise once, and store the release; reuse a stored one.
 
     A stored release is returned as it is: drawing fresh noise for the same
-    numbers would let anyone average the noise away.
+    numbers would let anyone average the noise away. `new_release` makes a
+    deliberate new release, charged again. Noise exists only in memory
+    between the charge and the atomic write of the store; a run that dies
+    there has published nothing, and its retry finds the charge already made.
     """
-    store = catalog.release(spec.name, day)
-    if (store / "release.json").is_file():
-        return {**json.loads((store / "release.json").read_text()), "reused": True}
+    stored = stored_release(catalog, spec, day)
+    if stored is not None and not new_release:
+        return {**stored, "reused": True}
+    number = 1 if stored is None else stored["number"] + 1
     plan = dp.plan_report(spec, pipeline.regions)
-    cells = _aggregate_report(catalog, plan, day, salt=secrets.randbits(62))
-    budget = pipeline.budget_for(spec.source)
-    charge, _ = Ledger(catalog.ledger_path).charge(
-        ChargeRequest(
-            release_id=release_id(spec, day),
-            dataset=spec.source,
-            privacy_unit=spec.privacy_unit,
-            period=day,
-            report=spec.name,
-            partner=spec.partner,
-            purpose=spec.purpose,
-            epsilon=plan.epsilon,
-            delta=plan.delta,
-        ),
-        budget_epsilon=budget.epsilon,
-        budget_delta=budget.delta,
-        window_days=budget.window_days,
-    )
-    noisy = dp.noise_cells(cells, plan, random_state=random_state)
-    record = {
-        "release_id": charge.release_id,
-        "ledger_entry_id": charge.id,
-        "report": spec.name,
-        "period": day.isoformat(),
-        "epsilon": plan.epsilon,
-        "delta": plan.delta,
-        "cells": len(noisy),
-        "metrics": [_metric_record(m) for m in plan.metrics],
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "path": str(store),
-    }
+    found, buckets, partitions = _true_aggregates(catalog, plan, day, salt=secrets.randbits(62))
+    charge = _charge(catalog, plan, pipeline, day, number)
+    selected = noising.select_partitions(partitions, plan, random_state) if plan.selection else None
+    cells = noising.complete_cells(found, plan, selected)
+    noisy = noising.noisy_release(cells, buckets, plan, random_state=random_state)
+    store = catalog.release(spec.name, day, number)
+    record = _release_record(plan, charge, day, number, noisy, store)
 
     def fill(folder: Path) -> None:
         noisy.to_parquet(folder / "release.parquet", index=False)
@@ -223,24 +198,85 @@ def release(
     return {**json.loads((store / "release.json").read_text()), "reused": False}
 
 
+def _charge(catalog: Catalog, plan: dp.ReportPlan, pipeline: PipelineConfig, day: dt.date, number: int):
+    spec, budget = plan.spec, pipeline.budget_for(plan.spec.source)
+    charge, _ = Ledger(ledger_location(catalog.data_dir)).charge(
+        ChargeRequest(
+            release_id=release_id(spec, day, number),
+            dataset=spec.source,
+            privacy_unit=spec.privacy_unit,
+            period=day,
+            report=spec.name,
+            partner=spec.partner,
+            purpose=spec.purpose,
+            epsilon=plan.epsilon,
+            delta=plan.delta,
+            rho=plan.rho,
+        ),
+        budget_epsilon=budget.epsilon,
+        budget_delta=budget.delta,
+        window_days=budget.window_days,
+    )
+    return charge
+
+
+def _release_record(plan: dp.ReportPlan, charge, day: dt.date, number: int, noisy, store: Path) -> dict:
+    statuses = noisy["status"].value_counts()
+    return {
+        "release_id": charge.release_id,
+        "number": number,
+        "ledger_entry_id": charge.id,
+        "report": plan.spec.name,
+        "period": day.isoformat(),
+        "accounting": plan.spec.accounting,
+        "epsilon": plan.epsilon,
+        "delta": plan.delta,
+        "rho": plan.rho,
+        "cells": len(noisy),
+        "cells_by_status": {status: int(n) for status, n in sorted(statuses.items())},
+        "metrics": [_metric_record(m) for m in plan.metrics],
+        "partition_selection": _selection_record(plan.selection),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "path": str(store),
+    }
+
+
+def _selection_record(selection: dp.Selection | None) -> dict | None:
+    if selection is None:
+        return None
+    return {"epsilon": selection.noise.epsilon, "delta": selection.delta,
+            "threshold": selection.threshold, "noise_sd": selection.noise.sd}
+
+
 def _metric_record(metric: dp.MetricPlan) -> dict:
     return {
         "name": metric.name,
         "kind": metric.kind,
-        "mechanism": metric.mechanism,
+        "column": metric.metric.column,
+        "outputs": list(metric.outputs),
         "epsilon": metric.epsilon,
         "delta": metric.delta,
-        "sensitivity": metric.sensitivity,
-        "noise_sd": metric.noise_sd,
-        "ci95_half_width": metric.ci_half_width,
+        "rho": metric.rho,
+        "parts": [
+            {
+                "part": name,
+                "mechanism": noise.kind,
+                "sensitivity": noise.sensitivity,
+                "noise_sd": noise.sd,
+                "ci95_half_width": noise.ci_half_width(dp.CONFIDENCE),
+            }
+            for name, noise in metric.parts
+        ],
     }
 
 
 def validate_release(catalog: Catalog, spec: ReportSpec, pipeline: PipelineConfig, day: dt.date) -> dict:
     plan = dp.plan_report(spec, pipeline.regions)
-    store = catalog.release(spec.name, day)
-    released = get_spark().read.parquet(str(store / "release.parquet"))
-    keys = [c for c, values in plan.public_keys.items() if isinstance(values[0], str)]
+    stored = stored_release(catalog, spec, day)
+    if stored is None:
+        raise MissingInput(f"no stored release of report '{spec.name}' for {day.isoformat()}")
+    released = get_spark().read.parquet(str(Path(stored["path"]) / "release.parquet"))
+    keys = [c for c, t in released.dtypes if t == "string" and c in plan.group_columns]
     suite = build_release_suite(
         dp.release_columns(plan), dp.count_columns(plan), string_columns=keys
     )

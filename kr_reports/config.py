@@ -6,7 +6,7 @@ the code turns a spec into a plan and executes it.
 
 from __future__ import annotations
 
-import math
+import itertools
 from pathlib import Path
 from typing import Literal
 
@@ -57,34 +57,100 @@ class PipelineConfig(Frozen):
         raise ConfigError(f"no privacy budget is configured for dataset '{dataset}'")
 
 
-class GroupKey(Frozen):
-    """A public group-by key: every listed value is reported, empty cells too."""
+NAMED_DOMAINS = ("regions", "hours")
+METRIC_KINDS = ("count", "count_distinct_subscribers", "sum", "mean", "variance", "quantiles", "histogram")
+BOUNDED_KINDS = ("sum", "mean", "variance", "quantiles", "histogram")
 
-    column: Literal["region", "hour"]
-    values: Literal["regions", "hours"]
+
+class GroupKey(Frozen):
+    """A group-by key, public or private.
+
+    Public: every value of its declared domain is reported, empty cells too,
+    and rows outside the domain are dropped before aggregation. The domain is
+    a named one (`regions` from pipeline.yaml, `hours`), a list, or an
+    inclusive integer range. Private: values come from the data and are
+    released only through differentially private partition selection.
+    """
+
+    column: str
+    values: str | tuple[str | int, ...] | None = None
+    range: tuple[int, int] | None = None
+    private: bool = False
+
+    @model_validator(mode="after")
+    def _one_domain(self) -> GroupKey:
+        declared = [self.values is not None, self.range is not None, self.private]
+        if sum(declared) != 1:
+            raise ValueError(f"group key '{self.column}': give exactly one of values, range or private")
+        if isinstance(self.values, str) and self.values not in NAMED_DOMAINS:
+            raise ValueError(
+                f"group key '{self.column}': unknown domain '{self.values}' "
+                f"(named: {', '.join(NAMED_DOMAINS)}; or give a list)"
+            )
+        if isinstance(self.values, tuple) and len(set(self.values)) != len(self.values):
+            raise ValueError(f"group key '{self.column}': values repeat")
+        if self.range is not None and self.range[0] > self.range[1]:
+            raise ValueError(f"group key '{self.column}': range start exceeds its end")
+        return self
 
 
 class Contribution(Frozen):
+    """Per subscriber: at most this many cells, and this many rows in each."""
+
     max_groups_per_subscriber: int = Field(gt=0)
     max_rows_per_group: int = Field(gt=0)
 
 
 class Metric(Frozen):
-    name: str
-    kind: Literal["count_distinct_subscribers", "sum"]
-    epsilon: float = Field(gt=0)
+    """One released statistic with its bounds and its share of the budget.
+
+    `epsilon` under pure or approximate DP accounting, `rho` under zCDP.
+    Values are clamped to [lower, upper] and encoded as fixed-point integers
+    (value x 10^precision, rounded) before anything is summed, so noise is
+    added to integers; a negative precision coarsens (-3: units of 1,000).
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: Literal[METRIC_KINDS]
+    epsilon: float | None = Field(default=None, gt=0)
+    rho: float | None = Field(default=None, gt=0)
     column: str | None = None
-    lower: int | None = None
-    upper: int | None = None
+    lower: float | None = None
+    upper: float | None = None
+    precision: int = Field(default=0, ge=-9, le=6)
+    quantiles: tuple[float, ...] | None = None
+    bins: tuple[float, ...] | None = None
 
     @model_validator(mode="after")
-    def _sum_needs_column_and_bounds(self) -> Metric:
-        if self.kind == "sum":
-            if self.column is None or self.lower is None or self.upper is None:
-                raise ValueError(f"sum metric '{self.name}' needs column, lower and upper")
-            if self.lower > self.upper:
-                raise ValueError(f"sum metric '{self.name}': lower bound exceeds upper bound")
+    def _kind_needs(self) -> Metric:
+        if (self.epsilon is None) == (self.rho is None):
+            raise ValueError(f"metric '{self.name}': give epsilon (pure/approximate DP) or rho (zCDP)")
+        if self.kind in BOUNDED_KINDS and self.column is None:
+            raise ValueError(f"{self.kind} metric '{self.name}' needs a column")
+        if self.kind in ("sum", "mean", "variance", "quantiles"):
+            if self.lower is None or self.upper is None:
+                raise ValueError(f"{self.kind} metric '{self.name}' needs column, lower and upper")
+            if self.lower >= self.upper:
+                raise ValueError(f"{self.kind} metric '{self.name}': lower bound must be below upper bound")
+        if self.kind == "quantiles" and not (self.quantiles and all(0 < q < 1 for q in self.quantiles)):
+            raise ValueError(f"quantiles metric '{self.name}' needs quantiles, each in (0, 1)")
+        if self.kind == "histogram":
+            edges = self.bins or ()
+            if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
+                raise ValueError(f"histogram metric '{self.name}' needs at least 2 increasing bin edges")
         return self
+
+    @property
+    def scale(self) -> int | float:
+        """Fixed-point factor: integer value = round(value x scale)."""
+        return 10**self.precision
+
+
+class PartitionSelection(Frozen):
+    """Budget for releasing private keys: a threshold on a noisy distinct-subscriber count."""
+
+    epsilon: float = Field(gt=0)
+    delta: float = Field(gt=0, lt=1)
 
 
 class ReportSpec(Frozen):
@@ -98,18 +164,69 @@ class ReportSpec(Frozen):
     group_by: tuple[GroupKey, ...] = Field(min_length=1)
     contribution: Contribution
     metrics: tuple[Metric, ...] = Field(min_length=1)
+    # pure_dp: geometric noise, delta 0. approx_dp: discrete Gaussian, delta split
+    # equally over metrics. zcdp: discrete Gaussian from each metric's rho; delta
+    # is where the total rho is stated as (epsilon, delta) for ledger and manifest.
+    accounting: Literal["pure_dp", "approx_dp", "zcdp"] = "pure_dp"
     delta: float = Field(default=0.0, ge=0, lt=1)
+    partition_selection: PartitionSelection | None = None
+    # k: a cell whose noisy distinct-subscriber count is under it is not published as is.
+    min_subscribers: int | None = Field(default=None, ge=1)
+    sparse_cells: Literal["suppress", "roll_up"] = "suppress"
+    roll_up: str | None = None  # the key merged away when rolling a sparse cell into its parent
 
     @model_validator(mode="after")
-    def _source_exists(self) -> ReportSpec:
+    def _consistent(self) -> ReportSpec:
         if self.source not in SOURCES:
             raise ValueError(f"unknown source '{self.source}'; expected one of {sorted(SOURCES)}")
+        self._check_names()
+        self._check_accounting()
+        self._check_private_keys()
+        self._check_sparse_cells()
         return self
 
+    def _check_names(self) -> None:
+        names = [k.column for k in self.group_by] + [m.name for m in self.metrics]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"group keys and metric names must be unique: {', '.join(repeated)}")
+
+    def _check_accounting(self) -> None:
+        budget_field = "rho" if self.accounting == "zcdp" else "epsilon"
+        for metric in self.metrics:
+            if getattr(metric, budget_field) is None:
+                raise ValueError(f"metric '{metric.name}': {self.accounting} accounting needs {budget_field}")
+        if self.accounting == "pure_dp" and self.delta != 0:
+            raise ValueError("pure_dp accounting has delta 0; use approx_dp or zcdp for delta > 0")
+        if self.accounting != "pure_dp" and self.delta == 0:
+            raise ValueError(f"{self.accounting} accounting needs delta > 0")
+
+    def _check_private_keys(self) -> None:
+        has_private = any(k.private for k in self.group_by)
+        if has_private and self.partition_selection is None:
+            raise ValueError("private group keys need a partition_selection budget")
+        if not has_private and self.partition_selection is not None:
+            raise ValueError("partition_selection is only for private group keys")
+
+    def _check_sparse_cells(self) -> None:
+        if self.min_subscribers is not None and not any(
+            m.kind == "count_distinct_subscribers" for m in self.metrics
+        ):
+            raise ValueError("min_subscribers needs a count_distinct_subscribers metric to test against")
+        if self.sparse_cells == "roll_up":
+            public = [k.column for k in self.group_by if not k.private]
+            if self.min_subscribers is None or self.roll_up not in public:
+                raise ValueError("sparse_cells roll_up needs min_subscribers and roll_up naming a public key")
+        elif self.roll_up is not None:
+            raise ValueError("roll_up is only used with sparse_cells: roll_up")
+
     @property
-    def epsilon(self) -> float:
-        """Total epsilon: the metrics compose sequentially (basic composition)."""
-        return math.fsum(m.epsilon for m in self.metrics)
+    def private_keys(self) -> tuple[str, ...]:
+        return tuple(k.column for k in self.group_by if k.private)
+
+    @property
+    def group_columns(self) -> tuple[str, ...]:
+        return tuple(k.column for k in self.group_by)
 
 
 def _load_yaml(path: Path) -> dict:

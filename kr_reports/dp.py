@@ -1,12 +1,19 @@
-"""From a report spec to a noise plan, and noise on the small aggregated frame.
+"""From a report spec to an immutable noise plan.
 
 Sensitivities follow from the contribution bounds: a subscriber touches at
-most G cells, with at most R rows of value at most M (in absolute value) in
-each. Pure DP (delta = 0) uses diffprivlib's Geometric mechanism calibrated
-to the L1 sensitivity of the whole vector of cells; approximate DP uses its
-discrete Gaussian calibrated to the (integer-rounded-up) L2 sensitivity.
-Noise is only ever added to integers, and only with diffprivlib's secure
-random source unless a test passes `random_state`.
+most G cells with at most R rows each, every value clamped to its metric's
+bounds. A metric is one or more noised integer vectors ("parts"): a count,
+a fixed-point sum, a sum of squares, the nodes of a quantile tree or the
+bins of a histogram. Each part gets an explicit share of the metric's
+budget, and the spec's accounting decides how the shares compose:
+
+- pure_dp: geometric noise on the L1 sensitivity; epsilons add up;
+- approx_dp: discrete Gaussian on the L2 sensitivity; epsilons and deltas add up;
+- zcdp: discrete Gaussian from rho; rhos add up and the total is stated as
+  (epsilon, delta) at the spec's delta.
+
+Private group keys add a partition-selection budget (pure DP with a delta),
+which composes by adding to the total.
 """
 
 from __future__ import annotations
@@ -14,44 +21,69 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import pandas as pd
-from diffprivlib.mechanisms import GaussianDiscrete, Geometric
-
-from kr_reports.config import Metric, ReportSpec
+from kr_reports import mechanisms as mech
+from kr_reports.config import GroupKey, Metric, ReportSpec
+from kr_reports.mechanisms import CalibrationError, IntegerNoise
 
 HOURS = tuple(range(24))
 CONFIDENCE = 0.95
-# diffprivlib's discrete Gaussian sampler loops O(sigma) times per draw.
-MAX_DISCRETE_GAUSSIAN_SCALE = 1e4
+# Quantile trees: 16 children per node, 3 levels under the root (4,096 leaves).
+TREE_BRANCHING = 16
+TREE_HEIGHT = 3
+TREE_LEAVES = TREE_BRANCHING**TREE_HEIGHT
+
+# The integer vectors each kind of metric releases noisy.
+METRIC_PARTS = {
+    "count_distinct_subscribers": ("value",),
+    "count": ("value",),
+    "sum": ("value",),
+    "mean": ("count", "sum"),
+    "variance": ("count", "sum", "sum_sq"),
+    "quantiles": ("tree",),
+    "histogram": ("bins",),
+}
 
 
-class PlanError(ValueError):
+class PlanError(CalibrationError):
     """A spec whose noise cannot be calibrated as asked."""
 
 
 @dataclass(frozen=True)
 class MetricPlan:
-    name: str
-    kind: str
-    column: str | None
-    epsilon: float
+    metric: Metric
+    parts: tuple[tuple[str, IntegerNoise], ...]
+    epsilon: float  # the metric's cost, as its accounting states it
     delta: float
-    mechanism: str  # "geometric" or "discrete_gaussian"
-    sensitivity: int
-    noise_sd: float
-    ci_half_width: int
+    rho: float
 
-    def mechanism_for(self, random_state=None):
-        if self.mechanism == "geometric":
-            return Geometric(
-                epsilon=self.epsilon, sensitivity=self.sensitivity, random_state=random_state
-            )
-        return GaussianDiscrete(
-            epsilon=self.epsilon,
-            delta=self.delta,
-            sensitivity=self.sensitivity,
-            random_state=random_state,
-        )
+    @property
+    def name(self) -> str:
+        return self.metric.name
+
+    @property
+    def kind(self) -> str:
+        return self.metric.kind
+
+    def part(self, name: str) -> IntegerNoise:
+        return dict(self.parts)[name]
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Released value columns (each with _noise_sd, _ci95_low, _ci95_high)."""
+        if self.kind == "quantiles":
+            return tuple(quantile_column(self.name, q) for q in self.metric.quantiles)
+        if self.kind == "histogram":
+            return tuple(f"{self.name}_b{i}" for i in range(len(self.metric.bins) - 1))
+        return (self.name,)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Private partitions released when their noisy distinct-subscriber count reaches `threshold`."""
+
+    noise: IntegerNoise
+    threshold: int
+    delta: float
 
 
 @dataclass(frozen=True)
@@ -59,124 +91,125 @@ class ReportPlan:
     spec: ReportSpec
     public_keys: dict[str, tuple]
     metrics: tuple[MetricPlan, ...]
+    selection: Selection | None
+
+    @property
+    def private_keys(self) -> tuple[str, ...]:
+        return self.spec.private_keys
+
+    @property
+    def group_columns(self) -> tuple[str, ...]:
+        return self.spec.group_columns
+
+    @property
+    def rho(self) -> float:
+        return math.fsum(m.rho for m in self.metrics)
 
     @property
     def epsilon(self) -> float:
-        return math.fsum(m.epsilon for m in self.metrics)
+        if self.spec.accounting == "zcdp":
+            metrics_epsilon = mech.zcdp_to_approx_dp(self.rho, self.spec.delta)[0]
+        else:
+            metrics_epsilon = math.fsum(m.epsilon for m in self.metrics)
+        return metrics_epsilon + (self.selection.noise.epsilon if self.selection else 0.0)
 
     @property
     def delta(self) -> float:
-        return math.fsum(m.delta for m in self.metrics)
+        return self.spec.delta + (self.selection.delta if self.selection else 0.0)
 
     @property
-    def clamps(self) -> dict[str, tuple[int, int]]:
-        return {
-            m.column: (m.lower, m.upper) for m in self.spec.metrics if m.kind == "sum"
-        }
-
-    @property
-    def cells(self) -> int:
+    def public_cells(self) -> int:
         return math.prod(len(v) for v in self.public_keys.values())
 
+    @property
+    def metric_specs(self) -> tuple[Metric, ...]:
+        return tuple(m.metric for m in self.metrics)
 
-def _per_cell_bound(metric: Metric, max_rows: int) -> int:
+
+def quantile_column(name: str, q: float) -> str:
+    return f"{name}_p{round(q * 100, 4):g}".replace(".", "_")
+
+
+def fixed_point_bounds(metric: Metric) -> tuple[int, int]:
+    return round(metric.lower * metric.scale), round(metric.upper * metric.scale)
+
+
+def _per_cell_sensitivity(metric: Metric, part: str, max_rows: int) -> tuple[float, float]:
+    """(L1, L2) of one subscriber's change to one cell's part, after bounding."""
     if metric.kind == "count_distinct_subscribers":
-        return 1
-    return max_rows * max(abs(metric.lower), abs(metric.upper))
+        return 1, 1
+    if part in ("value", "count", "bins") and metric.kind != "sum":
+        return max_rows, max_rows  # rows: in one bin each, so the bins' L1 is R too
+    if part == "tree":  # every row adds 1 to one node per level
+        return max_rows * TREE_HEIGHT, max_rows * math.sqrt(TREE_HEIGHT)
+    low, high = fixed_point_bounds(metric)
+    per_row = {
+        "value": max(abs(low), abs(high)),  # sum of fixed-point values
+        "sum": high - low,  # doubled centred values lie in +-(high - low)
+        "sum_sq": (high - low) ** 2,
+    }[part]
+    return max_rows * per_row, max_rows * per_row
 
 
-def geometric_ci_half_width(epsilon: float, sensitivity: int, confidence: float) -> int:
-    """Smallest t with P(|noise| > t) <= 1 - confidence for the two-sided geometric."""
-    alpha = math.exp(-epsilon / sensitivity)
-    # P(|X| > t) = 2 alpha^(t+1) / (1 + alpha)
-    t = math.log((1 - confidence) * (1 + alpha) / 2) / math.log(alpha) - 1
-    return max(0, math.ceil(t))
+def _part_noise(spec: ReportSpec, metric: Metric, part: str, share: int) -> IntegerNoise:
+    groups = spec.contribution.max_groups_per_subscriber
+    l1_cell, l2_cell = _per_cell_sensitivity(metric, part, spec.contribution.max_rows_per_group)
+    what = f"report '{spec.name}', metric '{metric.name}' ({part})"
+    if spec.accounting == "pure_dp":
+        return mech.geometric(metric.epsilon / share, groups * l1_cell)
+    l2 = math.sqrt(groups) * l2_cell
+    if spec.accounting == "zcdp":
+        return mech.zcdp_discrete_gaussian(metric.rho / share, l2, spec.delta, what)
+    delta = spec.delta / len(spec.metrics) / share
+    return mech.discrete_gaussian(metric.epsilon / share, delta, l2, what)
 
 
-def _plan_metric(metric: Metric, spec: ReportSpec, delta_share: float) -> MetricPlan:
-    bounds = spec.contribution
-    per_cell = _per_cell_bound(metric, bounds.max_rows_per_group)
-    groups = bounds.max_groups_per_subscriber
-    if delta_share == 0:
-        sensitivity = groups * per_cell  # L1 over the vector of cells
-        alpha = math.exp(-metric.epsilon / sensitivity)
-        sd = math.sqrt(2 * alpha) / (1 - alpha)
-        half_width = geometric_ci_half_width(metric.epsilon, sensitivity, CONFIDENCE)
-        mechanism = "geometric"
-    else:
-        sensitivity = math.ceil(math.sqrt(groups) * per_cell)  # L2, rounded up
-        # The scale grows linearly with the sensitivity; check before diffprivlib's search.
-        unit = GaussianDiscrete(epsilon=metric.epsilon, delta=delta_share, sensitivity=1)
-        if unit._scale * sensitivity > MAX_DISCRETE_GAUSSIAN_SCALE:
-            raise PlanError(
-                f"report '{spec.name}', metric '{metric.name}': discrete Gaussian scale about "
-                f"{unit._scale * sensitivity:.3g} is too large to sample; use delta 0 "
-                f"(geometric) or tighter contribution bounds"
-            )
-        sd = float(
-            GaussianDiscrete(
-                epsilon=metric.epsilon, delta=delta_share, sensitivity=sensitivity
-            )._scale
-        )
-        half_width = math.ceil(1.959964 * sd)
-        mechanism = "discrete_gaussian"
-    return MetricPlan(
-        name=metric.name,
-        kind=metric.kind,
-        column=metric.column,
-        epsilon=metric.epsilon,
-        delta=delta_share,
-        mechanism=mechanism,
-        sensitivity=sensitivity,
-        noise_sd=sd,
-        ci_half_width=half_width,
-    )
+def _plan_metric(spec: ReportSpec, metric: Metric) -> MetricPlan:
+    names = METRIC_PARTS[metric.kind]
+    try:
+        parts = tuple((name, _part_noise(spec, metric, name, len(names))) for name in names)
+    except CalibrationError as exc:
+        raise PlanError(str(exc)) from None
+    if spec.accounting == "zcdp":
+        return MetricPlan(metric, parts, math.nan, math.nan, metric.rho)
+    delta = spec.delta / len(spec.metrics) if spec.accounting == "approx_dp" else 0.0
+    return MetricPlan(metric, parts, metric.epsilon, delta, 0.0)
+
+
+def key_domain(key: GroupKey, regions: tuple[str, ...]) -> tuple:
+    if key.range is not None:
+        return tuple(range(key.range[0], key.range[1] + 1))
+    if key.values == "regions":
+        return tuple(regions)
+    if key.values == "hours":
+        return HOURS
+    return tuple(key.values)
 
 
 def plan_report(spec: ReportSpec, regions: tuple[str, ...]) -> ReportPlan:
-    """The immutable plan: public key domains and each metric's calibrated noise."""
-    domains = {"regions": tuple(regions), "hours": HOURS}
-    public_keys = {key.column: domains[key.values] for key in spec.group_by}
-    delta_share = spec.delta / len(spec.metrics)
-    metrics = tuple(_plan_metric(m, spec, delta_share) for m in spec.metrics)
-    return ReportPlan(spec=spec, public_keys=public_keys, metrics=metrics)
-
-
-def true_value_column(metric: MetricPlan) -> str:
-    """The aggregated (pre-noise) column a metric reads."""
-    return "distinct_units" if metric.kind == "count_distinct_subscribers" else metric.column
-
-
-def noise_cells(cells: pd.DataFrame, plan: ReportPlan, random_state=None) -> pd.DataFrame:
-    """The release: group keys, then per metric its noisy value, noise sd and 95% interval.
-
-    Post-processing costs no budget: released values are integers clamped at 0
-    (every metric here is a count or a sum of non-negative bounded values).
-    The interval is around the noisy value, before clamping.
-    """
-    release = cells[list(plan.public_keys)].copy()
-    for metric in plan.metrics:
-        mechanism = metric.mechanism_for(random_state)
-        truth = cells[true_value_column(metric)].astype("int64")
-        noisy = truth.map(lambda v, m=mechanism: m.randomise(int(v))).astype("int64")
-        release[metric.name] = noisy.clip(lower=0)
-        release[f"{metric.name}_noise_sd"] = round(metric.noise_sd, 3)
-        release[f"{metric.name}_ci95_low"] = (noisy - metric.ci_half_width).clip(lower=0)
-        release[f"{metric.name}_ci95_high"] = (noisy + metric.ci_half_width).clip(lower=0)
-    return release.reset_index(drop=True)
+    """The immutable plan: key domains, each metric's calibrated noise, partition selection."""
+    public_keys = {k.column: key_domain(k, regions) for k in spec.group_by if not k.private}
+    metrics = tuple(_plan_metric(spec, m) for m in spec.metrics)
+    selection = None
+    if spec.partition_selection is not None:
+        budget, groups = spec.partition_selection, spec.contribution.max_groups_per_subscriber
+        selection = Selection(
+            noise=mech.geometric(budget.epsilon, groups),
+            threshold=mech.partition_selection_threshold(budget.epsilon, budget.delta, groups),
+            delta=budget.delta,
+        )
+    return ReportPlan(spec=spec, public_keys=public_keys, metrics=metrics, selection=selection)
 
 
 def release_columns(plan: ReportPlan) -> list[str]:
-    columns = list(plan.public_keys)
+    columns = [*plan.group_columns, "status", "cells_merged"]
     for metric in plan.metrics:
-        columns += [
-            metric.name,
-            f"{metric.name}_noise_sd",
-            f"{metric.name}_ci95_low",
-            f"{metric.name}_ci95_high",
-        ]
+        for output in metric.outputs:
+            columns += [output, f"{output}_noise_sd", f"{output}_ci95_low", f"{output}_ci95_high"]
     return columns
 
 
 def count_columns(plan: ReportPlan) -> list[str]:
-    return [m.name for m in plan.metrics]
+    """Released columns that are non-negative integer counts."""
+    counted = ("count", "count_distinct_subscribers", "histogram")
+    return [o for m in plan.metrics if m.kind in counted for o in m.outputs]

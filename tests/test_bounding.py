@@ -2,20 +2,27 @@ from collections import Counter
 
 from pyspark.testing import assertDataFrameEqual
 
+from kr_reports.config import Metric
 from transforms.bounding import (
+    EncodedInputs,
     aggregate_cells,
     bound_contributions,
+    bucket_counts,
+    encode_metric_inputs,
     filter_public_keys,
-    with_all_public_cells,
+    public_grid,
+    with_all_cells,
 )
 
 SCHEMA = "subscriber string, region string, hour int, bytes bigint"
 
 
 def _bound(df, max_groups=2, max_rows=3, salt=1, clamp=(0, 100)):
-    return bound_contributions(
-        df, "subscriber", ["region", "hour"], {"bytes": clamp}, max_groups, max_rows, salt
-    )
+    total = Metric(name="total", kind="sum", column="bytes", lower=clamp[0], upper=clamp[1], epsilon=1)
+    encoded, inputs = encode_metric_inputs(df, [total], tree_leaves=16)
+    groups = ["region", "hour"]
+    bounded = bound_contributions(encoded, "subscriber", groups, inputs, max_groups, max_rows, salt)
+    return bounded.withColumnRenamed("total", "bytes")
 
 
 def test_rows_per_group_groups_per_subscriber_and_clamping_are_exact(spark):
@@ -57,10 +64,37 @@ def test_cells_count_subscribers_once_and_every_public_cell_is_reported(spark):
     rows += [("d", "Mars", 0, 999), ("e", "R1", 99, 999)]  # outside the public domain
     keys = {"region": ["R1", "R2"], "hour": [0, 1]}
     df = filter_public_keys(spark.createDataFrame(rows, SCHEMA), keys)
-    cells = aggregate_cells(_bound(df), ["region", "hour"], ["bytes"])
-    result = with_all_public_cells(cells, keys, ["distinct_units", "rows", "bytes"])
+    cells = aggregate_cells(_bound(df), ["region", "hour"], EncodedInputs(sums=("bytes",)))
+    result = with_all_cells(cells, public_grid(spark, keys), ["distinct_units", "rows", "bytes"])
     expected = spark.createDataFrame(
         [("R1", 0, 2, 3, 110), ("R1", 1, 0, 0, 0), ("R2", 0, 0, 0, 0), ("R2", 1, 1, 1, 5)],
         "region string, hour bigint, distinct_units bigint, rows bigint, bytes bigint",
     )
     assertDataFrameEqual(result, expected, checkRowOrder=True)
+
+
+def test_encoded_inputs_are_fixed_point_centred_and_bucketed(spark):
+    metrics = [
+        Metric(name="kb", kind="sum", column="bytes", lower=0, upper=10_000, precision=-3, epsilon=1),
+        Metric(name="avg", kind="mean", column="bytes", lower=0, upper=100, epsilon=1),
+        Metric(name="q", kind="quantiles", column="bytes", lower=0, upper=160, quantiles=[0.5], epsilon=1),
+        Metric(name="h", kind="histogram", column="bytes", bins=[0, 10, 100, 1000], epsilon=1),
+    ]
+    df = spark.createDataFrame([("a", "R1", 0, b) for b in (-5, 5, 50, 2600, 99_999)], SCHEMA)
+    encoded, inputs = encode_metric_inputs(df, metrics, tree_leaves=16)
+    rows = encoded.orderBy("bytes").collect()
+    assert [r["kb"] for r in rows] == [0, 0, 0, 3, 10]  # clamped, then units of 1,000 (2.6 -> 3)
+    assert [r["avg"] for r in rows] == [-100, -90, 0, 100, 100]  # 2v - (0 + 100), v clamped
+    assert [r["q"] for r in rows] == [0, 0, 5, 15, 15]  # 16 leaves of width 10 over [0, 160]
+    assert [r["h"] for r in rows] == [0, 0, 1, 2, 2]  # outside values go to the end bins
+    assert inputs == EncodedInputs(sums=("kb", "avg"), squares=(), buckets=("q", "h"))
+
+
+def test_bucket_lists_keep_only_bounded_rows(spark):
+    hist = Metric(name="h", kind="histogram", column="bytes", bins=[0, 10, 20], epsilon=1)
+    rows = [("a", "R1", 0, v) for v in (1, 2, 3, 15, 16)] + [("b", "R1", 0, 15)]
+    encoded, inputs = encode_metric_inputs(spark.createDataFrame(rows, SCHEMA), [hist], tree_leaves=16)
+    bounded = bound_contributions(encoded, "subscriber", ["region", "hour"], inputs, 1, 3, salt=4)
+    assert sorted(len(r["h"]) for r in bounded.collect()) == [1, 3]
+    counts = {r["bucket"]: r["rows"] for r in bucket_counts(bounded, ["region", "hour"], "h").collect()}
+    assert sum(counts.values()) == 4 and counts[1] >= 1

@@ -1,16 +1,15 @@
 import math
 
-import numpy as np
-import pandas as pd
 import pytest
 
+from kr_reports import mechanisms
 from kr_reports.config import ReportSpec
 from kr_reports.dp import (
+    TREE_HEIGHT,
     PlanError,
     count_columns,
-    geometric_ci_half_width,
-    noise_cells,
     plan_report,
+    quantile_column,
     release_columns,
 )
 
@@ -28,73 +27,119 @@ def _spec(**overrides) -> ReportSpec:
         "contribution": {"max_groups_per_subscriber": 3, "max_rows_per_group": 10},
         "metrics": [
             {"name": "subscribers", "kind": "count_distinct_subscribers", "epsilon": 0.5},
-            {"name": "bytes", "kind": "sum", "column": "bytes", "lower": 0, "upper": 1000,
-             "epsilon": 1.0},
+            {"name": "bytes", "kind": "sum", "column": "bytes", "lower": 0, "upper": 1000, "epsilon": 1.0},
         ],
     }
     base.update(overrides)
     return ReportSpec.model_validate(base)
 
 
+ALL_KINDS = [
+    {"name": "flows", "kind": "count", "epsilon": 1.0},
+    {"name": "avg", "kind": "mean", "column": "bytes", "lower": -50, "upper": 150, "epsilon": 1.0},
+    {"name": "var", "kind": "variance", "column": "bytes", "lower": 0, "upper": 100, "epsilon": 0.9},
+    {"name": "q", "kind": "quantiles", "column": "bytes", "lower": 0, "upper": 1000,
+     "quantiles": [0.5, 0.95], "epsilon": 1.0},
+    {"name": "h", "kind": "histogram", "column": "bytes", "bins": [0, 10, 100, 1000], "epsilon": 1.0},
+]
+
+
 def test_sensitivity_follows_the_contribution_bounds():
     plan = plan_report(_spec(), REGIONS)
     count, total = plan.metrics
-    assert (count.mechanism, count.sensitivity) == ("geometric", 3)
-    assert total.sensitivity == 3 * 10 * 1000
+    assert (count.part("value").kind, count.part("value").sensitivity) == ("geometric", 3)
+    assert total.part("value").sensitivity == 3 * 10 * 1000
     assert plan.epsilon == pytest.approx(1.5) and plan.delta == 0
-    assert plan.cells == 2 * 24
+    assert plan.public_cells == 2 * 24
 
 
-def test_geometric_noise_spread_matches_the_mechanism(spark):
-    plan = plan_report(_spec(), REGIONS)
-    count = plan.metrics[0]
-    cells = pd.DataFrame({"region": ["North"] * 20000, "hour": 0, "distinct_units": 10_000,
-                          "bytes": 5_000_000})
-    released = noise_cells(cells, plan, random_state=np.random.RandomState(3))
-    noise = released["subscribers"] - 10_000
-    assert abs(noise.mean()) < 4 * count.noise_sd / math.sqrt(len(noise))
-    assert noise.std() == pytest.approx(count.noise_sd, rel=0.05)
-    bytes_noise = released["bytes"] - 5_000_000
-    assert bytes_noise.std() == pytest.approx(plan.metrics[1].noise_sd, rel=0.05)
-    inside = (released["subscribers_ci95_low"] <= 10_000) & (released["subscribers_ci95_high"] >= 10_000)
-    assert inside.mean() >= 0.94
+def test_every_metric_kind_splits_its_budget_over_its_parts():
+    plan = plan_report(_spec(metrics=ALL_KINDS), REGIONS)
+    parts = {m.name: {name: noise for name, noise in m.parts} for m in plan.metrics}
+    assert parts["flows"]["value"].sensitivity == 3 * 10
+    # mean: rows, and doubled centred values in +-(150 - -50) = +-200 per row
+    assert parts["avg"]["count"].sensitivity == 30 and parts["avg"]["sum"].sensitivity == 30 * 200
+    assert parts["avg"]["sum"].epsilon == pytest.approx(0.5)
+    assert parts["var"]["sum_sq"].sensitivity == 30 * 100**2
+    assert parts["var"]["count"].epsilon == pytest.approx(0.3)
+    assert parts["q"]["tree"].sensitivity == 30 * TREE_HEIGHT  # one node per level per row
+    assert parts["h"]["bins"].sensitivity == 30
+    assert plan.epsilon == pytest.approx(4.9)
 
 
-def test_released_values_are_non_negative_integers_with_declared_columns():
-    plan = plan_report(_spec(), REGIONS)
-    cells = pd.DataFrame({"region": ["North", "South"], "hour": [0, 1], "distinct_units": [0, 1],
-                          "bytes": [0, 10]})
-    released = noise_cells(cells, plan)
-    assert list(released.columns) == release_columns(plan)
-    for column in count_columns(plan):
-        assert released[column].dtype == "int64"
-        assert (released[column] >= 0).all()
-
-
-def test_geometric_interval_holds_its_coverage():
-    for epsilon, sensitivity in [(0.1, 1), (1.0, 3), (0.5, 12000)]:
-        t = geometric_ci_half_width(epsilon, sensitivity, 0.95)
-        alpha = math.exp(-epsilon / sensitivity)
-        def tail(k, a=alpha):
-            return 2 * a ** (k + 1) / (1 + a)
-
-        assert tail(t) <= 0.05 < tail(t - 1)
+def test_release_columns_name_every_output_with_its_accuracy():
+    plan = plan_report(_spec(metrics=ALL_KINDS), REGIONS)
+    columns = release_columns(plan)
+    assert columns[:4] == ["region", "hour", "status", "cells_merged"]
+    for output in ["flows", "avg", "var", "q_p50", "q_p95", "h_b0", "h_b2"]:
+        assert {output, f"{output}_noise_sd", f"{output}_ci95_low", f"{output}_ci95_high"} <= set(columns)
+    assert count_columns(plan) == ["flows", "h_b0", "h_b1", "h_b2"]
+    assert quantile_column("q", 0.999) == "q_p99_9"
 
 
 def test_approximate_dp_uses_the_discrete_gaussian_on_l2_sensitivity():
-    spec = _spec(delta=1e-6, metrics=[
-        {"name": "subscribers", "kind": "count_distinct_subscribers", "epsilon": 1.0}])
-    metric = plan_report(spec, REGIONS).metrics[0]
-    assert metric.mechanism == "discrete_gaussian"
-    assert metric.sensitivity == math.ceil(math.sqrt(3))
-    assert metric.delta == pytest.approx(1e-6)
+    spec = _spec(accounting="approx_dp", delta=1e-6,
+                 metrics=[{"name": "subscribers", "kind": "count_distinct_subscribers", "epsilon": 1.0}])
+    noise = plan_report(spec, REGIONS).metrics[0].part("value")
+    assert noise.kind == "discrete_gaussian" and noise.rho == pytest.approx(mechanisms.rho_for(1.0, 1e-6))
+    assert noise.sensitivity == math.ceil(math.sqrt(3))
+    assert noise.delta == pytest.approx(1e-6)
+
+
+def test_zcdp_rhos_add_up_and_are_stated_as_epsilon_delta():
+    spec = _spec(accounting="zcdp", delta=1e-6, metrics=[
+        {"name": "subscribers", "kind": "count_distinct_subscribers", "rho": 0.02},
+        {"name": "flows", "kind": "count", "rho": 0.03},
+    ])
+    plan = plan_report(spec, REGIONS)
+    assert plan.rho == pytest.approx(0.05)
+    assert plan.epsilon == pytest.approx(0.05 + 2 * math.sqrt(0.05 * math.log(1e6)))
+    assert plan.delta == pytest.approx(1e-6)
+    noise = plan.metrics[1].part("value")
+    assert noise.scale == pytest.approx(math.ceil(math.sqrt(3) * 10) / math.sqrt(2 * 0.03))
+
+
+def test_private_keys_add_a_partition_selection_budget():
+    spec = _spec(
+        group_by=[{"column": "hour", "values": "hours"}, {"column": "domain", "private": True}],
+        partition_selection={"epsilon": 0.5, "delta": 1e-6},
+    )
+    plan = plan_report(spec, REGIONS)
+    assert plan.private_keys == ("domain",) and list(plan.public_keys) == ["hour"]
+    assert plan.epsilon == pytest.approx(2.0) and plan.delta == pytest.approx(1e-6)
+    assert plan.selection.threshold == mechanisms.partition_selection_threshold(0.5, 1e-6, 3)
 
 
 def test_unsamplable_discrete_gaussian_is_refused_at_plan_time():
     with pytest.raises(PlanError, match="bytes"):
-        plan_report(_spec(delta=1e-6), REGIONS)
+        plan_report(_spec(accounting="approx_dp", delta=1e-6), REGIONS)
 
 
-def test_sum_metric_needs_bounds():
-    with pytest.raises(ValueError, match="needs column, lower and upper"):
-        _spec(metrics=[{"name": "b", "kind": "sum", "column": "bytes", "epsilon": 1.0}])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"metrics": [{"name": "b", "kind": "sum", "column": "bytes", "epsilon": 1.0}]},
+         "needs column, lower and upper"),
+        ({"delta": 1e-6}, "pure_dp accounting has delta 0"),
+        ({"accounting": "zcdp", "delta": 1e-6}, "zcdp accounting needs rho"),
+        ({"group_by": [{"column": "domain", "private": True}]}, "need a partition_selection budget"),
+        ({"min_subscribers": 5, "metrics": [{"name": "f", "kind": "count", "epsilon": 1}]},
+         "needs a count_distinct_subscribers metric"),
+        ({"min_subscribers": 5, "sparse_cells": "roll_up", "roll_up": "minute"},
+         "roll_up naming a public key"),
+        ({"group_by": [{"column": "hour", "values": "hours", "range": [0, 3]}]}, "exactly one of"),
+        ({"metrics": [{"name": "q", "kind": "quantiles", "column": "bytes", "lower": 0, "upper": 9,
+                       "quantiles": [1.5], "epsilon": 1}]}, "each in \\(0, 1\\)"),
+        ({"metrics": [{"name": "h", "kind": "histogram", "column": "bytes", "bins": [5, 1],
+                       "epsilon": 1}]}, "increasing bin edges"),
+    ],
+)
+def test_inconsistent_specs_are_rejected_with_the_reason(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _spec(**overrides)
+
+
+def test_key_domains_may_be_lists_and_ranges():
+    spec = _spec(group_by=[{"column": "plan", "values": ["basic", "max"]},
+                           {"column": "hour", "range": [6, 9]}])
+    assert plan_report(spec, REGIONS).public_keys == {"plan": ("basic", "max"), "hour": (6, 7, 8, 9)}

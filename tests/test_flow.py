@@ -58,13 +58,17 @@ def test_delivery_matches_its_manifest(run):
     manifest = json.loads((delivery / "manifest.json").read_text())
     assert manifest["partner"] == "metro-planning"
     assert manifest["privacy"]["epsilon"] == pytest.approx(1.0)
-    assert {m["mechanism"] for m in manifest["privacy"]["metrics"]} == {"geometric"}
+    mechanisms = {p["mechanism"] for m in manifest["privacy"]["metrics"] for p in m["parts"]}
+    assert mechanisms == {"geometric"}
     assert manifest["inputs"]["network_flows"]["rows_quarantined"] >= 0
     assert manifest["validation"]["success"] is True
     assert {"pyspark", "diffprivlib", "prefect", "great-expectations"} <= set(manifest["software"])
     data = pd.read_csv(delivery / "data.csv")
-    assert len(data) == 17 * 24  # every region x hour, empty cells too
-    assert (data["distinct_subscribers"] >= 0).all()
+    cells = data[data["hour"].notna()]  # remainder rows have no hour
+    assert len(cells) == 17 * 24  # every region x hour, empty cells too
+    published = data[data["status"].isin(["released", "remainder"])]
+    assert (published["distinct_subscribers"] >= 0).all()
+    assert data.loc[data["status"] == "merged", "distinct_subscribers"].isna().all()
     assert not list(delivery.parent.glob(".*tmp*"))
 
 

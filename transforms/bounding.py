@@ -3,9 +3,10 @@
 A subscriber's influence on a release is bounded before anything is summed:
 at most `max_groups` cells per subscriber (chosen uniformly at random among
 that subscriber's cells), at most `max_rows` rows per cell (also random),
-and each value clamped to the spec's bounds. All windows are partitioned by
-the subscriber, so after one repartition the whole bounding needs no further
-shuffle; only the final per-cell aggregation shuffles (a small frame).
+and each value clamped to its metric's bounds and encoded as an integer.
+Every window is partitioned by the subscriber, so after one repartition the
+whole bounding needs no further shuffle; only the final per-cell
+aggregation shuffles (partial aggregates, a small frame).
 
 "Random" here is a keyed hash of the row with a per-release secret salt:
 uniform over choices, yet stable if Spark re-executes a task, so a retried
@@ -15,11 +16,25 @@ task cannot change which rows were kept.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from kr_reports.config import Metric
+
 ROWS_COLUMN = "rows"
+UNITS_COLUMN = "distinct_units"
+BUCKET_COLUMN = "bucket"
+
+
+@dataclass(frozen=True)
+class EncodedInputs:
+    """Integer per-row columns, by how a cell aggregates them."""
+
+    sums: tuple[str, ...] = ()  # summed
+    squares: tuple[str, ...] = ()  # summed, and their squares summed into `<name>__sq`
+    buckets: tuple[str, ...] = ()  # bucket ids, counted per (cell, bucket)
 
 
 def _salted_hash(salt: int, columns: Sequence[str]) -> Column:
@@ -34,66 +49,137 @@ def filter_public_keys(df: DataFrame, public_keys: Mapping[str, Sequence]) -> Da
     return df.where(in_domain)
 
 
+def _clamped(metric: Metric) -> Column:
+    value = F.col(metric.column).cast("double")
+    return F.least(F.greatest(value, F.lit(float(metric.lower))), F.lit(float(metric.upper)))
+
+
+def _fixed_point(value: Column, scale: float) -> Column:
+    return F.round(value * F.lit(float(scale))).cast("bigint")
+
+
+def _bucket_index(value: Column, edges: Sequence[float]) -> Column:
+    """Index of the bin holding the value; values outside go to the first or last bin."""
+    index = F.lit(0)
+    for i, edge in enumerate(edges[1:-1], start=1):
+        index = F.when(value >= F.lit(float(edge)), F.lit(i)).otherwise(index)
+    return index
+
+
+def tree_leaf_index(value: Column, lower: float, upper: float, leaves: int) -> Column:
+    """Leaf of a quantile tree: the domain cut into `leaves` equal parts."""
+    position = F.floor((value - F.lit(float(lower))) / F.lit(float(upper - lower)) * F.lit(leaves))
+    return F.least(F.greatest(position, F.lit(0)), F.lit(leaves - 1)).cast("int")
+
+
+def encode_metric_inputs(
+    df: DataFrame, metrics: Sequence[Metric], tree_leaves: int
+) -> tuple[DataFrame, EncodedInputs]:
+    """Add each bounded metric's integer input column, named after the metric.
+
+    sum: the clamped value in fixed point. mean, variance: twice the centred
+    fixed-point value, 2v - (lower + upper), an integer within +-(upper - lower).
+    quantiles: the leaf of the quantile tree. histogram: the bin index.
+    """
+    columns: dict[str, Column] = {}
+    sums, squares, buckets = [], [], []
+    for m in metrics:
+        if m.kind == "sum":
+            columns[m.name] = _fixed_point(_clamped(m), m.scale)
+            sums.append(m.name)
+        elif m.kind in ("mean", "variance"):
+            ends = round(m.lower * m.scale) + round(m.upper * m.scale)
+            columns[m.name] = F.lit(2) * _fixed_point(_clamped(m), m.scale) - F.lit(ends)
+            (squares if m.kind == "variance" else sums).append(m.name)
+        elif m.kind == "quantiles":
+            columns[m.name] = tree_leaf_index(_clamped(m), m.lower, m.upper, tree_leaves)
+            buckets.append(m.name)
+        elif m.kind == "histogram":
+            columns[m.name] = _bucket_index(F.col(m.column).cast("double"), m.bins)
+            buckets.append(m.name)
+    return df.withColumns(columns), EncodedInputs(tuple(sums), tuple(squares), tuple(buckets))
+
+
 def bound_contributions(
     df: DataFrame,
     unit: str,
     groups: Sequence[str],
-    clamps: Mapping[str, tuple[int, int]],
+    inputs: EncodedInputs,
     max_groups: int,
     max_rows: int,
     salt: int,
 ) -> DataFrame:
-    """One row per (unit, group) kept: bounded row count and clamped value sums.
+    """One row per (unit, cell) kept: its bounded row count and input aggregates.
 
-    Output columns: unit, *groups, rows, and `<value>` (sum of clamped values)
-    for each value column in `clamps`.
+    Output: unit, *groups, rows, a sum per `inputs.sums` and `inputs.squares`
+    column (plus `<name>__sq`), and the list of bucket ids per `inputs.buckets`
+    column (at most `max_rows` each).
     """
     keys = [unit, *groups]
-    by_unit = df.repartition(F.col(unit))
-    row_order = Window.partitionBy(*keys).orderBy(_salted_hash(salt, df.columns))
-    group_order = Window.partitionBy(unit).orderBy(_salted_hash(salt, keys))
-    clamped = [
-        F.least(F.greatest(F.col(c).cast("bigint"), F.lit(lo)), F.lit(hi)).alias(c)
-        for c, (lo, hi) in clamps.items()
-    ]
-    kept_rows = (
-        by_unit.select(*[F.col(k) for k in keys], *clamped)
-        .withColumn("_row_rank", F.row_number().over(row_order.rowsBetween(
-            Window.unboundedPreceding, Window.currentRow)))
-        .where(F.col("_row_rank") <= max_rows)
+    values = [*inputs.sums, *inputs.squares, *inputs.buckets]
+    by_unit = df.select(*keys, *values).repartition(F.col(unit))
+    row_order = Window.partitionBy(*keys).orderBy(_salted_hash(salt, [*keys, *values]))
+    # Ties of the hash between two cells must not merge their ranks: order by the keys too.
+    group_order = Window.partitionBy(unit).orderBy(_salted_hash(salt, keys), *groups)
+    kept_rows = by_unit.withColumn("_row_rank", F.row_number().over(row_order)).where(
+        F.col("_row_rank") <= max_rows
     )
     per_group = kept_rows.groupBy(*keys).agg(
         F.count(F.lit(1)).alias(ROWS_COLUMN),
-        *[F.sum(c).alias(c) for c in clamps],
+        *[F.sum(c).alias(c) for c in (*inputs.sums, *inputs.squares)],
+        *[F.sum(F.col(c) * F.col(c)).alias(f"{c}__sq") for c in inputs.squares],
+        *[F.collect_list(c).alias(c) for c in inputs.buckets],
     )
     return (
         per_group.withColumn("_group_rank", F.row_number().over(group_order))
         .where(F.col("_group_rank") <= max_groups)
-        .select(*keys, ROWS_COLUMN, *clamps)
+        .drop("_group_rank")
     )
 
 
-def aggregate_cells(bounded: DataFrame, groups: Sequence[str], values: Sequence[str]) -> DataFrame:
-    """Per cell: distinct units (one bounded row each), rows, and value sums."""
+def aggregate_cells(bounded: DataFrame, groups: Sequence[str], inputs: EncodedInputs) -> DataFrame:
+    """Per cell: distinct units (one bounded row each), rows, and the input sums."""
+    summed = [*inputs.sums, *inputs.squares, *[f"{c}__sq" for c in inputs.squares]]
     return bounded.groupBy(*groups).agg(
-        F.count(F.lit(1)).alias("distinct_units"),
+        F.count(F.lit(1)).alias(UNITS_COLUMN),
         F.sum(ROWS_COLUMN).alias(ROWS_COLUMN),
-        *[F.sum(v).alias(v) for v in values],
+        *[F.sum(c).alias(c) for c in summed],
     )
 
 
-def with_all_public_cells(
-    cells: DataFrame, public_keys: Mapping[str, Sequence], measures: Sequence[str]
-) -> DataFrame:
-    """Every combination of public keys, empty cells as zeros, sorted by key."""
-    spark = cells.sparkSession
-    grid = None
-    for column, values in public_keys.items():
-        axis = spark.createDataFrame([(v,) for v in values], [column])
-        grid = axis if grid is None else grid.crossJoin(axis)
-    groups = list(public_keys)
+def bucket_counts(bounded: DataFrame, groups: Sequence[str], column: str) -> DataFrame:
+    """Rows per (cell, bucket) of one bucket column: the leaves of a tree or a histogram."""
+    return (
+        bounded.select(*groups, F.explode(column).alias(BUCKET_COLUMN))
+        .groupBy(*groups, BUCKET_COLUMN)
+        .agg(F.count(F.lit(1)).alias(ROWS_COLUMN))
+    )
+
+
+def units_per_partition(bounded: DataFrame, unit: str, private_keys: Sequence[str]) -> DataFrame:
+    """Distinct units per value of the private keys (the input of partition selection)."""
+    return (
+        bounded.select(unit, *private_keys)
+        .distinct()
+        .groupBy(*private_keys)
+        .agg(F.count(F.lit(1)).alias(UNITS_COLUMN))
+    )
+
+
+def with_all_cells(cells: DataFrame, grid: DataFrame, measures: Sequence[str]) -> DataFrame:
+    """Every cell of the grid, empty ones as zeros, sorted by key."""
+    groups = grid.columns
     return (
         grid.join(cells, on=groups, how="left")
         .select(*groups, *[F.coalesce(F.col(m), F.lit(0)).cast("bigint").alias(m) for m in measures])
         .orderBy(*groups)
     )
+
+
+def public_grid(spark, public_keys: Mapping[str, Sequence]) -> DataFrame | None:
+    """Every combination of the public keys' values (None when there are none)."""
+    grid = None
+    for column, values in public_keys.items():
+        axis = spark.createDataFrame([(v,) for v in values], [column])
+        grid = axis if grid is None else grid.crossJoin(axis)
+    return grid

@@ -1,0 +1,78 @@
+"""A report plan's true aggregates on Spark: bounded, per cell, before any noise.
+
+One repartition by subscriber bounds every contribution; the per-cell
+aggregates, bucket counts (quantile trees, histograms) and the distinct
+subscribers per private key are then small partial aggregations of the
+bounded frame, which is cached while they are read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from kr_reports.dp import TREE_LEAVES, ReportPlan
+from transforms.bounding import (
+    aggregate_cells,
+    bound_contributions,
+    bucket_counts,
+    encode_metric_inputs,
+    filter_public_keys,
+    units_per_partition,
+)
+
+
+class MissingReportColumn(ValueError):
+    """A report names a column its input does not have."""
+
+
+@dataclass(frozen=True)
+class TrueAggregates:
+    cells: DataFrame  # one row per cell present in the data: keys, distinct_units, rows, sums
+    buckets: dict[str, DataFrame]  # metric -> (keys, bucket, rows)
+    partitions: DataFrame | None  # private keys -> distinct_units; None without private keys
+    bounded: DataFrame  # cached while the aggregates above are read
+
+    def unpersist(self) -> None:
+        self.bounded.unpersist()
+
+
+def _check_columns(df: DataFrame, plan: ReportPlan, unit: str) -> None:
+    needed = [unit, *plan.group_columns, *[m.column for m in plan.metric_specs if m.column]]
+    missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
+    if missing:
+        raise MissingReportColumn(
+            f"report '{plan.spec.name}': its input from source '{plan.spec.source}' has no column "
+            f"{', '.join(repr(c) for c in missing)}"
+        )
+
+
+def report_rows(df: DataFrame, plan: ReportPlan, unit: str) -> DataFrame:
+    """Rows the report may use: public keys inside their domains, no empty key or value."""
+    _check_columns(df, plan, unit)
+    used = [unit, *plan.private_keys, *[m.column for m in plan.metric_specs if m.column]]
+    complete = F.lit(True)
+    for column in dict.fromkeys(used):
+        complete = complete & F.col(column).isNotNull()
+    return filter_public_keys(df, plan.public_keys).where(complete)
+
+
+def aggregate_report(df: DataFrame, plan: ReportPlan, unit: str, salt: int) -> TrueAggregates:
+    rows = report_rows(df, plan, unit)
+    encoded, inputs = encode_metric_inputs(rows, plan.metric_specs, TREE_LEAVES)
+    bounds = plan.spec.contribution
+    groups = list(plan.group_columns)
+    bounded = bound_contributions(
+        encoded, unit, groups, inputs, bounds.max_groups_per_subscriber, bounds.max_rows_per_group, salt
+    )
+    if inputs.buckets or plan.private_keys:
+        bounded = bounded.persist()
+    partitions = units_per_partition(bounded, unit, plan.private_keys) if plan.private_keys else None
+    return TrueAggregates(
+        cells=aggregate_cells(bounded, groups, inputs),
+        buckets={name: bucket_counts(bounded, groups, name) for name in inputs.buckets},
+        partitions=partitions,
+        bounded=bounded,
+    )
