@@ -5,8 +5,9 @@
 - protect stage (policy: HMAC pseudonym, IP prefixes, hour) on the typed
   network flows vs a plain Spark select of the same columns, both written
   to Parquet;
-- the DP report (bounding, aggregation, noise) vs a plain Spark groupBy of
-  the same aggregation.
+- the DP report of config/reports/network_traffic_region_hour.yaml
+  (bounding, aggregation, noise, roll-up) vs a plain Spark groupBy of the
+  same aggregation (countDistinct, sum, percentile_approx).
 
 Prints its figures and the command that reproduces them. These machines are
 noisy: the DP report and the plain groupBy alternate in one session, and the
@@ -30,18 +31,14 @@ sys.path.insert(0, str(ROOT))
 
 from flows.generate import write_landing  # noqa: E402
 from kr_reports.config import load_pipeline_config, load_report_specs  # noqa: E402
-from kr_reports.dp import noise_cells, plan_report  # noqa: E402
+from kr_reports.dp import plan_report  # noqa: E402
+from kr_reports.noising import complete_cells, noisy_release  # noqa: E402
 from kr_reports.policy import load_policy  # noqa: E402
 from kr_reports.schemas import NETWORK_FLOWS  # noqa: E402
 from kr_reports.spark import get_spark  # noqa: E402
-from transforms.bounding import (  # noqa: E402
-    aggregate_cells,
-    bound_contributions,
-    filter_public_keys,
-    with_all_public_cells,
-)
 from transforms.ingest import filter_usable, with_typed_and_reasons  # noqa: E402
 from transforms.protect import protect  # noqa: E402
+from transforms.report_aggregate import aggregate_report  # noqa: E402
 
 FLOWS_PER_SUBSCRIBER = 20
 DAY = dt.date(2026, 11, 1)
@@ -85,28 +82,32 @@ def _protect(spark, raw: Path, out: Path, rules) -> None:
 
 
 def _plain_report(spark, path: Path) -> None:
+    """The same aggregation without privacy: distinct subscribers, total bytes, flow-bytes quantiles."""
     (
         spark.read.parquet(str(path))
         .groupBy("region", "hour")
-        .agg(F.countDistinct("subscriber").alias("subscribers"), F.sum("bytes").alias("bytes"))
+        .agg(
+            F.countDistinct("subscriber").alias("subscribers"),
+            F.sum("bytes").alias("bytes"),
+            F.percentile_approx("bytes", [0.5, 0.9]).alias("flow_bytes"),
+        )
         .collect()
     )
 
 
+def dp_release(spark, path: Path, plan):
+    """The DP report on the prepared traffic: bound, aggregate, noise, post-process."""
+    aggregates = aggregate_report(spark.read.parquet(str(path)), plan, "subscriber", salt=12345)
+    try:
+        found = aggregates.cells.toPandas()
+        buckets = {name: df.toPandas() for name, df in aggregates.buckets.items()}
+    finally:
+        aggregates.unpersist()
+    return noisy_release(complete_cells(found, plan, None), buckets, plan)
+
+
 def _dp_report(spark, path: Path, plan) -> None:
-    bounds = plan.spec.contribution
-    bounded = bound_contributions(
-        filter_public_keys(spark.read.parquet(str(path)), plan.public_keys),
-        unit="subscriber",
-        groups=list(plan.public_keys),
-        clamps=plan.clamps,
-        max_groups=bounds.max_groups_per_subscriber,
-        max_rows=bounds.max_rows_per_group,
-        salt=12345,
-    )
-    cells = aggregate_cells(bounded, list(plan.public_keys), list(plan.clamps))
-    measures = ["distinct_units", *plan.clamps]
-    noise_cells(with_all_public_cells(cells, plan.public_keys, measures).toPandas(), plan)
+    dp_release(spark, path, plan)
 
 
 def main() -> None:
@@ -151,7 +152,7 @@ def main() -> None:
           f"in {generate_s:.1f} s = {all_rows / generate_s:,.0f} rows/s")
     _print_pair("plain Spark select + write", selects, "protect + write", protects)
     print(f"report input: {rows:,} flow rows with region and hour")
-    _print_pair("plain Spark groupBy (countDistinct + sum)", plain,
+    _print_pair("plain Spark groupBy (countDistinct, sum, percentile_approx)", plain,
                 "DP report (bound + aggregate + noise)", private)
     print(f"reproduce: .venv/bin/python bench/bench_pipeline.py --rows {args.rows} "
           f"--repeats {args.repeats}")
