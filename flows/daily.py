@@ -53,8 +53,8 @@ def protect_task(catalog: Catalog, source: str, day: dt.date, demo: bool, policy
 
 
 @task(name="release", retries=0, cache_policy=NO_CACHE)
-def release_task(catalog: Catalog, spec, pipeline, day: dt.date) -> dict:
-    result = stages.release(catalog, spec, pipeline, day)
+def release_task(catalog: Catalog, spec, pipeline, day: dt.date, new_release: bool) -> dict:
+    result = stages.release(catalog, spec, pipeline, day, new_release=new_release)
     how = "reused stored release (no new noise, no charge)" if result["reused"] else "released"
     get_run_logger().info("%s %s: %s, epsilon %.3g", spec.name, day, how, result["epsilon"])
     return result
@@ -107,6 +107,7 @@ def daily_partner_reports(
     out_dir: str | None = None,
     config_dir: str = "config",
     demo: bool = False,
+    new_release: bool = False,
 ) -> dict:
     """Run every report in the catalog for one day and deliver it to its partner."""
     logger = get_run_logger()
@@ -132,7 +133,7 @@ def daily_partner_reports(
 
     reports = []
     for spec in specs:
-        released = release_task(catalog, spec, pipeline, run_day)
+        released = release_task(catalog, spec, pipeline, run_day, new_release)
         validation = validate_release_task(catalog, spec, pipeline, run_day)
         delivery = deliver_task(catalog, spec, released, inputs, validation)
         reports.append(

@@ -43,6 +43,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         out_dir=args.out_dir,
         config_dir=args.config_dir,
         demo=args.demo,
+        new_release=args.new_release,
     )
     print()
     print(f"Day {summary['day']}: {summary['rows_in']:,} rows read, "
@@ -52,6 +53,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for report in summary["reports"]:
         note = " (stored release reused)" if report["reused"] else ""
         print(f"  {report['report']} -> {report['delivery']}{note}")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from kr_reports.config import ConfigError, load_pipeline_config, load_report_specs
+    from kr_reports.dp import plan_report
+    from kr_reports.explain import explain
+
+    config_dir = Path(args.config_dir)
+    specs = {s.name: s for s in load_report_specs(config_dir)}
+    if args.report not in specs:
+        raise ConfigError(f"no report '{args.report}' in {config_dir / 'reports'} "
+                          f"(reports: {', '.join(sorted(specs))})")
+    plan = plan_report(specs[args.report], load_pipeline_config(config_dir).regions)
+    shuffles = None
+    if not args.no_spark:
+        from kr_reports.spark import get_spark
+        from transforms.report_aggregate import count_shuffles
+        from transforms.report_inputs import UNIT
+
+        shuffles = count_shuffles(get_spark("kr-reports-explain"), plan, UNIT)
+    print(explain(plan, shuffles))
     return 0
 
 
@@ -160,7 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config-dir", default="config", help="folder with pipeline.yaml and reports/")
     run.add_argument("--demo", action="store_true",
                      help="synthetic data: allow a random per-run pseudonymization key")
+    run.add_argument("--new-release", action="store_true",
+                     help="make a new release even when one is stored for the day (charged again)")
     run.set_defaults(handler=_cmd_run)
+
+    exp = commands.add_parser(
+        "explain", help="print a report's plan before any data is touched",
+        description="Print a report's plan: key domains, contribution bounds, each metric's "
+        "mechanism, sensitivity, noise scale and expected error per cell, partition selection, "
+        "the sparse-cell rule, and the shuffles of Spark's physical plan (on an empty input).",
+    )
+    exp.add_argument("report", metavar="REPORT", help="report name (config/reports/<REPORT>.yaml)")
+    exp.add_argument("--config-dir", default="config", help="folder with pipeline.yaml and reports/")
+    exp.add_argument("--no-spark", action="store_true", help="skip Spark (no shuffle counts)")
+    exp.set_defaults(handler=_cmd_explain)
 
     prot = commands.add_parser(
         "protect", help="map a real file to its canonical source and protect it",
@@ -245,10 +281,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from kr_reports.ledger import BudgetExceeded
     from kr_reports.scan import ScanError
     from transforms.ingest import SchemaMismatch
+    from transforms.report_aggregate import MissingReportColumn
 
     return (
         ConfigError, MissingInput, SchemaMismatch, ValidationFailed, BudgetExceeded,
         PseudonymKeyError, PlanError, RowConservationError, ScanError, FormatError,
+        MissingReportColumn,
     )
 
 

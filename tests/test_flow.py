@@ -156,3 +156,61 @@ def test_the_leak_scanner_finds_nothing_in_a_delivery(run, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "no identifier-shaped values found" in printed
+
+
+def _stage_args(run, config_dir):
+    import datetime as dt
+
+    from flows.catalog import Catalog
+    from kr_reports.config import load_pipeline_config, load_report_specs
+
+    spec = load_report_specs(config_dir)[0]
+    day = dt.date.fromisoformat(run["summary"]["day"])
+    return Catalog(run["data"], run["out"]), spec, load_pipeline_config(config_dir), day
+
+
+def test_a_deliberate_new_release_is_charged_again_with_fresh_noise(run, config_dir):
+    from flows.stages import release
+
+    catalog, spec, pipeline, day = _stage_args(run, config_dir)
+    first = release(catalog, spec, pipeline, day)
+    assert first["reused"] and first["number"] == 1
+    second = release(catalog, spec, pipeline, day, new_release=True)
+    assert not second["reused"] and second["number"] == 2 and second["release_id"].endswith("#2")
+    assert [c.release_id for c in Ledger(run["data"] / "ledger.sqlite").charges()] == [
+        first["release_id"], second["release_id"]]
+    old = pd.read_parquet(Path(first["path"]) / "release.parquet")
+    new = pd.read_parquet(Path(second["path"]) / "release.parquet")
+    assert not old["distinct_subscribers"].equals(new["distinct_subscribers"])
+    assert release(catalog, spec, pipeline, day)["number"] == 2  # the latest is served from now on
+
+
+def test_an_over_budget_release_is_refused_and_nothing_is_written(run, config_dir, tmp_path):
+    from flows.stages import release
+    from kr_reports.config import load_pipeline_config
+    from kr_reports.ledger import BudgetExceeded
+
+    catalog, spec, _, day = _stage_args(run, config_dir)
+    config = tmp_path / "config"
+    shutil.copytree(config_dir, config)
+    pipeline_yaml = yaml.safe_load((config / "pipeline.yaml").read_text())
+    for budget in pipeline_yaml["budgets"]:
+        budget["epsilon"] = 0.5
+    (config / "pipeline.yaml").write_text(yaml.safe_dump(pipeline_yaml))
+    before = (catalog.release_numbers(spec.name, day), len(Ledger(run["data"] / "ledger.sqlite").charges()))
+    with pytest.raises(BudgetExceeded, match="needs epsilon 1"):
+        release(catalog, spec, load_pipeline_config(config), day, new_release=True)
+    after = (catalog.release_numbers(spec.name, day), len(Ledger(run["data"] / "ledger.sqlite").charges()))
+    assert after == before
+    assert not list((catalog.data_dir / "releases").rglob(".*tmp*"))
+
+
+def test_explain_prints_the_plan_without_touching_data(capsys, config_dir):
+    from kr_reports.cli import main
+
+    assert main(["explain", "network_traffic_region_hour", "--config-dir", str(config_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "L1 sensitivity 6, noise sd 21.21" in printed  # distinct subscribers: G = 6, epsilon 0.4
+    assert "Public cells: 408" in printed
+    assert "Spark shuffles (physical plan): cells 2" in printed
+    assert main(["explain", "no_such_report", "--config-dir", str(config_dir), "--no-spark"]) == 2

@@ -59,7 +59,9 @@ def report_rows(df: DataFrame, plan: ReportPlan, unit: str) -> DataFrame:
     return filter_public_keys(df, plan.public_keys).where(complete)
 
 
-def aggregate_report(df: DataFrame, plan: ReportPlan, unit: str, salt: int) -> TrueAggregates:
+def aggregate_report(
+    df: DataFrame, plan: ReportPlan, unit: str, salt: int, cache: bool = True
+) -> TrueAggregates:
     rows = report_rows(df, plan, unit)
     encoded, inputs = encode_metric_inputs(rows, plan.metric_specs, TREE_LEAVES)
     bounds = plan.spec.contribution
@@ -67,7 +69,7 @@ def aggregate_report(df: DataFrame, plan: ReportPlan, unit: str, salt: int) -> T
     bounded = bound_contributions(
         encoded, unit, groups, inputs, bounds.max_groups_per_subscriber, bounds.max_rows_per_group, salt
     )
-    if inputs.buckets or plan.private_keys:
+    if cache and (inputs.buckets or plan.private_keys):
         bounded = bounded.persist()
     partitions = units_per_partition(bounded, unit, plan.private_keys) if plan.private_keys else None
     return TrueAggregates(
@@ -76,3 +78,26 @@ def aggregate_report(df: DataFrame, plan: ReportPlan, unit: str, salt: int) -> T
         partitions=partitions,
         bounded=bounded,
     )
+
+
+def _empty_input(spark, plan: ReportPlan, unit: str) -> DataFrame:
+    """A typed empty frame with the columns the plan reads: lets Spark plan without data."""
+    fields = {unit: "string"}
+    for key in plan.spec.group_by:
+        domain = plan.public_keys.get(key.column, ("",))
+        fields[key.column] = "bigint" if isinstance(domain[0], int) else "string"
+    for metric in plan.metric_specs:
+        if metric.column:
+            fields[metric.column] = "double"
+    schema = ", ".join(f"`{name}` {dtype}" for name, dtype in fields.items())
+    return spark.createDataFrame([], schema)
+
+
+def count_shuffles(spark, plan: ReportPlan, unit: str) -> dict[str, int]:
+    """Exchanges in Spark's physical plan of each aggregate, planned on an empty input."""
+    aggregates = aggregate_report(_empty_input(spark, plan, unit), plan, unit, salt=0, cache=False)
+    frames = {"cells": aggregates.cells, **{f"buckets of {k}": v for k, v in aggregates.buckets.items()}}
+    if aggregates.partitions is not None:
+        frames["partition selection"] = aggregates.partitions
+    return {name: df._jdf.queryExecution().executedPlan().toString().count("Exchange ")
+            for name, df in frames.items()}

@@ -1,0 +1,109 @@
+"""`kr-reports explain`: a report's plan in words, before any data is touched.
+
+Everything here follows from the spec and the plan: key domains, bounds,
+each noised part's mechanism, sensitivity and spread, the expected error
+per cell, partition selection and the sparse-cell rule. The shuffle counts
+come from Spark's physical plan on an empty input of the same columns.
+"""
+
+from __future__ import annotations
+
+import math
+
+from kr_reports.dp import CONFIDENCE, TREE_BRANCHING, TREE_HEIGHT, MetricPlan, ReportPlan
+from kr_reports.mechanisms import IntegerNoise
+
+
+def _budget(plan: ReportPlan) -> str:
+    spec = plan.spec
+    text = f"{spec.accounting}: total epsilon {plan.epsilon:.4g}, delta {plan.delta:.3g}"
+    if spec.accounting == "zcdp":
+        text += f" (rho {plan.rho:.4g}, stated at delta {spec.delta:.3g})"
+    return text
+
+
+def _keys(plan: ReportPlan) -> list[str]:
+    lines = []
+    for key in plan.spec.group_by:
+        if key.private:
+            lines.append(f"  {key.column}: private (from the data, released by partition selection)")
+        else:
+            domain = plan.public_keys[key.column]
+            shown = ", ".join(str(v) for v in domain[:5]) + (", ..." if len(domain) > 5 else "")
+            lines.append(f"  {key.column}: public, {len(domain)} values ({shown})")
+    return lines
+
+
+def _noise_line(part: str, noise: IntegerNoise, unit: float) -> str:
+    norm = "L1" if noise.kind == "geometric" else "L2"
+    half = noise.ci_half_width(CONFIDENCE)
+    return (
+        f"    {part}: {noise.kind}, {norm} sensitivity {noise.sensitivity:,}, "
+        f"noise sd {noise.sd / unit:,.4g}, 95% interval +-{half / unit:,.4g}"
+    )
+
+
+def _expected_error(metric: MetricPlan) -> str:
+    m = metric.metric
+    if metric.kind in ("count", "count_distinct_subscribers", "histogram"):
+        return "    error per cell: the noise above, whatever the cell's size"
+    if metric.kind == "sum":
+        return f"    error per cell: the noise above, in units of {m.column}"
+    if metric.kind in ("mean", "variance"):
+        sum_sd = metric.part("sum").sd / (2 * m.scale)
+        return (f"    error per cell of n rows: about {sum_sd:,.4g} / n on the mean (delta method); "
+                "small cells are clamped to the bounds")
+    rank_sd = metric.part("tree").sd * math.sqrt(TREE_HEIGHT * (TREE_BRANCHING - 1) / 2)
+    return (f"    error per cell of n rows: rank error sd about {rank_sd:,.4g} rows, "
+            f"so about {rank_sd:,.4g} / n in quantile; resolution {(m.upper - m.lower) / 4096:,.4g}")
+
+
+def _metric_lines(metric: MetricPlan, accounting: str) -> list[str]:
+    m = metric.metric
+    share = f"rho {m.rho:g}" if accounting == "zcdp" else f"epsilon {m.epsilon:g}"
+    what = m.kind if m.column is None else f"{m.kind} of {m.column}"
+    if m.lower is not None:
+        what += f", clamped to [{m.lower:g}, {m.upper:g}]"
+    if m.kind == "quantiles":
+        what += f", q = {', '.join(f'{q:g}' for q in m.quantiles)}"
+    if m.kind == "histogram":
+        what += f", bins {list(m.bins)}"
+    lines = [f"  {metric.name}: {what}; {share}"]
+    unit = m.scale if m.kind == "sum" else 1
+    lines += [_noise_line(name, noise, unit) for name, noise in metric.parts]
+    lines.append(_expected_error(metric))
+    return lines
+
+
+def explain(plan: ReportPlan, shuffles: dict[str, int] | None = None) -> str:
+    spec = plan.spec
+    bounds = spec.contribution
+    lines = [
+        f"Report {spec.name}: source {spec.source}, privacy unit {spec.privacy_unit}, period {spec.period}",
+        f"Partner {spec.partner}, purpose {spec.purpose}",
+        f"Policy clause: {spec.policy_clause}",
+        f"Budget: {_budget(plan)}",
+        "Group keys:",
+        *_keys(plan),
+        f"Public cells: {plan.public_cells:,}",
+        f"Contribution bounds: at most {bounds.max_groups_per_subscriber} cells per subscriber "
+        f"(chosen at random), at most {bounds.max_rows_per_group} rows per cell",
+        "Metrics (each part is noised once per cell):",
+    ]
+    for metric in plan.metrics:
+        lines += _metric_lines(metric, spec.accounting)
+    if plan.selection is not None:
+        s = plan.selection
+        lines.append(
+            f"Partition selection: epsilon {s.noise.epsilon:g}, delta {s.delta:.3g}; a private key is "
+            f"released when its noisy distinct-subscriber count reaches {s.threshold}"
+        )
+    if spec.min_subscribers is not None:
+        rule = (f"rolled up over {spec.roll_up} into one remainder row per parent"
+                if spec.sparse_cells == "roll_up" else "suppressed")
+        lines.append(f"Sparse cells: under {spec.min_subscribers} noisy subscribers, {rule}")
+    if shuffles is not None:
+        detail = ", ".join(f"{name} {n}" for name, n in shuffles.items())
+        lines.append(f"Spark shuffles (physical plan): {detail}; bounding itself is one repartition "
+                     "by subscriber")
+    return "\n".join(lines)
