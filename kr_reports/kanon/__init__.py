@@ -1,0 +1,1 @@
+"""k-anonymity engine: hierarchies, full-domain search, Mondrian, privacy models, metrics."""
