@@ -116,7 +116,7 @@ def daily_partner_reports(
     specs = load_report_specs(Path(config_dir))
     for spec in specs:  # refuse what the policy or the partner forbids before reading any data
         check_report_allowed(spec, pipeline)
-        policy.check_report(spec, SOURCES[spec.source])
+        policy.check_report(spec, SOURCES[spec.source], SOURCES["subscribers"])
     master_key(demo)  # fail fast when no key is configured outside demo mode
     if demo:
         logger.info("demo mode: pseudonyms use a random key that lives only in this run")

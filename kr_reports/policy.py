@@ -80,31 +80,49 @@ class Policy(Frozen):
             output=rule.output or column,
         )
 
-    def check_report(self, spec: ReportSpec, source: SourceSpec) -> None:
-        """Refuse a report that reads a column of a forbidden or dropped category."""
-        rules = {r.column: r for r in self.resolve(source)}
-        by_output = {r.output: r for r in rules.values()}
-        for metric in spec.metrics:
-            if metric.column is None:
+    def check_report(
+        self, spec: ReportSpec, source: SourceSpec, profile: SourceSpec | None = None
+    ) -> None:
+        """Refuse a report that reads or groups by a column of a forbidden or dropped category.
+
+        Event sources also offer the event's hour and the subscriber's profile
+        attributes (`profile`): those are checked against the profile's rules.
+        """
+        used = [(f"metric '{m.name}'", m.column) for m in spec.metrics if m.column is not None]
+        used += [(f"group key '{k.column}'", k.column) for k in spec.group_by]
+        for what, column in used:
+            if column in DERIVED_REPORT_COLUMNS:
                 continue
-            rule = rules.get(metric.column) or by_output.get(metric.column)
+            rule = self._rule_for(column, source) or (profile and self._rule_for(column, profile))
             if rule is None:
                 raise ConfigError(
-                    f"report '{spec.name}': metric '{metric.name}' reads unknown column "
-                    f"'{metric.column}' of source '{source.name}'"
+                    f"report '{spec.name}': {what} reads unknown column '{column}' of source '{source.name}'"
                 )
-            category = self.categories[rule.category]
-            if category.forbidden:
-                clause = self.clauses[category.clause] if category.clause else "the privacy policy"
-                raise PolicyRefusal(
-                    f"report '{spec.name}' asks for '{metric.column}' ({rule.category}), which "
-                    f"never passes the protect stage: {clause}"
-                )
-            if rule.treatment == "drop":
-                raise PolicyRefusal(
-                    f"report '{spec.name}' asks for '{metric.column}' ({rule.category}), which "
-                    f"the policy drops at the protect stage"
-                )
+            self._refuse_if_not_shared(spec, column, rule)
+
+    def _rule_for(self, column: str, source: SourceSpec) -> ResolvedRule | None:
+        rules = self.resolve(source)
+        return next((r for r in rules if r.column == column), None) or next(
+            (r for r in rules if r.output == column), None
+        )
+
+    def _refuse_if_not_shared(self, spec: ReportSpec, column: str, rule: ResolvedRule) -> None:
+        category = self.categories[rule.category]
+        if category.forbidden:
+            clause = self.clauses[category.clause] if category.clause else "the privacy policy"
+            raise PolicyRefusal(
+                f"report '{spec.name}' asks for '{column}' ({rule.category}), which "
+                f"never passes the protect stage: {clause}"
+            )
+        if rule.treatment == "drop":
+            raise PolicyRefusal(
+                f"report '{spec.name}' asks for '{column}' ({rule.category}), which "
+                f"the policy drops at the protect stage"
+            )
+
+
+# Columns a report input adds to a source: the hour of an event (from its generalized time).
+DERIVED_REPORT_COLUMNS = ("hour",)
 
 
 @dataclass(frozen=True)

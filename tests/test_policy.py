@@ -82,3 +82,23 @@ def test_inconsistent_policy_files_are_rejected(config_dir, tmp_path, edit, mess
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=message):
         load_policy(tmp_path)
+
+
+def test_group_keys_are_checked_too_and_profile_attributes_are_allowed(policy):
+    from kr_reports.schemas import NETWORK_FLOWS
+
+    spec = ReportSpec.model_validate({
+        "name": "by_email", "source": "network_flows", "partner": "metro-planning",
+        "purpose": "aggregate_reports", "policy_clause": "sharing",
+        "group_by": [{"column": "email", "private": True}],
+        "partition_selection": {"epsilon": 1, "delta": 1e-6},
+        "contribution": {"max_groups_per_subscriber": 1, "max_rows_per_group": 1},
+        "metrics": [{"name": "n", "kind": "count", "epsilon": 1.0}],
+    })
+    with pytest.raises(PolicyRefusal, match=r"'email' .*drops at the protect stage"):
+        policy.check_report(spec, NETWORK_FLOWS, SUBSCRIBERS)
+    by_region = spec.model_copy(update={"group_by": (
+        spec.group_by[0].model_copy(update={"column": "age_band"}),)})
+    policy.check_report(by_region, NETWORK_FLOWS, SUBSCRIBERS)  # a generalized profile attribute
+    with pytest.raises(ConfigError, match="unknown column 'age_band'"):
+        policy.check_report(by_region, NETWORK_FLOWS)
