@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export KR_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test lint bench java-check venv clean
+.PHONY: run test lint bench java-check venv clean bench-pipelinedp
 
 java-check:
 	@scripts/check_java.sh
@@ -46,3 +46,22 @@ bench: venv
 
 clean:
 	rm -rf $(DATA_DIR) out .prefect spark-warehouse
+
+# PipelineDP comparison: a separate venv, so pipeline-dp never enters the product's
+# dependencies. Its Spark workers run Python and must import pipeline_dp, hence the
+# bench venv's interpreter for PYSPARK_PYTHON. Figures: BENCH_ARGS="--rows 10000000".
+BENCH_VENV ?= .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): pyproject.toml constraints.txt bench/requirements-pipelinedp.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ERROR: Python 3.11+ is needed (found %s)" % sys.version.split()[0])'
+	@test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet -c constraints.txt -e . -r bench/requirements-pipelinedp.txt
+	@touch $@
+
+bench-pipelinedp: java-check $(BENCH_STAMP)
+	PYSPARK_PYTHON=$(abspath $(BENCH_PY)) PYSPARK_DRIVER_PYTHON=$(abspath $(BENCH_PY)) \
+		$(BENCH_PY) bench/bench_pipelinedp.py $(BENCH_ARGS)

@@ -82,17 +82,18 @@ def _protect(spark, raw: Path, out: Path, rules) -> None:
 
 
 def _plain_report(spark, path: Path) -> None:
-    """The same aggregation without privacy: distinct subscribers, total bytes, flow-bytes quantiles."""
-    (
-        spark.read.parquet(str(path))
-        .groupBy("region", "hour")
-        .agg(
-            F.countDistinct("subscriber").alias("subscribers"),
-            F.sum("bytes").alias("bytes"),
-            F.percentile_approx("bytes", [0.5, 0.9]).alias("flow_bytes"),
-        )
-        .collect()
+    """The same aggregation without privacy: distinct subscribers, total bytes, flow-bytes quantiles.
+
+    Two aggregations joined: in one, countDistinct next to percentile_approx
+    makes Spark keep a quantile summary per (cell, subscriber), 10-30x slower.
+    """
+    traffic = spark.read.parquet(str(path))
+    keys = ["region", "hour"]
+    counts = traffic.groupBy(*keys).agg(
+        F.countDistinct("subscriber").alias("subscribers"), F.sum("bytes").alias("bytes")
     )
+    quantiles = traffic.groupBy(*keys).agg(F.percentile_approx("bytes", [0.5, 0.9]).alias("flow_bytes"))
+    counts.join(quantiles, on=keys).collect()
 
 
 def dp_release(spark, path: Path, plan):

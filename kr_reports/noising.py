@@ -38,6 +38,7 @@ from kr_reports.dp import (
 from kr_reports.mechanisms import IntegerNoise
 
 Z = float(norm.ppf(0.5 + CONFIDENCE / 2))
+TREE_NODE_FLOOR_SDS = 2.0
 UNITS = "distinct_units"
 ROWS = "rows"
 BUCKET = "bucket"
@@ -171,21 +172,26 @@ class NoisyTree:
     """A cell's quantile tree whose node counts are noised the first time they are read.
 
     Nodes never read are never noised and never influence the output; nodes
-    read twice (by several quantiles) return the same noisy count.
+    read twice (by several quantiles) return the same noisy count. A noisy
+    count under `floor` (about two noise sds) is read as 0: most nodes of a
+    4,096-leaf tree are empty, and their positive noise would otherwise pile
+    up as phantom rows and drag every quantile towards the middle. This is
+    post-processing of noisy values, so it costs no budget.
     """
 
-    def __init__(self, leaf_counts: np.ndarray, sampler):
+    def __init__(self, leaf_counts: np.ndarray, sampler, floor: float):
         self.levels = [
             leaf_counts.reshape(TREE_BRANCHING**level, -1).sum(axis=1) for level in range(1, TREE_HEIGHT + 1)
         ]
         self.sampler = sampler
+        self.floor = floor
         self.noisy: dict[tuple[int, int], int] = {}
 
     def count(self, level: int, index: int) -> int:
         key = (level, index)
         if key not in self.noisy:
-            true = int(self.levels[level - 1][index])
-            self.noisy[key] = max(0, self.sampler.randomise(true))
+            noisy = self.sampler.randomise(int(self.levels[level - 1][index]))
+            self.noisy[key] = noisy if noisy >= self.floor else 0
         return self.noisy[key]
 
     def total(self) -> int:
@@ -222,7 +228,7 @@ def _quantile_outputs(metric: MetricPlan, cells, buckets, plan, rng, merged) -> 
     for row in range(n):
         if merged[row] != 1:
             continue  # remainder rows: trees are not added up
-        tree = NoisyTree(leaves[row], noise.sampler(rng))
+        tree = NoisyTree(leaves[row], noise.sampler(rng), floor=TREE_NODE_FLOOR_SDS * noise.sd)
         total = tree.total()
         if total <= 0:
             continue

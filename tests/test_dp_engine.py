@@ -182,3 +182,37 @@ def test_empirical_privacy_loss_stays_within_the_claimed_epsilon(spark):
     result = audit_epsilon(release(truth_d), release(truth_d_prime), runs=20_000, confidence=0.99)
     assert result.epsilon_lower_bound <= epsilon, result.summary()
     assert result.epsilon_point > 0.5 * epsilon  # the audit sees most of the loss: it has power
+
+
+def test_noisy_quantiles_stay_near_the_truth_and_empty_nodes_add_no_phantom_rows(spark):
+    one_each = {"max_groups_per_subscriber": 1, "max_rows_per_group": 1}
+    metrics = [{"name": "q", "kind": "quantiles", "column": "bytes", "lower": 0, "upper": 1000,
+                "quantiles": [0.1, 0.5, 0.9], "epsilon": 0.5}]
+    spread = [(f"s{i}", "North", 0, "a.com", i % 1000) for i in range(3000)]
+    narrow = [(f"t{i}", "South", 0, "a.com", 950) for i in range(400)]
+    spec = _spec(metrics=metrics, contribution=one_each)
+    for seed in range(3):
+        release = _release(spark, spread + narrow, spec, rng=seed)
+        north, south = _row(release, "North", 0), _row(release, "South", 0)
+        assert north["q_p10"] == pytest.approx(100, abs=40)
+        assert north["q_p50"] == pytest.approx(500, abs=40)
+        assert north["q_p90"] == pytest.approx(900, abs=40)
+        assert south["q_p50"] == pytest.approx(950, abs=20)
+        assert north["q_p50_ci95_low"] <= north["q_p50"] <= north["q_p50_ci95_high"]
+
+
+def test_empty_tree_nodes_under_the_floor_add_no_phantom_rows():
+    from kr_reports.dp import TREE_LEAVES
+    from kr_reports.noising import NoisyTree
+
+    class PlusFive:  # every node reads 5 more than its true count, like positive noise
+        def randomise(self, value):
+            return value + 5
+
+    leaves = np.zeros(TREE_LEAVES, dtype="int64")
+    leaves[-1] = 40  # all rows in the last leaf, value near the upper bound
+    floored = NoisyTree(leaves, PlusFive(), floor=10)
+    assert floored.quantile(0.5, 0, 4096) == pytest.approx(4095.5, abs=1)
+    # Without the floor, 15 empty siblings x 5 phantom rows come first at each level.
+    unfloored = NoisyTree(leaves, PlusFive(), floor=0)
+    assert unfloored.quantile(0.5, 0, 4096) < 3200
