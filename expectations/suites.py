@@ -182,6 +182,25 @@ def build_release_suite(
     return _suite("release", expectations, {"count_columns": list(count_columns)})
 
 
+CLASS_SIZE = "subscribers"
+
+
+def build_analyst_suite(k: int, quasi_identifiers: Sequence[str]) -> gx.ExpectationSuite:
+    """Suite `analyst_classes` for the analyst zone's equivalence classes (one row per class).
+
+    Its input is the class-size table (quasi-identifiers and `subscribers`), so
+    the k-anonymity check is an ordinary column expectation: the smallest
+    class holds at least k subscribers. Suppressed records (all '*') are not a class.
+    """
+    expectations: list[Expectation] = [
+        E.ExpectTableColumnsToMatchSet(column_set=[*quasi_identifiers, CLASS_SIZE], exact_match=True),
+        E.ExpectColumnMinToBeBetween(column=CLASS_SIZE, min_value=k),
+        E.ExpectColumnValuesToNotBeNull(column=CLASS_SIZE),
+    ]
+    expectations.extend(_detector_expectations(list(quasi_identifiers)))
+    return _suite("analyst_classes", expectations, {"k": k})
+
+
 def _raw_field_expectations(field: FieldSpec) -> Iterator[Expectation]:
     yield E.ExpectColumnValuesToBeOfType(column=field.name, type_=SPARK_TYPE_NAMES[field.dtype])
     if field.required:

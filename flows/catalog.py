@@ -5,6 +5,7 @@ data/                            internal zones, never shared
   raw/<source>/date=D            canonical, typed
   quarantine/<source>/date=D     unusable rows with reasons
   protected/<source>/date=D      identifiers dropped, pseudonymized, generalized
+  analyst/date=D                 the analyst zone: k-anonymous subscriber records + report.json
   releases/<report>/<D>/<n>      noisy releases, stored once, never re-noised (n: 1, 2, ...)
   ledger.sqlite                  the privacy ledger
 out/deliveries/<partner>/<report>/<D>   what partners receive
@@ -63,6 +64,9 @@ class Catalog:
 
     def protected(self, source: SourceSpec, day: dt.date) -> Path:
         return self._zone("protected", source, day)
+
+    def analyst(self, day: dt.date) -> Path:
+        return self.data_dir / "analyst" / f"date={day.isoformat()}"
 
     def release(self, report: str, day: dt.date, number: int = 1) -> Path:
         return self.data_dir / "releases" / report / day.isoformat() / str(number)

@@ -16,10 +16,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import stages
+from flows.analyst import build_analyst_zone
 from flows.catalog import Catalog
 from flows.delivery import deliver
 from kr_reports.config import (
     check_report_allowed,
+    load_analyst_config,
     load_pipeline_config,
     load_report_specs,
 )
@@ -49,6 +51,16 @@ def validate_raw_task(catalog: Catalog, source: str, day: dt.date) -> dict:
 def protect_task(catalog: Catalog, source: str, day: dt.date, demo: bool, policy) -> dict:
     result = stages.protect_source(catalog, source, day, demo, policy)
     get_run_logger().info("protect %s: written and validated", source)
+    return result
+
+
+@task(name="analyst-zone", **IO_RETRIES)
+def analyst_zone_task(catalog: Catalog, day: dt.date, config) -> dict:
+    result = build_analyst_zone(catalog, day, config)
+    get_run_logger().info(
+        "analyst zone %s: k %s achieved (asked %d), %d records suppressed",
+        day, result["verification"]["k"], config.k, result["suppressed_records"],
+    )
     return result
 
 
@@ -92,6 +104,9 @@ def _summary_markdown(summary: dict) -> str:
         f"| {s['source']} | {s['rows_in']:,} | {s['rows_kept']:,} | {s['rows_quarantined']:,} |"
         for s in summary["sources"]
     ]
+    zone = summary["analyst_zone"]
+    lines += ["", f"Analyst zone: k {zone['k']}, distinct l {zone['l_distinct']}, "
+              f"{zone['suppressed_records']} records suppressed, at {zone['path']}"]
     lines += ["", "| report | partner | epsilon | reused | delivery |", "|---|---|---:|---|---|"]
     lines += [
         f"| {r['report']} | {r['partner']} | {r['epsilon']:g} | {r['reused']} | {r['delivery']} |"
@@ -114,6 +129,7 @@ def daily_partner_reports(
     pipeline = load_pipeline_config(Path(config_dir))
     policy = load_policy(Path(config_dir))
     specs = load_report_specs(Path(config_dir))
+    analyst_config = load_analyst_config(Path(config_dir))
     for spec in specs:  # refuse what the policy or the partner forbids before reading any data
         check_report_allowed(spec, pipeline)
         policy.check_report(spec, SOURCES[spec.source], SOURCES["subscribers"])
@@ -130,6 +146,7 @@ def daily_partner_reports(
         validate_raw_task(catalog, source, run_day)
         protect_task(catalog, source, run_day, demo, policy)
     inputs = {s["source"]: {k: s[k] for k in ("rows_in", "rows_kept", "rows_quarantined")} for s in sources}
+    analyst = analyst_zone_task(catalog, run_day, analyst_config)
 
     reports = []
     for spec in specs:
@@ -153,6 +170,13 @@ def daily_partner_reports(
         "sources": sources,
         "reports": reports,
         "epsilon_spent": math.fsum(r["epsilon"] for r in reports if not r["reused"]),
+        "analyst_zone": {
+            "path": analyst["path"],
+            "k": analyst["verification"]["k"],
+            "l_distinct": analyst["verification"].get("l_distinct"),
+            "suppressed_records": analyst["suppressed_records"],
+            "transformation": analyst["transformation"],
+        },
     }
     create_markdown_artifact(
         key="daily-partner-reports",

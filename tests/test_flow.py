@@ -214,3 +214,22 @@ def test_explain_prints_the_plan_without_touching_data(capsys, config_dir):
     assert "Public cells: 408" in printed
     assert "Spark shuffles (physical plan): cells 2" in printed
     assert main(["explain", "no_such_report", "--config-dir", str(config_dir), "--no-spark"]) == 2
+
+
+def test_the_analyst_zone_is_k_anonymous_and_l_diverse(run, spark, config_dir):
+    from kr_reports.config import load_analyst_config
+    from kr_reports.kanon.verify import verify
+    from transforms.analyst import QUASI_IDENTIFIERS, SENSITIVE
+
+    config = load_analyst_config(config_dir)
+    zone = run["summary"]["analyst_zone"]
+    records = spark.read.parquet(str(Path(zone["path"]) / "records"))
+    kept = next(s["rows_kept"] for s in run["summary"]["sources"] if s["source"] == "subscribers")
+    assert records.count() == kept  # one row per protected subscriber, none lost
+    assert set(records.columns) == {*QUASI_IDENTIFIERS, SENSITIVE}
+    result = verify(records, list(QUASI_IDENTIFIERS), sensitive=SENSITIVE)
+    assert result.k >= config.k and result.l_distinct >= config.l
+    assert result.suppressed_rows <= config.suppression_limit * records.count()
+    report = json.loads((Path(zone["path"]) / "report.json").read_text())
+    assert report["validation"]["success"] and report["validation"]["suite"] == "analyst_classes"
+    assert {"loss", "ncp", "discernibility"} <= set(report["information_loss"])
