@@ -179,12 +179,15 @@ class NoisyTree:
     post-processing of noisy values, so it costs no budget.
     """
 
-    def __init__(self, leaf_counts: np.ndarray, sampler, floor: float):
+    def __init__(self, leaf_counts: np.ndarray, sampler, noise_sd: float):
         self.levels = [
             leaf_counts.reshape(TREE_BRANCHING**level, -1).sum(axis=1) for level in range(1, TREE_HEIGHT + 1)
         ]
         self.sampler = sampler
-        self.floor = floor
+        self.floor = TREE_NODE_FLOOR_SDS * noise_sd
+        # Children whose noisy total is within noise of zero say nothing about where
+        # the rank lies inside their parent: stop there and interpolate in the parent.
+        self.stop_below = TREE_NODE_FLOOR_SDS * noise_sd * math.sqrt(TREE_BRANCHING)
         self.noisy: dict[tuple[int, int], int] = {}
 
     def count(self, level: int, index: int) -> int:
@@ -198,23 +201,29 @@ class NoisyTree:
         return sum(self.count(1, i) for i in range(TREE_BRANCHING))
 
     def quantile(self, q: float, lower: float, upper: float) -> float:
-        """The value at rank q x total, walking down the noisy counts; linear within a leaf."""
-        rank = q * self.total()
-        first = 0
+        """The value at fraction q, walking down the noisy counts; linear within a leaf.
+
+        At each level the target is a fraction of the children's own noisy
+        total, not an absolute rank carried from the root: children's noise
+        does not add up to their parent's, and an absolute rank would drift.
+        """
+        fraction, first = q, 0
         for level in range(1, TREE_HEIGHT + 1):
             children = [self.count(level, first + i) for i in range(TREE_BRANCHING)]
-            chosen = TREE_BRANCHING - 1
+            total = sum(children)
+            if total <= 0 or (level > 1 and total < self.stop_below):
+                parent = first // TREE_BRANCHING
+                return lower + (parent + fraction) * (upper - lower) / TREE_BRANCHING ** (level - 1)
+            target, chosen = fraction * total, TREE_BRANCHING - 1
             for i, child in enumerate(children):
-                if child > 0 and rank <= child:
+                if child > 0 and target <= child:
                     chosen = i
                     break
-                rank -= child
-            node = first + chosen
-            first = node * TREE_BRANCHING
-        leaf_count = children[chosen]
-        fraction = min(1.0, rank / leaf_count) if leaf_count > 0 else 0.5
-        width = (upper - lower) / TREE_LEAVES
-        return lower + (node + fraction) * width
+                target -= child
+            fraction = min(1.0, max(0.0, target / children[chosen])) if children[chosen] > 0 else 0.5
+            first = (first + chosen) * TREE_BRANCHING
+        leaf = first // TREE_BRANCHING
+        return lower + (leaf + fraction) * (upper - lower) / TREE_LEAVES
 
 
 def _quantile_outputs(metric: MetricPlan, cells, buckets, plan, rng, merged) -> dict[str, Output]:
@@ -228,7 +237,7 @@ def _quantile_outputs(metric: MetricPlan, cells, buckets, plan, rng, merged) -> 
     for row in range(n):
         if merged[row] != 1:
             continue  # remainder rows: trees are not added up
-        tree = NoisyTree(leaves[row], noise.sampler(rng), floor=TREE_NODE_FLOOR_SDS * noise.sd)
+        tree = NoisyTree(leaves[row], noise.sampler(rng), noise.sd)
         total = tree.total()
         if total <= 0:
             continue

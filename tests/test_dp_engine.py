@@ -211,8 +211,8 @@ def test_empty_tree_nodes_under_the_floor_add_no_phantom_rows():
 
     leaves = np.zeros(TREE_LEAVES, dtype="int64")
     leaves[-1] = 40  # all rows in the last leaf, value near the upper bound
-    floored = NoisyTree(leaves, PlusFive(), floor=10)
+    floored = NoisyTree(leaves, PlusFive(), noise_sd=5)  # reads under 2 sds (10) count as 0
     assert floored.quantile(0.5, 0, 4096) == pytest.approx(4095.5, abs=1)
     # Without the floor, 15 empty siblings x 5 phantom rows come first at each level.
-    unfloored = NoisyTree(leaves, PlusFive(), floor=0)
+    unfloored = NoisyTree(leaves, PlusFive(), noise_sd=0)
     assert unfloored.quantile(0.5, 0, 4096) < 3200
