@@ -32,12 +32,12 @@ OTHER = "other"
 
 def hierarchies_for(records: DataFrame, config: AnalystConfig) -> dict[str, Hierarchy]:
     """The configured trees, with any value the data has but the config lacks under 'other'."""
+    present = records.agg(*[F.collect_set(c).alias(c) for c in QUASI_IDENTIFIERS]).first()
     built = {}
     for column in QUASI_IDENTIFIERS:
         table = dict(config.hierarchies[column])
         depth = len(next(iter(table.values())))
-        present = [r[column] for r in records.select(column).distinct().collect()]
-        for value in present:
+        for value in present[column]:
             table.setdefault(value, (OTHER,) * depth)
         built[column] = tree(column, table)
     return built

@@ -28,7 +28,7 @@ from kr_reports.kanon.metrics import information_loss, reidentification_risk
 from kr_reports.kanon.verify import Verification, verify
 from kr_reports.spark import get_spark
 from transforms.kanon import apply_transformation, frequency_table
-from transforms.mondrian import ROWS_COLUMN, HierarchyQI, generalize_mondrian
+from transforms.mondrian import HierarchyQI, generalize_mondrian
 from transforms.mondrian import ncp as mondrian_ncp
 
 REASON_COLUMN = "reason"
@@ -171,8 +171,9 @@ def kanon_file(
         usable = flagged.where(F.col(REASON_COLUMN).isNull()).drop(REASON_COLUMN).persist()
         rejected = flagged.where(F.col(REASON_COLUMN).isNotNull())
         by_reason = {r[REASON_COLUMN]: r["count"] for r in rejected.groupBy(REASON_COLUMN).count().collect()}
+        rows_used = rows_in - sum(by_reason.values())
         if algorithm == "mondrian":
-            output, search = anonymize_mondrian(usable, hierarchies, req, unit)
+            output, search = anonymize_mondrian(usable, hierarchies, req, unit, rows_used)
         else:
             output, search = anonymize_optimal(usable, hierarchies, req, metric, unit)
         output = output.persist()
@@ -189,7 +190,7 @@ def kanon_file(
 
 
 def anonymize_mondrian(
-    usable: DataFrame, hierarchies: Mapping[str, Hierarchy], req: Requirements, unit: str | None
+    usable: DataFrame, hierarchies: Mapping[str, Hierarchy], req: Requirements, unit: str | None, rows: int
 ) -> tuple[DataFrame, dict]:
     """Strict Mondrian local recoding along the hierarchies' subtrees (k only, no suppression)."""
     if req.l is not None or req.t is not None:
@@ -198,7 +199,6 @@ def anonymize_mondrian(
         )
     qis = [HierarchyQI(column, hierarchy) for column, hierarchy in hierarchies.items()]
     recoding = generalize_mondrian(usable, qis, req.k, unit)
-    records = recoding.classes.agg(F.sum(ROWS_COLUMN)).first()[0]
     report = {
         "algorithm": "mondrian",
         "classes": recoding.class_count,
@@ -207,7 +207,7 @@ def anonymize_mondrian(
         "suppressed_records": 0,
         "information_loss": {"ncp": mondrian_ncp(recoding.classes)},
         "risk": {"prosecutor": {"highest": 1 / recoding.smallest_class,
-                                "average": recoding.class_count / records}},
+                                "average": recoding.class_count / rows}},
     }
     return recoding.data, report
 

@@ -92,7 +92,8 @@ def noisy_parts(cells: pd.DataFrame, buckets: dict[str, pd.DataFrame], plan: Rep
             if name == "tree":
                 continue  # drawn lazily while walking each cell's tree
             if name == "bins":
-                true = _bin_matrix(cells, buckets[metric.name], plan, len(metric.metric.bins) - 1)
+                bins = len(metric.metric.bins) - 1
+                true = _bucket_matrix(cells, buckets[metric.name], list(plan.group_columns), bins)
                 parts[metric.name, name] = noise.add_to(true.ravel(), rng).reshape(true.shape)
             else:
                 parts[metric.name, name] = noise.add_to(cells[_input_column(metric, name)], rng)
@@ -108,10 +109,6 @@ def _bucket_matrix(cells: pd.DataFrame, counts: pd.DataFrame, keys: list[str], w
     located = counts.merge(position, on=keys, how="inner")
     np.add.at(matrix, (located["_row"].to_numpy(), located[BUCKET].to_numpy()), located[ROWS].to_numpy())
     return matrix
-
-
-def _bin_matrix(cells, counts, plan, bins) -> np.ndarray:
-    return _bucket_matrix(cells, counts, list(plan.group_columns), bins)
 
 
 def _count_output(noisy: np.ndarray, noise: IntegerNoise, merged: np.ndarray, divisor: float = 1.0,
@@ -226,7 +223,7 @@ class NoisyTree:
         return lower + (leaf + fraction) * (upper - lower) / TREE_LEAVES
 
 
-def _quantile_outputs(metric: MetricPlan, cells, buckets, plan, rng, merged) -> dict[str, Output]:
+def _quantile_outputs(metric: MetricPlan, cells, buckets, plan, rng) -> dict[str, Output]:
     """Per quantile: value, and an interval from the noise on the ranks (noise only)."""
     m, noise = metric.metric, metric.part("tree")
     leaves = _bucket_matrix(cells, buckets[m.name], list(plan.group_columns), TREE_LEAVES)
@@ -235,8 +232,6 @@ def _quantile_outputs(metric: MetricPlan, cells, buckets, plan, rng, merged) -> 
     n, k = len(cells), len(m.quantiles)
     values, lows, highs = (np.full((n, k), np.nan) for _ in range(3))
     for row in range(n):
-        if merged[row] != 1:
-            continue  # remainder rows: trees are not added up
         tree = NoisyTree(leaves[row], noise.sampler(rng), noise.sd)
         total = tree.total()
         if total <= 0:
@@ -312,7 +307,7 @@ def noisy_release(
     ones = np.ones(len(cells), dtype="int64")
     parts = noisy_parts(cells, buckets, plan, random_state)
     quantiles = {
-        m.name: _quantile_outputs(m, cells, buckets, plan, random_state, ones)
+        m.name: _quantile_outputs(m, cells, buckets, plan, random_state)
         for m in plan.metrics if m.kind == "quantiles"
     }
     keys = cells[list(plan.group_columns)]

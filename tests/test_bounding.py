@@ -1,8 +1,10 @@
 from collections import Counter
 
-from pyspark.testing import assertDataFrameEqual
+import pandas as pd
 
-from kr_reports.config import Metric
+from kr_reports.config import Metric, ReportSpec
+from kr_reports.dp import plan_report
+from kr_reports.noising import complete_cells
 from transforms.bounding import (
     EncodedInputs,
     aggregate_cells,
@@ -10,8 +12,6 @@ from transforms.bounding import (
     bucket_counts,
     encode_metric_inputs,
     filter_public_keys,
-    public_grid,
-    with_all_cells,
 )
 
 SCHEMA = "subscriber string, region string, hour int, bytes bigint"
@@ -64,13 +64,20 @@ def test_cells_count_subscribers_once_and_every_public_cell_is_reported(spark):
     rows += [("d", "Mars", 0, 999), ("e", "R1", 99, 999)]  # outside the public domain
     keys = {"region": ["R1", "R2"], "hour": [0, 1]}
     df = filter_public_keys(spark.createDataFrame(rows, SCHEMA), keys)
-    cells = aggregate_cells(_bound(df), ["region", "hour"], EncodedInputs(sums=("bytes",)))
-    result = with_all_cells(cells, public_grid(spark, keys), ["distinct_units", "rows", "bytes"])
-    expected = spark.createDataFrame(
+    cells = aggregate_cells(_bound(df), ["region", "hour"], EncodedInputs(sums=("bytes",))).toPandas()
+    plan = plan_report(ReportSpec.model_validate({
+        "name": "t", "source": "network_flows", "partner": "p", "purpose": "aggregate_reports",
+        "policy_clause": "c", "group_by": [{"column": "region", "values": keys["region"]},
+                                           {"column": "hour", "values": keys["hour"]}],
+        "contribution": {"max_groups_per_subscriber": 2, "max_rows_per_group": 3},
+        "metrics": [{"name": "n", "kind": "count", "epsilon": 1}],
+    }), regions=())
+    result = complete_cells(cells, plan, None)
+    expected = pd.DataFrame(
         [("R1", 0, 2, 3, 110), ("R1", 1, 0, 0, 0), ("R2", 0, 0, 0, 0), ("R2", 1, 1, 1, 5)],
-        "region string, hour bigint, distinct_units bigint, rows bigint, bytes bigint",
+        columns=["region", "hour", "distinct_units", "rows", "bytes"],
     )
-    assertDataFrameEqual(result, expected, checkRowOrder=True)
+    assert result[expected.columns].values.tolist() == expected.values.tolist()
 
 
 def test_encoded_inputs_are_fixed_point_centred_and_bucketed(spark):

@@ -164,22 +164,3 @@ def units_per_partition(bounded: DataFrame, unit: str, private_keys: Sequence[st
         .groupBy(*private_keys)
         .agg(F.count(F.lit(1)).alias(UNITS_COLUMN))
     )
-
-
-def with_all_cells(cells: DataFrame, grid: DataFrame, measures: Sequence[str]) -> DataFrame:
-    """Every cell of the grid, empty ones as zeros, sorted by key."""
-    groups = grid.columns
-    return (
-        grid.join(cells, on=groups, how="left")
-        .select(*groups, *[F.coalesce(F.col(m), F.lit(0)).cast("bigint").alias(m) for m in measures])
-        .orderBy(*groups)
-    )
-
-
-def public_grid(spark, public_keys: Mapping[str, Sequence]) -> DataFrame | None:
-    """Every combination of the public keys' values (None when there are none)."""
-    grid = None
-    for column, values in public_keys.items():
-        axis = spark.createDataFrame([(v,) for v in values], [column])
-        grid = axis if grid is None else grid.crossJoin(axis)
-    return grid
