@@ -37,3 +37,21 @@ def prefect_harness(tmp_path_factory):
 @pytest.fixture(scope="session")
 def config_dir() -> Path:
     return ROOT / "config"
+
+
+@pytest.fixture(scope="session")
+def daily_run(tmp_path_factory, spark, prefect_harness, config_dir):
+    """The daily flow once per test session on small generated data (demo keys).
+
+    Several test modules read what it wrote (deliveries, ledger, releases,
+    analyst zone); none may modify it: copy what a test needs to damage.
+    """
+    from flows.daily import daily_partner_reports
+    from flows.generate import write_landing
+
+    root = tmp_path_factory.mktemp("e2e")
+    data, out = root / "data", root / "out"
+    generated = write_landing(data / "landing", n_subscribers=300, days=1, seed=11, bad_row_rate=0.03)
+    summary = daily_partner_reports(data_dir=str(data), out_dir=str(out),
+                                    config_dir=str(config_dir), demo=True)
+    return {"root": root, "data": data, "out": out, "generated": generated, "summary": summary}

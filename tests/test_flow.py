@@ -10,7 +10,6 @@ import yaml
 
 from flows.daily import daily_partner_reports
 from flows.delivery import ChecksumMismatch, verify_checksums
-from flows.generate import write_landing
 from kr_reports.config import ConfigError
 from kr_reports.keys import KEY_ENV, PseudonymKeyError
 from kr_reports.ledger import Ledger
@@ -26,14 +25,8 @@ IDENTIFIER_COLUMNS = {
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, spark, prefect_harness, config_dir):
-    root = tmp_path_factory.mktemp("e2e")
-    data, out = root / "data", root / "out"
-    generated = write_landing(data / "landing", n_subscribers=300, days=1, seed=11,
-                              bad_row_rate=0.03)
-    summary = daily_partner_reports(data_dir=str(data), out_dir=str(out),
-                                    config_dir=str(config_dir), demo=True)
-    return {"root": root, "data": data, "out": out, "generated": generated, "summary": summary}
+def run(daily_run):
+    return daily_run
 
 
 def _delivery(run) -> Path:
