@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame
 from expectations.runner import validate_dataframe
 from expectations.suites import build_protected_suite, build_raw_suite, build_release_suite
 from flows.catalog import Catalog, MissingInput, read_landing, read_parquet, write_atomically, write_parquet
-from flows.reference import load_oui_table
+from flows.reference import load_domain_categories, load_oui_table
 from kr_reports import dp, noising
 from kr_reports.config import PipelineConfig, ReportSpec
 from kr_reports.keys import derive_key, master_key
@@ -34,7 +34,13 @@ from transforms.ingest import (
 )
 from transforms.protect import References, protect, protected_columns
 from transforms.report_aggregate import aggregate_report
-from transforms.report_inputs import UNIT, report_input, sources_read
+from transforms.report_inputs import (
+    DOMAIN_CATEGORIES,
+    UNIT,
+    references_read,
+    report_input,
+    sources_read,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +144,10 @@ def _true_aggregates(catalog: Catalog, plan: dp.ReportPlan, day: dt.date, salt: 
     spark = get_spark()
     frames = {name: read_parquet(spark, catalog.protected(SOURCES[name], day))
               for name in sources_read(plan.spec.source)}
-    aggregates = aggregate_report(report_input(plan.spec.source, frames), plan, UNIT, salt)
+    columns = [*plan.group_columns, *(m.column for m in plan.metric_specs if m.column)]
+    if DOMAIN_CATEGORIES in references_read(columns):
+        frames[DOMAIN_CATEGORIES] = load_domain_categories(spark)
+    aggregates = aggregate_report(report_input(plan.spec.source, frames, columns), plan, UNIT, salt)
     try:
         cells = aggregates.cells.toPandas()
         buckets = {name: df.toPandas() for name, df in aggregates.buckets.items()}
@@ -191,11 +200,22 @@ def release(
     record = _release_record(plan, charge, day, number, noisy, store)
 
     def fill(folder: Path) -> None:
-        noisy.to_parquet(folder / "release.parquet", index=False)
+        with_text_types(noisy, plan).to_parquet(folder / "release.parquet", index=False)
         (folder / "release.json").write_text(json.dumps(record, indent=2))
 
     write_atomically(store, fill)
     return {**json.loads((store / "release.json").read_text()), "reused": False}
+
+
+def with_text_types(noisy, plan: dp.ReportPlan):
+    """Text keys and status typed as strings, so a release with no rows keeps its schema.
+
+    pandas gives an empty column no type; Parquet would store it as null and
+    every later reader (the release suite, a partner) would see a void column.
+    """
+    text = [k.column for k in plan.spec.group_by
+            if k.private or not isinstance(plan.public_keys[k.column][0], int)]
+    return noisy.astype({column: "string" for column in [*text, "status"]})
 
 
 def _charge(catalog: Catalog, plan: dp.ReportPlan, pipeline: PipelineConfig, day: dt.date, number: int):

@@ -87,13 +87,15 @@ class Policy(Frozen):
 
         Event sources also offer the event's hour and the subscriber's profile
         attributes (`profile`): those are checked against the profile's rules.
+        A column a report input derives (see `derived_origin`) is checked as
+        the column it comes from.
         """
         used = [(f"metric '{m.name}'", m.column) for m in spec.metrics if m.column is not None]
         used += [(f"group key '{k.column}'", k.column) for k in spec.group_by]
         for what, column in used:
-            if column in DERIVED_REPORT_COLUMNS:
-                continue
-            rule = self._rule_for(column, source) or (profile and self._rule_for(column, profile))
+            origins = derived_origin(column)
+            rules = [self._rule_for(c, s) for c in origins or (column,) for s in (source, profile) if s]
+            rule = next((r for r in rules if r is not None), None)
             if rule is None:
                 raise ConfigError(
                     f"report '{spec.name}': {what} reads unknown column '{column}' of source '{source.name}'"
@@ -121,8 +123,21 @@ class Policy(Frozen):
             )
 
 
-# Columns a report input adds to a source: the hour of an event (from its generalized time).
-DERIVED_REPORT_COLUMNS = ("hour",)
+# Columns a report input derives from protected ones (transforms/report_inputs.py),
+# with the columns they may come from; the policy judges them as their origin.
+DERIVED_REPORT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "hour": ("start_hour", "visit_hour"),  # the hour of an event's generalized time
+    "category": ("domain",),  # a visited domain's category
+    "cell_area": ("cell_id",),  # a cell's area: the first four characters of its id
+}
+ADDON_PREFIX = "addon_"  # addon_<name>: 1 when the subscriber has that add-on, else 0
+
+
+def derived_origin(column: str) -> tuple[str, ...] | None:
+    """The protected columns a derived report column may come from; None when not derived."""
+    if column.startswith(ADDON_PREFIX):
+        return ("addons",)
+    return DERIVED_REPORT_COLUMNS.get(column)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,11 @@ def run(daily_run):
     return daily_run
 
 
-def _delivery(run) -> Path:
-    return Path(run["summary"]["reports"][0]["delivery"])
+NETWORK_REPORT = "network_traffic_region_hour"
+
+
+def _delivery(run, report: str = NETWORK_REPORT) -> Path:
+    return Path(next(r["delivery"] for r in run["summary"]["reports"] if r["report"] == report))
 
 
 def test_every_row_is_kept_or_quarantined(run):
@@ -65,14 +68,37 @@ def test_delivery_matches_its_manifest(run):
     assert not list(delivery.parent.glob(".*tmp*"))
 
 
+def test_every_report_in_the_catalog_is_released_and_delivered(run, config_dir):
+    from kr_reports.config import load_report_specs
+
+    specs = {s.name: s for s in load_report_specs(config_dir)}
+    reports = {r["report"]: r for r in run["summary"]["reports"]}
+    assert set(reports) == set(specs)
+    charges = {c.report: c for c in Ledger(run["data"] / "ledger.sqlite").charges()}
+    for name, spec in specs.items():
+        delivery = Path(reports[name]["delivery"])
+        verify_checksums(delivery)
+        manifest = json.loads((delivery / "manifest.json").read_text())
+        assert manifest["ledger_entry_id"] == charges[name].id
+        assert manifest["purpose"] == spec.purpose and manifest["policy_clause"] == spec.policy_clause
+        data = pd.read_parquet(delivery / "data.parquet")
+        assert list(data.columns[: len(spec.group_by)]) == list(spec.group_columns)
+        assert manifest["rows_released"] == len(data)
+        # A private key appears only through partition selection; in every report
+        # no published cell is under k noisy subscribers.
+        distinct = next(m.name for m in spec.metrics if m.kind == "count_distinct_subscribers")
+        published = data[data["status"].isin(["released", "remainder"])]
+        assert (published[distinct] >= (spec.min_subscribers or 0)).all(), name
+
+
 def test_rerun_serves_the_stored_release_without_new_noise_or_charge(run, config_dir):
     before = (_delivery(run) / "data.csv").read_bytes()
     again = daily_partner_reports(data_dir=str(run["data"]), out_dir=str(run["out"]),
                                   config_dir=str(config_dir), demo=True)
-    assert again["reports"][0]["reused"] is True
+    assert all(r["reused"] for r in again["reports"])
     assert again["epsilon_spent"] == 0
     assert (_delivery(run) / "data.csv").read_bytes() == before
-    assert len(Ledger(run["data"] / "ledger.sqlite").charges()) == 1
+    assert len(Ledger(run["data"] / "ledger.sqlite").charges()) == len(again["reports"])
 
 
 def test_a_corrupted_delivery_fails_verification(run, tmp_path):
@@ -157,7 +183,7 @@ def _stage_args(run, config_dir):
     from flows.catalog import Catalog
     from kr_reports.config import load_pipeline_config, load_report_specs
 
-    spec = load_report_specs(config_dir)[0]
+    spec = next(s for s in load_report_specs(config_dir) if s.name == NETWORK_REPORT)
     day = dt.date.fromisoformat(run["summary"]["day"])
     return Catalog(run["data"], run["out"]), spec, load_pipeline_config(config_dir), day
 
@@ -170,7 +196,8 @@ def test_a_deliberate_new_release_is_charged_again_with_fresh_noise(run, config_
     assert first["reused"] and first["number"] == 1
     second = release(catalog, spec, pipeline, day, new_release=True)
     assert not second["reused"] and second["number"] == 2 and second["release_id"].endswith("#2")
-    assert [c.release_id for c in Ledger(run["data"] / "ledger.sqlite").charges()] == [
+    charges = Ledger(run["data"] / "ledger.sqlite").charges()
+    assert [c.release_id for c in charges if c.report == spec.name] == [
         first["release_id"], second["release_id"]]
     old = pd.read_parquet(Path(first["path"]) / "release.parquet")
     new = pd.read_parquet(Path(second["path"]) / "release.parquet")
@@ -226,3 +253,19 @@ def test_the_analyst_zone_is_k_anonymous_and_l_diverse(run, spark, config_dir):
     report = json.loads((Path(zone["path"]) / "report.json").read_text())
     assert report["validation"]["success"] and report["validation"]["suite"] == "analyst_classes"
     assert {"loss", "ncp", "discernibility"} <= set(report["information_loss"])
+
+
+def test_a_release_with_no_rows_keeps_its_column_types(tmp_path, config_dir):
+    import pyarrow.parquet as pq
+
+    from flows.stages import with_text_types
+    from kr_reports.config import load_pipeline_config, load_report_specs
+    from kr_reports.dp import plan_report, release_columns
+
+    spec = next(s for s in load_report_specs(config_dir) if s.name == "call_activity_cell_area_hour")
+    plan = plan_report(spec, load_pipeline_config(config_dir).regions)
+    empty = pd.DataFrame({c: pd.Series([], dtype="object") for c in release_columns(plan)})
+    with_text_types(empty, plan).to_parquet(tmp_path / "release.parquet", index=False)
+    schema = pq.read_schema(tmp_path / "release.parquet")
+    assert str(schema.field("cell_area").type) == "string"
+    assert str(schema.field("status").type) == "string"

@@ -102,3 +102,39 @@ def test_group_keys_are_checked_too_and_profile_attributes_are_allowed(policy):
     policy.check_report(by_region, NETWORK_FLOWS, SUBSCRIBERS)  # a generalized profile attribute
     with pytest.raises(ConfigError, match="unknown column 'age_band'"):
         policy.check_report(by_region, NETWORK_FLOWS)
+
+
+def _grouped_by(column: str, source: str) -> ReportSpec:
+    return ReportSpec.model_validate({
+        "name": f"by_{column}", "source": source, "partner": "metro-planning",
+        "purpose": "aggregate_reports", "policy_clause": "sharing",
+        "group_by": [{"column": column, "private": True}],
+        "partition_selection": {"epsilon": 1, "delta": 1e-6},
+        "contribution": {"max_groups_per_subscriber": 1, "max_rows_per_group": 1},
+        "metrics": [{"name": "n", "kind": "count", "epsilon": 1.0}],
+    })
+
+
+@pytest.mark.parametrize(
+    ("column", "source", "origin"),
+    [("category", "web_visits", "domain"), ("cell_area", "call_records", "cell_id"),
+     ("hour", "call_records", "start_time")],
+)
+def test_a_derived_column_is_judged_as_the_column_it_comes_from(config_dir, tmp_path, column, source, origin):
+    spec = _grouped_by(column, source)
+    load_policy(config_dir).check_report(spec, SOURCES[source], SUBSCRIBERS)
+    data = yaml.safe_load((config_dir / "policy.yaml").read_text())
+    rule = data["sources"][source][origin]
+    rule.pop("generalizer", None)
+    rule["category"] = "contact_information"  # now dropped at the protect stage
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(PolicyRefusal, match=f"'{column}' .*drops at the protect stage"):
+        load_policy(tmp_path).check_report(spec, SOURCES[source], SUBSCRIBERS)
+
+
+def test_a_derived_column_from_a_source_without_its_origin_is_unknown(policy):
+    with pytest.raises(ConfigError, match="unknown column 'cell_area'"):
+        policy.check_report(_grouped_by("cell_area", "network_flows"), NETWORK_FLOWS, SUBSCRIBERS)
+    with pytest.raises(ConfigError, match="unknown column 'hour'"):
+        policy.check_report(_grouped_by("hour", "subscribers"), SUBSCRIBERS)
+    policy.check_report(_grouped_by("addon_music_streaming", "subscribers"), SUBSCRIBERS)
