@@ -25,6 +25,7 @@ from kr_reports.keys import derive_key, master_key
 from kr_reports.ledger import ChargeRequest, Ledger, ledger_location
 from kr_reports.policy import Policy
 from kr_reports.schemas import SOURCES
+from kr_reports.shares import with_shares
 from kr_reports.spark import get_spark
 from transforms.ingest import (
     check_landing_columns,
@@ -195,7 +196,7 @@ def release(
     charge = _charge(catalog, plan, pipeline, day, number)
     selected = noising.select_partitions(partitions, plan, random_state) if plan.selection else None
     cells = noising.complete_cells(found, plan, selected)
-    noisy = noising.noisy_release(cells, buckets, plan, random_state=random_state)
+    noisy = with_shares(noising.noisy_release(cells, buckets, plan, random_state=random_state), plan)
     store = catalog.release(spec.name, day, number)
     record = _release_record(plan, charge, day, number, noisy, store)
 
@@ -298,6 +299,6 @@ def validate_release(catalog: Catalog, spec: ReportSpec, pipeline: PipelineConfi
     released = get_spark().read.parquet(str(Path(stored["path"]) / "release.parquet"))
     keys = [c for c, t in released.dtypes if t == "string" and c in plan.group_columns]
     suite = build_release_suite(
-        dp.release_columns(plan), dp.count_columns(plan), string_columns=keys
+        dp.published_columns(plan), dp.count_columns(plan), string_columns=keys
     )
     return validate_dataframe(released, suite, label=f"release {spec.name} {day}")

@@ -60,6 +60,7 @@ class PipelineConfig(Frozen):
 NAMED_DOMAINS = ("regions", "hours")
 METRIC_KINDS = ("count", "count_distinct_subscribers", "sum", "mean", "variance", "quantiles", "histogram")
 BOUNDED_KINDS = ("sum", "mean", "variance", "quantiles", "histogram")
+SHAREABLE_KINDS = ("count", "count_distinct_subscribers", "sum")
 
 
 class GroupKey(Frozen):
@@ -120,6 +121,9 @@ class Metric(Frozen):
     precision: int = Field(default=0, ge=-9, le=6)
     quantiles: tuple[float, ...] | None = None
     bins: tuple[float, ...] | None = None
+    # Also release each cell's share of its parent's total across this group key
+    # (post-processing of the noisy values: no budget).
+    share_across: str | None = None
 
     @model_validator(mode="after")
     def _kind_needs(self) -> Metric:
@@ -134,6 +138,8 @@ class Metric(Frozen):
                 raise ValueError(f"{self.kind} metric '{self.name}': lower bound must be below upper bound")
         if self.kind == "quantiles" and not (self.quantiles and all(0 < q < 1 for q in self.quantiles)):
             raise ValueError(f"quantiles metric '{self.name}' needs quantiles, each in (0, 1)")
+        if self.share_across is not None and self.kind not in SHAREABLE_KINDS:
+            raise ValueError(f"metric '{self.name}': share_across needs one of {', '.join(SHAREABLE_KINDS)}")
         if self.kind == "histogram":
             edges = self.bins or ()
             if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
@@ -183,6 +189,7 @@ class ReportSpec(Frozen):
         self._check_accounting()
         self._check_private_keys()
         self._check_sparse_cells()
+        self._check_shares()
         return self
 
     def _check_names(self) -> None:
@@ -200,6 +207,12 @@ class ReportSpec(Frozen):
             raise ValueError("pure_dp accounting has delta 0; use approx_dp or zcdp for delta > 0")
         if self.accounting != "pure_dp" and self.delta == 0:
             raise ValueError(f"{self.accounting} accounting needs delta > 0")
+
+    def _check_shares(self) -> None:
+        for metric in self.metrics:
+            if metric.share_across is not None and metric.share_across not in self.group_columns:
+                raise ValueError(f"metric '{metric.name}': share_across '{metric.share_across}' "
+                                 f"is not a group key ({', '.join(self.group_columns)})")
 
     def _check_private_keys(self) -> None:
         has_private = any(k.private for k in self.group_by)

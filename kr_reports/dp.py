@@ -209,6 +209,17 @@ def release_columns(plan: ReportPlan) -> list[str]:
     return columns
 
 
+def share_column(metric_name: str) -> str:
+    return f"{metric_name}_share"
+
+
+def published_columns(plan: ReportPlan) -> list[str]:
+    """The stored release's columns: the noised ones, then the shares computed from them."""
+    shares = [share_column(m.name) for m in plan.metrics if m.metric.share_across]
+    return release_columns(plan) + [
+        f"{s}{suffix}" for s in shares for suffix in ("", "_noise_sd", "_ci95_low", "_ci95_high")]
+
+
 def count_columns(plan: ReportPlan) -> list[str]:
     """Released columns that are non-negative integer counts."""
     counted = ("count", "count_distinct_subscribers", "histogram")

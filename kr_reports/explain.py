@@ -72,6 +72,9 @@ def _metric_lines(metric: MetricPlan, accounting: str) -> list[str]:
     unit = m.scale if m.kind == "sum" else 1
     lines += [_noise_line(name, noise, unit) for name, noise in metric.parts]
     lines.append(_expected_error(metric))
+    if m.share_across:
+        lines.append(f"    {metric.name}_share: each cell's share of its parent's published total across "
+                     f"{m.share_across}, from the noisy values (no budget); sd by the delta method")
     return lines
 
 
