@@ -1,24 +1,37 @@
 """The daily partner-report flow: ingest, validate, protect, release, validate, deliver.
 
-Tasks pass paths and counts, never DataFrames. IO tasks retry with a delay;
-the release task does not (the release store and the ledger make a re-run
-safe: it reuses what exists and never draws noise twice).
+Tasks pass paths and counts, never DataFrames. IO tasks retry with a delay
+(errors raised by this project's own checks are not retried: they would fail
+the same way again); the release task does not (the release store and the
+ledger make a re-run safe: it reuses what exists and never draws noise twice).
+
+A failed run says where it stopped: the flow raises StageFailed naming the
+stage, the dataset and the day. A run publishes the artifact
+`daily-partner-reports` and one `release-<report>` per report (what was
+released, and the budget left in its dataset's window), and renders every
+validation it made as Great Expectations Data Docs in
+<data dir>/data_docs/<day>/<flow run id>/, a failed run included.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
+from expectations.runner import build_data_docs, recording_validations
 from flows import stages
 from flows.analyst import build_analyst_zone
 from flows.catalog import Catalog
-from flows.delivery import deliver
+from flows.delivery import check_delivery_setup, deliver
 from kr_reports.config import (
     check_report_allowed,
     load_analyst_config,
@@ -26,10 +39,44 @@ from kr_reports.config import (
     load_report_specs,
 )
 from kr_reports.keys import master_key
+from kr_reports.ledger import BudgetStatus, Ledger, ledger_location
 from kr_reports.policy import load_policy
 from kr_reports.schemas import SOURCES
 
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "cache_policy": NO_CACHE}
+PROJECT_PACKAGES = ("flows", "kr_reports", "expectations", "transforms")
+
+
+def is_project_error(exc: BaseException) -> bool:
+    """Raised by this project's code: its message names no data value, and a retry fails alike."""
+    return type(exc).__module__.split(".")[0] in PROJECT_PACKAGES
+
+
+def _worth_retrying(task, task_run, state) -> bool:
+    """Retry what may pass next time (storage, Spark); not a check of ours that failed."""
+    return not is_project_error(state.result(raise_on_failure=False))
+
+
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _worth_retrying,
+              "cache_policy": NO_CACHE}
+
+
+class StageFailed(RuntimeError):
+    """A stage of the run failed; the message names the stage, the dataset and the day."""
+
+
+def stage_failure_message(stage: str, dataset: str, day: dt.date, cause: BaseException) -> str:
+    """Where the run stopped, and why when the cause is ours (other messages may quote data)."""
+    reason = type(cause).__name__
+    reason += f": {cause}" if is_project_error(cause) else " (details in the task run's log)"
+    return f"stage '{stage}' failed for {dataset} on {day.isoformat()}: {reason}"
+
+
+@contextmanager
+def _stage(stage: str, dataset: str, day: dt.date) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        raise StageFailed(stage_failure_message(stage, dataset, day, exc)) from exc
 
 
 @task(name="ingest", **IO_RETRIES)
@@ -78,15 +125,94 @@ def validate_release_task(catalog: Catalog, spec, pipeline, day: dt.date) -> dic
 
 
 @task(name="deliver", **IO_RETRIES)
-def deliver_task(catalog: Catalog, spec, release: dict, inputs: dict, validation: dict) -> dict:
-    return deliver(catalog, spec, release, inputs, validation)
+def deliver_task(catalog: Catalog, spec, release: dict, inputs: dict, validation: dict,
+                 partner, demo: bool) -> dict:
+    return deliver(catalog, spec, release, inputs, validation, partner, demo)
 
 
-def latest_landing_day(catalog: Catalog) -> dt.date:
+def landing_days(catalog: Catalog) -> list[dt.date]:
+    """The days the landing manifest lists (it is written once they are complete), oldest first."""
     dates = catalog.landing_manifest().get("dates") or []
     if not dates:
         raise ValueError(f"{catalog.landing_root}: landing manifest lists no dates")
-    return max(dt.date.fromisoformat(d) for d in dates)
+    return sorted({dt.date.fromisoformat(d) for d in dates})
+
+
+def latest_landing_day(catalog: Catalog) -> dt.date:
+    return landing_days(catalog)[-1]
+
+
+def data_docs_dir(catalog: Catalog, day: dt.date, run_id: str) -> Path:
+    """A run's Data Docs: internal (suites, columns and counts), one folder per flow run."""
+    return catalog.data_dir / "data_docs" / day.isoformat() / run_id
+
+
+@task(name="data-docs", **IO_RETRIES)
+def data_docs_task(validations: list[dict], site_dir: Path, run_name: str) -> str:
+    index = build_data_docs(validations, site_dir, run_name)
+    get_run_logger().info("Data Docs of %d validations: %s", len(validations), index)
+    return str(index)
+
+
+def release_artifact_key(report: str) -> str:
+    """A report's stable artifact key (Prefect allows lowercase letters, digits and dashes)."""
+    return "release-" + re.sub(r"[^a-z0-9]+", "-", report.lower()).strip("-")
+
+
+def release_markdown(report: dict, budget: BudgetStatus, data_docs: str) -> str:
+    """What one report released, and its dataset's budget in the window ending on the release's day."""
+    reused = ("yes: the stored release was served again (no new noise, no new charge)"
+              if report["reused"] else "no: noise drawn once and charged to the ledger")
+    cells = "; ".join(f"{status} {n:,}" for status, n in sorted(report["cells_by_status"].items()))
+    rows = [
+        ("release id", f"`{report['release_id']}`"),
+        ("partner", report["partner"]),
+        ("reused", reused),
+        ("epsilon", f"{report['epsilon']:g}"),
+        ("delta", f"{report['delta']:g}"),
+        ("cells", cells or "none"),
+        ("ledger entry", str(report["ledger_entry_id"])),
+        ("delivery", report["delivery"]),
+        ("data docs", data_docs),
+    ]
+    b = budget
+    return "\n".join([
+        f"# Release of {report['report']} for {b.window_end}",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {name} | {value} |" for name, value in rows),
+        "",
+        f"Budget of {b.dataset} per {b.privacy_unit} in the {b.window_days}-day window {b.window_start} "
+        f"to {b.window_end}, {b.releases} release(s) charged:",
+        "",
+        "| | epsilon | delta |",
+        "|---|---:|---:|",
+        f"| budget | {b.budget_epsilon:g} | {b.budget_delta:g} |",
+        f"| spent | {b.spent_epsilon:g} | {b.spent_delta:g} |",
+        f"| remaining | {b.remaining_epsilon:g} | {b.remaining_delta:g} |",
+        "",
+        f"Charged less than {b.window_days} days before or after {b.window_end}: epsilon "
+        f"{b.committed_around_epsilon:g}, delta {b.committed_around_delta:g} (a new release for the "
+        "day can spend at most the budget minus this).",
+    ])
+
+
+@task(name="release-artifacts", **IO_RETRIES)
+def release_artifacts_task(catalog: Catalog, pipeline, day: dt.date, reports: list[dict],
+                           data_docs: str) -> list[str]:
+    """One artifact per report; the budget is read from the ledger after every release of the run."""
+    ledger = Ledger(ledger_location(catalog.data_dir))
+    keys = []
+    for report in reports:
+        (budget,) = ledger.status([pipeline.budget_for(report["source"])], day)
+        keys.append(release_artifact_key(report["report"]))
+        create_markdown_artifact(
+            key=keys[-1],
+            markdown=release_markdown(report, budget, data_docs),
+            description=f"What {report['report']} released for {day.isoformat()}, and the budget left",
+        )
+    return keys
 
 
 def _summary_markdown(summary: dict) -> str:
@@ -107,6 +233,7 @@ def _summary_markdown(summary: dict) -> str:
     zone = summary["analyst_zone"]
     lines += ["", f"Analyst zone: k {zone['k']}, distinct l {zone['l_distinct']}, "
               f"{zone['suppressed_records']} records suppressed, at {zone['path']}"]
+    lines += ["", f"Great Expectations Data Docs of this run's validations: {summary['data_docs']}"]
     lines += ["", "| report | partner | epsilon | reused | delivery |", "|---|---|---:|---|---|"]
     lines += [
         f"| {r['report']} | {r['partner']} | {r['epsilon']:g} | {r['reused']} | {r['delivery']} |"
@@ -124,7 +251,11 @@ def daily_partner_reports(
     demo: bool = False,
     new_release: bool = False,
 ) -> dict:
-    """Run every report in the catalog for one day and deliver it to its partner."""
+    """Run every report in the catalog for one day and deliver it to its partner.
+
+    Stops with StageFailed at the first failing stage; the Data Docs of what was
+    validated until then are still built.
+    """
     logger = get_run_logger()
     pipeline = load_pipeline_config(Path(config_dir))
     policy = load_policy(Path(config_dir))
@@ -137,32 +268,28 @@ def daily_partner_reports(
     if demo:
         logger.info("demo mode: pseudonyms use a random key that lives only in this run")
     catalog = Catalog.from_env(data_dir, out_dir)
+    # signing keys and delivery targets: a missing key stops the run here, before any data is read
+    for note in check_delivery_setup(catalog, [pipeline.partner(s.partner) for s in specs], demo):
+        logger.warning(note)
     run_day = dt.date.fromisoformat(day) if day else latest_landing_day(catalog)
     landing_format = catalog.landing_manifest().get("format", "parquet")
+    docs_dir = data_docs_dir(catalog, run_day, flow_run.id)
 
-    sources = []
-    for source in SOURCES:
-        sources.append(ingest_task(catalog, source, run_day, landing_format))
-        validate_raw_task(catalog, source, run_day)
-        protect_task(catalog, source, run_day, demo, policy)
-    inputs = {s["source"]: {k: s[k] for k in ("rows_in", "rows_kept", "rows_quarantined")} for s in sources}
-    analyst = analyst_zone_task(catalog, run_day, analyst_config)
-
-    reports = []
-    for spec in specs:
-        released = release_task(catalog, spec, pipeline, run_day, new_release)
-        validation = validate_release_task(catalog, spec, pipeline, run_day)
-        delivery = deliver_task(catalog, spec, released, inputs, validation)
-        reports.append(
-            {
-                "report": spec.name,
-                "partner": spec.partner,
-                "epsilon": released["epsilon"],
-                "reused": released["reused"],
-                "ledger_entry_id": released["ledger_entry_id"],
-                "delivery": delivery["path"],
-            }
-        )
+    with recording_validations() as validations:
+        try:
+            sources = _ingest_and_protect(catalog, run_day, landing_format, demo, policy)
+            inputs = {s["source"]: {k: s[k] for k in ("rows_in", "rows_kept", "rows_quarantined")}
+                      for s in sources}
+            with _stage("analyst-zone", "analyst zone", run_day):
+                analyst = analyst_zone_task(catalog, run_day, analyst_config)
+            reports = _release_and_deliver(catalog, specs, pipeline, run_day, inputs, demo, new_release)
+        except StageFailed:
+            _data_docs_after_failure(list(validations), docs_dir)
+            raise
+        with _stage("data-docs", "the run's validations", run_day):
+            data_docs = data_docs_task(list(validations), docs_dir, flow_run.name)
+    with _stage("release-artifacts", "the run's releases", run_day):
+        release_artifacts_task(catalog, pipeline, run_day, reports, data_docs)
     summary = {
         "day": run_day.isoformat(),
         "rows_in": sum(s["rows_in"] for s in sources),
@@ -177,6 +304,8 @@ def daily_partner_reports(
             "suppressed_records": analyst["suppressed_records"],
             "transformation": analyst["transformation"],
         },
+        "data_docs": data_docs,
+        "flow_run_id": flow_run.id,
     }
     create_markdown_artifact(
         key="daily-partner-reports",
@@ -184,3 +313,56 @@ def daily_partner_reports(
         description="What the daily run read, quarantined, released and delivered",
     )
     return summary
+
+
+def _ingest_and_protect(catalog: Catalog, day: dt.date, landing_format: str, demo: bool,
+                        policy) -> list[dict]:
+    sources = []
+    for source in SOURCES:
+        with _stage("ingest", source, day):
+            sources.append(ingest_task(catalog, source, day, landing_format))
+        with _stage("validate-raw", source, day):
+            validate_raw_task(catalog, source, day)
+        with _stage("protect", source, day):
+            protect_task(catalog, source, day, demo, policy)
+    return sources
+
+
+def _release_and_deliver(catalog: Catalog, specs, pipeline, day: dt.date, inputs: dict, demo: bool,
+                         new_release: bool) -> list[dict]:
+    reports = []
+    for spec in specs:
+        with _stage("release", spec.name, day):
+            released = release_task(catalog, spec, pipeline, day, new_release)
+        with _stage("validate-release", spec.name, day):
+            validation = validate_release_task(catalog, spec, pipeline, day)
+        with _stage("deliver", spec.name, day):
+            delivery = deliver_task(catalog, spec, released, inputs, validation,
+                                    pipeline.partner(spec.partner), demo)
+        reports.append(
+            {
+                "report": spec.name,
+                "source": spec.source,
+                "partner": spec.partner,
+                "release_id": released["release_id"],
+                "epsilon": released["epsilon"],
+                "delta": released["delta"],
+                "reused": released["reused"],
+                "ledger_entry_id": released["ledger_entry_id"],
+                "cells_by_status": released["cells_by_status"],
+                "delivery": delivery["path"],
+            }
+        )
+    return reports
+
+
+def _data_docs_after_failure(validations: list[dict], docs_dir: Path) -> None:
+    """Data Docs of what was validated before a failure, never hiding the failure itself."""
+    if not validations:
+        return
+    try:
+        index = data_docs_task(validations, docs_dir, flow_run.name)
+    except Exception as exc:
+        get_run_logger().warning("Data Docs of the failed run were not built: %s", type(exc).__name__)
+    else:
+        get_run_logger().info("Data Docs of the failed run: %s", index)

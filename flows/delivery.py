@@ -1,33 +1,140 @@
-"""Partner delivery: data files and a manifest, renamed into place in one step."""
+"""Partner delivery: data, report page, manifest and signature, published atomically.
+
+A delivery is `<target>/<report>/<day>/` holding data.parquet, data.csv,
+report.html, manifest.json (spec, privacy parameters, ledger entry, row
+counts, validation summary, software versions, SHA-256 of every other file)
+and manifest.json.sig (an Ed25519 signature over the manifest's bytes). The
+target is the partner's folder or fsspec URL; the public key is published
+beside its deliveries as signing_key.pub.pem.
+
+A delivery copies the stored release: noise is never drawn here.
+
+Atomicity. A local folder is filled in a hidden sibling and renamed into
+place. Other filesystems cannot rename atomically, so the files go to a
+hidden staging prefix, are copied into place, and the signature is written
+last as the commit marker: a delivery without its signature is incomplete,
+is never reported as delivered, fails `verify`, and is cleaned up and
+rewritten by the next attempt.
+
+Verification needs no Spark, ledger or configuration: only the delivery and
+the partner's public key.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
+import os
 import platform
+import shutil
+import uuid
+from collections.abc import Iterable
+from contextlib import suppress
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import fsspec
 import pandas as pd
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fsspec.implementations.local import LocalFileSystem
 
-from flows.catalog import Catalog, write_atomically
-from kr_reports.config import ReportSpec
+from kr_reports import report_page
+from kr_reports.config import ConfigError, Partner, ReportSpec
+from kr_reports.signing import (
+    SignatureInvalid,
+    SigningKey,
+    check_signature,
+    fingerprint,
+    public_key_pem,
+    resolve_signing_key,
+    sign_document,
+)
+
+if TYPE_CHECKING:
+    from flows.catalog import Catalog
 
 DATA_FILES = ("data.parquet", "data.csv")
-VERSIONED_PACKAGES = ("kr-reports", "pyspark", "great-expectations", "diffprivlib", "prefect")
+REPORT_PAGE = "report.html"
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.json.sig"
+PUBLIC_KEY = "signing_key.pub.pem"
+STAGING = ".staging"
+MANIFEST_VERSION = 1
+VERSIONED_PACKAGES = (
+    "kr-reports", "pyspark", "great-expectations", "diffprivlib", "prefect", "cryptography", "fsspec",
+)
 
 
-class ChecksumMismatch(RuntimeError):
+class DeliveryInvalid(RuntimeError):
+    """A delivery does not verify: incomplete, altered, or signed by another key."""
+
+
+class DeliveryIncomplete(DeliveryInvalid):
+    """A delivery, its manifest or its signature is missing."""
+
+
+class ManifestInvalid(DeliveryInvalid):
+    """manifest.json cannot be read as a manifest."""
+
+
+class ChecksumMismatch(DeliveryInvalid):
     """A delivered file does not match its manifest."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class BadSignature(DeliveryInvalid):
+    """The signature does not verify with the given public key."""
+
+
+# ---- configuration and keys, checked before any data is read --------------------------------
+
+
+def signing_key_dir(data_dir: Path) -> Path:
+    """Demo signing keys live with the internal data, never beside deliveries."""
+    return data_dir / "keys"
+
+
+def target_root(catalog: Catalog, partner: Partner) -> str:
+    """The partner's delivery target: its configured folder or URL, else <out>/deliveries/<id>."""
+    return partner.delivery_target or str(catalog.out_dir / "deliveries" / partner.id)
+
+
+def check_delivery_setup(catalog: Catalog, partners: Iterable[Partner], demo: bool) -> list[str]:
+    """Resolve each partner's signing key and target filesystem; notes about demo keys in use.
+
+    Raises SigningKeyError (naming partner and reference) or ConfigError, so a
+    run stops before it reads any data.
+    """
+    notes = []
+    for partner in {p.id: p for p in partners}.values():
+        _filesystem(target_root(catalog, partner), partner.id)
+        key = _signing_key(catalog, partner, demo)
+        if key.demo:
+            notes.append(
+                f"partner '{partner.id}': signing key '{partner.signing_key}' is not available; "
+                f"deliveries are signed with the DEMO key {key.origin} (synthetic data only)"
+            )
+    return notes
+
+
+def _signing_key(catalog: Catalog, partner: Partner, demo: bool) -> SigningKey:
+    return resolve_signing_key(partner.id, partner.signing_key, signing_key_dir(catalog.data_dir), demo)
+
+
+def _filesystem(location: str, partner: str | None = None):
+    """(filesystem, path) of a folder or URL; a missing filesystem package is a ConfigError."""
+    try:
+        return fsspec.core.url_to_fs(location)
+    except (ImportError, ValueError) as exc:
+        protocol = fsspec.utils.get_protocol(location)
+        owner = f"partner '{partner}': " if partner else ""
+        raise ConfigError(f"{owner}delivery target protocol '{protocol}' is not usable: {exc}") from None
+
+
+# ---- building a delivery (pure) -------------------------------------------------------------
 
 
 def software_versions() -> dict[str, str]:
@@ -40,8 +147,14 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def _manifest(spec: ReportSpec, release: dict, inputs: dict, validation: dict, folder: Path) -> dict:
+def sha256_bytes(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _manifest(spec: ReportSpec, release: dict, inputs: dict, validation: dict, files: dict[str, bytes],
+              key: SigningKey, delivered_at: str) -> dict:
     return {
+        "manifest_version": MANIFEST_VERSION,
         "report": spec.name,
         "partner": spec.partner,
         "purpose": spec.purpose,
@@ -51,49 +164,238 @@ def _manifest(spec: ReportSpec, release: dict, inputs: dict, validation: dict, f
         "ledger_entry_id": release["ledger_entry_id"],
         "privacy": {
             "unit": spec.privacy_unit,
+            "accounting": release["accounting"],
             "epsilon": release["epsilon"],
             "delta": release["delta"],
+            "rho": release["rho"],
             "contribution_bounds": spec.contribution.model_dump(),
+            "min_subscribers": spec.min_subscribers,
+            "sparse_cells": spec.sparse_cells if spec.min_subscribers is not None else None,
+            "partition_selection": release["partition_selection"],
             "metrics": release["metrics"],
         },
         "spec": spec.model_dump(mode="json"),
         "inputs": inputs,
         "rows_released": release["cells"],
-        "validation": {
-            "suite": validation.get("suite"),
-            "success": validation.get("success"),
-            "evaluated": validation.get("evaluated"),
-        },
+        "cells_by_status": release["cells_by_status"],
+        "validation": {name: validation.get(name) for name in ("suite", "success", "evaluated", "failed")},
         "software": software_versions(),
-        "delivered_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "files": {name: sha256_of(folder / name) for name in DATA_FILES},
+        "delivered_at": delivered_at,
+        "signing": {
+            "algorithm": "Ed25519",
+            "public_key_fingerprint": key.fingerprint,
+            "public_key_file": f"../../{PUBLIC_KEY}",
+            "signature_file": SIGNATURE,
+        },
+        "files": {name: sha256_bytes(payload) for name, payload in files.items()},
     }
 
 
-def deliver(
-    catalog: Catalog, spec: ReportSpec, release: dict, inputs: dict, validation: dict
-) -> dict:
-    """Copy a stored release to the partner's folder; an existing delivery is kept as it is."""
-    day = dt.date.fromisoformat(release["period"])
-    final = catalog.delivery(spec.partner, spec.name, day)
+def build_delivery(spec: ReportSpec, release: dict, data: pd.DataFrame, inputs: dict, validation: dict,
+                   key: SigningKey, delivered_at: str) -> dict[str, bytes]:
+    """Every file of a delivery, by name; the signature covers the manifest's exact bytes."""
+    parquet, csv = DATA_FILES
+    files = {
+        parquet: _parquet_bytes(data),
+        csv: data.to_csv(index=False).encode(),
+        REPORT_PAGE: report_page.render_report(data, report_page.page_info(spec, release)).encode(),
+    }
+    manifest = _manifest(spec, release, inputs, validation, files, key, delivered_at)
+    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    return {**files, MANIFEST: manifest_bytes, SIGNATURE: sign_document(key, manifest_bytes)}
+
+
+def _parquet_bytes(data: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    data.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+# ---- publishing (IO) ------------------------------------------------------------------------
+
+
+def deliver(catalog: Catalog, spec: ReportSpec, release: dict, inputs: dict, validation: dict,
+            partner: Partner, demo: bool = False) -> dict:
+    """Copy a stored release to the partner's target, signed; a complete delivery is kept as it is."""
+    key = _signing_key(catalog, partner, demo)
+    fs, root = _filesystem(target_root(catalog, partner), partner.id)
+    _publish_public_key(fs, root, key.public)
+    root, relative = root.rstrip("/"), f"{spec.name}/{release['period']}"
+    final, local = f"{root}/{relative}", isinstance(fs, LocalFileSystem)
+    result = {"path": final if local else fs.unstrip_protocol(final), "created": False, "demo_key": key.demo}
+    if fs.isfile(f"{final}/{SIGNATURE}"):
+        return result  # delivered before: kept as it is
     data = pd.read_parquet(Path(release["path"]) / "release.parquet")
+    delivered_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    files = build_delivery(spec, release, data, inputs, validation, key, delivered_at)
+    if local:
+        return {**result, "created": _publish_local(Path(final), files)}
+    return {**result, "created": _publish_staged(fs, final, f"{root}/{STAGING}/{relative}", files)}
+
+
+def _publish_public_key(fs, root: str, public: Ed25519PublicKey) -> None:
+    """signing_key.pub.pem beside the partner's deliveries, rewritten only when the key changed."""
+    path, pem = f"{root.rstrip('/')}/{PUBLIC_KEY}", public_key_pem(public)
+    if fs.exists(path) and fs.cat_file(path) == pem:
+        return
+    if isinstance(fs, LocalFileSystem):
+        local = Path(path)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        temporary = local.parent / f".{local.name}.tmp-{uuid.uuid4().hex}"
+        temporary.write_bytes(pem)
+        os.replace(temporary, local)
+    else:
+        fs.pipe_file(path, pem)  # one object, written whole
+
+
+def _publish_local(final: Path, files: dict[str, bytes]) -> bool:
+    """Rename a filled hidden sibling into place; False when a signed delivery is already there."""
+    from flows.catalog import write_atomically  # kept out of module scope: verify needs no Spark
+
+    if (final / SIGNATURE).is_file():
+        return False
+    if final.exists():  # unsigned: written before deliveries were signed; replace it whole
+        retired = final.parent / f".{final.name}.unsigned-{uuid.uuid4().hex}"
+        os.replace(final, retired)
+        shutil.rmtree(retired)
 
     def fill(folder: Path) -> None:
-        data.to_parquet(folder / "data.parquet", index=False)
-        data.to_csv(folder / "data.csv", index=False)
-        manifest = _manifest(spec, release, inputs, validation, folder)
-        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        for name, payload in files.items():
+            (folder / name).write_bytes(payload)
 
-    created = write_atomically(final, fill)
-    return {"path": str(final), "created": created}
+    return write_atomically(final, fill)
 
 
-def verify_checksums(delivery: Path) -> None:
-    """Raise ChecksumMismatch naming the file whose SHA-256 is not the manifest's."""
-    manifest = json.loads((delivery / "manifest.json").read_text())
-    for name, expected in manifest["files"].items():
-        path = delivery / name
-        if not path.is_file():
-            raise ChecksumMismatch(f"{path}: listed in manifest.json but missing")
-        if sha256_of(path) != expected:
-            raise ChecksumMismatch(f"{path}: SHA-256 does not match manifest.json")
+def _publish_staged(fs, final: str, staging_root: str, files: dict[str, bytes]) -> bool:
+    """Stage, copy into place, then write the signature: nothing counts until the signature is there.
+
+    One writer per delivery: leftovers at `final` or under `staging_root` are
+    from a failed attempt (they have no signature) and are removed first.
+    """
+    if fs.exists(f"{final}/{SIGNATURE}"):
+        return False
+    _remove_unsigned(fs, final)
+    _remove(fs, staging_root)
+    staging = f"{staging_root}/{uuid.uuid4().hex}"
+    try:
+        for name, payload in files.items():
+            fs.pipe_file(f"{staging}/{name}", payload)
+        for name in files:
+            if name != SIGNATURE:
+                fs.copy(f"{staging}/{name}", f"{final}/{name}")
+        fs.copy(f"{staging}/{SIGNATURE}", f"{final}/{SIGNATURE}")  # the commit marker, last
+    except BaseException:
+        with suppress(Exception):  # best effort: leftovers are unsigned, and the retry clears them
+            _remove_unsigned(fs, final)
+            _remove(fs, staging_root)
+        raise
+    _remove(fs, staging_root)
+    return True
+
+
+def _remove_unsigned(fs, final: str) -> None:
+    """Remove a partial delivery, its signature first so it is never complete-looking on the way."""
+    _remove(fs, f"{final}/{SIGNATURE}")
+    _remove(fs, final)
+
+
+def _remove(fs, path: str) -> None:
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+# ---- verification (no Spark, ledger or configuration) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Verified:
+    location: str
+    partner: str
+    report: str
+    period: str
+    fingerprint: str
+    files: tuple[str, ...]
+    unlisted: tuple[str, ...]  # present but not in the manifest: reported, not trusted
+
+
+def verify_delivery(location: str | Path, public_key: Ed25519PublicKey) -> Verified:
+    """Check the signature over manifest.json, then every file's SHA-256; raise DeliveryInvalid."""
+    fs, root = _filesystem(str(location))
+    if not fs.isdir(root):
+        raise DeliveryIncomplete(f"{location}: no delivery here")
+    manifest_bytes = _read(fs, root, MANIFEST, location)
+    signature = _read(fs, root, SIGNATURE, location, missing="the delivery is not signed: it is "
+                      "incomplete (the signature is written last) or was tampered with")
+    try:
+        check_signature(public_key, manifest_bytes, signature)
+    except SignatureInvalid as exc:
+        raise BadSignature(f"{location}: {exc}") from None
+    manifest = _parse_manifest(manifest_bytes, location)
+    signing = manifest.get("signing")
+    if not isinstance(signing, dict) or signing.get("public_key_fingerprint") != fingerprint(public_key):
+        raise BadSignature(f"{location}: manifest.json names another key than the one that signed it")
+    listed = _check_files(fs, root, manifest, location)
+    present = {Path(p).name for p in fs.ls(root, detail=False)}
+    unlisted = tuple(sorted(present - set(listed) - {MANIFEST, SIGNATURE}))
+    return Verified(str(location), str(manifest.get("partner")), str(manifest.get("report")),
+                    str(manifest.get("period")), fingerprint(public_key), listed, unlisted)
+
+
+def verify_checksums(delivery: Path | str) -> None:
+    """Raise ChecksumMismatch naming the file whose SHA-256 is not the manifest's (no signature check)."""
+    fs, root = _filesystem(str(delivery))
+    manifest = _parse_manifest(_read(fs, root, MANIFEST, delivery), delivery)
+    _check_files(fs, root, manifest, delivery)
+
+
+def manifest_partner(location: str | Path) -> str:
+    """The partner a delivery's manifest names (unverified: only to pick the key to verify it with)."""
+    fs, root = _filesystem(str(location))
+    partner = _parse_manifest(_read(fs, root, MANIFEST, location), location).get("partner")
+    if not isinstance(partner, str):
+        raise ManifestInvalid(f"{location}: manifest.json names no partner")
+    return partner
+
+
+def _read(fs, root: str, name: str, location, missing: str = "missing") -> bytes:
+    path = f"{root.rstrip('/')}/{name}"
+    if not fs.isfile(path):
+        raise DeliveryIncomplete(f"{location}: {name}: {missing}")
+    return fs.cat_file(path)
+
+
+def _parse_manifest(payload: bytes, location) -> dict:
+    try:
+        manifest = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ManifestInvalid(f"{location}: manifest.json is not valid JSON (truncated or altered)") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise ManifestInvalid(f"{location}: manifest.json has no 'files' checksums")
+    unsafe = [name for name in files if not _plain_name(name)]
+    if unsafe:
+        raise ManifestInvalid(f"{location}: manifest.json lists files outside the delivery")
+    return manifest
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+
+
+def _check_files(fs, root: str, manifest: dict, location) -> tuple[str, ...]:
+    """The listed files, each present with its SHA-256; ChecksumMismatch naming the first that is not."""
+    for name, expected in sorted(manifest["files"].items()):
+        path = f"{root.rstrip('/')}/{name}"
+        if not fs.isfile(path):
+            raise ChecksumMismatch(f"{location}/{name}: listed in manifest.json but missing")
+        if _sha256_of(fs, path) != expected:
+            raise ChecksumMismatch(f"{location}/{name}: SHA-256 does not match manifest.json")
+    return tuple(sorted(manifest["files"]))
+
+
+def _sha256_of(fs, path: str) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -56,6 +56,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from flows.schedules import load_schedules, serve_schedules
+
+    serve_schedules(load_schedules(Path(args.schedules)))
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     from kr_reports.config import ConfigError, load_pipeline_config, load_report_specs
     from kr_reports.dp import plan_report
@@ -166,6 +173,51 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 0 if report.clean else 1
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when signature and checksums hold, 1 when the delivery fails, 2 when no key is usable."""
+    from flows.delivery import DeliveryInvalid, verify_delivery
+    from kr_reports.signing import SigningKeyError
+
+    try:
+        result = verify_delivery(args.delivery, _verification_key(args))
+    except SigningKeyError as exc:
+        print(f"kr-reports verify: error: {exc}", file=sys.stderr)
+        return 2
+    except DeliveryInvalid as exc:
+        print(f"kr-reports verify: FAILED: {exc}", file=sys.stderr)
+        return 1
+    for name in result.unlisted:
+        print(f"kr-reports verify: warning: {name} is not listed in manifest.json (not verified)",
+              file=sys.stderr)
+    print(f"OK {result.location}: {result.report} {result.period} for {result.partner}; signature "
+          f"valid (Ed25519 key {result.fingerprint}); {len(result.files)} files match manifest.json: "
+          f"{', '.join(result.files)}")
+    return 0
+
+
+def _verification_key(args: argparse.Namespace):
+    """--public-key FILE (all a partner needs), else the partner's key as the configuration names it."""
+    from kr_reports.signing import SigningKeyError, load_public_key
+
+    if args.public_key:
+        import fsspec
+
+        try:
+            with fsspec.open(args.public_key, "rb") as handle:
+                return load_public_key(handle.read(), args.public_key)
+        except (FileNotFoundError, IsADirectoryError):
+            raise SigningKeyError(f"{args.public_key}: public key file not found") from None
+
+    from flows.catalog import Catalog
+    from flows.delivery import manifest_partner, signing_key_dir
+    from kr_reports.config import load_pipeline_config
+    from kr_reports.signing import operator_public_key
+
+    partner = load_pipeline_config(Path(args.config_dir)).partner(manifest_partner(args.delivery))
+    key_dir = signing_key_dir(Catalog.from_env(args.data_dir, None).data_dir)
+    return operator_public_key(partner.id, partner.signing_key, key_dir)
+
+
 LEDGER_URL_HELP = ("privacy ledger: a SQLAlchemy URL or a SQLite path "
                    "(default: $KR_LEDGER_URL or <data-dir>/ledger.sqlite)")
 
@@ -207,6 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--new-release", action="store_true",
                      help="make a new release even when one is stored for the day (charged again)")
     run.set_defaults(handler=_cmd_run)
+
+    srv = commands.add_parser(
+        "serve", help="serve the scheduled deployments against a Prefect server",
+        description="Register the daily and catch-up deployments of the report catalog, with the cron "
+        "schedules and run parameters of the schedules file, on the Prefect server at PREFECT_API_URL "
+        "(start one with `prefect server start`), and run their scheduled runs one at a time until "
+        "stopped (Ctrl-C pauses the schedules).",
+    )
+    srv.add_argument("--schedules", default="config/schedules.yaml",
+                     help="schedules file (default: config/schedules.yaml)")
+    srv.set_defaults(handler=_cmd_serve)
 
     exp = commands.add_parser(
         "explain", help="print a report's plan before any data is touched",
@@ -317,6 +380,24 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("path", metavar="PATH", help="file or folder to scan")
     scan.add_argument("--json", action="store_true", help="print the report as JSON")
     scan.set_defaults(handler=_cmd_scan)
+
+    ver = commands.add_parser(
+        "verify", help="check a delivery's signature and checksums",
+        description="Verify a partner delivery (a folder or an fsspec URL such as s3://bucket/prefix/"
+        "<report>/<day>): the Ed25519 signature over manifest.json, then the SHA-256 of every file "
+        "it lists. With --public-key only the delivery and the key are needed (no Spark, ledger or "
+        "configuration); without it the key comes from the partner's signing_key in pipeline.yaml "
+        "(or its demo key).",
+        epilog="exit status: 0 verified, 1 the delivery is incomplete, altered or signed by another "
+        "key, 2 no usable public key",
+    )
+    ver.add_argument("delivery", metavar="DELIVERY", help="delivery folder or fsspec URL")
+    ver.add_argument("--public-key", metavar="FILE",
+                     help="the partner's copy of signing_key.pub.pem (PEM), shared out of band")
+    ver.add_argument("--config-dir", default="config",
+                     help="folder with pipeline.yaml (used without --public-key)")
+    ver.add_argument("--data-dir", help="data folder holding demo keys (default: $KR_DATA_DIR or ./data)")
+    ver.set_defaults(handler=_cmd_verify)
     return parser
 
 
@@ -327,6 +408,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     """
     from expectations.runner import ValidationFailed
     from flows.catalog import MissingInput
+    from flows.daily import StageFailed
     from flows.formats import FormatError
     from flows.kanon_file import KAnonymityError
     from flows.stages import RowConservationError
@@ -336,13 +418,14 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from kr_reports.keys import PseudonymKeyError
     from kr_reports.ledger import BudgetExceeded
     from kr_reports.scan import ScanError
+    from kr_reports.signing import SigningKeyError
     from transforms.ingest import SchemaMismatch
     from transforms.report_aggregate import MissingReportColumn
 
     return (
         ConfigError, MissingInput, SchemaMismatch, ValidationFailed, BudgetExceeded,
         PseudonymKeyError, PlanError, RowConservationError, ScanError, FormatError,
-        MissingReportColumn, KAnonymityError, HierarchyError,
+        MissingReportColumn, KAnonymityError, HierarchyError, SigningKeyError, StageFailed,
     )
 
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kr_reports.schemas import SOURCES
+from kr_reports.signing import parse_reference
 
 
 class ConfigError(ValueError):
@@ -25,8 +26,27 @@ class Frozen(BaseModel):
 
 
 class Partner(Frozen):
-    id: str
+    """A partner: what it may receive, where its deliveries go, and which key signs them.
+
+    `delivery_target` is a local folder or any fsspec URL (`s3://bucket/prefix`,
+    `file:///srv/out`, ...); by default `<out dir>/deliveries/<id>`. Credentials
+    never go in the URL: the filesystem reads its own (e.g. the AWS environment).
+    `signing_key` names the Ed25519 private key and never holds it:
+    `env:VARIABLE` or `file:path/to/key.pem` (see kr_reports/signing.py).
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")  # used in paths
     allowed_purposes: tuple[str, ...]
+    delivery_target: str | None = Field(default=None, min_length=1)
+    signing_key: str
+
+    @model_validator(mode="after")
+    def _key_reference(self) -> Partner:
+        try:
+            parse_reference(self.signing_key)
+        except ValueError as exc:
+            raise ValueError(f"partner '{self.id}': {exc}") from None
+        return self
 
 
 class Budget(Frozen):

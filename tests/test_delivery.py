@@ -1,0 +1,700 @@
+"""Partner delivery: signing keys, atomic publication on local and fsspec targets, verify, report page."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import uuid
+from html.parser import HTMLParser
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fsspec.implementations.memory import MemoryFileSystem
+
+from flows.catalog import Catalog
+from flows.delivery import (
+    PUBLIC_KEY,
+    SIGNATURE,
+    BadSignature,
+    ChecksumMismatch,
+    DeliveryIncomplete,
+    ManifestInvalid,
+    check_delivery_setup,
+    deliver,
+    verify_checksums,
+    verify_delivery,
+)
+from kr_reports import dp, report_page
+from kr_reports.cli import main
+from kr_reports.config import ConfigError, Partner, ReportSpec, load_pipeline_config
+from kr_reports.signing import (
+    SigningKeyError,
+    demo_key_path,
+    fingerprint,
+    load_public_key,
+    resolve_signing_key,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY_ENV = "KR_TEST_SIGNING_KEY"
+REGIONS = ("Seoul", "Busan", "Daegu")
+DAY = "2026-11-01"
+
+
+# ---- a small release, built by hand -------------------------------------------------------
+
+
+def _spec(name: str = "traffic_region_hour", group_by: list | None = None, **extra) -> ReportSpec:
+    fields = {
+        "name": name,
+        "source": "network_flows",
+        "partner": "metro-planning",
+        "purpose": "aggregate_reports",
+        "policy_clause": "aggregate reports",
+        "group_by": group_by or [{"column": "region", "values": "regions"},
+                                 {"column": "hour", "values": "hours"}],
+        "contribution": {"max_groups_per_subscriber": 4, "max_rows_per_group": 5},
+        "metrics": [
+            {"name": "distinct_subscribers", "kind": "count_distinct_subscribers", "epsilon": 0.5},
+            {"name": "total_bytes", "kind": "sum", "column": "bytes", "lower": 0, "upper": 1000,
+             "epsilon": 0.3},
+            {"name": "flow_bytes", "kind": "quantiles", "column": "bytes", "lower": 0, "upper": 1000,
+             "quantiles": [0.5, 0.9], "epsilon": 0.2},
+        ],
+        "min_subscribers": 5,
+        "sparse_cells": "roll_up",
+        "roll_up": "hour",
+        **extra,
+    }
+    return ReportSpec.model_validate(fields)
+
+
+def _release_frame(spec: ReportSpec, keys: pd.DataFrame, seed: int = 3) -> pd.DataFrame:
+    """A release-shaped frame: noisy-looking values with intervals, some cells merged into remainders."""
+    rng = np.random.default_rng(seed)
+    plan = dp.plan_report(spec, REGIONS)
+    frame = keys.reset_index(drop=True).copy()
+    frame["status"], frame["cells_merged"] = "released", 1
+    for metric in plan.metrics:
+        for output in metric.outputs:
+            value = rng.integers(0, 500, len(frame)).astype(float)
+            frame[output], frame[f"{output}_noise_sd"] = value, 9.0
+            frame[f"{output}_ci95_low"], frame[f"{output}_ci95_high"] = value - 18, value + 18
+    if spec.roll_up:
+        merged = frame.index % 7 == 3
+        frame.loc[merged, "status"] = "merged"
+        value_columns = [c for c in dp.release_columns(plan) if c not in (*spec.group_columns, "status",
+                                                                           "cells_merged")]
+        frame.loc[merged, value_columns] = np.nan
+        remainder = frame[merged].groupby([k for k in spec.group_columns if k != spec.roll_up],
+                                          as_index=False).size()
+        remainder = remainder.drop(columns="size").assign(status="remainder", cells_merged=2)
+        for column in value_columns:
+            remainder[column] = 40.0
+        for metric in plan.metrics:  # remainders have no quantiles: noisy trees do not add up
+            if metric.kind == "quantiles":
+                for output in metric.outputs:
+                    columns = [output, f"{output}_noise_sd", f"{output}_ci95_low", f"{output}_ci95_high"]
+                    remainder[columns] = np.nan
+        frame = pd.concat([frame, remainder], ignore_index=True)
+    return frame[dp.release_columns(plan)]
+
+
+def _region_hour_keys(regions=REGIONS) -> pd.DataFrame:
+    return pd.DataFrame([(r, h) for r in regions for h in range(24)], columns=["region", "hour"])
+
+
+def _release_record(spec: ReportSpec, frame: pd.DataFrame, path: Path) -> dict:
+    plan = dp.plan_report(spec, REGIONS)
+    return {
+        "release_id": f"{spec.name}/{DAY}", "number": 1, "ledger_entry_id": 7, "report": spec.name,
+        "period": DAY, "accounting": spec.accounting, "epsilon": plan.epsilon, "delta": plan.delta,
+        "rho": plan.rho, "cells": len(frame),
+        "cells_by_status": {k: int(v) for k, v in frame["status"].value_counts().items()},
+        "metrics": [{"name": m.name, "kind": m.kind, "column": m.metric.column, "outputs": list(m.outputs),
+                     "epsilon": m.epsilon, "delta": m.delta, "rho": m.rho, "parts": []}
+                    for m in plan.metrics],
+        "partition_selection": None, "created_at": "2026-11-02T00:00:00+00:00", "path": str(path),
+    }
+
+
+@pytest.fixture
+def stored_release(tmp_path):
+    """A stored release on disk, as the release stage leaves it."""
+    spec = _spec()
+    frame = _release_frame(spec, _region_hour_keys())
+    store = tmp_path / "data" / "releases" / spec.name / DAY / "1"
+    store.mkdir(parents=True)
+    frame.to_parquet(store / "release.parquet", index=False)
+    return spec, _release_record(spec, frame, store), frame
+
+
+@pytest.fixture
+def signing_env(monkeypatch):
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    monkeypatch.setenv(KEY_ENV, pem.decode())
+    return key
+
+
+def _partner(target: str | None = None, reference: str = f"env:{KEY_ENV}") -> Partner:
+    return Partner(id="metro-planning", allowed_purposes=("aggregate_reports",), delivery_target=target,
+                   signing_key=reference)
+
+
+def _catalog(tmp_path) -> Catalog:
+    return Catalog(data_dir=tmp_path / "data", out_dir=tmp_path / "out")
+
+
+def _deliver(tmp_path, stored, partner, demo=False) -> dict:
+    spec, record, _ = stored
+    validation = {"suite": "release", "success": True, "evaluated": 12, "failed": 0}
+    return deliver(_catalog(tmp_path), spec, record, {"network_flows": {"rows_in": 10}}, validation,
+                   partner, demo)
+
+
+def _public_key_file(tmp_path, key: Ed25519PrivateKey) -> Path:
+    path = tmp_path / "partner-copy.pub.pem"
+    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path
+
+
+# ---- local deliveries ---------------------------------------------------------------------
+
+
+def test_a_local_delivery_is_signed_and_verifies_with_the_published_public_key(
+        tmp_path, stored_release, signing_env):
+    result = _deliver(tmp_path, stored_release, _partner())
+    delivery = Path(result["path"])
+    assert result["created"]
+    assert delivery == tmp_path / "out/deliveries/metro-planning/traffic_region_hour" / DAY
+    published = delivery.parents[1] / PUBLIC_KEY
+    public = load_public_key(published.read_bytes(), str(published))
+    assert fingerprint(public) == fingerprint(signing_env.public_key())
+    verified = verify_delivery(delivery, public)
+    assert set(verified.files) == {"data.parquet", "data.csv", "report.html"} and verified.unlisted == ()
+    manifest = json.loads((delivery / "manifest.json").read_text())
+    assert manifest["signing"]["public_key_fingerprint"] == fingerprint(public)
+    assert manifest["ledger_entry_id"] == 7 and manifest["privacy"]["min_subscribers"] == 5
+    assert manifest["cells_by_status"] == stored_release[1]["cells_by_status"]
+    assert {"cryptography", "fsspec", "pyspark"} <= set(manifest["software"])
+    # a copy of the stored release, not new noise
+    pd.testing.assert_frame_equal(pd.read_parquet(delivery / "data.parquet"), stored_release[2])
+    assert not [p for p in delivery.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_signed_delivery_is_kept_as_it_is(tmp_path, stored_release, signing_env):
+    first = _deliver(tmp_path, stored_release, _partner())
+    manifest = (Path(first["path"]) / "manifest.json").read_bytes()
+    again = _deliver(tmp_path, stored_release, _partner())
+    assert not again["created"]
+    assert (Path(first["path"]) / "manifest.json").read_bytes() == manifest
+
+
+def test_an_unsigned_local_delivery_is_replaced_whole(tmp_path, stored_release, signing_env):
+    old = tmp_path / "out/deliveries/metro-planning/traffic_region_hour" / DAY
+    old.mkdir(parents=True)
+    (old / "data.csv").write_text("from before deliveries were signed\n")
+    result = _deliver(tmp_path, stored_release, _partner())
+    assert result["created"]
+    verify_delivery(old, signing_env.public_key())
+    assert "from before" not in (old / "data.csv").read_text()
+
+
+def _damage_data(delivery: Path) -> None:
+    with (delivery / "data.csv").open("a") as handle:
+        handle.write("Seoul,0,released,1,999\n")
+
+
+def _alter_manifest(delivery: Path) -> None:
+    manifest = json.loads((delivery / "manifest.json").read_text())
+    manifest["privacy"]["epsilon"] = 0.01
+    (delivery / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def _truncate_manifest(delivery: Path) -> None:
+    text = (delivery / "manifest.json").read_text()
+    (delivery / "manifest.json").write_text(text[: len(text) // 2])
+
+
+DAMAGE = {
+    "tampered data": (_damage_data, r"data\.csv: SHA-256 does not match"),
+    "missing file": (lambda d: (d / "report.html").unlink(), r"report\.html: listed in manifest\.json but"),
+    "altered manifest": (_alter_manifest, "signature does not match manifest.json"),
+    "truncated manifest": (_truncate_manifest, "signature does not match manifest.json"),
+    "missing signature": (lambda d: (d / SIGNATURE).unlink(), "not signed"),
+    "garbled signature": (lambda d: (d / SIGNATURE).write_text("{not json"), "not a valid signature"),
+    "missing delivery": (lambda d: shutil.rmtree(d), "no delivery here"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_verify_fails_with_a_clear_message_on_any_damage(
+        tmp_path, stored_release, signing_env, capsys, damage):
+    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    public = _public_key_file(tmp_path, signing_env)
+    assert main(["verify", str(delivery), "--public-key", str(public)]) == 0
+    assert "signature valid" in capsys.readouterr().out
+    harm, message = DAMAGE[damage]
+    harm(delivery)
+    assert main(["verify", str(delivery), "--public-key", str(public)]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.err and captured.out == ""
+    assert re.search(message, captured.err), captured.err
+
+
+def test_verify_rejects_a_wrong_key_and_names_both_fingerprints(
+        tmp_path, stored_release, signing_env, capsys):
+    delivery = _deliver(tmp_path, stored_release, _partner())["path"]
+    stranger = Ed25519PrivateKey.generate()
+    code = main(["verify", delivery, "--public-key", str(_public_key_file(tmp_path, stranger))])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert fingerprint(stranger.public_key()) in err and fingerprint(signing_env.public_key()) in err
+    assert "wrong key" in err
+
+
+def test_a_manifest_resigned_with_another_key_fails_verification(tmp_path, stored_release, signing_env):
+    """An attacker who swaps data and re-signs with their own key is caught by the partner's key."""
+    from kr_reports.signing import SigningKey, sign_document
+
+    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    _alter_manifest(delivery)
+    forger = SigningKey("metro-planning", "attacker", demo=False, private=Ed25519PrivateKey.generate())
+    (delivery / SIGNATURE).write_bytes(sign_document(forger, (delivery / "manifest.json").read_bytes()))
+    with pytest.raises(BadSignature, match="not by the given public key"):
+        verify_delivery(delivery, signing_env.public_key())
+
+
+def test_an_extra_unlisted_file_is_a_warning_not_a_failure(tmp_path, stored_release, signing_env, capsys):
+    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    (delivery / "notes.txt").write_text("added later")
+    assert main(["verify", str(delivery), "--public-key", str(_public_key_file(tmp_path, signing_env))]) == 0
+    captured = capsys.readouterr()
+    assert "warning: notes.txt is not listed" in captured.err and "signature valid" in captured.out
+
+
+def test_verify_without_a_usable_public_key_exits_2(tmp_path, stored_release, signing_env, capsys):
+    delivery = _deliver(tmp_path, stored_release, _partner())["path"]
+    assert main(["verify", delivery, "--public-key", str(tmp_path / "absent.pem")]) == 2
+    assert "public key file not found" in capsys.readouterr().err
+    not_a_key = tmp_path / "junk.pem"
+    not_a_key.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    assert main(["verify", delivery, "--public-key", str(not_a_key)]) == 2
+    assert "not an Ed25519 public key" in capsys.readouterr().err
+
+
+def test_verify_checksums_reports_a_truncated_manifest_clearly(tmp_path, stored_release, signing_env):
+    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    verify_checksums(delivery)
+    _damage_data(delivery)
+    with pytest.raises(ChecksumMismatch, match=r"data\.csv"):
+        verify_checksums(delivery)
+    _truncate_manifest(delivery)
+    with pytest.raises(ManifestInvalid, match="not valid JSON"):
+        verify_checksums(delivery)
+
+
+def test_a_manifest_may_not_point_outside_its_delivery(tmp_path):
+    delivery = tmp_path / "d"
+    delivery.mkdir()
+    (delivery / "manifest.json").write_text(json.dumps({"files": {"../../etc/passwd": "00"}}))
+    with pytest.raises(ManifestInvalid, match="outside the delivery"):
+        verify_checksums(delivery)
+
+
+def test_verify_with_a_public_key_needs_no_spark_ledger_or_config(tmp_path, stored_release, signing_env):
+    delivery = _deliver(tmp_path, stored_release, _partner())["path"]
+    public = _public_key_file(tmp_path, signing_env)
+    script = (
+        "import sys\n"
+        "sys.modules['pyspark'] = None  # any import of Spark now fails\n"
+        "from kr_reports.cli import main\n"
+        f"code = main(['verify', {delivery!r}, '--public-key', {str(public)!r}])\n"
+        "assert 'flows.catalog' not in sys.modules and 'kr_reports.ledger' not in sys.modules\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "KR_DATA_DIR": str(tmp_path / "nowhere")})
+    assert done.returncode == 0, done.stderr
+    assert "signature valid" in done.stdout
+
+
+def test_the_operator_can_verify_with_the_configured_key(tmp_path, stored_release, signing_env, capsys):
+    delivery = _deliver(tmp_path, stored_release, _partner())["path"]
+    config = tmp_path / "config"
+    config.mkdir()
+    pipeline = yaml.safe_load((ROOT / "config" / "pipeline.yaml").read_text())
+    for partner in pipeline["partners"]:
+        partner["signing_key"] = f"env:{KEY_ENV}"
+    (config / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    assert main(["verify", delivery, "--config-dir", str(config), "--data-dir", str(tmp_path / "data")]) == 0
+    assert fingerprint(signing_env.public_key()) in capsys.readouterr().out
+
+
+# ---- fsspec targets: staging, copy, signature last -----------------------------------------
+
+
+@pytest.fixture
+def memory_target():
+    root = f"memory://kr-test-{uuid.uuid4().hex}/metro-planning"
+    yield root
+    fs, path = fsspec.core.url_to_fs(root)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def _remote_files(root: str) -> list[str]:
+    fs, path = fsspec.core.url_to_fs(root)
+    return sorted(p[len(path) + 1:] for p in fs.find(path, withdirs=False)) if fs.exists(path) else []
+
+
+def test_a_memory_target_delivery_verifies_by_url(
+        tmp_path, stored_release, signing_env, memory_target, capsys):
+    result = _deliver(tmp_path, stored_release, _partner(memory_target))
+    assert result["created"] and result["path"].startswith("memory://")
+    files = _remote_files(memory_target)
+    assert PUBLIC_KEY in files
+    assert f"traffic_region_hour/{DAY}/{SIGNATURE}" in files
+    assert not [f for f in files if f.startswith(".staging")]
+    fs, path = fsspec.core.url_to_fs(memory_target)
+    public = tmp_path / "shared.pub.pem"
+    public.write_bytes(fs.cat_file(f"{path}/{PUBLIC_KEY}"))
+    assert main(["verify", result["path"], "--public-key", str(public)]) == 0
+    assert "3 files match" in capsys.readouterr().out
+    assert not _deliver(tmp_path, stored_release, _partner(memory_target))["created"]
+
+
+def test_a_failed_remote_delivery_leaves_nothing_visible_and_a_retry_succeeds(
+        tmp_path, stored_release, signing_env, memory_target, monkeypatch):
+    real_copy, copies = MemoryFileSystem.cp_file, []
+
+    def copy_then_fail(self, path1, path2, **kwargs):
+        copies.append(path2)
+        if len(copies) == 3:  # two files already in place, then the store fails
+            raise OSError("injected: connection reset")
+        return real_copy(self, path1, path2, **kwargs)
+
+    monkeypatch.setattr(MemoryFileSystem, "cp_file", copy_then_fail)
+    with pytest.raises(OSError, match="injected"):
+        _deliver(tmp_path, stored_release, _partner(memory_target))
+    assert _remote_files(memory_target) == [PUBLIC_KEY]  # no data, no manifest, no staging
+    delivery = f"{memory_target}/traffic_region_hour/{DAY}"
+    with pytest.raises(DeliveryIncomplete):
+        verify_delivery(delivery, signing_env.public_key())
+
+    monkeypatch.setattr(MemoryFileSystem, "cp_file", real_copy)
+    retry = _deliver(tmp_path, stored_release, _partner(memory_target))
+    assert retry["created"]
+    verify_delivery(delivery, signing_env.public_key())
+    fs, path = fsspec.core.url_to_fs(delivery)
+    delivered = pd.read_parquet(fs.open(f"{path}/data.parquet", "rb"))
+    pd.testing.assert_frame_equal(delivered, stored_release[2])  # the stored release: no new noise
+
+
+def test_leftovers_of_a_crashed_remote_delivery_count_as_not_delivered_and_are_replaced(
+        tmp_path, stored_release, signing_env, memory_target, capsys):
+    fs, root = fsspec.core.url_to_fs(memory_target)
+    final = f"{root}/traffic_region_hour/{DAY}"
+    fs.pipe_file(f"{final}/data.csv", b"half a file")
+    fs.pipe_file(f"{final}/manifest.json", b'{"files": {}}')
+    fs.pipe_file(f"{root}/.staging/traffic_region_hour/{DAY}/dead/data.csv", b"stale")
+    url = fs.unstrip_protocol(final)
+    public = _public_key_file(tmp_path, signing_env)
+    assert main(["verify", url, "--public-key", str(public)]) == 1
+    assert "not signed" in capsys.readouterr().err
+
+    assert _deliver(tmp_path, stored_release, _partner(memory_target))["created"]
+    assert main(["verify", url, "--public-key", str(public)]) == 0
+    assert fs.cat_file(f"{final}/data.csv") != b"half a file"
+    assert not [f for f in _remote_files(memory_target) if f.startswith(".staging")]
+
+
+def test_an_unusable_target_protocol_stops_the_run_before_data_is_read(tmp_path, signing_env):
+    with pytest.raises(ConfigError, match="partner 'metro-planning': delivery target protocol 'nosuchfs'"):
+        check_delivery_setup(_catalog(tmp_path), [_partner("nosuchfs://bucket/x")], demo=False)
+
+
+# ---- signing keys -------------------------------------------------------------------------
+
+
+def test_demo_mode_makes_one_persistent_owner_only_demo_key(tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    catalog = _catalog(tmp_path)
+    notes = check_delivery_setup(catalog, [_partner()], demo=True)
+    path = demo_key_path(tmp_path / "data" / "keys", "metro-planning")
+    assert len(notes) == 1 and "DEMO key" in notes[0] and str(path) in notes[0]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first = resolve_signing_key("metro-planning", f"env:{KEY_ENV}", path.parent, demo=True)
+    again = resolve_signing_key("metro-planning", f"env:{KEY_ENV}", path.parent, demo=True)
+    assert first.demo and first.fingerprint == again.fingerprint
+    assert "PRIVATE KEY" not in caplog.text and "BEGIN" not in repr(first)
+
+
+def test_outside_demo_mode_a_missing_key_names_partner_and_reference(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    expected = f"partner 'metro-planning': signing key 'env:{KEY_ENV}' is not set"
+    with pytest.raises(SigningKeyError, match=expected):
+        check_delivery_setup(_catalog(tmp_path), [_partner()], demo=False)
+    with pytest.raises(SigningKeyError, match="names no file"):
+        check_delivery_setup(_catalog(tmp_path), [_partner(reference="file:no/such/key.pem")], demo=False)
+    assert not (tmp_path / "data").exists()  # nothing made, nothing read
+
+
+def test_the_run_stops_on_a_missing_signing_key_before_reading_data(
+        tmp_path, config_dir, prefect_harness, monkeypatch):
+    from flows.daily import daily_partner_reports
+    from kr_reports.keys import KEY_ENV as PSEUDONYM_KEY_ENV
+
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "ab" * 32)
+    for partner in load_pipeline_config(config_dir).partners:
+        monkeypatch.delenv(partner.signing_key.removeprefix("env:"), raising=False)
+    with pytest.raises(SigningKeyError, match=r"partner '[a-z-]+': signing key 'env:KR_SIGNING_KEY_"):
+        daily_partner_reports(data_dir=str(tmp_path / "no-data"), out_dir=str(tmp_path / "out"),
+                              config_dir=str(config_dir), demo=False)
+    assert not (tmp_path / "no-data").exists()
+
+
+def test_keys_resolve_from_a_file_or_hex_in_the_environment(tmp_path, monkeypatch):
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    (tmp_path / "k.pem").write_bytes(pem)
+    from_file = resolve_signing_key("p", f"file:{tmp_path / 'k.pem'}", tmp_path, demo=False)
+    raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                            serialization.NoEncryption())
+    monkeypatch.setenv(KEY_ENV, raw.hex())
+    from_env = resolve_signing_key("p", f"env:{KEY_ENV}", tmp_path, demo=False)
+    assert from_file.fingerprint == from_env.fingerprint == fingerprint(key.public_key())
+    assert not from_file.demo and not from_env.demo
+
+
+def test_a_bad_key_is_an_error_that_never_shows_the_key(tmp_path, monkeypatch):
+    secret = "-----BEGIN PRIVATE KEY-----\nTOPSECRETMATERIAL0123456789\n-----END PRIVATE KEY-----\n"
+    monkeypatch.setenv(KEY_ENV, secret)
+    with pytest.raises(SigningKeyError) as garbled:
+        resolve_signing_key("metro-planning", f"env:{KEY_ENV}", tmp_path, demo=True)  # demo does not mask it
+    assert "TOPSECRET" not in str(garbled.value)
+    assert "not an unencrypted Ed25519 private key" in str(garbled.value)
+    rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "rsa.pem").write_bytes(rsa_pem)
+    with pytest.raises(SigningKeyError, match="not an unencrypted Ed25519"):
+        resolve_signing_key("metro-planning", f"file:{tmp_path / 'rsa.pem'}", tmp_path, demo=False)
+
+
+@pytest.mark.parametrize("reference", ["vault:secret/metro", "KR_SIGNING_KEY", "env:", "env:not a name",
+                                       "-----BEGIN PRIVATE KEY-----\nTOPSECRETMATERIAL\n"])
+def test_an_unknown_key_reference_is_a_config_error(tmp_path, reference):
+    pipeline = yaml.safe_load((ROOT / "config" / "pipeline.yaml").read_text())
+    pipeline["partners"][0]["signing_key"] = reference
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    with pytest.raises(ConfigError, match=r"partners\.0.*'env:VARIABLE'") as error:
+        load_pipeline_config(tmp_path)
+    assert "TOPSECRET" not in str(error.value)
+
+
+def test_the_shipped_partners_name_their_keys_and_default_targets(config_dir):
+    partners = load_pipeline_config(config_dir).partners
+    assert all(p.signing_key.startswith("env:KR_SIGNING_KEY_") for p in partners)
+    assert all(p.delivery_target is None for p in partners)
+
+
+# ---- the report page ----------------------------------------------------------------------
+
+
+class _Page(HTMLParser):
+    """Tags, attributes, text, and which <svg> sits in which metric section."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attributes: list[tuple[str, str | None]] = []
+        self.text: list[str] = []
+        self.svgs_by_metric: dict[str, int] = {}
+        self.panels_by_svg: list[int] = []
+        self._section: str | None = None
+        self._depth = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attributes += attrs
+        ident = dict(attrs).get("id") or ""
+        if tag == "section" and ident.startswith("metric-"):
+            self._section = ident.removeprefix("metric-")
+            self.svgs_by_metric[self._section] = 0
+        if tag == "svg" and self._section:
+            self.svgs_by_metric[self._section] += 1
+            self.panels_by_svg.append(0)
+            self._depth = 0
+        if tag == "g" and self._section and self.panels_by_svg:
+            self._depth += 1
+            if self._depth == 1:
+                self.panels_by_svg[-1] += 1
+
+    def handle_endtag(self, tag):
+        if tag == "g" and self._section:
+            self._depth -= 1
+        if tag == "section":
+            self._section = None
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _parsed(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    page.close()
+    return page
+
+
+def _render(spec: ReportSpec, frame: pd.DataFrame) -> str:
+    record = _release_record(spec, frame, Path("."))
+    return report_page.render_report(frame, report_page.page_info(spec, record))
+
+
+def test_the_report_page_draws_each_metric_and_needs_no_network():
+    spec = _spec()
+    html = _render(spec, _release_frame(spec, _region_hour_keys()))
+    page = _parsed(html)
+    assert page.svgs_by_metric["distinct_subscribers"] == 1 and page.svgs_by_metric["total_bytes"] == 1
+    assert page.svgs_by_metric["flow_bytes"] == 2  # median and 90th percentile
+    assert not {"script", "link", "img", "iframe", "object", "embed"} & set(page.tags)
+    urls = [v for k, v in page.attributes if k in ("src", "href") or (v and "//" in v)]
+    assert urls == []
+    assert "default-src 'none'" in html
+    text = " ".join(page.text)
+    assert "95% interval" in text and "fewer than 5 subscribers" in text and "epsilon 1" in text
+
+
+def test_a_400_cell_report_is_drawn_as_one_panel_per_region():
+    regions = tuple(f"Region {i}" for i in range(17))
+    spec = _spec()
+    frame = _release_frame(spec, _region_hour_keys(regions))
+    assert (frame["status"] != "remainder").sum() == 408
+    page = _parsed(_render(spec, frame))
+    assert page.panels_by_svg[0] == 17
+    text = " ".join(page.text)
+    assert all(region in text for region in regions)
+    assert "One panel per region, hour along the x axis" in text and "not drawn" not in text
+
+
+def test_a_large_private_key_is_capped_and_says_what_is_left_out():
+    spec = _spec(group_by=[{"column": "domain", "private": True}],
+                 partition_selection={"epsilon": 0.1, "delta": 1e-6}, min_subscribers=None,
+                 sparse_cells="suppress", roll_up=None)
+    frame = _release_frame(spec, pd.DataFrame({"domain": [f"site{i}.example" for i in range(400)]}))
+    html = _render(spec, frame)
+    points = html.count('<circle class="val"') // 4  # four outputs
+    assert points == report_page.MAX_POINTS
+    left_out = 400 - report_page.MAX_POINTS
+    assert f"The {left_out:,} domain values with the smallest totals are not drawn" in html
+    assert "come from the data and appear only when enough subscribers share them" in html
+
+
+def test_three_group_keys_draw_panels_per_pair():
+    spec = _spec(group_by=[{"column": "region", "values": "regions"},
+                           {"column": "age_band", "values": ["10-19", "20-29"]},
+                           {"column": "plan", "values": ["basic", "premium"]}], roll_up="plan")
+    cells = [(r, a, p) for r in REGIONS for a in ("10-19", "20-29") for p in ("basic", "premium")]
+    keys = pd.DataFrame(cells, columns=["region", "age_band", "plan"])
+    frame = _release_frame(spec, keys)
+    page = _parsed(_render(spec, frame))
+    remainder_bands = frame.loc[frame["status"] == "remainder", "age_band"].nunique()
+    assert remainder_bands == 1
+    assert page.panels_by_svg[0] == 2 * 2 + remainder_bands  # age band x plan, and a band's 'other' plan
+    assert "age_band 20-29, plan other" in " ".join(page.text)
+
+
+def test_withheld_cells_and_remainders_are_drawn_apart():
+    spec = _spec()
+    frame = _release_frame(spec, _region_hour_keys())
+    html = _render(spec, frame)
+    charts = html[html.index('<section class="metric"'):]  # after the legend
+    merged, remainders = (frame["status"] == "merged").sum(), (frame["status"] == "remainder").sum()
+    assert merged > 0 and remainders > 0
+    assert charts.count('<g class="rem">') == remainders * 2  # counts and sums; remainders have no quantiles
+    assert charts.count('class="held"') == merged * 4 + remainders * 2
+    assert "hour other" in html
+
+
+def test_a_release_without_cells_still_renders_its_notes():
+    spec = _spec(group_by=[{"column": "domain", "private": True}],
+                 partition_selection={"epsilon": 0.1, "delta": 1e-6}, min_subscribers=None,
+                 sparse_cells="suppress", roll_up=None)
+    frame = _release_frame(spec, pd.DataFrame({"domain": pd.Series([], dtype="string")}))
+    page = _parsed(_render(spec, frame))
+    text = " ".join(page.text)
+    assert "This release has no cells to draw." in text and "How to read this report" in text
+    assert "Empty cells are reported too" not in text  # no public keys: nothing is reported empty
+
+
+def test_every_text_in_the_page_is_escaped():
+    hostile = '<script>alert("x")</script>'
+    spec = _spec(name="traffic <b>&amp;</b>", group_by=[{"column": "domain", "private": True}],
+                 partition_selection={"epsilon": 0.1, "delta": 1e-6}, min_subscribers=None,
+                 sparse_cells="suppress", roll_up=None)
+    html = _render(spec, _release_frame(spec, pd.DataFrame({"domain": [hostile, "a&b", "ok"]})))
+    page = _parsed(html)
+    assert "script" not in page.tags and "b" not in page.tags
+    text = "".join(page.text)
+    assert hostile in text and "traffic <b>&amp;</b>" in text
+
+
+def test_nice_ticks_cover_the_range_in_round_steps():
+    low, high, ticks = report_page.nice_ticks(-3.2, 97.0)
+    assert (low, high) == (-3.2, 100.0) and ticks == [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
+    assert report_page.nice_ticks(-250.0, 520.0)[2][:2] == [-200.0, 0.0]  # a real dip keeps its ticks
+    assert report_page.nice_ticks(0.0, 0.0)[:2] == (0.0, 1.0)  # an all-zero chart still has a scale
+    assert len(report_page.nice_ticks(0.0, 123456.0)[2]) <= 7
+
+
+# ---- the daily run's deliveries -----------------------------------------------------------
+
+
+def test_the_daily_run_delivers_signed_verifiable_reports(daily_run):
+    data, out = daily_run["data"], daily_run["out"]
+    for report in daily_run["summary"]["reports"]:
+        delivery = Path(report["delivery"])
+        public_file = out / "deliveries" / report["partner"] / PUBLIC_KEY
+        public = load_public_key(public_file.read_bytes(), str(public_file))
+        verified = verify_delivery(delivery, public)
+        assert "report.html" in verified.files
+        demo_key = demo_key_path(data / "keys", report["partner"])
+        assert stat.S_IMODE(demo_key.stat().st_mode) == 0o600
+        page = _parsed((delivery / "report.html").read_text())
+        manifest = json.loads((delivery / "manifest.json").read_text())
+        drawn = {name for name, svgs in page.svgs_by_metric.items() if svgs >= 1}
+        if manifest["rows_released"] > 0:
+            assert drawn == {m["name"] for m in manifest["privacy"]["metrics"]}
+    assert not list(out.rglob("*.ed25519.pem"))  # private keys stay in the data folder
+
+
+def test_no_pseudonym_reaches_a_delivery(daily_run):
+    protected = daily_run["data"] / "protected"
+    pseudonyms: set[str] = set()
+    for folder in protected.glob("*/date=*"):
+        table = pd.read_parquet(folder)
+        if "subscriber" in table.columns:
+            pseudonyms.update(table["subscriber"].dropna().astype(str))
+    assert len(pseudonyms) > 100
+    for report in daily_run["summary"]["reports"]:
+        delivery = Path(report["delivery"])
+        names = ("report.html", "manifest.json", "data.csv")
+        blob = "\n".join((delivery / name).read_text() for name in names)
+        assert [p for p in pseudonyms if p in blob] == []
