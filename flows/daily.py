@@ -253,8 +253,9 @@ def daily_partner_reports(
 ) -> dict:
     """Run every report in the catalog for one day and deliver it to its partner.
 
-    Stops with StageFailed at the first failing stage; the Data Docs of what was
-    validated until then are still built.
+    Stops with StageFailed at the first failing stage before the reports; the Data
+    Docs of what was validated until then are still built. A failing report does
+    not stop the others: they are delivered, and the run then fails naming it.
     """
     logger = get_run_logger()
     pipeline = load_pipeline_config(Path(config_dir))
@@ -282,7 +283,8 @@ def daily_partner_reports(
                       for s in sources}
             with _stage("analyst-zone", "analyst zone", run_day):
                 analyst = analyst_zone_task(catalog, run_day, analyst_config)
-            reports = _release_and_deliver(catalog, specs, pipeline, run_day, inputs, demo, new_release)
+            reports, failed = _release_and_deliver(catalog, specs, pipeline, run_day, inputs, demo,
+                                                   new_release)
         except StageFailed:
             _data_docs_after_failure(list(validations), docs_dir)
             raise
@@ -306,12 +308,16 @@ def daily_partner_reports(
         },
         "data_docs": data_docs,
         "flow_run_id": flow_run.id,
+        "failed_reports": failed,
     }
     create_markdown_artifact(
         key="daily-partner-reports",
         markdown=_summary_markdown(summary),
         description="What the daily run read, quarantined, released and delivered",
     )
+    if failed:
+        raise StageFailed(f"{len(failed)} of {len(specs)} reports failed, the others were delivered: "
+                          + "; ".join(failed))
     return summary
 
 
@@ -329,31 +335,42 @@ def _ingest_and_protect(catalog: Catalog, day: dt.date, landing_format: str, dem
 
 
 def _release_and_deliver(catalog: Catalog, specs, pipeline, day: dt.date, inputs: dict, demo: bool,
-                         new_release: bool) -> list[dict]:
-    reports = []
+                         new_release: bool) -> tuple[list[dict], list[str]]:
+    """Each report on its own: one that fails (a spent budget, say) does not hold back the others.
+
+    Returns the delivered reports and the failure message of each report that failed.
+    """
+    reports, failed = [], []
     for spec in specs:
-        with _stage("release", spec.name, day):
-            released = release_task(catalog, spec, pipeline, day, new_release)
-        with _stage("validate-release", spec.name, day):
-            validation = validate_release_task(catalog, spec, pipeline, day)
-        with _stage("deliver", spec.name, day):
-            delivery = deliver_task(catalog, spec, released, inputs, validation,
-                                    pipeline.partner(spec.partner), demo)
-        reports.append(
-            {
-                "report": spec.name,
-                "source": spec.source,
-                "partner": spec.partner,
-                "release_id": released["release_id"],
-                "epsilon": released["epsilon"],
-                "delta": released["delta"],
-                "reused": released["reused"],
-                "ledger_entry_id": released["ledger_entry_id"],
-                "cells_by_status": released["cells_by_status"],
-                "delivery": delivery["path"],
-            }
-        )
-    return reports
+        try:
+            reports.append(_release_and_deliver_one(catalog, spec, pipeline, day, inputs, demo, new_release))
+        except StageFailed as failure:
+            get_run_logger().error("%s", failure)
+            failed.append(str(failure))
+    return reports, failed
+
+
+def _release_and_deliver_one(catalog: Catalog, spec, pipeline, day: dt.date, inputs: dict, demo: bool,
+                             new_release: bool) -> dict:
+    with _stage("release", spec.name, day):
+        released = release_task(catalog, spec, pipeline, day, new_release)
+    with _stage("validate-release", spec.name, day):
+        validation = validate_release_task(catalog, spec, pipeline, day)
+    with _stage("deliver", spec.name, day):
+        delivery = deliver_task(catalog, spec, released, inputs, validation,
+                                pipeline.partner(spec.partner), demo)
+    return {
+        "report": spec.name,
+        "source": spec.source,
+        "partner": spec.partner,
+        "release_id": released["release_id"],
+        "epsilon": released["epsilon"],
+        "delta": released["delta"],
+        "reused": released["reused"],
+        "ledger_entry_id": released["ledger_entry_id"],
+        "cells_by_status": released["cells_by_status"],
+        "delivery": delivery["path"],
+    }
 
 
 def _data_docs_after_failure(validations: list[dict], docs_dir: Path) -> None:

@@ -363,3 +363,28 @@ def test_served_schedules_run_the_catalog_on_a_real_prefect_server(tmp_path, spa
         delivery = out / "deliveries" / spec.partner / spec.name / DAY.isoformat()
         assert (delivery / "manifest.json").is_file(), spec.name
     assert list((data / "data_docs" / DAY.isoformat()).glob("*/index.html"))
+
+
+def test_a_failing_report_does_not_hold_back_the_others(monkeypatch, prefect_harness):
+    from types import SimpleNamespace
+
+    from prefect import flow
+
+    from flows import daily
+
+    specs = [SimpleNamespace(name=name) for name in ("first", "over_budget", "last")]
+
+    def release_one(catalog, spec, *args):
+        if spec.name == "over_budget":
+            raise StageFailed(f"stage 'release' failed for over_budget on {DAY}: BudgetExceeded: spent")
+        return {"report": spec.name}
+
+    monkeypatch.setattr(daily, "_release_and_deliver_one", release_one)
+
+    @flow
+    def each_report():
+        return daily._release_and_deliver(None, specs, None, DAY, {}, True, False)
+
+    reports, failed = each_report()
+    assert [r["report"] for r in reports] == ["first", "last"]
+    assert failed == [f"stage 'release' failed for over_budget on {DAY}: BudgetExceeded: spent"]
