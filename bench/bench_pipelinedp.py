@@ -254,6 +254,23 @@ def _error_row(releases: list[pd.DataFrame], truth: pd.DataFrame, cells, columns
     }
 
 
+def _quantile_regime(plan: ReportPlan, bounded: pd.DataFrame, cells, truth: pd.DataFrame,
+                     releases: dict[str, list[pd.DataFrame]]) -> list[str]:
+    """Why quantiles err: rows per cell against the tree's noise, and the typical value released."""
+    quantiles = _metric(plan, "quantiles")
+    columns = [quantile_column(quantiles.name, q) for q in quantiles.quantiles]
+    rows = bounded.reindex(cells)["rows"].quantile([0.25, 0.5, 0.75]).round().astype(int).tolist()
+    tree = next(m for m in plan.metrics if m.kind == "quantiles").part("tree")
+    lines = [f"quantile tree: noise sd {tree.sd:,.0f} rows per node (ours); "
+             f"bounded rows per cell: quartiles {rows}"]
+    typical = {"truth": [truth.loc[cells]]} | releases
+    for label, frames in typical.items():
+        medians = [pd.concat([f.reindex(cells)[c] for f in frames]).median() for c in columns]
+        lines.append(f"  median over cells, {label}: "
+                     + ", ".join(f"{c} {v:,.0f}" for c, v in zip(columns, medians, strict=True)))
+    return lines
+
+
 def _error_text(errors: list[float] | None) -> str:
     """Mean over releases and their range: the noise in the figure itself."""
     if errors is None:
@@ -268,7 +285,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000, help="network flow rows")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--skip-pipelinedp", action="store_true",
+                        help="only our engine (PipelineDP is the slow part): for quick iterations")
     args = parser.parse_args()
+    with_pipelinedp = not args.skip_pipelinedp
 
     # PipelineDP's RDD functions run in Python workers that must import pipeline_dp:
     # use this interpreter (the bench venv), whatever an outer Makefile exported.
@@ -293,16 +313,17 @@ def main() -> None:
         # Warm-up (JIT, file listing caches, Python workers), untimed.
         _plain_report(spark, traffic)
         _dp_report(spark, traffic, plan)
-        _, specs = _pipelinedp_report(spark, traffic, plan)
+        specs = _pipelinedp_report(spark, traffic, plan)[1] if with_pipelinedp else []
 
         plain, ours, theirs, their_releases = [], [], [], []
         for _ in range(args.repeats):
             plain.append(_timed(lambda: _plain_report(spark, traffic)))
             ours.append(_timed(lambda: _dp_report(spark, traffic, plan)))
-            start = time.perf_counter()
-            released, _ = _pipelinedp_report(spark, traffic, plan)
-            theirs.append(time.perf_counter() - start)
-            their_releases.append(_keyed(_pipelinedp_frame(released, plan), plan))
+            if with_pipelinedp:
+                start = time.perf_counter()
+                released, _ = _pipelinedp_report(spark, traffic, plan)
+                theirs.append(time.perf_counter() - start)
+                their_releases.append(_keyed(_pipelinedp_frame(released, plan), plan))
 
         our_releases = [_keyed(dp_release(spark, traffic, plan), plan) for _ in range(args.repeats)]
 
@@ -311,13 +332,16 @@ def main() -> None:
     for release in our_releases:
         released_cells = released_cells.intersection(release.index[release["status"] == "released"])
     withheld = len(truth.index.difference(released_cells))
-    error_rows = [
-        ("ours (geometric, integers)", _error_row(our_releases, truth, released_cells, columns)),
-        ("PipelineDP (Laplace, floats)", _error_row(their_releases, truth, released_cells, columns)),
-        ("PipelineDP post-processed as ours",
-         _error_row([_as_ours(r, plan) for r in their_releases], truth, released_cells, columns)),
-        ("ours bounding only (before noise)", _error_row([bounded], truth, released_cells, columns)),
-    ]
+    error_rows = [("ours (geometric, integers)", _error_row(our_releases, truth, released_cells, columns))]
+    if with_pipelinedp:
+        error_rows += [
+            ("PipelineDP (Laplace, floats)", _error_row(their_releases, truth, released_cells, columns)),
+            ("PipelineDP post-processed as ours",
+             _error_row([_as_ours(r, plan) for r in their_releases], truth, released_cells, columns)),
+        ]
+    error_rows.append(
+        ("ours bounding only (before noise)", _error_row([bounded], truth, released_cells, columns))
+    )
 
     counted, summed = _metric(plan, "count_distinct_subscribers"), _metric(plan, "sum")
     quantiles = _metric(plan, "quantiles")
@@ -337,31 +361,36 @@ def main() -> None:
           + ", ".join(f"{m.name} {m.epsilon:g}" for m in product.metrics))
     print("  both engines here split it equally: ours "
           + ", ".join(f"{m.name} {m.epsilon:.4g}" for m in plan.metrics)
-          + "; PipelineDP " + ", ".join(f"{s.name} {s.eps:.4g}" for s in specs))
+          + ("; PipelineDP " + ", ".join(f"{s.name} {s.eps:.4g}" for s in specs) if with_pipelinedp else ""))
     print("time (median of alternating runs):")
-    for label, runs in (
-        ("plain Spark groupBy (countDistinct, sum, percentile_approx)", plain),
-        ("ours: DP report (bound + aggregate + noise + roll-up)", ours),
-        ("PipelineDP on SparkRDDBackend (read + aggregate + collect)", theirs),
-    ):
+    timed = [("plain Spark groupBy (countDistinct, sum, percentile_approx)", plain),
+             ("ours: DP report (bound + aggregate + noise + roll-up)", ours)]
+    if with_pipelinedp:
+        timed.append(("PipelineDP on SparkRDDBackend (read + aggregate + collect)", theirs))
+    for label, runs in timed:
         print(f"  {label}: median {statistics.median(runs):.2f} s, runs {[round(t, 2) for t in runs]}")
     ours_s = statistics.median(ours)
     print(f"  ratio ours / plain: {ours_s / statistics.median(plain):.2f}x (target <= 2x)")
-    print(f"  ratio ours / PipelineDP: {ours_s / statistics.median(theirs):.2f}x (target < 1x)")
-    print(f"noise sd per cell, {counted.name} / {summed.name}: "
-          f"ours {our_releases[0][f'{counted.name}_noise_sd'].iloc[0]:.1f} / "
-          f"{our_releases[0][f'{summed.name}_noise_sd'].iloc[0]:.4g}, "
-          f"PipelineDP {their_releases[0][f'{counted.name}_noise_sd'].iloc[0]:.1f} / "
-          f"{their_releases[0][f'{summed.name}_noise_sd'].iloc[0]:.4g}")
+    noise_sd = (f"noise sd per cell, {counted.name} / {summed.name}: "
+                f"ours {our_releases[0][f'{counted.name}_noise_sd'].iloc[0]:.1f} / "
+                f"{our_releases[0][f'{summed.name}_noise_sd'].iloc[0]:.4g}")
+    if with_pipelinedp:
+        print(f"  ratio ours / PipelineDP: {ours_s / statistics.median(theirs):.2f}x (target < 1x)")
+        noise_sd += (f", PipelineDP {their_releases[0][f'{counted.name}_noise_sd'].iloc[0]:.1f} / "
+                     f"{their_releases[0][f'{summed.name}_noise_sd'].iloc[0]:.4g}")
+    print(noise_sd)
     print(f"mean relative error per cell ({len(released_cells)} cells released by both, "
           f"{withheld} withheld by our k; true value > 0; mean [min, max] over {args.repeats} releases):")
     width = max(len(c) for c in columns) + 8
     print(f"  {'engine':<34}" + "".join(f"{c:>{max(width, 24)}}" for c in columns))
     for label, errors in error_rows:
         print(f"  {label:<34}" + "".join(f"{_error_text(errors[c]):>{max(width, 24)}}" for c in columns))
-    print(f"reproduce: make bench-pipelinedp BENCH_ARGS=\"--rows {args.rows} --repeats {args.repeats}\"")
-    print(f"       or: .venv-bench/bin/python bench/bench_pipelinedp.py --rows {args.rows} "
-          f"--repeats {args.repeats}")
+    releases = {"ours": our_releases} | ({"PipelineDP": their_releases} if with_pipelinedp else {})
+    print("\n".join(_quantile_regime(plan, bounded, released_cells, truth, releases)))
+    flags = f"--rows {args.rows} --repeats {args.repeats}"
+    flags += " --skip-pipelinedp" if args.skip_pipelinedp else ""
+    print(f"reproduce: make bench-pipelinedp BENCH_ARGS=\"{flags}\"")
+    print(f"       or: .venv-bench/bin/python bench/bench_pipelinedp.py {flags}")
 
 
 if __name__ == "__main__":

@@ -27,10 +27,15 @@ from kr_reports.mechanisms import CalibrationError, IntegerNoise
 
 HOURS = tuple(range(24))
 CONFIDENCE = 0.95
-# Quantile trees: 16 children per node, 3 levels under the root (4,096 leaves).
-TREE_BRANCHING = 16
-TREE_HEIGHT = 3
-TREE_LEAVES = TREE_BRANCHING**TREE_HEIGHT
+# Quantile trees over [lower, upper]: a root counting every row, 32 equal nodes under it
+# and 128 equal leaves under each (4,096 leaves). All three levels are noised alike: the
+# root's count is the total a quantile's rank is a share of, the rank is located among the
+# root's 32 children, and a node's leaves refine it only when the node holds many rows
+# (kr_reports.noising.NoisyTree). Few wide nodes near the root keep the rank's noise low.
+TREE_BRANCHINGS = (32, 128)
+TREE_HEIGHT = len(TREE_BRANCHINGS) + 1  # noised levels, the root's included
+TREE_LEAVES = math.prod(TREE_BRANCHINGS)
+TREE_BRANCHING = TREE_BRANCHINGS[0]  # the root's children, over which a rank's noise adds up
 
 # The integer vectors each kind of metric releases noisy.
 METRIC_PARTS = {
@@ -126,6 +131,12 @@ class ReportPlan:
         return tuple(m.metric for m in self.metrics)
 
 
+def quantile_rank_sd(tree_noise_sd: float) -> float:
+    """Sd, in rows, of the rank a quantile walk locates: the root count's noise, and that of
+    at most half of the root's children (a rank is counted from the nearer end)."""
+    return tree_noise_sd * math.sqrt(1 + TREE_BRANCHING / 2)
+
+
 def quantile_column(name: str, q: float) -> str:
     return f"{name}_p{round(q * 100, 4):g}".replace(".", "_")
 
@@ -140,7 +151,7 @@ def _per_cell_sensitivity(metric: Metric, part: str, max_rows: int) -> tuple[flo
         return 1, 1
     if part in ("value", "count", "bins") and metric.kind != "sum":
         return max_rows, max_rows  # rows: in one bin each, so the bins' L1 is R too
-    if part == "tree":  # every row adds 1 to one node per level
+    if part == "tree":  # every row adds 1 to one node per level, the root's included
         return max_rows * TREE_HEIGHT, max_rows * math.sqrt(TREE_HEIGHT)
     low, high = fixed_point_bounds(metric)
     per_row = {

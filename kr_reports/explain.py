@@ -8,9 +8,7 @@ come from Spark's physical plan on an empty input of the same columns.
 
 from __future__ import annotations
 
-import math
-
-from kr_reports.dp import CONFIDENCE, TREE_BRANCHING, TREE_HEIGHT, MetricPlan, ReportPlan
+from kr_reports.dp import CONFIDENCE, TREE_BRANCHING, TREE_LEAVES, MetricPlan, ReportPlan, quantile_rank_sd
 from kr_reports.mechanisms import IntegerNoise
 
 
@@ -53,9 +51,11 @@ def _expected_error(metric: MetricPlan) -> str:
         sum_sd = metric.part("sum").sd / (2 * m.scale)
         return (f"    error per cell of n rows: about {sum_sd:,.4g} / n on the mean (delta method); "
                 "small cells are clamped to the bounds")
-    rank_sd = metric.part("tree").sd * math.sqrt(TREE_HEIGHT * (TREE_BRANCHING - 1) / 2)
+    rank_sd = quantile_rank_sd(metric.part("tree").sd)
+    width = m.upper - m.lower
     return (f"    error per cell of n rows: rank error sd about {rank_sd:,.4g} rows, "
-            f"so about {rank_sd:,.4g} / n in quantile; resolution {(m.upper - m.lower) / 4096:,.4g}")
+            f"so about {rank_sd:,.4g} / n in quantile; resolution {width / TREE_LEAVES:,.4g} in nodes "
+            f"holding enough rows to read their leaves, else {width / TREE_BRANCHING:,.4g} (interpolated)")
 
 
 def _metric_lines(metric: MetricPlan, accounting: str) -> list[str]:

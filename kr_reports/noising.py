@@ -27,18 +27,17 @@ from scipy.stats import norm
 
 from kr_reports.dp import (
     CONFIDENCE,
-    TREE_BRANCHING,
-    TREE_HEIGHT,
+    TREE_BRANCHINGS,
     TREE_LEAVES,
     MetricPlan,
     ReportPlan,
     fixed_point_bounds,
+    quantile_rank_sd,
     release_columns,
 )
 from kr_reports.mechanisms import IntegerNoise
 
 Z = float(norm.ppf(0.5 + CONFIDENCE / 2))
-TREE_NODE_FLOOR_SDS = 2.0
 UNITS = "distinct_units"
 ROWS = "rows"
 BUCKET = "bucket"
@@ -166,82 +165,120 @@ def _clamped_output(value, sd, lower, upper) -> Output:
 
 
 class NoisyTree:
-    """A cell's quantile tree whose node counts are noised the first time they are read.
+    """A cell's quantile tree (see kr_reports.dp) whose counts are noised the first time they
+    are read, and the walk that locates a quantile in it.
 
-    Nodes never read are never noised and never influence the output; nodes
-    read twice (by several quantiles) return the same noisy count. A noisy
-    count under `floor` (about two noise sds) is read as 0: most nodes of a
-    4,096-leaf tree are empty, and their positive noise would otherwise pile
-    up as phantom rows and drag every quantile towards the middle. This is
-    post-processing of noisy values, so it costs no budget.
+    Nodes never read are never noised and never influence the output; a node read twice
+    (by several quantiles) returns the same noisy count. Everything below is post-processing
+    of noisy counts, so it costs no budget:
+
+    - a count is read as max(noisy, 0);
+    - the rank of quantile q is q times the root's noisy count: an unbiased total, where the
+      sum of the root's children would add every empty child's clipped noise;
+    - the rank is counted from the parent's nearer end (from below for q <= 1/2, from above
+      otherwise), so it sums the noise of the few nodes between that end and the quantile,
+      not of all the others, and their phantom rows pull it slightly towards that end
+      rather than towards the middle;
+    - within the node reached the value is interpolated linearly. A node's children are
+      read only when it holds at least as many rows as its children's number times the
+      noise sd: their clipped noise (under sd / 2 each on average) is then a minor part of
+      its rows; otherwise they would place the rank at random within it.
+
+    A root read as 0 carries nothing: the value is then interpolated over the bounds.
     """
 
     def __init__(self, leaf_counts: np.ndarray, sampler, noise_sd: float):
-        self.levels = [
-            leaf_counts.reshape(TREE_BRANCHING**level, -1).sum(axis=1) for level in range(1, TREE_HEIGHT + 1)
-        ]
+        nodes_per_level = [math.prod(TREE_BRANCHINGS[:level]) for level in range(len(TREE_BRANCHINGS) + 1)]
+        self.levels = [leaf_counts.reshape(nodes, -1).sum(axis=1) for nodes in nodes_per_level]
         self.sampler = sampler
-        self.floor = TREE_NODE_FLOOR_SDS * noise_sd
-        # Children whose noisy total is within noise of zero say nothing about where
-        # the rank lies inside their parent: stop there and interpolate in the parent.
-        self.stop_below = TREE_NODE_FLOOR_SDS * noise_sd * math.sqrt(TREE_BRANCHING)
+        self.noise_sd = noise_sd
         self.noisy: dict[tuple[int, int], int] = {}
 
     def count(self, level: int, index: int) -> int:
         key = (level, index)
         if key not in self.noisy:
-            noisy = self.sampler.randomise(int(self.levels[level - 1][index]))
-            self.noisy[key] = noisy if noisy >= self.floor else 0
+            self.noisy[key] = max(0, self.sampler.randomise(int(self.levels[level][index])))
         return self.noisy[key]
 
     def total(self) -> int:
-        return sum(self.count(1, i) for i in range(TREE_BRANCHING))
+        return self.count(0, 0)
 
     def quantile(self, q: float, lower: float, upper: float) -> float:
-        """The value at fraction q, walking down the noisy counts; linear within a leaf.
+        """The value below which fraction q of the cell's rows lie."""
+        return lower + self._leaf_position(q) * (upper - lower) / TREE_LEAVES
 
-        At each level the target is a fraction of the children's own noisy
-        total, not an absolute rank carried from the root: children's noise
-        does not add up to their parent's, and an absolute rank would drift.
-        """
-        fraction, first = q, 0
-        for level in range(1, TREE_HEIGHT + 1):
-            children = [self.count(level, first + i) for i in range(TREE_BRANCHING)]
-            total = sum(children)
-            if total <= 0 or (level > 1 and total < self.stop_below):
-                parent = first // TREE_BRANCHING
-                return lower + (parent + fraction) * (upper - lower) / TREE_BRANCHING ** (level - 1)
-            target, chosen = fraction * total, TREE_BRANCHING - 1
-            for i, child in enumerate(children):
-                if child > 0 and target <= child:
-                    chosen = i
-                    break
-                target -= child
-            fraction = min(1.0, max(0.0, target / children[chosen])) if children[chosen] > 0 else 0.5
-            first = (first + chosen) * TREE_BRANCHING
-        leaf = first // TREE_BRANCHING
-        return lower + (leaf + fraction) * (upper - lower) / TREE_LEAVES
+    def _leaf_position(self, q: float) -> float:
+        """Where fraction q of the rows lies, in leaves from the lower bound."""
+        level, node, fraction, rows = 0, 0, q, self.total()
+        for branching in TREE_BRANCHINGS:
+            if not self._children_worth_reading(level, rows, branching):
+                break
+            children = [self.count(level + 1, node * branching + i) for i in range(branching)]
+            located = _locate(fraction, rows, children)
+            if located is None:
+                break
+            child, fraction = located
+            level, node, rows = level + 1, node * branching + child, children[child]
+        return (node + fraction) * TREE_LEAVES / math.prod(TREE_BRANCHINGS[:level])
+
+    def _children_worth_reading(self, level: int, rows: int, branching: int) -> bool:
+        if rows <= 0:
+            return False
+        return level == 0 or rows >= branching * self.noise_sd
+
+
+def _locate(fraction: float, rows: int, children: list[int]) -> tuple[int, float] | None:
+    """The child holding rank `fraction * rows` of its parent, counted from the parent's
+    nearer end, and the rank's fraction within that child; None when no child has rows."""
+    from_above = fraction > 0.5
+    ordered = children[::-1] if from_above else children
+    # Ranks are whole rows without noise: rounding drops float error that would move a
+    # rank sitting exactly between two rows to the other side of the gap.
+    rank = round((1 - fraction if from_above else fraction) * rows, 9)
+    held = _holding(rank, ordered, from_above)
+    if held is None or not from_above:
+        return held
+    index, inside = held
+    return len(children) - 1 - index, 1.0 - inside
+
+
+def _holding(rank: float, counts: list[int], from_above: bool) -> tuple[int, float] | None:
+    """The first count whose cumulated rows reach `rank`, and the rank's fraction within it.
+
+    A rank between two rows resolves to the upper edge of the lower row's node from either
+    end, so both ends agree without noise. A rank past every row (the noisy parent exceeds
+    its children) goes to the far edge of the last count with rows; None when none has rows.
+    """
+    last = None
+    for index, count in enumerate(counts):
+        if count <= 0:
+            continue
+        if rank < count or (rank == count and not from_above):
+            return index, rank / count
+        rank -= count
+        last = index
+    return None if last is None else (last, 1.0)
 
 
 def _quantile_outputs(metric: MetricPlan, cells, buckets, plan, rng) -> dict[str, Output]:
     """Per quantile: value, and an interval from the noise on the ranks (noise only)."""
     m, noise = metric.metric, metric.part("tree")
     leaves = _bucket_matrix(cells, buckets[m.name], list(plan.group_columns), TREE_LEAVES)
-    # A rank sums about half of b - 1 siblings' noise at each level.
-    rank_sd = noise.sd * math.sqrt(TREE_HEIGHT * (TREE_BRANCHING - 1) / 2)
+    rank_sd = quantile_rank_sd(noise.sd)
     n, k = len(cells), len(m.quantiles)
     values, lows, highs = (np.full((n, k), np.nan) for _ in range(3))
     for row in range(n):
         tree = NoisyTree(leaves[row], noise.sampler(rng), noise.sd)
-        total = tree.total()
-        if total <= 0:
-            continue
-        spread = Z * rank_sd / total
+        rows = tree.total()
+        spread = Z * rank_sd / rows if rows > 0 else 1.0  # no rows measured: the whole bounds
         for j, q in enumerate(m.quantiles):
             values[row, j] = tree.quantile(q, m.lower, m.upper)
             lows[row, j] = tree.quantile(max(q - spread, 0.0), m.lower, m.upper)
             highs[row, j] = tree.quantile(min(q + spread, 1.0), m.lower, m.upper)
         values[row] = np.maximum.accumulate(values[row])  # quantiles never decrease in q
+    # Below and above 1/2 ranks are counted from opposite ends, so q + spread may land
+    # under q's value: an interval always holds its value.
+    lows, highs = np.minimum(lows, values), np.maximum(highs, values)
     return {
         name: Output(values[:, j], (highs[:, j] - lows[:, j]) / (2 * Z), lows[:, j], highs[:, j])
         for j, name in enumerate(metric.outputs)

@@ -1,0 +1,158 @@
+"""The quantile tree on its own: exact without noise, where its noise goes, what it spends.
+
+The tree is a noisy root count, 32 nodes and 4,096 leaves over [lower, upper]
+(kr_reports.dp); NoisyTree walks it lazily (kr_reports.noising). Fake samplers
+stand in for the noise where a test needs to place it.
+"""
+
+import numpy as np
+import pytest
+
+from kr_reports import mechanisms as mech
+from kr_reports.config import ReportSpec
+from kr_reports.dp import TREE_BRANCHINGS, TREE_HEIGHT, TREE_LEAVES, plan_report
+from kr_reports.noising import NoisyTree
+
+NODES = TREE_BRANCHINGS[0]
+LEAVES_PER_NODE = TREE_LEAVES // NODES
+
+
+class Exact:
+    """No noise: every node reads its true count."""
+
+    def randomise(self, value):
+        return value
+
+
+class EmptyNodesRead:
+    """Every empty node reads `phantom` rows, like positive noise; others are exact."""
+
+    def __init__(self, phantom):
+        self.phantom = phantom
+
+    def randomise(self, value):
+        return value + self.phantom if value == 0 else value
+
+
+class Counting(Exact):
+    def __init__(self):
+        self.draws = 0
+
+    def randomise(self, value):
+        self.draws += 1
+        return value
+
+
+def _leaves(positions) -> np.ndarray:
+    return np.bincount(np.asarray(positions), minlength=TREE_LEAVES)
+
+
+def test_without_noise_the_walk_returns_the_leaf_of_the_exact_quantile():
+    rng = np.random.RandomState(0)
+    rows = rng.randint(0, TREE_LEAVES, size=500)
+    tree = NoisyTree(_leaves(rows), Exact(), noise_sd=0.0)
+    for q in (np.arange(1, 100) + 0.3) / 100:  # ranks q * 500 between two rows: one exact row each
+        position = tree.quantile(q, 0, TREE_LEAVES)  # bounds in leaves: the value is a leaf position
+        exact_leaf = np.quantile(rows, q, method="inverted_cdf")
+        assert exact_leaf <= position <= exact_leaf + 1, q
+
+
+def test_without_noise_a_rank_between_two_rows_is_the_same_from_either_end():
+    values = np.arange(10, 101, 10)  # rows at 10, 20, ..., 100 over [0, 1000]
+    tree = NoisyTree(_leaves((values / 1000 * TREE_LEAVES).astype(int)), Exact(), noise_sd=0.0)
+    leaf = 1000 / TREE_LEAVES
+    # q = 0.5 is counted from below, q = 0.9 from above: both stop just above the row below the gap.
+    assert tree.quantile(0.5, 0, 1000) == pytest.approx(50, abs=leaf)
+    assert tree.quantile(0.9, 0, 1000) == pytest.approx(90, abs=leaf)
+
+
+def test_a_root_read_as_zero_interpolates_over_the_bounds():
+    tree = NoisyTree(np.zeros(TREE_LEAVES, dtype="int64"), Exact(), noise_sd=3.0)
+    assert [tree.quantile(q, 100, 300) for q in (0.1, 0.5, 0.9)] == pytest.approx([120, 200, 280])
+
+
+def test_the_rank_is_a_share_of_the_root_count_not_of_the_childrens_noisy_sum():
+    # 100 rows in the first leaf; 31 empty nodes read 10 phantom rows each (310 in all).
+    tree = NoisyTree(_leaves([0] * 100), EmptyNodesRead(10), noise_sd=0.0)
+    # Half of the root's 100 rows lie in the first node; half of 410 would reach the 12th node.
+    assert tree.quantile(0.5, 0, TREE_LEAVES) < 1
+
+
+@pytest.mark.parametrize(("leaf", "q"), [(TREE_LEAVES - 1, 0.9), (0, 0.1)])
+def test_phantom_rows_between_the_far_end_and_the_rows_do_not_move_a_quantile(leaf, q):
+    # All rows at one end; every empty node reads 10 rows. Counted from the nearer end the
+    # rank meets the rows before any phantom row; counted from the far end it would cross
+    # 31 phantom nodes (310 rows) before the 100 real ones.
+    tree = NoisyTree(_leaves([leaf] * 100), EmptyNodesRead(10), noise_sd=0.0)
+    assert tree.quantile(q, 0, TREE_LEAVES) == pytest.approx(leaf + 0.5, abs=0.5)
+
+
+def test_leaves_are_read_only_in_a_node_holding_more_rows_than_their_noise():
+    noise_sd = 1.0  # a node's leaves are read from LEAVES_PER_NODE * noise_sd rows on
+    few, many = Counting(), Counting()
+    NoisyTree(_leaves([5] * (LEAVES_PER_NODE - 1)), few, noise_sd).quantile(0.5, 0, 1)
+    NoisyTree(_leaves([5] * LEAVES_PER_NODE), many, noise_sd).quantile(0.5, 0, 1)
+    assert few.draws == 1 + NODES  # the root and its children, noised once each
+    assert many.draws == 1 + NODES + LEAVES_PER_NODE
+
+
+def test_a_node_whose_leaves_are_not_read_is_interpolated_linearly():
+    rows = [LEAVES_PER_NODE + 3] * 10  # ten rows in the second node, too few to read its leaves
+    tree = NoisyTree(_leaves(rows), Exact(), noise_sd=1.0)
+    assert tree.quantile(0.5, 0, TREE_LEAVES) == pytest.approx(LEAVES_PER_NODE * 1.5)
+
+
+def test_each_row_moves_one_node_per_noised_level_as_the_plan_charges():
+    spec = ReportSpec.model_validate({
+        "name": "t", "source": "network_flows", "partner": "p", "purpose": "aggregate_reports",
+        "policy_clause": "c", "group_by": [{"column": "hour", "values": "hours"}],
+        "contribution": {"max_groups_per_subscriber": 6, "max_rows_per_group": 8},
+        "metrics": [{"name": "q", "kind": "quantiles", "column": "bytes", "lower": 0, "upper": 1,
+                     "quantiles": [0.5], "epsilon": 0.3}],
+    })
+    noise = plan_report(spec, ()).metrics[0].part("tree")
+    assert noise.sensitivity == 6 * 8 * TREE_HEIGHT
+    base = np.random.RandomState(1).randint(0, 50, TREE_LEAVES)
+    for leaf in (0, 1234, TREE_LEAVES - 1):
+        plus_one = base.copy()
+        plus_one[leaf] += 1
+        levels = NoisyTree(base, Exact(), 0.0).levels, NoisyTree(plus_one, Exact(), 0.0).levels
+        assert len(levels[0]) == TREE_HEIGHT
+        assert [int(np.abs(a - b).sum()) for a, b in zip(*levels, strict=True)] == [1] * TREE_HEIGHT
+
+
+def test_the_noisy_tree_spends_no_more_than_its_epsilon():
+    """Neighbours: a cell, and the cell plus one subscriber's R rows in one leaf."""
+    from privacy_audit import audit_epsilon
+
+    epsilon, rows_per_cell, leaf = 1.0, 2, 1234
+    noise = mech.geometric(epsilon, rows_per_cell * TREE_HEIGHT)  # one cell per subscriber
+    base = np.full(TREE_LEAVES, 3, dtype="int64")
+    neighbour = base.copy()
+    neighbour[leaf] += rows_per_cell
+
+    def release(leaves):
+        def draw(random_state):  # the three nodes the added rows move; all others read alike
+            tree = NoisyTree(leaves, noise.sampler(random_state), noise.sd)
+            return np.array([tree.count(0, 0), tree.count(1, leaf // LEAVES_PER_NODE), tree.count(2, leaf)])
+        return draw
+
+    result = audit_epsilon(release(base), release(neighbour), runs=10_000, confidence=0.99)
+    assert result.epsilon_lower_bound <= epsilon, result.summary()
+    assert result.epsilon_point > 0.5 * epsilon  # the audit sees most of the loss: it has power
+
+
+def test_quantiles_of_a_heavy_tailed_cell_stay_within_a_few_percent():
+    """Flow-bytes-like rows (lognormal, median 24 kB, clamped at 250 kB), 50,000 in the cell,
+    under the network report's noise (6 cells x 8 rows per subscriber, epsilon 0.3)."""
+    noise = mech.geometric(0.3, 6 * 8 * TREE_HEIGHT)
+    errors = []
+    for seed in range(20):
+        rng = np.random.RandomState(seed)
+        values = np.minimum(rng.lognormal(np.log(24_000), 1.8, 50_000), 250_000)
+        leaves = _leaves(np.minimum(values / 250_000 * TREE_LEAVES, TREE_LEAVES - 1).astype(int))
+        tree = NoisyTree(leaves, noise.sampler(rng), noise.sd)
+        released = np.array([tree.quantile(q, 0, 250_000) for q in (0.5, 0.9)])
+        errors.append(np.abs(released / np.quantile(values, [0.5, 0.9]) - 1))
+    p50, p90 = np.mean(errors, axis=0)
+    assert p50 < 0.10 and p90 < 0.05, (p50, p90)
