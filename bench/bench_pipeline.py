@@ -1,10 +1,13 @@
 """Benchmark: generator throughput; protect and the DP report against plain Spark.
 
     .venv/bin/python bench/bench_pipeline.py [--rows 10000000] [--repeats 3]
+        [--stages protect report] [--protect-pieces]
 
 - protect stage (policy: HMAC pseudonym, IP prefixes, hour) on the typed
   network flows vs a plain Spark select of the same columns, both written
-  to Parquet;
+  to Parquet; with --protect-pieces also each treatment alone against a
+  plain select of its own input columns, written to Spark's noop sink so the
+  figure is compute, not Parquet;
 - the DP report of config/reports/network_traffic_region_hour.yaml
   (bounding, aggregation, noise, roll-up) vs a plain Spark groupBy of the
   same aggregation (countDistinct, sum, percentile_approx).
@@ -42,6 +45,8 @@ from transforms.report_aggregate import aggregate_report  # noqa: E402
 
 FLOWS_PER_SUBSCRIBER = 20
 DAY = dt.date(2026, 11, 1)
+BENCH_KEY = b"k" * 32
+STAGES = ("protect", "report")
 
 
 def _timed(fn) -> float:
@@ -78,7 +83,35 @@ def _plain_select(spark, raw: Path, out: Path) -> None:
 
 def _protect(spark, raw: Path, out: Path, rules) -> None:
     df = spark.read.parquet(str(raw))
-    protect(df, rules, b"k" * 32, DAY).write.mode("overwrite").parquet(str(out))
+    protect(df, rules, BENCH_KEY, DAY).write.mode("overwrite").parquet(str(out))
+
+
+def _protect_pieces(rules) -> dict[str, list]:
+    """The policy's rules grouped by what each costs: pseudonym, IP prefixes, hour."""
+    pieces = {
+        "HMAC pseudonym": [r for r in rules if r.treatment == "pseudonymize"],
+        "IP prefixes": [r for r in rules if r.generalizer == "ip_prefix"],
+        "hour": [r for r in rules if r.generalizer == "hour"],
+    }
+    return {name: chosen for name, chosen in pieces.items() if chosen}
+
+
+def _time_piece_pair(spark, raw: Path, rules) -> tuple[float, float]:
+    """One piece of protect, and a plain select of its input columns, into the noop sink."""
+    df = spark.read.parquet(str(raw)).select(*[r.column for r in rules])
+    plain = _timed(lambda: df.select(*df.columns).write.format("noop").mode("overwrite").save())
+    protected = protect(df, rules, BENCH_KEY, DAY)
+    return plain, _timed(lambda: protected.write.format("noop").mode("overwrite").save())
+
+
+def _bench_protect_pieces(spark, raw: Path, rules, repeats: int) -> list[tuple[str, str, list, list]]:
+    """Per piece of protect: (name, input columns, plain select runs, piece runs), alternating."""
+    timings = []
+    for name, piece in _protect_pieces(rules).items():
+        pairs = [_time_piece_pair(spark, raw, piece) for _ in range(repeats)]
+        columns = ", ".join(r.column for r in piece)
+        timings.append((name, columns, [plain for plain, _ in pairs], [treated for _, treated in pairs]))
+    return timings
 
 
 def _plain_report(spark, path: Path) -> None:
@@ -116,6 +149,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000, help="network flow rows")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
+                        help="comparisons to run (default: both)")
+    parser.add_argument("--protect-pieces", action="store_true",
+                        help="also time each protect treatment alone (noop sink)")
     args = parser.parse_args()
 
     spark = get_spark("kr-reports-bench")
@@ -132,31 +169,45 @@ def main() -> None:
         generate_s = time.perf_counter() - start
         flow_rows = generated["rows"]["network_flows"]
         traffic = Path(scratch) / "traffic"
-        rows = _prepare_traffic(spark, landing, traffic)
         raw = Path(scratch) / "raw_flows"
         _prepare_raw_flows(spark, landing, raw)
         rules = load_policy(config).resolve(NETWORK_FLOWS)
         written = Path(scratch) / "written"
 
         selects, protects, plain, private = [], [], [], []
-        _plain_report(spark, traffic)  # warm-up: JIT, file listing caches
+        if "report" in args.stages:
+            rows = _prepare_traffic(spark, landing, traffic)
+            _plain_report(spark, traffic)  # warm-up: JIT, file listing caches
+        else:
+            _plain_select(spark, raw, written)  # warm-up
         for _ in range(args.repeats):
-            selects.append(_timed(lambda: _plain_select(spark, raw, written)))
-            protects.append(_timed(lambda: _protect(spark, raw, written, rules)))
-            plain.append(_timed(lambda: _plain_report(spark, traffic)))
-            private.append(_timed(lambda: _dp_report(spark, traffic, plan)))
+            if "protect" in args.stages:
+                selects.append(_timed(lambda: _plain_select(spark, raw, written)))
+                protects.append(_timed(lambda: _protect(spark, raw, written, rules)))
+            if "report" in args.stages:
+                plain.append(_timed(lambda: _plain_report(spark, traffic)))
+                private.append(_timed(lambda: _dp_report(spark, traffic, plan)))
+        pieces = _bench_protect_pieces(spark, raw, rules, args.repeats) if args.protect_pieces else []
 
     all_rows = sum(generated["rows"].values())
     print()
     print(f"machine: {spark.sparkContext.defaultParallelism} cores (Spark {spark.version})")
     print(f"generator: {all_rows:,} rows over 5 sources ({flow_rows:,} network flows) "
           f"in {generate_s:.1f} s = {all_rows / generate_s:,.0f} rows/s")
-    _print_pair("plain Spark select + write", selects, "protect + write", protects)
-    print(f"report input: {rows:,} flow rows with region and hour")
-    _print_pair("plain Spark groupBy (countDistinct, sum, percentile_approx)", plain,
-                "DP report (bound + aggregate + noise)", private)
+    if "protect" in args.stages:
+        _print_pair("plain Spark select + write", selects, "protect + write", protects)
+    if pieces:
+        print("protect pieces, each against a plain select of its input columns (noop sink):")
+    for name, columns, plain_runs, piece_runs in pieces:
+        _print_pair(f"plain select of {columns}", plain_runs, name, piece_runs)
+    if "report" in args.stages:
+        print(f"report input: {rows:,} flow rows with region and hour")
+        _print_pair("plain Spark groupBy (countDistinct, sum, percentile_approx)", plain,
+                    "DP report (bound + aggregate + noise)", private)
+    options = f" --stages {' '.join(args.stages)}" if set(args.stages) != set(STAGES) else ""
+    options += " --protect-pieces" if args.protect_pieces else ""
     print(f"reproduce: .venv/bin/python bench/bench_pipeline.py --rows {args.rows} "
-          f"--repeats {args.repeats}")
+          f"--repeats {args.repeats}{options}")
 
 
 def _print_pair(base_name: str, base: list[float], name: str, timed: list[float]) -> None:
