@@ -12,6 +12,9 @@
   (bounding, aggregation, noise, roll-up) vs a plain Spark groupBy of the
   same aggregation (countDistinct, sum, percentile_approx).
 
+KR_JVM_FUNCTIONS=off runs protect on Spark's built-in functions instead of
+the project's JVM functions, for comparison.
+
 Prints its figures and the command that reproduces them. These machines are
 noisy: the DP report and the plain groupBy alternate in one session, and the
 figure to quote is the ratio of their medians.
@@ -33,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flows.generate import write_landing  # noqa: E402
+from kr_reports import jvm  # noqa: E402
 from kr_reports.config import load_pipeline_config, load_report_specs  # noqa: E402
 from kr_reports.dp import plan_report  # noqa: E402
 from kr_reports.noising import complete_cells, noisy_release  # noqa: E402
@@ -192,6 +196,9 @@ def main() -> None:
     all_rows = sum(generated["rows"].values())
     print()
     print(f"machine: {spark.sparkContext.defaultParallelism} cores (Spark {spark.version})")
+    route = "the project's JVM functions" if jvm.has_function(jvm.HMAC_SHA256_HEX) else (
+        "Spark's built-in functions (KR_JVM_FUNCTIONS=off or no javac)")
+    print(f"protect's HMAC and IPv4 run on {route}")
     print(f"generator: {all_rows:,} rows over 5 sources ({flow_rows:,} network flows) "
           f"in {generate_s:.1f} s = {all_rows / generate_s:,.0f} rows/s")
     if "protect" in args.stages:

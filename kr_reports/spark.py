@@ -3,17 +3,24 @@
 `local[*]` by default; KR_SPARK_MASTER (any master URL), KR_SPARK_SHUFFLE_PARTITIONS
 and KR_SPARK_DRIVER_MEMORY point the same code at a cluster. Spark's scratch
 files and warehouse go under KR_SPARK_LOCAL_DIR (default: the system temp
-folder), never into the working tree.
+folder), never into the working tree. The project's JVM functions
+(kr_reports.jvm) ride along in spark.jars and are registered in every session;
+KR_JVM_FUNCTIONS=off leaves them out (protect then uses Spark's built-ins).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+
+from kr_reports import jvm
+
+log = logging.getLogger(__name__)
 
 DEFAULTS = {
     "KR_SPARK_MASTER": "local[*]",
@@ -64,6 +71,20 @@ def get_spark(app_name: str = "kr-reports", **overrides: str) -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.adaptive.enabled", "true")
     )
+    use_jvm_functions = os.environ.get("KR_JVM_FUNCTIONS", "on").lower() not in ("off", "0", "false")
+    functions_jar = jvm.functions_jar(scratch) if use_jvm_functions else None
+    if functions_jar is not None:
+        builder = builder.config("spark.jars", str(functions_jar))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("KR_SPARK_LOG_LEVEL", "ERROR"))
+    if functions_jar is not None:
+        _register_jvm_functions(spark)
     return spark
+
+
+def _register_jvm_functions(spark: SparkSession) -> None:
+    try:
+        jvm.register_functions(spark)
+    except Exception as error:  # a session made elsewhere, without the jar: built-ins serve
+        log.warning("The project's JVM functions are not on this session's class path (%s): "
+                    "protect uses Spark's built-in functions.", type(error).__name__)

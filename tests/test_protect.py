@@ -6,6 +6,7 @@ import random
 import pytest
 from pyspark.sql import functions as F
 
+from kr_reports import jvm
 from kr_reports.policy import load_policy
 from kr_reports.schemas import SOURCES
 from transforms.protect import (
@@ -21,18 +22,30 @@ from transforms.protect import (
 KEY = bytes(range(32))
 
 
+@pytest.fixture(params=["jvm", "builtin"])
+def route(request, monkeypatch, spark):
+    """Each test under the project's JVM functions, and under Spark's built-ins (their fallback)."""
+    if request.param == "builtin":
+        monkeypatch.setattr(jvm, "has_function", lambda name: False)
+    else:
+        assert jvm.has_function(jvm.HMAC_SHA256_HEX) and jvm.has_function(jvm.IPV4_NETWORK)
+    return request.param
+
+
 def _pseudonyms(spark, values, key=KEY):
     df = spark.createDataFrame([(v,) for v in values], "account_id string")
     return [r["p"] for r in pseudonymize_column(df, "account_id", key, "p").collect()]
 
 
-def test_pseudonym_is_hmac_sha256_of_the_value(spark):
-    values = ["KR0000001", "KR0000002", "+821012345678", "ünïcödé"]
+def test_pseudonym_is_hmac_sha256_of_the_value(spark, route):
+    # Lengths around SHA-256's 64-byte block and its 55-byte last-block limit.
+    values = ["KR0000001", "KR0000002", "+821012345678", "ünïcödé", ""]
+    values += ["x" * n for n in (55, 56, 63, 64, 65, 200)]
     expected = [hmac.new(KEY, v.encode(), hashlib.sha256).hexdigest() for v in values]
     assert _pseudonyms(spark, values) == expected
 
 
-def test_pseudonym_is_hmac_of_the_identifier_bytes(spark):
+def test_pseudonym_is_hmac_of_the_identifier_bytes(spark, route):
     # Not valid UTF-8: hashing the bytes keeps two such identifiers apart, where
     # decoding them first would replace both with U+FFFD and give one pseudonym.
     identifiers = [b"KR\xff1", b"KR\xfe1"]
@@ -42,14 +55,14 @@ def test_pseudonym_is_hmac_of_the_identifier_bytes(spark):
     assert pseudonyms == [hmac.new(KEY, i, hashlib.sha256).hexdigest() for i in identifiers]
 
 
-def test_null_stays_null_and_keys_do_not_join(spark):
+def test_null_stays_null_and_keys_do_not_join(spark, route):
     assert _pseudonyms(spark, [None]) == [None]
     other = bytes(reversed(range(32)))
     assert _pseudonyms(spark, ["KR1"]) != _pseudonyms(spark, ["KR1"], key=other)
     assert _pseudonyms(spark, ["KR1", "KR1"])[0] == _pseudonyms(spark, ["KR1"])[0]
 
 
-def test_key_material_never_appears_in_the_query_plan(spark, capsys):
+def test_key_material_never_appears_in_the_query_plan(spark, route, capsys):
     df = spark.createDataFrame([("KR1",)], "account_id string")
     pseudonymize_column(df, "account_id", KEY, "p").explain(extended=True)
     plan = capsys.readouterr().out
@@ -75,6 +88,12 @@ def test_key_material_never_appears_in_the_query_plan(spark, capsys):
         ("1.2.3.256", None, None),
         ("01.2.3.4", None, None),
         ("1.2.3.4.", None, None),
+        ("1..2.3", None, None),
+        ("1.2.3.04", None, None),
+        ("4294967297.1.1.1", None, None),
+        ("1.2.3.4\n", "1.2.3.0/24", "1.2.0.0/16"),  # java.util.regex's "$" lets a final line break by
+        ("1.2.3.4\n\n", None, None),
+        ("\u0661.2.3.4", None, None),  # an Arabic-Indic digit one
         ("1.2.3", None, None),
         ("1.2.3.4/24", None, None),
         ("::ffff:1.2.3.4", None, None),
@@ -83,7 +102,7 @@ def test_key_material_never_appears_in_the_query_plan(spark, capsys):
         (None, None, None),
     ],
 )
-def test_generalize_ip(spark, ip, v4_24, v4_16):
+def test_generalize_ip(spark, route, ip, v4_24, v4_16):
     df = spark.createDataFrame([(ip,)], "ip string")
     row = df.select(
         generalize_ip(F.col("ip")).alias("a"), generalize_ip(F.col("ip"), 16).alias("b")
@@ -105,7 +124,7 @@ def test_generalize_ip_rejects_unaligned_prefixes():
         (24, 112, "2001:db8::5", "2001:db8:0:0:0:0:0::/112"),
     ],
 )
-def test_generalize_ip_other_prefixes(spark, ipv4_prefix, ipv6_prefix, ip, network):
+def test_generalize_ip_other_prefixes(spark, route, ipv4_prefix, ipv6_prefix, ip, network):
     df = spark.createDataFrame([(ip,)], "ip string")
     assert df.select(generalize_ip(F.col("ip"), ipv4_prefix, ipv6_prefix)).first()[0] == network
 
@@ -157,7 +176,7 @@ def _address_like_strings(n: int, seed: int = 3) -> list[str]:
 
 
 @pytest.mark.parametrize(("ipv4_prefix", "ipv6_prefix"), [(24, 48), (16, 32), (8, 16), (24, 112)])
-def test_generalize_ip_matches_the_implementation_before_issue_3(spark, ipv4_prefix, ipv6_prefix):
+def test_generalize_ip_matches_the_implementation_before_issue_3(spark, route, ipv4_prefix, ipv6_prefix):
     values = _address_like_strings(3000)
     df = spark.createDataFrame([(v,) for v in values], "ip string")
     compared = df.select(

@@ -1,8 +1,10 @@
 """Protect: drop direct identifiers, pseudonymize the subscriber, generalize the rest.
 
-Everything here is native Spark (no Python UDFs), so it runs in Spark's
-generated code next to a plain select; bench/bench_pipeline.py measures the
-gap. What happens to each column is the policy's decision (kr_reports.policy);
+Everything here runs in Spark's JVM (no Python UDFs): built-in functions,
+and for the two costliest steps, HMAC and IPv4 parsing, the project's own
+JVM functions (kr_reports.jvm) when the session has them, with the built-in
+route kept as their fallback and reference. bench/bench_pipeline.py measures
+the gap to a plain select. What happens to each column is the policy's decision (kr_reports.policy);
 the generalizer names it may cite are GENERALIZERS.
 """
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from kr_reports import jvm
 from kr_reports.policy import ResolvedRule
 from transforms.generalize import (
     generalize_phone_to_prefix,
@@ -28,42 +31,54 @@ from transforms.generalize import (
 )
 
 HMAC_BLOCK_BYTES = 64  # SHA-256 block size
-_IPAD_COLUMN, _OPAD_COLUMN = "_hmac_ipad", "_hmac_opad"
+_IPAD_COLUMN, _OPAD_COLUMN, _KEY_COLUMN = "_hmac_ipad", "_hmac_opad", "_hmac_key"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # 0-255, no leading zero
 IPV4_PATTERN = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"  # unrolled: a tenth cheaper than (\.octet){3}
 IPV6_PATTERN = r"^[0-9A-Fa-f:]{2,39}$"
 
 
 def _hmac_pads(key: bytes) -> tuple[bytearray, bytearray]:
-    if len(key) > HMAC_BLOCK_BYTES:
-        raise ValueError("pseudonymization key must be at most 64 bytes")
     block = key.ljust(HMAC_BLOCK_BYTES, b"\0")
     return bytearray(b ^ 0x36 for b in block), bytearray(b ^ 0x5C for b in block)
+
+
+def _hmac_builtin(df: DataFrame, key: bytes, message: Column) -> tuple[DataFrame, Column]:
+    """RFC 2104 from Spark's sha2: the key's pads as a one-row frame, and the digest over them."""
+    ipad, opad = _hmac_pads(key)
+    pads = df.sparkSession.createDataFrame(
+        [(ipad, opad)], f"{_IPAD_COLUMN} binary, {_OPAD_COLUMN} binary"
+    )
+    inner = F.unhex(F.sha2(F.concat(F.col(_IPAD_COLUMN), message), 256))
+    return pads, F.sha2(F.concat(F.col(_OPAD_COLUMN), inner), 256)
+
+
+def _hmac_jvm(df: DataFrame, key: bytes, message: Column) -> tuple[DataFrame, Column]:
+    """The project's JVM HMAC (kr_reports/jvm): the key as a one-row frame, and the digest."""
+    secret = df.sparkSession.createDataFrame([(bytearray(key),)], f"{_KEY_COLUMN} binary")
+    return secret, F.call_function(jvm.HMAC_SHA256_HEX, F.col(_KEY_COLUMN), message)
 
 
 def pseudonymize_column(df: DataFrame, column: str, key: bytes, alias: str) -> DataFrame:
     """Replace `column` by HMAC-SHA256(key, value) as 64 lowercase hex characters.
 
-    The key's pads travel as a one-row broadcast frame, not as literals, so
-    they never appear in a query plan that Spark prints in logs or errors.
+    The key material travels as a one-row broadcast frame, not as literals, so
+    it never appears in a query plan that Spark prints in logs or errors.
     """
-    ipad, opad = _hmac_pads(key)
-    pads = df.sparkSession.createDataFrame(
-        [(ipad, opad)], f"{_IPAD_COLUMN} binary, {_OPAD_COLUMN} binary"
-    )
+    if len(key) > HMAC_BLOCK_BYTES:
+        raise ValueError("pseudonymization key must be at most 64 bytes")
     # Spark strings are UTF-8 bytes already: the cast hands them over as value.encode()
     # would, without encode's validation pass and copy, and keeps bytes that are not
     # UTF-8 instead of replacing them with U+FFFD (which made such ids share a pseudonym).
     message = F.col(column).cast("binary")
-    inner = F.unhex(F.sha2(F.concat(F.col(_IPAD_COLUMN), message), 256))
-    digest = F.sha2(F.concat(F.col(_OPAD_COLUMN), inner), 256)
+    keyed_hmac = _hmac_jvm if jvm.has_function(jvm.HMAC_SHA256_HEX) else _hmac_builtin
+    secret, digest = keyed_hmac(df, key, message)
     pseudonym = F.when(F.col(column).isNotNull(), digest)
     others = [F.col(c) for c in df.columns if c != column]
-    return df.crossJoin(F.broadcast(pads)).select(pseudonym.alias(alias), *others)
+    return df.crossJoin(F.broadcast(secret)).select(pseudonym.alias(alias), *others)
 
 
-def _ipv4_network(ip: Column, prefix: int) -> Column:
-    """`ip`'s network if it is a dotted quad, else null.
+def _ipv4_network_builtin(ip: Column, prefix: int) -> Column:
+    """`ip`'s network if it is a dotted quad, else null, from Spark's built-in functions.
 
     Matching the pattern is most of the cost; the network is cut without
     arrays. rlike compiles a literal pattern once, where regexp_extract would
@@ -75,6 +90,11 @@ def _ipv4_network(ip: Column, prefix: int) -> Column:
     network = F.substring_index(ip, ".", kept_octets)
     zeroed = ".0" * (4 - kept_octets)
     return F.when(ip.rlike(IPV4_PATTERN), F.concat(network, F.lit(f"{zeroed}/{prefix}")))
+
+
+def _ipv4_network_jvm(ip: Column, prefix: int) -> Column:
+    """The same from the project's JVM function: one pass over the characters, no regex."""
+    return F.call_function(jvm.IPV4_NETWORK, ip, F.lit(prefix))
 
 
 def _ipv6_network(ip: Column, prefix: int) -> Column:
@@ -103,9 +123,10 @@ def generalize_ip(ip: Column, ipv4_prefix: int = 24, ipv6_prefix: int = 48) -> C
     if ipv6_prefix % 16 or not 0 < ipv6_prefix < 128:
         raise ValueError(f"ipv6_prefix must be a multiple of 16 below 128, got {ipv6_prefix}")
     text = F.trim(ip)
-    # A colon decides the branch, so each row runs one of the two validating regexes.
+    ipv4_network = _ipv4_network_jvm if jvm.has_function(jvm.IPV4_NETWORK) else _ipv4_network_builtin
+    # A colon decides the branch, so each row runs one of the two validations.
     ipv6_network = F.when(text.rlike(IPV6_PATTERN), _ipv6_network(text, ipv6_prefix))
-    return F.when(text.contains(":"), ipv6_network).otherwise(_ipv4_network(text, ipv4_prefix))
+    return F.when(text.contains(":"), ipv6_network).otherwise(ipv4_network(text, ipv4_prefix))
 
 
 def generalize_to_age_band(birth_date: Column, on: dt.date) -> Column:
