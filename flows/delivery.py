@@ -214,13 +214,23 @@ def _parquet_bytes(data: pd.DataFrame) -> bytes:
 # ---- publishing (IO) ------------------------------------------------------------------------
 
 
+def delivery_folder(release: dict) -> str:
+    """`<period>` for a period's first release; `<period>.release-<n>` for a deliberate new one.
+
+    A new release was charged again so that it could be shared: it is delivered
+    beside the first, which stays as the partner received it.
+    """
+    number = release.get("number", 1)
+    return str(release["period"]) if number == 1 else f"{release['period']}.release-{number}"
+
+
 def deliver(catalog: Catalog, spec: ReportSpec, release: dict, inputs: dict, validation: dict,
             partner: Partner, demo: bool = False) -> dict:
     """Copy a stored release to the partner's target, signed; a complete delivery is kept as it is."""
     key = _signing_key(catalog, partner, demo)
     fs, root = _filesystem(target_root(catalog, partner), partner.id)
     _publish_public_key(fs, root, key.public)
-    root, relative = root.rstrip("/"), f"{spec.name}/{release['period']}"
+    root, relative = root.rstrip("/"), f"{spec.name}/{delivery_folder(release)}"
     final, local = f"{root}/{relative}", isinstance(fs, LocalFileSystem)
     result = {"path": final if local else fs.unstrip_protocol(final), "created": False, "demo_key": key.demo}
     if fs.isfile(f"{final}/{SIGNATURE}"):

@@ -144,19 +144,22 @@ class Delivery:
 
 
 def find_deliveries(out_dir: Path) -> pd.DataFrame:
-    """One row per delivery folder (partner, report, period, path), by report then period.
+    """One row per delivery folder (partner, report, period, release number, path), in order.
     Hidden staging folders of a delivery being written are not deliveries."""
-    rows = [
-        {"partner": m.parts[-4], "report": m.parts[-3], "period": m.parts[-2], "path": m.parent}
-        for m in sorted((out_dir / "deliveries").glob("*/*/*/manifest.json"))
-        if not any(part.startswith(".") for part in m.parts[-4:-1])
-    ]
-    frame = pd.DataFrame(rows, columns=["partner", "report", "period", "path"])
-    return frame.sort_values(["report", "period"], kind="stable").reset_index(drop=True)
+    rows = []
+    for manifest in sorted((out_dir / "deliveries").glob("*/*/*/manifest.json")):
+        if any(part.startswith(".") for part in manifest.parts[-4:-1]):
+            continue
+        period, _, number = manifest.parts[-2].partition(".release-")
+        rows.append({"partner": manifest.parts[-4], "report": manifest.parts[-3], "period": period,
+                     "release": int(number or 1), "path": manifest.parent})
+    frame = pd.DataFrame(rows, columns=["partner", "report", "period", "release", "path"])
+    return frame.sort_values(["report", "period", "release"], kind="stable").reset_index(drop=True)
 
 
 def choose_delivery(deliveries: pd.DataFrame, report: str | None = None) -> Path:
-    """The latest delivery of `report`; without a name, of the first report found."""
+    """The latest delivery of `report` (its last period's last release); without a name, of the
+    first report found."""
     if deliveries.empty:
         raise LookupError("no deliveries found; run `make run` (or set KR_OUT_DIR) first")
     name = report or deliveries["report"].iloc[0]

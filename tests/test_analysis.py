@@ -85,11 +85,14 @@ def test_find_deliveries_skips_staging_folders_and_choose_takes_a_reports_latest
     root = tmp_path / "deliveries"
     _manifest_only(root / "metro-planning" / "b_report" / "2026-11-02")
     _manifest_only(root / "metro-planning" / "b_report" / "2026-11-01")
+    _manifest_only(root / "metro-planning" / "b_report" / "2026-11-01.release-10")  # --new-release
+    _manifest_only(root / "metro-planning" / "b_report" / "2026-11-01.release-2")
     _manifest_only(root / "adreach" / "a_report" / "2026-11-01")
     _manifest_only(root / "adreach" / "a_report" / ".2026-11-03.tmp-0123")  # being written
     found = A.find_deliveries(tmp_path)
-    assert found[["report", "period"]].values.tolist() == [
-        ["a_report", "2026-11-01"], ["b_report", "2026-11-01"], ["b_report", "2026-11-02"]]
+    assert found[["report", "period", "release"]].values.tolist() == [
+        ["a_report", "2026-11-01", 1], ["b_report", "2026-11-01", 1], ["b_report", "2026-11-01", 2],
+        ["b_report", "2026-11-01", 10], ["b_report", "2026-11-02", 1]]
     assert A.choose_delivery(found) == root / "adreach" / "a_report" / "2026-11-01"
     assert A.choose_delivery(found, "b_report") == root / "metro-planning" / "b_report" / "2026-11-02"
     with pytest.raises(LookupError, match="delivered: a_report, b_report"):

@@ -205,6 +205,23 @@ def test_a_signed_delivery_is_kept_as_it_is(tmp_path, stored_release, signing_en
     assert (Path(first["path"]) / "manifest.json").read_bytes() == manifest
 
 
+def test_a_deliberate_new_release_is_delivered_beside_the_first(tmp_path, stored_release, signing_env):
+    spec, record, frame = stored_release
+    first = _deliver(tmp_path, stored_release, _partner())
+    manifest = (Path(first["path"]) / "manifest.json").read_bytes()
+    store = tmp_path / "data" / "releases" / spec.name / DAY / "2"
+    store.mkdir(parents=True)
+    renoised = frame.assign(distinct_subscribers=frame["distinct_subscribers"] + 1)
+    renoised.to_parquet(store / "release.parquet", index=False)
+    second_record = {**record, "release_id": f"{spec.name}/{DAY}#2", "number": 2, "path": str(store)}
+    second = _deliver(tmp_path, (spec, second_record, renoised), _partner())
+    assert second["created"] and Path(second["path"]) == Path(first["path"]).with_name(f"{DAY}.release-2")
+    verify_delivery(Path(second["path"]), signing_env.public_key())
+    assert json.loads((Path(second["path"]) / "manifest.json").read_text())["release_id"].endswith("#2")
+    pd.testing.assert_frame_equal(pd.read_parquet(Path(second["path"]) / "data.parquet"), renoised)
+    assert (Path(first["path"]) / "manifest.json").read_bytes() == manifest  # the first stays as sent
+
+
 def test_an_unsigned_local_delivery_is_replaced_whole(tmp_path, stored_release, signing_env):
     old = tmp_path / "out/deliveries/metro-planning/traffic_region_hour" / DAY
     old.mkdir(parents=True)
