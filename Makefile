@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export KR_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test lint bench java-check venv clean bench-pipelinedp
+.PHONY: run test lint bench java-check browser-check venv clean bench-pipelinedp
 
 java-check:
 	@scripts/check_java.sh
@@ -28,6 +28,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: java-check $(STAMP)
 
+# Only the report-page browser tests need it; they skip, saying so, where it cannot be had.
+browser-check:
+	@scripts/ensure_chromium.sh
+
 # The embedded default: synthetic data for all five sources, made once.
 $(DEFAULT_DATA): | venv
 	$(VENV)/bin/kr-reports generate --subscribers 5000 --days 2 --bad-row-rate 0.01 --out $(DATA_DIR)/landing
@@ -35,7 +39,7 @@ $(DEFAULT_DATA): | venv
 run: venv $(DEFAULT_DATA)
 	$(VENV)/bin/kr-reports run --demo
 
-test: venv
+test: venv browser-check
 	$(PY) -m pytest
 
 lint: venv

@@ -8,7 +8,9 @@ data/                            internal zones, never shared
   analyst/date=D                 the analyst zone: k-anonymous subscriber records + report.json
   releases/<report>/<D>/<n>      noisy releases, stored once, never re-noised (n: 1, 2, ...)
   ledger.sqlite                  the privacy ledger
-out/deliveries/<partner>/<report>/<D>   what partners receive
+  keys/                          demo signing keys (never beside deliveries)
+  data_docs/<D>/<run id>/        Great Expectations Data Docs of one flow run
+out/deliveries/<partner>/<report>/<D>[.release-<n>]   what partners receive (flows.delivery)
 """
 
 from __future__ import annotations
@@ -78,8 +80,12 @@ class Catalog:
             return []
         return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
 
-    def delivery(self, partner: str, report: str, day: dt.date) -> Path:
-        return self.out_dir / "deliveries" / partner / report / day.isoformat()
+    @property
+    def signing_keys(self) -> Path:
+        return self.data_dir / "keys"
+
+    def data_docs(self, day: dt.date, run_id: str) -> Path:
+        return self.data_dir / "data_docs" / day.isoformat() / run_id
 
     @property
     def ledger_path(self) -> Path:

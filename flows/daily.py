@@ -142,11 +142,6 @@ def latest_landing_day(catalog: Catalog) -> dt.date:
     return landing_days(catalog)[-1]
 
 
-def data_docs_dir(catalog: Catalog, day: dt.date, run_id: str) -> Path:
-    """A run's Data Docs: internal (suites, columns and counts), one folder per flow run."""
-    return catalog.data_dir / "data_docs" / day.isoformat() / run_id
-
-
 @task(name="data-docs", **IO_RETRIES)
 def data_docs_task(validations: list[dict], site_dir: Path, run_name: str) -> str:
     index = build_data_docs(validations, site_dir, run_name)
@@ -274,7 +269,7 @@ def daily_partner_reports(
         logger.warning(note)
     run_day = dt.date.fromisoformat(day) if day else latest_landing_day(catalog)
     landing_format = catalog.landing_manifest().get("format", "parquet")
-    docs_dir = data_docs_dir(catalog, run_day, flow_run.id)
+    docs_dir = catalog.data_docs(run_day, str(flow_run.id))  # internal: suites, columns, counts
 
     with recording_validations() as validations:
         try:

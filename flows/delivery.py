@@ -92,11 +92,6 @@ class BadSignature(DeliveryInvalid):
 # ---- configuration and keys, checked before any data is read --------------------------------
 
 
-def signing_key_dir(data_dir: Path) -> Path:
-    """Demo signing keys live with the internal data, never beside deliveries."""
-    return data_dir / "keys"
-
-
 def target_root(catalog: Catalog, partner: Partner) -> str:
     """The partner's delivery target: its configured folder or URL, else <out>/deliveries/<id>."""
     return partner.delivery_target or str(catalog.out_dir / "deliveries" / partner.id)
@@ -121,7 +116,7 @@ def check_delivery_setup(catalog: Catalog, partners: Iterable[Partner], demo: bo
 
 
 def _signing_key(catalog: Catalog, partner: Partner, demo: bool) -> SigningKey:
-    return resolve_signing_key(partner.id, partner.signing_key, signing_key_dir(catalog.data_dir), demo)
+    return resolve_signing_key(partner.id, partner.signing_key, catalog.signing_keys, demo)
 
 
 def _filesystem(location: str, partner: str | None = None):

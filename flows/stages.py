@@ -192,6 +192,7 @@ def release(
         return {**stored, "reused": True}
     number = 1 if stored is None else stored["number"] + 1
     plan = dp.plan_report(spec, pipeline.regions)
+    _check_budget(catalog, plan, pipeline, day, number)  # a refusal costs no Spark job
     found, buckets, partitions = _true_aggregates(catalog, plan, day, salt=secrets.randbits(62))
     charge = _charge(catalog, plan, pipeline, day, number)
     selected = noising.select_partitions(partitions, plan, random_state) if plan.selection else None
@@ -219,25 +220,33 @@ def with_text_types(noisy, plan: dp.ReportPlan):
     return noisy.astype({column: "string" for column in [*text, "status"]})
 
 
-def _charge(catalog: Catalog, plan: dp.ReportPlan, pipeline: PipelineConfig, day: dt.date, number: int):
-    spec, budget = plan.spec, pipeline.budget_for(plan.spec.source)
-    charge, _ = Ledger(ledger_location(catalog.data_dir)).charge(
-        ChargeRequest(
-            release_id=release_id(spec, day, number),
-            dataset=spec.source,
-            privacy_unit=spec.privacy_unit,
-            period=day,
-            report=spec.name,
-            partner=spec.partner,
-            purpose=spec.purpose,
-            epsilon=plan.epsilon,
-            delta=plan.delta,
-            rho=plan.rho,
-        ),
-        budget_epsilon=budget.epsilon,
-        budget_delta=budget.delta,
-        window_days=budget.window_days,
+def _charge_request(plan: dp.ReportPlan, day: dt.date, number: int) -> ChargeRequest:
+    spec = plan.spec
+    return ChargeRequest(
+        release_id=release_id(spec, day, number),
+        dataset=spec.source,
+        privacy_unit=spec.privacy_unit,
+        period=day,
+        report=spec.name,
+        partner=spec.partner,
+        purpose=spec.purpose,
+        epsilon=plan.epsilon,
+        delta=plan.delta,
+        rho=plan.rho,
     )
+
+
+def _check_budget(catalog: Catalog, plan: dp.ReportPlan, pipeline: PipelineConfig, day: dt.date,
+                  number: int) -> None:
+    budget = pipeline.budget_for(plan.spec.source)
+    Ledger(ledger_location(catalog.data_dir)).check(
+        _charge_request(plan, day, number), budget.epsilon, budget.delta, budget.window_days)
+
+
+def _charge(catalog: Catalog, plan: dp.ReportPlan, pipeline: PipelineConfig, day: dt.date, number: int):
+    budget = pipeline.budget_for(plan.spec.source)
+    charge, _ = Ledger(ledger_location(catalog.data_dir)).charge(
+        _charge_request(plan, day, number), budget.epsilon, budget.delta, budget.window_days)
     return charge
 
 

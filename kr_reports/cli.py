@@ -209,12 +209,12 @@ def _verification_key(args: argparse.Namespace):
             raise SigningKeyError(f"{args.public_key}: public key file not found") from None
 
     from flows.catalog import Catalog
-    from flows.delivery import manifest_partner, signing_key_dir
+    from flows.delivery import manifest_partner
     from kr_reports.config import load_pipeline_config
     from kr_reports.signing import operator_public_key
 
     partner = load_pipeline_config(Path(args.config_dir)).partner(manifest_partner(args.delivery))
-    key_dir = signing_key_dir(Catalog.from_env(args.data_dir, None).data_dir)
+    key_dir = Catalog.from_env(args.data_dir, None).signing_keys
     return operator_public_key(partner.id, partner.signing_key, key_dir)
 
 

@@ -267,6 +267,24 @@ def _status_of(conn: sa.Connection, budget: BudgetLike, as_of: dt.date, unit: st
     return budget_status(budget, as_of, unit, _charges_between(conn, budget.dataset, unit, first, last))
 
 
+def _charged_or_refused(conn: sa.Connection, request: ChargeRequest, budget_epsilon: float,
+                        budget_delta: float, window_days: int) -> sa.Row | None:
+    """The release's existing charge; else None if the budget can take it; else BudgetExceeded.
+
+    The check spans every rolling window containing the release's period:
+    keeping that sum within budget keeps each such window within budget.
+    """
+    existing = conn.execute(
+        sa.select(charges_table).where(charges_table.c.release_id == request.release_id)
+    ).first()
+    if existing is None:
+        first, last = _span_around(request.period, window_days)
+        spent = _total(_charges_between(conn, request.dataset, request.privacy_unit, first, last))
+        if _would_exceed(spent, request, budget_epsilon, budget_delta):
+            raise _refusal(request, spent, budget_epsilon, budget_delta, window_days)
+    return existing
+
+
 def _charge_from(row: sa.Row) -> Charge:
     return Charge(**{f.name: row._mapping[f.name] for f in fields(Charge)})
 
@@ -304,21 +322,11 @@ class Ledger:
     def charge(
         self, request: ChargeRequest, budget_epsilon: float, budget_delta: float, window_days: int
     ) -> tuple[Charge, bool]:
-        """Charge a release once. Returns (entry, newly_charged).
-
-        The check spans every rolling window containing the release's period:
-        keeping that sum within budget keeps each such window within budget.
-        """
+        """Charge a release once, inside one write transaction. Returns (entry, newly_charged)."""
         with self._locked() as conn:
-            existing = conn.execute(
-                sa.select(charges_table).where(charges_table.c.release_id == request.release_id)
-            ).first()
+            existing = _charged_or_refused(conn, request, budget_epsilon, budget_delta, window_days)
             if existing is not None:
                 return _charge_from(existing), False
-            first, last = _span_around(request.period, window_days)
-            spent = _total(_charges_between(conn, request.dataset, request.privacy_unit, first, last))
-            if _would_exceed(spent, request, budget_epsilon, budget_delta):
-                raise _refusal(request, spent, budget_epsilon, budget_delta, window_days)
             values = {
                 "release_id": request.release_id,
                 "dataset": request.dataset,
@@ -334,6 +342,17 @@ class Ledger:
             }
             inserted = conn.execute(sa.insert(charges_table).values(**values))
         return Charge(id=inserted.inserted_primary_key[0], **values), True
+
+    def check(
+        self, request: ChargeRequest, budget_epsilon: float, budget_delta: float, window_days: int
+    ) -> None:
+        """Refuse now a release the budget cannot take, before any work is done for it.
+
+        Advisory only: nothing is locked or written, and charge() decides again
+        under the lock (another run may spend the budget in between).
+        """
+        with self.engine.connect() as conn:
+            _charged_or_refused(conn, request, budget_epsilon, budget_delta, window_days)
 
     def status(
         self, budgets: Iterable[BudgetLike], as_of: dt.date, privacy_unit: str = DEFAULT_PRIVACY_UNIT

@@ -205,10 +205,21 @@ def test_a_deliberate_new_release_is_charged_again_with_fresh_noise(run, config_
     assert release(catalog, spec, pipeline, day)["number"] == 2  # the latest is served from now on
 
 
-def test_an_over_budget_release_is_refused_and_nothing_is_written(run, config_dir, tmp_path):
+@pytest.mark.parametrize("refused_by", ["check before aggregation", "charge under the lock"])
+def test_an_over_budget_release_is_refused_and_nothing_is_written(run, config_dir, tmp_path, monkeypatch,
+                                                                 refused_by):
+    from flows import stages
     from flows.stages import release
     from kr_reports.config import load_pipeline_config
     from kr_reports.ledger import BudgetExceeded
+
+    if refused_by == "check before aggregation":  # a refusal costs no Spark job
+        def no_aggregation(*args, **kwargs):
+            raise AssertionError("aggregated for a release the budget cannot take")
+
+        monkeypatch.setattr(stages, "_true_aggregates", no_aggregation)
+    else:  # another run spent the budget after the check: the charge still refuses
+        monkeypatch.setattr(Ledger, "check", lambda *args, **kwargs: None)
 
     catalog, spec, _, day = _stage_args(run, config_dir)
     config = tmp_path / "config"

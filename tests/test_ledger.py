@@ -62,6 +62,16 @@ def test_over_budget_is_refused_and_nothing_is_written(tmp_path):
     assert len(ledger.charges()) == 3
 
 
+def test_check_refuses_as_charge_would_and_writes_nothing(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.charge(_request("a", 3.0), 4.0, 0.0, 30)
+    ledger.check(_request("b", 1.0), 4.0, 0.0, 30)  # fits exactly
+    with pytest.raises(BudgetExceeded, match=r"release 'b' needs epsilon 1\.5"):
+        ledger.check(_request("b", 1.5), 4.0, 0.0, 30)
+    ledger.check(_request("a", 3.0), 4.0, 0.0, 30)  # charged already: a retry is never refused
+    assert [c.release_id for c in ledger.charges()] == ["a"]
+
+
 def test_rho_is_recorded(tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite")
     charged, _ = ledger.charge(_request("z", 0.9, rho=0.02), 4.0, 0.0, 30)
