@@ -369,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan = commands.add_parser(
         "scan", help="look for identifier-shaped values in data files",
         description="Scan a file, or every supported file under a folder (Parquet, CSV with a "
-        "header, JSON lines; Spark output folders too), for identifier-shaped values: e-mail "
+        "header, JSON lines, HTML text and attributes; Spark output folders too), for "
+        "identifier-shaped values: e-mail "
         "addresses, phone numbers, IPv4/IPv6 and MAC addresses, IMEI, IMSI, ICCID and payment "
         "card numbers (the last three with a valid Luhn check digit). The same detectors guard "
         "the protected and release suites. The report names file, column, detector and the "

@@ -10,7 +10,9 @@ driver; a report names files, columns, detectors and counts, never a value.
 What is read:
 - a file by its extension: `.parquet`; `.csv` (first line is the header);
   `.json`, `.jsonl`, `.ndjson` (one JSON document per line); CSV and JSON
-  may be compressed (`.gz`, `.bz2`);
+  may be compressed (`.gz`, `.bz2`); `.html`, `.htm` (a delivery's
+  report.html): each text node and attribute value is a row of the column
+  `html_text`, so a label, tooltip or link is tested like a cell;
 - Spark's `part-*` files of one folder together, as one dataset named by the
   folder (a Spark output folder counts as one file);
 - under a folder, every file but hidden ones and Spark's bookkeeping (names
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +47,13 @@ FORMATS = {
     ".json": "json",
     ".jsonl": "json",
     ".ndjson": "json",
+    ".html": "html",
+    ".htm": "html",
 }
 COMPRESSIONS = (".gz", ".bz2")
 CORRUPT_RECORD = "_corrupt_record"
-SUPPORTED_TEXT = ".parquet, .csv, .json, .jsonl or .ndjson (CSV and JSON may end in .gz or .bz2)"
+SUPPORTED_TEXT = ".parquet, .csv, .json, .jsonl, .ndjson or .html (CSV and JSON may end in .gz or .bz2)"
+HTML_TEXT = "html_text"
 
 
 class ScanError(Exception):
@@ -173,7 +179,7 @@ def file_format(path: Path) -> str | None:
     if compressed:
         suffixes = suffixes[:-1]
     fmt = FORMATS.get(suffixes[-1]) if suffixes else None
-    if compressed and fmt == "parquet":
+    if compressed and fmt in ("parquet", "html"):
         return None
     return fmt
 
@@ -280,6 +286,9 @@ def _read(spark: SparkSession, dataset: _Dataset) -> DataFrame:
             .options(**options, columnNameOfCorruptRecord=corrupt, mode="PERMISSIVE")
             .csv(paths)
         )
+    if dataset.format == "html":
+        chunks = [(chunk,) for file in paths for chunk in html_text(Path(file))]
+        return spark.createDataFrame(chunks, T.StructType([T.StructField(HTML_TEXT, T.StringType())]))
     # JSON lines: numbers as written (no 1.0E15), a line that does not parse in _corrupt_record.
     df = spark.read.options(primitivesAsString=True, mode="PERMISSIVE").json(paths)
     if df.columns == [CORRUPT_RECORD]:
@@ -287,6 +296,36 @@ def _read(spark: SparkSession, dataset: _Dataset) -> DataFrame:
         # scan every line as it is.
         return spark.read.text(paths).select(F.col("value").alias(CORRUPT_RECORD))
     return df
+
+
+class _HtmlText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.chunks.extend(value for _, value in attrs if value)
+
+    def handle_data(self, data: str) -> None:
+        if data.strip():
+            self.chunks.append(data.strip())
+
+
+def html_text(file: Path) -> list[str]:
+    """Every text node and attribute value of an HTML page (entities decoded), in order.
+
+    The page is small (a report), so it is parsed on the driver; a malformed
+    page is read as far as the parser can, and bytes that are not UTF-8 are
+    kept as replacement characters rather than refused.
+    """
+    try:
+        markup = file.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ScanError(f"{file}: cannot read ({exc.strerror})") from None
+    page = _HtmlText()
+    page.feed(markup)
+    page.close()
+    return page.chunks
 
 
 def _check_parquet_magic(file: Path) -> None:

@@ -175,6 +175,7 @@ def test_the_leak_scanner_finds_nothing_in_a_delivery(run, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "no identifier-shaped values found" in printed
+    assert "report.html" not in printed  # scanned, not listed among the files it could not read
 
 
 def _stage_args(run, config_dir):

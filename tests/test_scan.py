@@ -291,12 +291,29 @@ def test_json_file_where_no_line_parses_is_scanned_as_text(spark, tmp_path):
     assert list(report.findings) == [Finding(str(file), "_corrupt_record", "email", 1)]
 
 
+def test_html_text_and_attribute_values_are_scanned_and_never_shown(spark, tmp_path):
+    page = tmp_path / "report.html"
+    page.write_bytes(
+        b'<!doctype html><html><head><title>Traffic</title></head><body><h1>Busan &amp; Seoul</h1>'
+        b'<p>Contact <a href="mailto:kim@example.kr">kim&#64;example.kr</a></p>'
+        b'<svg><circle r="3"><title>+82 10-1234-5678</title></circle></svg>'
+        b'<p title="10.20.30.40">hour 9: 8,831 visits \xff<div><span>unclosed'
+    )
+    report = scan_path(spark, page)
+    found = {(f.column, f.detector): f.count for f in report.findings}
+    assert found == {("html_text", "email"): 2, ("html_text", "phone"): 1, ("html_text", "ipv4"): 1}
+    assert report.files[0].format == "html" and report.rows_scanned == 10
+    for secret in ("kim", "5678", "10.20.30.40"):
+        assert secret not in format_report(report)
+
+
 def test_clean_files_report_counts(spark, tmp_path):
     (tmp_path / "a.csv").write_text("region,hour,visits\nSeoul,2024-03-15 09:00:00,8831\n")
     (tmp_path / "b.jsonl").write_text('{"region": "Busan", "net": "10.1.2.0/24"}\n' * 2)
+    (tmp_path / "c.html").write_text('<p title="Seoul 09:00">8,831 visits, <b>95% interval</b></p>')
     report = scan_path(spark, tmp_path)
     assert report.clean and report.findings == ()
-    assert format_report(report) == "no identifier-shaped values found in 2 files, 3 rows"
+    assert format_report(report) == "no identifier-shaped values found in 3 files, 6 rows"
 
 
 def test_one_aggregation_per_file(spark, tmp_path):
