@@ -140,6 +140,10 @@ class Metric(Frozen):
     upper: float | None = None
     precision: int = Field(default=0, ge=-9, le=6)
     quantiles: tuple[float, ...] | None = None
+    # How a quantile tree cuts [lower, upper]: equal widths, or equal ratios of
+    # 1 + (value - lower) for heavy-tailed or low-bunched values such as bytes or
+    # call seconds. A public choice like the bounds: it costs no budget.
+    quantile_scale: Literal["linear", "log"] = "linear"
     bins: tuple[float, ...] | None = None
     # Also release each cell's share of its parent's total across this group key
     # (post-processing of the noisy values: no budget).
@@ -158,6 +162,8 @@ class Metric(Frozen):
                 raise ValueError(f"{self.kind} metric '{self.name}': lower bound must be below upper bound")
         if self.kind == "quantiles" and not (self.quantiles and all(0 < q < 1 for q in self.quantiles)):
             raise ValueError(f"quantiles metric '{self.name}' needs quantiles, each in (0, 1)")
+        if self.quantile_scale != "linear" and self.kind != "quantiles":
+            raise ValueError(f"metric '{self.name}': quantile_scale applies to quantiles metrics only")
         if self.share_across is not None and self.kind not in SHAREABLE_KINDS:
             raise ValueError(f"metric '{self.name}': share_across needs one of {', '.join(SHAREABLE_KINDS)}")
         if self.kind == "histogram":

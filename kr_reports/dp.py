@@ -37,6 +37,19 @@ TREE_HEIGHT = len(TREE_BRANCHINGS) + 1  # noised levels, the root's included
 TREE_LEAVES = math.prod(TREE_BRANCHINGS)
 TREE_BRANCHING = TREE_BRANCHINGS[0]  # the root's children, over which a rank's noise adds up
 
+
+def tree_value(position: float, lower: float, upper: float, scale: str = "linear") -> float:
+    """The value at `position` (0 to 1) along a quantile tree's leaves.
+
+    linear: equal widths. log: equal ratios of 1 + (value - lower), so every leaf is the
+    same relative step (for bytes in [0, 250k], 0.3% a leaf and 47% a top node) and low
+    values get as fine leaves as high ones. transforms.bounding.tree_leaf_index is the
+    inverse, in Spark.
+    """
+    if scale == "log":
+        return lower + math.expm1(position * math.log1p(upper - lower))
+    return lower + position * (upper - lower)
+
 # The integer vectors each kind of metric releases noisy.
 METRIC_PARTS = {
     "count_distinct_subscribers": ("value",),

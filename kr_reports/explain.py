@@ -8,6 +8,8 @@ come from Spark's physical plan on an empty input of the same columns.
 
 from __future__ import annotations
 
+import math
+
 from kr_reports.dp import CONFIDENCE, TREE_BRANCHING, TREE_LEAVES, MetricPlan, ReportPlan, quantile_rank_sd
 from kr_reports.mechanisms import IntegerNoise
 
@@ -53,9 +55,16 @@ def _expected_error(metric: MetricPlan) -> str:
                 "small cells are clamped to the bounds")
     rank_sd = quantile_rank_sd(metric.part("tree").sd)
     width = m.upper - m.lower
+    if m.quantile_scale == "log":
+        span = math.log1p(width)
+        leaf, node = math.expm1(span / TREE_LEAVES), math.expm1(span / TREE_BRANCHING)
+        resolution = (f"resolution {leaf:.2%} of 1 + (value - lower) in nodes holding enough rows to read "
+                      f"their leaves, else {node:.0%} (interpolated on the log scale)")
+    else:
+        resolution = (f"resolution {width / TREE_LEAVES:,.4g} in nodes holding enough rows to read their "
+                      f"leaves, else {width / TREE_BRANCHING:,.4g} (interpolated)")
     return (f"    error per cell of n rows: rank error sd about {rank_sd:,.4g} rows, "
-            f"so about {rank_sd:,.4g} / n in quantile; resolution {width / TREE_LEAVES:,.4g} in nodes "
-            f"holding enough rows to read their leaves, else {width / TREE_BRANCHING:,.4g} (interpolated)")
+            f"so about {rank_sd:,.4g} / n in quantile; {resolution}")
 
 
 def _metric_lines(metric: MetricPlan, accounting: str) -> list[str]:
@@ -65,7 +74,7 @@ def _metric_lines(metric: MetricPlan, accounting: str) -> list[str]:
     if m.lower is not None:
         what += f", clamped to [{m.lower:g}, {m.upper:g}]"
     if m.kind == "quantiles":
-        what += f", q = {', '.join(f'{q:g}' for q in m.quantiles)}"
+        what += f", q = {', '.join(f'{q:g}' for q in m.quantiles)}, {m.quantile_scale} tree"
     if m.kind == "histogram":
         what += f", bins {list(m.bins)}"
     lines = [f"  {metric.name}: {what}; {share}"]

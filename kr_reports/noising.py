@@ -34,6 +34,7 @@ from kr_reports.dp import (
     fixed_point_bounds,
     quantile_rank_sd,
     release_columns,
+    tree_value,
 )
 from kr_reports.mechanisms import IntegerNoise
 
@@ -203,9 +204,9 @@ class NoisyTree:
     def total(self) -> int:
         return self.count(0, 0)
 
-    def quantile(self, q: float, lower: float, upper: float) -> float:
+    def quantile(self, q: float, lower: float, upper: float, scale: str = "linear") -> float:
         """The value below which fraction q of the cell's rows lie."""
-        return lower + self._leaf_position(q) * (upper - lower) / TREE_LEAVES
+        return tree_value(self._leaf_position(q) / TREE_LEAVES, lower, upper, scale)
 
     def _leaf_position(self, q: float) -> float:
         """Where fraction q of the rows lies, in leaves from the lower bound."""
@@ -272,9 +273,9 @@ def _quantile_outputs(metric: MetricPlan, cells, buckets, plan, rng) -> dict[str
         rows = tree.total()
         spread = Z * rank_sd / rows if rows > 0 else 1.0  # no rows measured: the whole bounds
         for j, q in enumerate(m.quantiles):
-            values[row, j] = tree.quantile(q, m.lower, m.upper)
-            lows[row, j] = tree.quantile(max(q - spread, 0.0), m.lower, m.upper)
-            highs[row, j] = tree.quantile(min(q + spread, 1.0), m.lower, m.upper)
+            values[row, j] = tree.quantile(q, m.lower, m.upper, m.quantile_scale)
+            lows[row, j] = tree.quantile(max(q - spread, 0.0), m.lower, m.upper, m.quantile_scale)
+            highs[row, j] = tree.quantile(min(q + spread, 1.0), m.lower, m.upper, m.quantile_scale)
         values[row] = np.maximum.accumulate(values[row])  # quantiles never decrease in q
     # Below and above 1/2 ranks are counted from opposite ends, so q + spread may land
     # under q's value: an interval always holds its value.

@@ -143,3 +143,15 @@ def test_key_domains_may_be_lists_and_ranges():
     spec = _spec(group_by=[{"column": "plan", "values": ["basic", "max"]},
                            {"column": "hour", "range": [6, 9]}])
     assert plan_report(spec, REGIONS).public_keys == {"plan": ("basic", "max"), "hour": (6, 7, 8, 9)}
+
+
+def test_explain_states_a_log_scale_trees_relative_resolution():
+    from kr_reports.explain import explain
+
+    metric = {"name": "secs", "kind": "quantiles", "column": "duration_s", "lower": 0, "upper": 3600,
+              "quantiles": [0.5, 0.9], "epsilon": 0.4}
+    linear = explain(plan_report(_spec(metrics=[metric]), REGIONS))
+    log = explain(plan_report(_spec(metrics=[{**metric, "quantile_scale": "log"}]), REGIONS))
+    assert "linear tree" in linear and "resolution 0.8789 in nodes" in linear
+    # log1p(3600) / 4096 and / 32 as steps of 1 + value
+    assert "log tree" in log and "resolution 0.20% of 1 + (value - lower)" in log and "else 29%" in log

@@ -15,6 +15,7 @@ task cannot change which rows were kept.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -66,9 +67,15 @@ def _bucket_index(value: Column, edges: Sequence[float]) -> Column:
     return index
 
 
-def tree_leaf_index(value: Column, lower: float, upper: float, leaves: int) -> Column:
-    """Leaf of a quantile tree: the domain cut into `leaves` equal parts."""
-    position = F.floor((value - F.lit(float(lower))) / F.lit(float(upper - lower)) * F.lit(leaves))
+def tree_leaf_index(value: Column, lower: float, upper: float, leaves: int, scale: str = "linear") -> Column:
+    """Leaf of a quantile tree: the domain cut into `leaves` equal parts, or equal ratios
+    of 1 + (value - lower) on the log scale (kr_reports.dp.tree_value is the inverse)."""
+    offset = value - F.lit(float(lower))
+    if scale == "log":
+        share = F.log1p(offset) / F.lit(math.log1p(upper - lower))
+    else:
+        share = offset / F.lit(float(upper - lower))
+    position = F.floor(share * F.lit(leaves))
     return F.least(F.greatest(position, F.lit(0)), F.lit(leaves - 1)).cast("int")
 
 
@@ -92,7 +99,7 @@ def encode_metric_inputs(
             columns[m.name] = F.lit(2) * _fixed_point(_clamped(m), m.scale) - F.lit(ends)
             (squares if m.kind == "variance" else sums).append(m.name)
         elif m.kind == "quantiles":
-            columns[m.name] = tree_leaf_index(_clamped(m), m.lower, m.upper, tree_leaves)
+            columns[m.name] = tree_leaf_index(_clamped(m), m.lower, m.upper, tree_leaves, m.quantile_scale)
             buckets.append(m.name)
         elif m.kind == "histogram":
             columns[m.name] = _bucket_index(F.col(m.column).cast("double"), m.bins)
