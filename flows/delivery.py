@@ -119,6 +119,9 @@ def _signing_key(catalog: Catalog, partner: Partner, demo: bool) -> SigningKey:
     return resolve_signing_key(partner.id, partner.signing_key, catalog.signing_keys, demo)
 
 
+EXTRAS = {"s3": "s3", "s3a": "s3"}  # protocol -> the package extra (pyproject.toml) that brings it
+
+
 def _filesystem(location: str, partner: str | None = None):
     """(filesystem, path) of a folder or URL; a missing filesystem package is a ConfigError."""
     try:
@@ -126,7 +129,10 @@ def _filesystem(location: str, partner: str | None = None):
     except (ImportError, ValueError) as exc:
         protocol = fsspec.utils.get_protocol(location)
         owner = f"partner '{partner}': " if partner else ""
-        raise ConfigError(f"{owner}delivery target protocol '{protocol}' is not usable: {exc}") from None
+        extra = EXTRAS.get(protocol)
+        hint = f" (install it with: pip install 'kr-reports[{extra}]')" if extra else ""
+        message = f"{owner}delivery target protocol '{protocol}' is not usable: {exc}{hint}"
+        raise ConfigError(message) from None
 
 
 # ---- building a delivery (pure) -------------------------------------------------------------
