@@ -151,8 +151,9 @@ def build_release_suite(
     count_columns: list[str],
     *,
     string_columns: Sequence[str] | None = None,
+    report: str | None = None,
 ) -> gx.ExpectationSuite:
-    """Suite `release` for one released aggregate table.
+    """Suite `release_<report>` (or `release`) for one released aggregate table.
 
     Identifier detectors run on `string_columns`, by default every expected
     column that is not a count. Spark reads a non-string column as its text for
@@ -179,7 +180,8 @@ def build_release_suite(
         expectations.append(E.ExpectColumnValuesToNotBeNull(column=column, **published))
         expectations.append(E.ExpectColumnValuesToBeBetween(column=column, min_value=0))
     expectations.extend(_detector_expectations(string_columns))
-    return _suite("release", expectations, {"count_columns": list(count_columns)})
+    name = f"release_{report}" if report else "release"
+    return _suite(name, expectations, {"count_columns": list(count_columns)})
 
 
 CLASS_SIZE = "subscribers"

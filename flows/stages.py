@@ -308,6 +308,6 @@ def validate_release(catalog: Catalog, spec: ReportSpec, pipeline: PipelineConfi
     released = get_spark().read.parquet(str(Path(stored["path"]) / "release.parquet"))
     keys = [c for c, t in released.dtypes if t == "string" and c in plan.group_columns]
     suite = build_release_suite(
-        dp.published_columns(plan), dp.count_columns(plan), string_columns=keys
+        dp.published_columns(plan), dp.count_columns(plan), string_columns=keys, report=spec.name
     )
     return validate_dataframe(released, suite, label=f"release {spec.name} {day}")

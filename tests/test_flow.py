@@ -81,6 +81,7 @@ def test_every_report_in_the_catalog_is_released_and_delivered(run, config_dir):
         manifest = json.loads((delivery / "manifest.json").read_text())
         assert manifest["ledger_entry_id"] == charges[name].id
         assert manifest["purpose"] == spec.purpose and manifest["policy_clause"] == spec.policy_clause
+        assert manifest["validation"]["suite"] == f"release_{name}" and manifest["validation"]["success"]
         data = pd.read_parquet(delivery / "data.parquet")
         assert list(data.columns[: len(spec.group_by)]) == list(spec.group_columns)
         assert manifest["rows_released"] == len(data)
