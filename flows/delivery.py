@@ -215,6 +215,9 @@ def _parquet_bytes(data: pd.DataFrame) -> bytes:
 # ---- publishing (IO) ------------------------------------------------------------------------
 
 
+RELEASE_SUFFIX = ".release-"
+
+
 def delivery_folder(release: dict) -> str:
     """`<period>` for a period's first release; `<period>.release-<n>` for a deliberate new one.
 
@@ -222,7 +225,13 @@ def delivery_folder(release: dict) -> str:
     beside the first, which stays as the partner received it.
     """
     number = release.get("number", 1)
-    return str(release["period"]) if number == 1 else f"{release['period']}.release-{number}"
+    return str(release["period"]) if number == 1 else f"{release['period']}{RELEASE_SUFFIX}{number}"
+
+
+def parse_delivery_folder(name: str) -> tuple[str, int]:
+    """(period, release number) of a folder that delivery_folder named."""
+    period, _, number = name.partition(RELEASE_SUFFIX)
+    return period, int(number or 1)
 
 
 def deliver(catalog: Catalog, spec: ReportSpec, release: dict, inputs: dict, validation: dict,

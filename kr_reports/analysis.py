@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from matplotlib.ticker import NullFormatter
 
 from flows.catalog import Catalog
-from flows.delivery import verify_checksums
+from flows.delivery import parse_delivery_folder, verify_checksums
 from flows.reference import parse_domain_categories, shipped_reference
 from kr_reports import mechanisms as mech
 from kr_reports.config import (
@@ -150,9 +150,9 @@ def find_deliveries(out_dir: Path) -> pd.DataFrame:
     for manifest in sorted((out_dir / "deliveries").glob("*/*/*/manifest.json")):
         if any(part.startswith(".") for part in manifest.parts[-4:-1]):
             continue
-        period, _, number = manifest.parts[-2].partition(".release-")
+        period, number = parse_delivery_folder(manifest.parts[-2])
         rows.append({"partner": manifest.parts[-4], "report": manifest.parts[-3], "period": period,
-                     "release": int(number or 1), "path": manifest.parent})
+                     "release": number, "path": manifest.parent})
     frame = pd.DataFrame(rows, columns=["partner", "report", "period", "release", "path"])
     return frame.sort_values(["report", "period", "release"], kind="stable").reset_index(drop=True)
 

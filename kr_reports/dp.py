@@ -50,6 +50,7 @@ def tree_value(position: float, lower: float, upper: float, scale: str = "linear
         return lower + math.expm1(position * math.log1p(upper - lower))
     return lower + position * (upper - lower)
 
+
 # The integer vectors each kind of metric releases noisy.
 METRIC_PARTS = {
     "count_distinct_subscribers": ("value",),

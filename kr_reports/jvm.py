@@ -87,7 +87,7 @@ def functions_jar(scratch: Path) -> Path | None:
 
 
 def register_functions(spark: SparkSession) -> None:
-    """Register the JVM functions in `spark` if its class path has them."""
+    """Register the JVM functions in `spark`; raises when its class path lacks the jar."""
     for name, class_name in FUNCTIONS.items():
         spark.udf.registerJavaFunction(name, class_name, StringType())
 

@@ -4,8 +4,8 @@ Everything here runs in Spark's JVM (no Python UDFs): built-in functions,
 and for the two costliest steps, HMAC and IPv4 parsing, the project's own
 JVM functions (kr_reports.jvm) when the session has them, with the built-in
 route kept as their fallback and reference. bench/bench_pipeline.py measures
-the gap to a plain select. What happens to each column is the policy's decision (kr_reports.policy);
-the generalizer names it may cite are GENERALIZERS.
+the gap to a plain select. What happens to each column is the policy's decision
+(kr_reports.policy); the generalizer names it may cite are GENERALIZERS.
 """
 
 from __future__ import annotations
