@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from flows.generate import write_landing  # noqa: E402
 from kr_reports import jvm  # noqa: E402
 from kr_reports.config import load_pipeline_config, load_report_specs  # noqa: E402
-from kr_reports.dp import plan_report  # noqa: E402
+from kr_reports.dp import plan_aggregation  # noqa: E402
 from kr_reports.noising import complete_cells, noisy_release  # noqa: E402
 from kr_reports.policy import load_policy  # noqa: E402
 from kr_reports.schemas import NETWORK_FLOWS  # noqa: E402
@@ -163,7 +163,7 @@ def main() -> None:
     config = ROOT / "config"
     pipeline = load_pipeline_config(config)
     spec = next(s for s in load_report_specs(config) if s.source == "network_flows")
-    plan = plan_report(spec, pipeline.regions)
+    plan = plan_aggregation(spec.aggregation, pipeline.regions)
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
         landing = Path(scratch) / "landing"

@@ -78,7 +78,7 @@ from bench_pipeline import (  # noqa: E402
 
 from flows.generate import write_landing  # noqa: E402
 from kr_reports.config import Metric, ReportSpec, load_pipeline_config, load_report_specs  # noqa: E402
-from kr_reports.dp import ReportPlan, plan_report, quantile_column  # noqa: E402
+from kr_reports.dp import ReportPlan, plan_aggregation, quantile_column  # noqa: E402
 from kr_reports.spark import get_spark  # noqa: E402
 from transforms.report_aggregate import aggregate_report  # noqa: E402
 
@@ -127,7 +127,7 @@ def _outputs(plan: ReportPlan) -> dict[str, str]:
 def _pipelinedp_params(plan: ReportPlan) -> tuple[pipeline_dp.AggregateParams, list[tuple]]:
     """PipelineDP's AggregateParams and public partitions for the same report plan."""
     summed, quantiles = _metric(plan, "sum"), _metric(plan, "quantiles")
-    bounds = plan.spec.contribution
+    bounds = plan.aggregation.contribution
     params = pipeline_dp.AggregateParams(
         metrics=[
             pipeline_dp.Metrics.PRIVACY_ID_COUNT,
@@ -298,7 +298,7 @@ def main() -> None:
     config = ROOT / "config"
     pipeline = load_pipeline_config(config)
     product = next(s for s in load_report_specs(config) if s.source == "network_flows")
-    plan = plan_report(_bench_spec(product), pipeline.regions)
+    plan = plan_aggregation(_bench_spec(product).aggregation, pipeline.regions)
     columns = list(_outputs(plan))
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
@@ -345,7 +345,7 @@ def main() -> None:
 
     counted, summed = _metric(plan, "count_distinct_subscribers"), _metric(plan, "sum")
     quantiles = _metric(plan, "quantiles")
-    bounds = plan.spec.contribution
+    bounds = plan.aggregation.contribution
     print()
     print(f"machine: {os.cpu_count()} cores, Spark {spark.version} "
           f"(default parallelism {spark.sparkContext.defaultParallelism}), "
@@ -353,10 +353,10 @@ def main() -> None:
     print(f"data: {generated['rows']['network_flows']:,} generated flows -> {rows:,} report input rows "
           f"({UNIT}, {', '.join(plan.public_keys)}, {summed.column}); {plan.public_cells} public cells, "
           f"{int((truth[counted.name] > 0).sum())} with data")
-    print(f"report: {plan.spec.name}: per {UNIT} <= {bounds.max_groups_per_subscriber} cells, "
+    print(f"report: {plan.aggregation.name}: per {UNIT} <= {bounds.max_groups_per_subscriber} cells, "
           f"<= {bounds.max_rows_per_group} rows per cell, {summed.column} clamped to "
           f"[{summed.lower:g}, {summed.upper:g}], quantiles {list(quantiles.quantiles)}, "
-          f"k {plan.spec.min_subscribers} ({plan.spec.sparse_cells})")
+          f"k {plan.aggregation.min_subscribers} ({plan.aggregation.sparse_cells})")
     print(f"budget: total epsilon {plan.epsilon:g}, delta {plan.delta:g}; the spec splits it "
           + ", ".join(f"{m.name} {m.epsilon:g}" for m in product.metrics))
     print("  both engines here split it equally: ours "

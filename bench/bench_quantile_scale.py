@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kr_reports.config import load_pipeline_config, load_report_specs  # noqa: E402
-from kr_reports.dp import TREE_LEAVES, plan_report  # noqa: E402
+from kr_reports.dp import TREE_LEAVES, plan_aggregation  # noqa: E402
 from kr_reports.noising import NoisyTree  # noqa: E402
 
 CELLS = {
@@ -63,7 +63,7 @@ def main() -> None:
     pipeline = load_pipeline_config(config)
     specs = {s.name: s for s in load_report_specs(config)}
     for (report, metric), (draw, sizes) in CELLS.items():
-        plan = next(m for m in plan_report(specs[report], pipeline.regions).metrics if m.name == metric)
+        plan = next(m for m in plan_aggregation(specs[report].aggregation, pipeline.regions).metrics if m.name == metric)
         quantiles = "  ".join(f"p{round(q * 100)}" for q in plan.metric.quantiles)
         print(f"{report}.{metric}: noise sd {plan.part('tree').sd:.1f} rows per node; "
               f"mean relative error ({quantiles})")

@@ -18,13 +18,14 @@ from pyspark.sql import functions as F
 
 from expectations.runner import validate_dataframe
 from expectations.suites import CLASS_SIZE, build_analyst_suite
-from flows.catalog import Catalog, read_parquet, write_atomically
+from flows.catalog import Catalog, read_parquet
 from flows.kanon_file import Requirements, anonymize_optimal, verified
 from kr_reports.config import AnalystConfig
 from kr_reports.kanon.builders import tree
 from kr_reports.kanon.hierarchy import Hierarchy
 from kr_reports.schemas import SOURCES
 from kr_reports.spark import get_spark
+from kr_reports.store import write_atomically
 from transforms.analyst import QUASI_IDENTIFIERS, SENSITIVE, analyst_records
 
 OTHER = "other"

@@ -6,7 +6,7 @@ data/                            internal zones, never shared
   quarantine/<source>/date=D     unusable rows with reasons
   protected/<source>/date=D      identifiers dropped, pseudonymized, generalized
   analyst/date=D                 the analyst zone: k-anonymous subscriber records + report.json
-  releases/<report>/<D>/<n>      noisy releases, stored once, never re-noised (n: 1, 2, ...)
+  releases/<report>/<D>/<n>      noisy releases, stored once, never re-noised (kr_reports.store)
   ledger.sqlite                  the privacy ledger
   keys/                          demo signing keys (never beside deliveries)
   data_docs/<D>/<run id>/        Great Expectations Data Docs of one flow run
@@ -18,16 +18,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
-import uuid
-from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
 from kr_reports.schemas import SourceSpec
+from kr_reports.store import ReleaseStore
 
 LANDING_MARKER = ".complete"
 
@@ -70,15 +67,13 @@ class Catalog:
     def analyst(self, day: dt.date) -> Path:
         return self.data_dir / "analyst" / f"date={day.isoformat()}"
 
-    def release(self, report: str, day: dt.date, number: int = 1) -> Path:
-        return self.data_dir / "releases" / report / day.isoformat() / str(number)
+    @property
+    def release_store(self) -> ReleaseStore:
+        return ReleaseStore(self.data_dir / "releases")
 
     def release_numbers(self, report: str, day: dt.date) -> list[int]:
         """Stored releases of a report for a day, oldest first."""
-        folder = self.data_dir / "releases" / report / day.isoformat()
-        if not folder.is_dir():
-            return []
-        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+        return self.release_store.numbers(report, day.isoformat())
 
     @property
     def signing_keys(self) -> Path:
@@ -122,24 +117,3 @@ def read_parquet(spark: SparkSession, path: Path) -> DataFrame:
 
 def write_parquet(df: DataFrame, path: Path) -> None:
     df.write.mode("overwrite").parquet(str(path))
-
-
-def write_atomically(final: Path, fill: Callable[[Path], None]) -> bool:
-    """Fill a hidden sibling folder, then rename it into place in one step.
-
-    A reader sees either nothing or the whole folder. Returns False (and
-    writes nothing) when `final` already exists.
-    """
-    if final.exists():
-        return False
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex}"
-    staging.mkdir()
-    try:
-        fill(staging)
-        os.replace(staging, final)  # atomic within one file system
-    except BaseException:
-        with suppress(FileNotFoundError):
-            shutil.rmtree(staging)
-        raise
-    return True

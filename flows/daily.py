@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -112,22 +113,23 @@ def analyst_zone_task(catalog: Catalog, day: dt.date, config) -> dict:
 
 
 @task(name="release", retries=0, cache_policy=NO_CACHE)
-def release_task(catalog: Catalog, spec, pipeline, day: dt.date, new_release: bool) -> dict:
-    result = stages.release(catalog, spec, pipeline, day, new_release=new_release)
+def release_task(catalog: Catalog, spec, config_dir: str, day: dt.date, new_release: bool,
+                 recover_lost: bool = False) -> dict:
+    result = stages.release(catalog, spec, config_dir, day, new_release=new_release,
+                            recover_lost=recover_lost)
     how = "reused stored release (no new noise, no charge)" if result["reused"] else "released"
     get_run_logger().info("%s %s: %s, epsilon %.3g", spec.name, day, how, result["epsilon"])
     return result
 
 
 @task(name="validate-release", cache_policy=NO_CACHE)
-def validate_release_task(catalog: Catalog, spec, pipeline, day: dt.date) -> dict:
-    return stages.validate_release(catalog, spec, pipeline, day)
+def validate_release_task(catalog: Catalog, spec, config_dir: str, day: dt.date) -> dict:
+    return stages.validate_release(catalog, spec, config_dir, day)
 
 
 @task(name="deliver", **IO_RETRIES)
-def deliver_task(catalog: Catalog, spec, release: dict, inputs: dict, validation: dict,
-                 partner, demo: bool) -> dict:
-    return deliver(catalog, spec, release, inputs, validation, partner, demo)
+def deliver_task(catalog: Catalog, spec, release: dict, validation: dict, partner, demo: bool) -> dict:
+    return deliver(catalog, spec, release, validation, partner, demo)
 
 
 def landing_days(catalog: Catalog) -> list[dt.date]:
@@ -197,7 +199,9 @@ def release_markdown(report: dict, budget: BudgetStatus, data_docs: str) -> str:
 def release_artifacts_task(catalog: Catalog, pipeline, day: dt.date, reports: list[dict],
                            data_docs: str) -> list[str]:
     """One artifact per report; the budget is read from the ledger after every release of the run."""
-    ledger = Ledger(ledger_location(catalog.data_dir))
+    if not reports:
+        return []
+    ledger = Ledger(ledger_location(catalog.data_dir), create=False)  # the releases were charged to it
     keys = []
     for report in reports:
         (budget,) = ledger.status([pipeline.budget_for(report["source"])], day)
@@ -245,6 +249,7 @@ def daily_partner_reports(
     config_dir: str = "config",
     demo: bool = False,
     new_release: bool = False,
+    recover_lost: bool = False,
 ) -> dict:
     """Run every report in the catalog for one day and deliver it to its partner.
 
@@ -259,13 +264,13 @@ def daily_partner_reports(
     analyst_config = load_analyst_config(Path(config_dir))
     for spec in specs:  # refuse what the policy or the partner forbids before reading any data
         check_report_allowed(spec, pipeline)
-        policy.check_report(spec, SOURCES[spec.source], SOURCES["subscribers"])
+        policy.check_report(spec.aggregation, SOURCES[spec.aggregation.source], SOURCES["subscribers"])
     master_key(demo)  # fail fast when no key is configured outside demo mode
     if demo:
         logger.info("demo mode: pseudonyms use a random key that lives only in this run")
     catalog = Catalog.from_env(data_dir, out_dir)
     # signing keys and delivery targets: a missing key stops the run here, before any data is read
-    for note in check_delivery_setup(catalog, [pipeline.partner(s.partner) for s in specs], demo):
+    for note in check_delivery_setup(catalog, [pipeline.partner(s.delivery.partner) for s in specs], demo):
         logger.warning(note)
     run_day = dt.date.fromisoformat(day) if day else latest_landing_day(catalog)
     landing_format = catalog.landing_manifest().get("format", "parquet")
@@ -274,12 +279,10 @@ def daily_partner_reports(
     with recording_validations() as validations:
         try:
             sources = _ingest_and_protect(catalog, run_day, landing_format, demo, policy)
-            inputs = {s["source"]: {k: s[k] for k in ("rows_in", "rows_kept", "rows_quarantined")}
-                      for s in sources}
             with _stage("analyst-zone", "analyst zone", run_day):
                 analyst = analyst_zone_task(catalog, run_day, analyst_config)
-            reports, failed = _release_and_deliver(catalog, specs, pipeline, run_day, inputs, demo,
-                                                   new_release)
+            releasing = Releasing(config_dir, demo, new_release, recover_lost)
+            reports, failed = _release_and_deliver(catalog, specs, pipeline, run_day, releasing)
         except StageFailed:
             _data_docs_after_failure(list(validations), docs_dir)
             raise
@@ -329,8 +332,18 @@ def _ingest_and_protect(catalog: Catalog, day: dt.date, landing_format: str, dem
     return sources
 
 
-def _release_and_deliver(catalog: Catalog, specs, pipeline, day: dt.date, inputs: dict, demo: bool,
-                         new_release: bool) -> tuple[list[dict], list[str]]:
+@dataclass(frozen=True)
+class Releasing:
+    """How this run releases: its configuration, demo keys, and the operator's release options."""
+
+    config_dir: str
+    demo: bool
+    new_release: bool
+    recover_lost: bool
+
+
+def _release_and_deliver(catalog: Catalog, specs, pipeline, day: dt.date,
+                         releasing: Releasing) -> tuple[list[dict], list[str]]:
     """Each report on its own: one that fails (a spent budget, say) does not hold back the others.
 
     Returns the delivered reports and the failure message of each report that failed.
@@ -338,26 +351,26 @@ def _release_and_deliver(catalog: Catalog, specs, pipeline, day: dt.date, inputs
     reports, failed = [], []
     for spec in specs:
         try:
-            reports.append(_release_and_deliver_one(catalog, spec, pipeline, day, inputs, demo, new_release))
+            reports.append(_release_and_deliver_one(catalog, spec, pipeline, day, releasing))
         except StageFailed as failure:
             get_run_logger().error("%s", failure)
             failed.append(str(failure))
     return reports, failed
 
 
-def _release_and_deliver_one(catalog: Catalog, spec, pipeline, day: dt.date, inputs: dict, demo: bool,
-                             new_release: bool) -> dict:
+def _release_and_deliver_one(catalog: Catalog, spec, pipeline, day: dt.date, releasing: Releasing) -> dict:
     with _stage("release", spec.name, day):
-        released = release_task(catalog, spec, pipeline, day, new_release)
+        released = release_task(catalog, spec, releasing.config_dir, day, releasing.new_release,
+                                releasing.recover_lost)
     with _stage("validate-release", spec.name, day):
-        validation = validate_release_task(catalog, spec, pipeline, day)
+        validation = validate_release_task(catalog, spec, releasing.config_dir, day)
     with _stage("deliver", spec.name, day):
-        delivery = deliver_task(catalog, spec, released, inputs, validation,
-                                pipeline.partner(spec.partner), demo)
+        delivery = deliver_task(catalog, spec, released, validation,
+                                pipeline.partner(spec.delivery.partner), releasing.demo)
     return {
         "report": spec.name,
-        "source": spec.source,
-        "partner": spec.partner,
+        "source": spec.aggregation.source,
+        "partner": spec.delivery.partner,
         "release_id": released["release_id"],
         "epsilon": released["epsilon"],
         "delta": released["delta"],

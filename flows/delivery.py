@@ -53,6 +53,7 @@ from kr_reports.signing import (
     resolve_signing_key,
     sign_document,
 )
+from kr_reports.store import write_atomically
 
 if TYPE_CHECKING:
     from flows.catalog import Catalog
@@ -152,31 +153,31 @@ def sha256_bytes(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def _manifest(spec: ReportSpec, release: dict, inputs: dict, validation: dict, files: dict[str, bytes],
+def _manifest(spec: ReportSpec, release: dict, validation: dict, files: dict[str, bytes],
               key: SigningKey, delivered_at: str) -> dict:
+    aggregation = spec.aggregation
     return {
         "manifest_version": MANIFEST_VERSION,
         "report": spec.name,
-        "partner": spec.partner,
-        "purpose": spec.purpose,
-        "policy_clause": spec.policy_clause,
+        "partner": spec.delivery.partner,
+        "purpose": spec.delivery.purpose,
+        "policy_clause": spec.delivery.policy_clause,
         "period": release["period"],
         "release_id": release["release_id"],
         "ledger_entry_id": release["ledger_entry_id"],
         "privacy": {
-            "unit": spec.privacy_unit,
+            "unit": aggregation.privacy_unit,
             "accounting": release["accounting"],
             "epsilon": release["epsilon"],
             "delta": release["delta"],
             "rho": release["rho"],
-            "contribution_bounds": spec.contribution.model_dump(),
-            "min_subscribers": spec.min_subscribers,
-            "sparse_cells": spec.sparse_cells if spec.min_subscribers is not None else None,
+            "contribution_bounds": aggregation.contribution.model_dump(),
+            "min_subscribers": aggregation.min_subscribers,
+            "sparse_cells": aggregation.sparse_cells if aggregation.min_subscribers is not None else None,
             "partition_selection": release["partition_selection"],
             "metrics": release["metrics"],
         },
         "spec": spec.model_dump(mode="json"),
-        "inputs": inputs,
         "rows_released": release["cells"],
         "cells_by_status": release["cells_by_status"],
         "validation": {name: validation.get(name) for name in ("suite", "success", "evaluated", "failed")},
@@ -192,7 +193,7 @@ def _manifest(spec: ReportSpec, release: dict, inputs: dict, validation: dict, f
     }
 
 
-def build_delivery(spec: ReportSpec, release: dict, data: pd.DataFrame, inputs: dict, validation: dict,
+def build_delivery(spec: ReportSpec, release: dict, data: pd.DataFrame, validation: dict,
                    key: SigningKey, delivered_at: str) -> dict[str, bytes]:
     """Every file of a delivery, by name; the signature covers the manifest's exact bytes."""
     parquet, csv = DATA_FILES
@@ -201,7 +202,7 @@ def build_delivery(spec: ReportSpec, release: dict, data: pd.DataFrame, inputs: 
         csv: data.to_csv(index=False).encode(),
         REPORT_PAGE: report_page.render_report(data, report_page.page_info(spec, release)).encode(),
     }
-    manifest = _manifest(spec, release, inputs, validation, files, key, delivered_at)
+    manifest = _manifest(spec, release, validation, files, key, delivered_at)
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     return {**files, MANIFEST: manifest_bytes, SIGNATURE: sign_document(key, manifest_bytes)}
 
@@ -234,7 +235,7 @@ def parse_delivery_folder(name: str) -> tuple[str, int]:
     return period, int(number or 1)
 
 
-def deliver(catalog: Catalog, spec: ReportSpec, release: dict, inputs: dict, validation: dict,
+def deliver(catalog: Catalog, spec: ReportSpec, release: dict, validation: dict,
             partner: Partner, demo: bool = False) -> dict:
     """Copy a stored release to the partner's target, signed; a complete delivery is kept as it is."""
     key = _signing_key(catalog, partner, demo)
@@ -247,7 +248,7 @@ def deliver(catalog: Catalog, spec: ReportSpec, release: dict, inputs: dict, val
         return result  # delivered before: kept as it is
     data = pd.read_parquet(Path(release["path"]) / "release.parquet")
     delivered_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    files = build_delivery(spec, release, data, inputs, validation, key, delivered_at)
+    files = build_delivery(spec, release, data, validation, key, delivered_at)
     if local:
         return {**result, "created": _publish_local(Path(final), files)}
     return {**result, "created": _publish_staged(fs, final, f"{root}/{STAGING}/{relative}", files)}
@@ -270,8 +271,6 @@ def _publish_public_key(fs, root: str, public: Ed25519PublicKey) -> None:
 
 def _publish_local(final: Path, files: dict[str, bytes]) -> bool:
     """Rename a filled hidden sibling into place; False when a signed delivery is already there."""
-    from flows.catalog import write_atomically  # kept out of module scope: verify needs no Spark
-
     if (final / SIGNATURE).is_file():
         return False
     if final.exists():  # unsigned: written before deliveries were signed; replace it whole

@@ -20,13 +20,13 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from flows.catalog import write_atomically
 from kr_reports.kanon import models as M
 from kr_reports.kanon.hierarchy import Hierarchy, find_hierarchies
 from kr_reports.kanon.lattice import search_optimal
 from kr_reports.kanon.metrics import information_loss, reidentification_risk
 from kr_reports.kanon.verify import Verification, verify
 from kr_reports.spark import get_spark
+from kr_reports.store import write_atomically
 from transforms.kanon import apply_transformation, frequency_table
 from transforms.mondrian import HierarchyQI, generalize_mondrian
 from transforms.mondrian import ncp as mondrian_ncp

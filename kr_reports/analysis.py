@@ -30,6 +30,7 @@ from flows.delivery import parse_delivery_folder, verify_checksums
 from flows.reference import parse_domain_categories, shipped_reference
 from kr_reports import mechanisms as mech
 from kr_reports.config import (
+    Aggregation,
     Budget,
     Contribution,
     Metric,
@@ -37,7 +38,7 @@ from kr_reports.config import (
     load_analyst_config,
     load_pipeline_config,
 )
-from kr_reports.dp import MetricPlan, PlanError, ReportPlan, plan_report, quantile_rank_sd
+from kr_reports.dp import MetricPlan, PlanError, ReportPlan, plan_aggregation, quantile_rank_sd
 from kr_reports.kanon.metrics import SUPPRESSED
 from kr_reports.ledger import LEDGER_FILE, LEDGER_URL_ENV, budget_status, charges_table
 from kr_reports.policy import ADDON_PREFIX, derived_origin
@@ -104,9 +105,9 @@ def settings_from_env(environ: Mapping[str, str], cwd: Path) -> Settings:
     )
 
 
-def load_plan(spec: ReportSpec, config_dir: Path) -> ReportPlan:
-    """The spec's noise plan, with the public regions of the pipeline configuration."""
-    return plan_report(spec, load_pipeline_config(config_dir).regions)
+def load_plan(aggregation: Aggregation, config_dir: Path) -> ReportPlan:
+    """The aggregation's noise plan, with the public regions of the pipeline configuration."""
+    return plan_aggregation(aggregation, load_pipeline_config(config_dir).regions)
 
 
 # --- deliveries ------------------------------------------------------------------
@@ -123,6 +124,10 @@ class Delivery:
         return ReportSpec.model_validate(self.manifest["spec"])
 
     @property
+    def aggregation(self) -> Aggregation:
+        return self.spec.aggregation
+
+    @property
     def report(self) -> str:
         return self.manifest["report"]
 
@@ -132,7 +137,7 @@ class Delivery:
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return self.spec.group_columns
+        return self.aggregation.group_columns
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -179,7 +184,7 @@ def load_delivery(path: Path) -> Delivery:
 
 def delivery_summary(delivery: Delivery) -> pd.DataFrame:
     """What was released, to whom, at which privacy cost (one row per fact)."""
-    m, spec = delivery.manifest, delivery.spec
+    m, spec = delivery.manifest, delivery.aggregation
     bounds = spec.contribution
     statuses = delivery.data["status"].value_counts().sort_index()
     facts = {
@@ -276,11 +281,11 @@ def with_report_keys(source: str, frames: Mapping[str, pd.DataFrame],
     return df
 
 
-def _columns_used(spec: ReportSpec) -> list[str]:
+def _columns_used(spec: Aggregation) -> list[str]:
     return list(dict.fromkeys([UNIT, *spec.group_columns, *(m.column for m in spec.metrics if m.column)]))
 
 
-def report_inputs(catalog: Catalog, spec: ReportSpec, period: dt.date) -> pd.DataFrame:
+def report_inputs(catalog: Catalog, spec: Aggregation, period: dt.date) -> pd.DataFrame:
     """The report's input rows from the protected zone, as the release read them (unbounded)."""
     used = _columns_used(spec)
     origins = {origin for column in used for origin in derived_origin(column) or ()}
@@ -357,7 +362,7 @@ class Truth:
 def load_truth(catalog: Catalog, delivery: Delivery, plan: ReportPlan) -> Truth:
     """True per-cell values from the run's protected zone, or the reason there are none."""
     try:
-        inputs = report_inputs(catalog, delivery.spec, delivery.period)
+        inputs = report_inputs(catalog, delivery.aggregation, delivery.period)
     except TruthUnavailable as reason:
         return Truth(None, str(reason))
     values = true_values(inputs, plan)
@@ -486,14 +491,14 @@ class ParameterGrid:
     max_rows: tuple[int, ...]
 
 
-def metrics_epsilon(spec: ReportSpec) -> float:
+def metrics_epsilon(spec: Aggregation) -> float:
     """The metrics' total epsilon (zCDP: stated at the spec's delta); partition selection excluded."""
     if spec.accounting == "zcdp":
         return mech.zcdp_to_approx_dp(math.fsum(m.rho for m in spec.metrics), spec.delta)[0]
     return math.fsum(m.epsilon for m in spec.metrics)
 
 
-def default_grid(spec: ReportSpec) -> ParameterGrid:
+def default_grid(spec: Aggregation) -> ParameterGrid:
     """Epsilons from an eighth to 8x the spec's, bounds from a quarter to 4x its own."""
     epsilon = metrics_epsilon(spec)
     bounds = spec.contribution
@@ -508,7 +513,7 @@ def default_grid(spec: ReportSpec) -> ParameterGrid:
     )
 
 
-def spec_variant(spec: ReportSpec, epsilon: float, max_groups: int, max_rows: int) -> ReportSpec:
+def spec_variant(spec: Aggregation, epsilon: float, max_groups: int, max_rows: int) -> Aggregation:
     """The spec with its metrics' total epsilon set to `epsilon` (each metric keeps its share;
     zCDP: the rho whose conversion is `epsilon`) and other contribution bounds."""
     budget_field = "rho" if spec.accounting == "zcdp" else "epsilon"
@@ -537,21 +542,21 @@ def cell_error_sd(metric: MetricPlan, rows_per_cell: float) -> tuple[float, str]
 
 
 def _regions_of(plan: ReportPlan) -> tuple[str, ...]:
-    named = [k.column for k in plan.spec.group_by if k.values == "regions"]
+    named = [k.column for k in plan.aggregation.group_by if k.values == "regions"]
     return tuple(plan.public_keys[named[0]]) if named else ()
 
 
 def accuracy_grid(plan: ReportPlan, grid: ParameterGrid, rows_per_cell: float) -> pd.DataFrame:
     """The noise sd per cell and metric of the plan's spec re-planned for every (epsilon,
     max groups, max rows). A combination whose discrete Gaussian cannot be sampled has a NaN sd."""
-    spec, regions = plan.spec, _regions_of(plan)
+    spec, regions = plan.aggregation, _regions_of(plan)
     rows = []
     for epsilon in grid.epsilons:
         for groups in grid.max_groups:
             for max_rows in grid.max_rows:
                 base = {"epsilon": epsilon, "max_groups": groups, "max_rows": max_rows}
                 try:
-                    variant = plan_report(spec_variant(spec, epsilon, groups, max_rows), regions)
+                    variant = plan_aggregation(spec_variant(spec, epsilon, groups, max_rows), regions)
                 except PlanError:
                     rows += [{**base, "metric": m.name, "kind": m.kind, "unit": None, "noise_sd": math.nan}
                              for m in spec.metrics]
@@ -642,7 +647,7 @@ def load_bounding(catalog: Catalog, delivery: Delivery, plan: ReportPlan, grid: 
     """Bounding figures of the grid's bounds on the run's (synthetic) protected data; without
     those inputs, no figures and a cell of DEFAULT_ROWS_PER_CELL rows."""
     try:
-        inputs = report_inputs(catalog, delivery.spec, delivery.period)
+        inputs = report_inputs(catalog, delivery.aggregation, delivery.period)
     except TruthUnavailable as reason:
         empty = pd.DataFrame(columns=["max_groups", "max_rows", "metric", "kept_share"])
         return Bounding(empty, {}, DEFAULT_ROWS_PER_CELL, str(reason))

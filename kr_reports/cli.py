@@ -44,6 +44,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config_dir=args.config_dir,
         demo=args.demo,
         new_release=args.new_release,
+        recover_lost=args.recover_lost,
     )
     print()
     print(f"Day {summary['day']}: {summary['rows_in']:,} rows read, "
@@ -65,7 +66,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from kr_reports.config import ConfigError, load_pipeline_config, load_report_specs
-    from kr_reports.dp import plan_report
+    from kr_reports.dp import plan_aggregation
     from kr_reports.explain import explain
 
     config_dir = Path(args.config_dir)
@@ -73,7 +74,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if args.report not in specs:
         raise ConfigError(f"no report '{args.report}' in {config_dir / 'reports'} "
                           f"(reports: {', '.join(sorted(specs))})")
-    plan = plan_report(specs[args.report], load_pipeline_config(config_dir).regions)
+    spec = specs[args.report]
+    plan = plan_aggregation(spec.aggregation, load_pipeline_config(config_dir).regions)
     shuffles = None
     if not args.no_spark:
         from kr_reports.spark import get_spark
@@ -81,7 +83,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         from transforms.report_inputs import UNIT
 
         shuffles = count_shuffles(get_spark("kr-reports-explain"), plan, UNIT)
-    print(explain(plan, shuffles))
+    print(explain(plan, shuffles, spec.delivery))
     return 0
 
 
@@ -127,12 +129,13 @@ def _cmd_protect(args: argparse.Namespace) -> int:
 
 
 def _open_ledger(args: argparse.Namespace):
-    """The ledger at --ledger-url, else $KR_LEDGER_URL, else in the data folder."""
+    """The ledger at --ledger-url, else $KR_LEDGER_URL, else in the data folder; created only
+    beside an empty release store (else a missing ledger is an error, not a fresh budget)."""
     from flows.catalog import Catalog
     from kr_reports.ledger import Ledger, ledger_location
 
-    data_dir = Catalog.from_env(args.data_dir, None).data_dir
-    return Ledger(ledger_location(data_dir, args.ledger_url))
+    catalog = Catalog.from_env(args.data_dir, None)
+    return Ledger(ledger_location(catalog.data_dir, args.ledger_url), create=catalog.release_store.is_empty())
 
 
 def _cmd_ledger(args: argparse.Namespace) -> int:
@@ -258,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="synthetic data: allow a random per-run pseudonymization key")
     run.add_argument("--new-release", action="store_true",
                      help="make a new release even when one is stored for the day (charged again)")
+    run.add_argument("--recover-lost", action="store_true",
+                     help="a release charged and stored whose stored copy is lost is made again under a "
+                          "new release number, charged again (without it such a release is refused)")
     run.set_defaults(handler=_cmd_run)
 
     srv = commands.add_parser(
@@ -417,7 +423,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from kr_reports.dp import PlanError
     from kr_reports.kanon.hierarchy import HierarchyError
     from kr_reports.keys import PseudonymKeyError
-    from kr_reports.ledger import BudgetExceeded
+    from kr_reports.ledger import BudgetExceeded, ChargeMismatch, LedgerMissing
+    from kr_reports.releaser import ReleaseRefused
     from kr_reports.scan import ScanError
     from kr_reports.signing import SigningKeyError
     from transforms.ingest import SchemaMismatch
@@ -427,6 +434,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         ConfigError, MissingInput, SchemaMismatch, ValidationFailed, BudgetExceeded,
         PseudonymKeyError, PlanError, RowConservationError, ScanError, FormatError,
         MissingReportColumn, KAnonymityError, HierarchyError, SigningKeyError, StageFailed,
+        ChargeMismatch, LedgerMissing, ReleaseRefused,
     )
 
 

@@ -6,7 +6,9 @@ the code turns a spec into a plan and executes it.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -185,12 +187,21 @@ class PartitionSelection(Frozen):
     delta: float = Field(gt=0, lt=1)
 
 
-class ReportSpec(Frozen):
-    name: str
+# The privacy unit's column in every report input; no key or metric may take its name.
+UNIT_COLUMN = "subscriber"
+
+
+class Aggregation(Frozen):
+    """What is computed, and nothing about where it goes: the input of the release front door.
+
+    `name` names its releases (in the ledger and the release store), `source` the dataset
+    whose budget pays for them. Group keys, contribution bounds, metrics and accounting
+    decide the noise; `min_subscribers` and `sparse_cells` the free post-processing. An
+    analyst's ad-hoc query is an Aggregation alone; a scheduled report adds a Delivery.
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")  # used in paths and release ids
     source: str
-    partner: str
-    purpose: str
-    policy_clause: str
     privacy_unit: Literal["subscriber"] = "subscriber"
     period: Literal["day"] = "day"
     group_by: tuple[GroupKey, ...] = Field(min_length=1)
@@ -208,7 +219,7 @@ class ReportSpec(Frozen):
     roll_up: str | None = None  # the key merged away when rolling a sparse cell into its parent
 
     @model_validator(mode="after")
-    def _consistent(self) -> ReportSpec:
+    def _consistent(self) -> Aggregation:
         if self.source not in SOURCES:
             raise ValueError(f"unknown source '{self.source}'; expected one of {sorted(SOURCES)}")
         self._check_names()
@@ -223,6 +234,15 @@ class ReportSpec(Frozen):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"group keys and metric names must be unique: {', '.join(repeated)}")
+        if UNIT_COLUMN in names:
+            raise ValueError(f"'{UNIT_COLUMN}' is the privacy unit's column: no group key or metric "
+                             "may take its name")
+        keys = set(self.group_columns)
+        for metric in self.metrics:
+            if metric.column in keys:
+                raise ValueError(f"metric '{metric.name}' reads group key '{metric.column}'")
+            if metric.column == UNIT_COLUMN:
+                raise ValueError(f"metric '{metric.name}' reads the privacy unit's column '{UNIT_COLUMN}'")
 
     def _check_accounting(self) -> None:
         budget_field = "rho" if self.accounting == "zcdp" else "epsilon"
@@ -266,6 +286,40 @@ class ReportSpec(Frozen):
     @property
     def group_columns(self) -> tuple[str, ...]:
         return tuple(k.column for k in self.group_by)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the aggregation's canonical JSON: a charge and its release must agree on it."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Delivery(Frozen):
+    """Where a report's releases go and why they may: the partner, purpose and policy clause."""
+
+    partner: str
+    purpose: str
+    policy_clause: str
+
+
+class ReportSpec(Frozen):
+    """A scheduled report: an aggregation (what is computed) and its delivery (where it goes).
+
+    The report's `name` is written once, at the top of its file, and names its aggregation.
+    """
+
+    name: str
+    delivery: Delivery
+    aggregation: Aggregation
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_the_aggregation(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("aggregation"), dict) and "name" in data:
+            aggregation = data["aggregation"]
+            if "name" in aggregation and aggregation["name"] != data["name"]:
+                raise ValueError("aggregation.name: leave it out; the report's name names its aggregation")
+            data = {**data, "aggregation": {"name": data["name"], **aggregation}}
+        return data
 
 
 class AnalystConfig(Frozen):
@@ -326,9 +380,10 @@ def load_report_specs(config_dir: Path) -> list[ReportSpec]:
 
 def check_report_allowed(spec: ReportSpec, pipeline: PipelineConfig) -> None:
     """Refuse, before any data is read, a report its partner may not receive."""
-    partner = pipeline.partner(spec.partner)
-    if spec.purpose not in partner.allowed_purposes:
+    delivery = spec.delivery
+    partner = pipeline.partner(delivery.partner)
+    if delivery.purpose not in partner.allowed_purposes:
         raise ConfigError(
-            f"report '{spec.name}': partner '{spec.partner}' is not allowed purpose "
-            f"'{spec.purpose}' (allowed: {', '.join(partner.allowed_purposes)})"
+            f"report '{spec.name}': partner '{delivery.partner}' is not allowed purpose "
+            f"'{delivery.purpose}' (allowed: {', '.join(partner.allowed_purposes)})"
         )

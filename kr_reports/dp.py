@@ -1,16 +1,16 @@
-"""From a report spec to an immutable noise plan.
+"""From an aggregation to an immutable noise plan.
 
 Sensitivities follow from the contribution bounds: a subscriber touches at
 most G cells with at most R rows each, every value clamped to its metric's
 bounds. A metric is one or more noised integer vectors ("parts"): a count,
 a fixed-point sum, a sum of squares, the nodes of a quantile tree or the
 bins of a histogram. Each part gets an explicit share of the metric's
-budget, and the spec's accounting decides how the shares compose:
+budget, and the aggregation's accounting decides how the shares compose:
 
 - pure_dp: geometric noise on the L1 sensitivity; epsilons add up;
 - approx_dp: discrete Gaussian on the L2 sensitivity; epsilons and deltas add up;
 - zcdp: discrete Gaussian from rho; rhos add up and the total is stated as
-  (epsilon, delta) at the spec's delta.
+  (epsilon, delta) at the aggregation's delta.
 
 Private group keys add a partition-selection budget (pure DP with a delta),
 which composes by adding to the total.
@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 from kr_reports import mechanisms as mech
-from kr_reports.config import GroupKey, Metric, ReportSpec
+from kr_reports.config import Aggregation, GroupKey, Metric
 from kr_reports.mechanisms import CalibrationError, IntegerNoise
 
 HOURS = tuple(range(24))
@@ -107,18 +107,18 @@ class Selection:
 
 @dataclass(frozen=True)
 class ReportPlan:
-    spec: ReportSpec
+    aggregation: Aggregation
     public_keys: dict[str, tuple]
     metrics: tuple[MetricPlan, ...]
     selection: Selection | None
 
     @property
     def private_keys(self) -> tuple[str, ...]:
-        return self.spec.private_keys
+        return self.aggregation.private_keys
 
     @property
     def group_columns(self) -> tuple[str, ...]:
-        return self.spec.group_columns
+        return self.aggregation.group_columns
 
     @property
     def rho(self) -> float:
@@ -126,15 +126,15 @@ class ReportPlan:
 
     @property
     def epsilon(self) -> float:
-        if self.spec.accounting == "zcdp":
-            metrics_epsilon = mech.zcdp_to_approx_dp(self.rho, self.spec.delta)[0]
+        if self.aggregation.accounting == "zcdp":
+            metrics_epsilon = mech.zcdp_to_approx_dp(self.rho, self.aggregation.delta)[0]
         else:
             metrics_epsilon = math.fsum(m.epsilon for m in self.metrics)
         return metrics_epsilon + (self.selection.noise.epsilon if self.selection else 0.0)
 
     @property
     def delta(self) -> float:
-        return self.spec.delta + (self.selection.delta if self.selection else 0.0)
+        return self.aggregation.delta + (self.selection.delta if self.selection else 0.0)
 
     @property
     def public_cells(self) -> int:
@@ -176,28 +176,28 @@ def _per_cell_sensitivity(metric: Metric, part: str, max_rows: int) -> tuple[flo
     return max_rows * per_row, max_rows * per_row
 
 
-def _part_noise(spec: ReportSpec, metric: Metric, part: str, share: int) -> IntegerNoise:
-    groups = spec.contribution.max_groups_per_subscriber
-    l1_cell, l2_cell = _per_cell_sensitivity(metric, part, spec.contribution.max_rows_per_group)
-    what = f"report '{spec.name}', metric '{metric.name}' ({part})"
-    if spec.accounting == "pure_dp":
+def _part_noise(aggregation: Aggregation, metric: Metric, part: str, share: int) -> IntegerNoise:
+    groups = aggregation.contribution.max_groups_per_subscriber
+    l1_cell, l2_cell = _per_cell_sensitivity(metric, part, aggregation.contribution.max_rows_per_group)
+    what = f"aggregation '{aggregation.name}', metric '{metric.name}' ({part})"
+    if aggregation.accounting == "pure_dp":
         return mech.geometric(metric.epsilon / share, groups * l1_cell)
     l2 = math.sqrt(groups) * l2_cell
-    if spec.accounting == "zcdp":
-        return mech.zcdp_discrete_gaussian(metric.rho / share, l2, spec.delta, what)
-    delta = spec.delta / len(spec.metrics) / share
+    if aggregation.accounting == "zcdp":
+        return mech.zcdp_discrete_gaussian(metric.rho / share, l2, aggregation.delta, what)
+    delta = aggregation.delta / len(aggregation.metrics) / share
     return mech.discrete_gaussian(metric.epsilon / share, delta, l2, what)
 
 
-def _plan_metric(spec: ReportSpec, metric: Metric) -> MetricPlan:
+def _plan_metric(aggregation: Aggregation, metric: Metric) -> MetricPlan:
     names = METRIC_PARTS[metric.kind]
     try:
-        parts = tuple((name, _part_noise(spec, metric, name, len(names))) for name in names)
+        parts = tuple((name, _part_noise(aggregation, metric, name, len(names))) for name in names)
     except CalibrationError as exc:
         raise PlanError(str(exc)) from None
-    if spec.accounting == "zcdp":
+    if aggregation.accounting == "zcdp":
         return MetricPlan(metric, parts, math.nan, math.nan, metric.rho)
-    delta = spec.delta / len(spec.metrics) if spec.accounting == "approx_dp" else 0.0
+    delta = aggregation.delta / len(aggregation.metrics) if aggregation.accounting == "approx_dp" else 0.0
     return MetricPlan(metric, parts, metric.epsilon, delta, 0.0)
 
 
@@ -211,19 +211,19 @@ def key_domain(key: GroupKey, regions: tuple[str, ...]) -> tuple:
     return tuple(key.values)
 
 
-def plan_report(spec: ReportSpec, regions: tuple[str, ...]) -> ReportPlan:
+def plan_aggregation(aggregation: Aggregation, regions: tuple[str, ...]) -> ReportPlan:
     """The immutable plan: key domains, each metric's calibrated noise, partition selection."""
-    public_keys = {k.column: key_domain(k, regions) for k in spec.group_by if not k.private}
-    metrics = tuple(_plan_metric(spec, m) for m in spec.metrics)
+    public_keys = {k.column: key_domain(k, regions) for k in aggregation.group_by if not k.private}
+    metrics = tuple(_plan_metric(aggregation, m) for m in aggregation.metrics)
     selection = None
-    if spec.partition_selection is not None:
-        budget, groups = spec.partition_selection, spec.contribution.max_groups_per_subscriber
+    if aggregation.partition_selection is not None:
+        budget, groups = aggregation.partition_selection, aggregation.contribution.max_groups_per_subscriber
         selection = Selection(
             noise=mech.geometric(budget.epsilon, groups),
             threshold=mech.partition_selection_threshold(budget.epsilon, budget.delta, groups),
             delta=budget.delta,
         )
-    return ReportPlan(spec=spec, public_keys=public_keys, metrics=metrics, selection=selection)
+    return ReportPlan(aggregation=aggregation, public_keys=public_keys, metrics=metrics, selection=selection)
 
 
 def release_columns(plan: ReportPlan) -> list[str]:

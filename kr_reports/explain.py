@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 
+from kr_reports.config import Delivery
 from kr_reports.dp import CONFIDENCE, TREE_BRANCHING, TREE_LEAVES, MetricPlan, ReportPlan, quantile_rank_sd
 from kr_reports.mechanisms import IntegerNoise
 
 
 def _budget(plan: ReportPlan) -> str:
-    spec = plan.spec
+    spec = plan.aggregation
     text = f"{spec.accounting}: total epsilon {plan.epsilon:.4g}, delta {plan.delta:.3g}"
     if spec.accounting == "zcdp":
         text += f" (rho {plan.rho:.4g}, stated at delta {spec.delta:.3g})"
@@ -24,7 +25,7 @@ def _budget(plan: ReportPlan) -> str:
 
 def _keys(plan: ReportPlan) -> list[str]:
     lines = []
-    for key in plan.spec.group_by:
+    for key in plan.aggregation.group_by:
         if key.private:
             lines.append(f"  {key.column}: private (from the data, released by partition selection)")
         else:
@@ -87,13 +88,20 @@ def _metric_lines(metric: MetricPlan, accounting: str) -> list[str]:
     return lines
 
 
-def explain(plan: ReportPlan, shuffles: dict[str, int] | None = None) -> str:
-    spec = plan.spec
+def _delivery_lines(delivery: Delivery | None) -> list[str]:
+    if delivery is None:
+        return ["No delivery: an internal aggregation, charged to the ledger like any release"]
+    return [f"Partner {delivery.partner}, purpose {delivery.purpose}",
+            f"Policy clause: {delivery.policy_clause}"]
+
+
+def explain(plan: ReportPlan, shuffles: dict[str, int] | None = None,
+            delivery: Delivery | None = None) -> str:
+    spec = plan.aggregation
     bounds = spec.contribution
     lines = [
         f"Report {spec.name}: source {spec.source}, privacy unit {spec.privacy_unit}, period {spec.period}",
-        f"Partner {spec.partner}, purpose {spec.purpose}",
-        f"Policy clause: {spec.policy_clause}",
+        *_delivery_lines(delivery),
         f"Budget: {_budget(plan)}",
         "Group keys:",
         *_keys(plan),

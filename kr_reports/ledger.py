@@ -5,8 +5,19 @@ write lock, before anything is written: the budget check and the insert happen
 together, so two runs at once cannot both spend the last of a budget. On
 SQLite the lock is `BEGIN IMMEDIATE`; elsewhere (PostgreSQL) it is a
 `LOCK TABLE ... IN SHARE ROW EXCLUSIVE MODE` that conflicts with itself and
-with every write. A release id is charged at most once; asking again returns
-the existing entry and spends nothing.
+with every write. A release id is charged at most once.
+
+A charge is `charged` until its release is stored, then `stored`. Asking
+again for a `charged` release id (a run that died between the charge and the
+store) returns that charge only when it matches the request in every term
+(dataset, period, epsilon, delta, rho and the aggregation's hash); anything
+else is refused: a release whose noise may have left, or whose spec changed
+after it was paid for, is never paid for twice with one charge.
+
+A ledger has an identity (a random id written when it is created), which the
+release store records: a deleted, emptied or swapped ledger is noticed
+rather than silently replaced by a fresh budget. `Ledger(location,
+create=False)` refuses to create one.
 
 Budgets are checked on epsilon and delta. Releases accounted in zCDP also
 record their rho; the epsilon and delta they are charged are the converted
@@ -18,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -55,16 +67,39 @@ charges_table = sa.Table(
     sa.Column("delta", sa.Float, nullable=False),
     sa.Column("rho", sa.Float, nullable=False, server_default=sa.text("0")),
     sa.Column("charged_at", sa.Text, nullable=False),
+    sa.Column("aggregation_hash", sa.Text, nullable=False, server_default=sa.text("''")),
+    # Charges written before states were recorded were all stored with their releases.
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'stored'")),
     sqlite_autoincrement=True,  # as the first ledgers were: ids are never reused
 )
+meta_table = sa.Table(
+    "ledger_meta",
+    _metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+CHARGED, STORED = "charged", "stored"
 
 # Ledgers written before zCDP was recorded have no rho; their releases spent none.
 _ADD_RHO = sa.text("ALTER TABLE charges ADD COLUMN rho FLOAT NOT NULL DEFAULT 0")
+_ADD_COLUMNS = {
+    "rho": _ADD_RHO,
+    "aggregation_hash": sa.text("ALTER TABLE charges ADD COLUMN aggregation_hash TEXT NOT NULL DEFAULT ''"),
+    "state": sa.text("ALTER TABLE charges ADD COLUMN state TEXT NOT NULL DEFAULT 'stored'"),
+}
 _LOCK_CHARGES = sa.text("LOCK TABLE charges IN SHARE ROW EXCLUSIVE MODE")
 
 
 class BudgetExceeded(RuntimeError):
     """A release would spend more than its dataset's budget allows."""
+
+
+class LedgerMissing(RuntimeError):
+    """No ledger where one must already exist (it was deleted, emptied, or its URL changed)."""
+
+
+class ChargeMismatch(RuntimeError):
+    """A release id is already charged, for other terms or for a release already stored."""
 
 
 class BudgetLike(Protocol):
@@ -90,6 +125,14 @@ class Charge:
     delta: float
     rho: float
     charged_at: str
+    aggregation_hash: str = ""
+    state: str = STORED
+
+    @property
+    def number(self) -> int:
+        """The release number in the id (`name/period` is 1, `name/period#n` is n)."""
+        _, _, number = self.release_id.partition("#")
+        return int(number or 1)
 
 
 @dataclass(frozen=True)
@@ -104,6 +147,7 @@ class ChargeRequest:
     epsilon: float
     delta: float
     rho: float = 0.0
+    aggregation_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -171,10 +215,10 @@ def _take_over_sqlite_begin(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
-def _create_engine(url: sa.URL) -> sa.Engine:
+def _create_engine(url: sa.URL, create: bool = True) -> sa.Engine:
     if url.get_backend_name() != "sqlite":
         return sa.create_engine(url)
-    if url.database:
+    if url.database and create:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     # A connection per use, as sqlite3 did: no file handle outlives a call. A
     # writer waits up to a minute for another run's lock before giving up.
@@ -267,9 +311,41 @@ def _status_of(conn: sa.Connection, budget: BudgetLike, as_of: dt.date, unit: st
     return budget_status(budget, as_of, unit, _charges_between(conn, budget.dataset, unit, first, last))
 
 
+def _differences(existing: sa.Row, request: ChargeRequest) -> list[str]:
+    """The terms in which an existing charge differs from a request for the same release id."""
+    row = existing._mapping
+    asked = {"dataset": request.dataset, "privacy_unit": request.privacy_unit,
+             "period": request.period.isoformat(), "epsilon": request.epsilon, "delta": request.delta,
+             "rho": request.rho, "aggregation_hash": request.aggregation_hash}
+    differ = []
+    for term, value in asked.items():
+        held = row[term]
+        same = math.isclose(held, value, rel_tol=1e-12, abs_tol=0) if isinstance(value, float) else held == value
+        if not same:
+            differ.append(term if term == "aggregation_hash" else f"{term} {held!r} vs {value!r}")
+    return differ
+
+
+def _reusable_or_refused(existing: sa.Row, request: ChargeRequest) -> sa.Row:
+    """An existing charge may pay for this request only if nothing was stored for it and it matches."""
+    if existing._mapping["state"] != CHARGED:
+        raise ChargeMismatch(
+            f"release '{request.release_id}' was charged (ledger entry {existing._mapping['id']}) and its "
+            "release stored; it is not paid for again. Serve the stored release, or make a new release"
+        )
+    differ = _differences(existing, request)
+    if differ:
+        what = ", ".join("the aggregation (spec hash)" if d == "aggregation_hash" else d for d in differ)
+        raise ChargeMismatch(
+            f"release '{request.release_id}' is already charged (ledger entry {existing._mapping['id']}) "
+            f"for other terms: {what}. The spec changed after the charge; restore it, or make a new release"
+        )
+    return existing
+
+
 def _charged_or_refused(conn: sa.Connection, request: ChargeRequest, budget_epsilon: float,
                         budget_delta: float, window_days: int) -> sa.Row | None:
-    """The release's existing charge; else None if the budget can take it; else BudgetExceeded.
+    """The release's existing matching charge; else None if the budget can take it; else refused.
 
     The check spans every rolling window containing the release's period:
     keeping that sum within budget keeps each such window within budget.
@@ -277,32 +353,62 @@ def _charged_or_refused(conn: sa.Connection, request: ChargeRequest, budget_epsi
     existing = conn.execute(
         sa.select(charges_table).where(charges_table.c.release_id == request.release_id)
     ).first()
-    if existing is None:
-        first, last = _span_around(request.period, window_days)
-        spent = _total(_charges_between(conn, request.dataset, request.privacy_unit, first, last))
-        if _would_exceed(spent, request, budget_epsilon, budget_delta):
-            raise _refusal(request, spent, budget_epsilon, budget_delta, window_days)
-    return existing
+    if existing is not None:
+        return _reusable_or_refused(existing, request)
+    first, last = _span_around(request.period, window_days)
+    spent = _total(_charges_between(conn, request.dataset, request.privacy_unit, first, last))
+    if _would_exceed(spent, request, budget_epsilon, budget_delta):
+        raise _refusal(request, spent, budget_epsilon, budget_delta, window_days)
+    return None
 
 
 def _charge_from(row: sa.Row) -> Charge:
     return Charge(**{f.name: row._mapping[f.name] for f in fields(Charge)})
 
 
-class Ledger:
-    def __init__(self, location: str | Path):
-        """`location`: a SQLAlchemy URL (it contains "://") or the path of a SQLite file."""
-        self.url = _database_url(location)
-        self.engine = _create_engine(self.url)
-        self._upgrade_schema()
+def _exists(url: sa.URL, engine: sa.Engine) -> bool:
+    """A ledger is there: its charges table exists (an absent or empty SQLite file holds none)."""
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
+        return False
+    with engine.connect() as conn:
+        return sa.inspect(conn).has_table("charges")
 
-    def _upgrade_schema(self) -> None:
-        """Create the table, or add the rho column to a ledger written before it existed."""
+
+class Ledger:
+    def __init__(self, location: str | Path, *, create: bool = True):
+        """`location`: a SQLAlchemy URL (it contains "://") or the path of a SQLite file.
+
+        With `create=False` a ledger that is not there (no file, an empty file, no
+        charges table) raises LedgerMissing instead of starting a fresh budget.
+        """
+        self.url = _database_url(location)
+        self.engine = _create_engine(self.url, create)
+        if not create and not _exists(self.url, self.engine):
+            raise LedgerMissing(f"no privacy ledger at {self.location}: it was deleted or emptied, or "
+                                "the ledger URL points elsewhere than before")
+        self.id = self._upgrade_schema()
+
+    @property
+    def location(self) -> str:
+        """Where the ledger is, for messages (a database URL without its password)."""
+        if self.url.get_backend_name() == "sqlite":
+            return str(self.url.database)
+        return self.url.render_as_string(hide_password=True)
+
+    def _upgrade_schema(self) -> str:
+        """Create the tables, add columns a ledger written before them lacks; the ledger's id."""
         with self.engine.connect() as conn, _write_transaction(conn):
             _metadata.create_all(conn)
             columns = {col["name"] for col in sa.inspect(conn).get_columns("charges")}
-            if "rho" not in columns:
-                conn.execute(_ADD_RHO)
+            for column, statement in _ADD_COLUMNS.items():
+                if column not in columns:
+                    conn.execute(statement)
+            ledger_id = conn.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == "ledger_id")).scalar()
+            if ledger_id is None:
+                ledger_id = uuid.uuid4().hex
+                conn.execute(sa.insert(meta_table).values(key="ledger_id", value=ledger_id))
+        return ledger_id
 
     @contextmanager
     def _locked(self) -> Iterator[sa.Connection]:
@@ -328,6 +434,8 @@ class Ledger:
             if existing is not None:
                 return _charge_from(existing), False
             values = {
+                "aggregation_hash": request.aggregation_hash,
+                "state": CHARGED,
                 "release_id": request.release_id,
                 "dataset": request.dataset,
                 "privacy_unit": request.privacy_unit,
@@ -342,6 +450,22 @@ class Ledger:
             }
             inserted = conn.execute(sa.insert(charges_table).values(**values))
         return Charge(id=inserted.inserted_primary_key[0], **values), True
+
+    def mark_stored(self, charge_id: int) -> None:
+        """The charge's release is stored: from now on the charge can pay for nothing else."""
+        with self._locked() as conn:
+            conn.execute(sa.update(charges_table).where(charges_table.c.id == charge_id).values(state=STORED))
+
+    def charges_of(self, report: str, period: dt.date) -> list[Charge]:
+        """Every charge of one aggregation (by name) for one period, by release number."""
+        c = charges_table.c
+        query = sa.select(charges_table).where(c.report == report, c.period == period.isoformat())
+        with self.engine.connect() as conn:
+            return sorted((_charge_from(row) for row in conn.execute(query)), key=lambda ch: ch.number)
+
+    def charge_ids(self) -> set[int]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(charges_table.c.id)).scalars())
 
     def check(
         self, request: ChargeRequest, budget_epsilon: float, budget_delta: float, window_days: int

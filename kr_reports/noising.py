@@ -310,11 +310,11 @@ def _k_metric(plan: ReportPlan) -> MetricPlan:
 
 def _remainders(cells: pd.DataFrame, parts: dict, sparse: np.ndarray, plan: ReportPlan):
     """Per parent with sparse cells: one row whose parts are the sum of its sparse cells' parts."""
-    parent = [c for c in plan.group_columns if c != plan.spec.roll_up]
+    parent = [c for c in plan.group_columns if c != plan.aggregation.roll_up]
     groups = cells.loc[sparse, parent].reset_index().groupby(parent, sort=True, dropna=False)["index"]
     members = [np.asarray(index) for _, index in groups]
     keys = pd.DataFrame([cells.loc[m[0], parent].to_dict() for m in members], columns=parent)
-    keys[plan.spec.roll_up] = None
+    keys[plan.aggregation.roll_up] = None
     summed = {key: np.stack([values[m].sum(axis=0) for m in members]) if len(members) else values[:0]
               for key, values in parts.items()}
     return keys[list(plan.group_columns)], summed, np.array([len(m) for m in members], dtype="int64")
@@ -350,12 +350,12 @@ def noisy_release(
     }
     keys = cells[list(plan.group_columns)]
     frame = _frame(keys, plan, _all_outputs(plan, parts, ones, quantiles), "released", ones)
-    k = plan.spec.min_subscribers
+    k = plan.aggregation.min_subscribers
     if k is None:
         return _typed(frame, plan, cells)
     sparse = parts[_k_metric(plan).name, "value"] < k
-    frame.loc[sparse, "status"] = "merged" if plan.spec.sparse_cells == "roll_up" else "suppressed"
-    if plan.spec.sparse_cells == "roll_up" and sparse.any():
+    frame.loc[sparse, "status"] = "merged" if plan.aggregation.sparse_cells == "roll_up" else "suppressed"
+    if plan.aggregation.sparse_cells == "roll_up" and sparse.any():
         frame = pd.concat([frame, _remainder_frame(cells, parts, sparse, plan, k)], ignore_index=True)
     withheld = frame["status"].isin(["suppressed", "merged"])
     frame.loc[withheld, _value_columns(plan)] = np.nan

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from kr_reports.config import ConfigError, Frozen, ReportSpec, _validated
+from kr_reports.config import ConfigError, Frozen, Aggregation, _validated
 from kr_reports.schemas import SourceSpec
 
 Treatment = Literal["drop", "pseudonymize", "generalize", "keep"]
@@ -81,9 +81,9 @@ class Policy(Frozen):
         )
 
     def check_report(
-        self, spec: ReportSpec, source: SourceSpec, profile: SourceSpec | None = None
+        self, spec: Aggregation, source: SourceSpec, profile: SourceSpec | None = None
     ) -> None:
-        """Refuse a report that reads or groups by a column of a forbidden or dropped category.
+        """Refuse an aggregation that reads or groups by a column of a forbidden or dropped category.
 
         Event sources also offer the event's hour and the subscriber's profile
         attributes (`profile`): those are checked against the profile's rules.
@@ -108,7 +108,7 @@ class Policy(Frozen):
             (r for r in rules if r.output == column), None
         )
 
-    def _refuse_if_not_shared(self, spec: ReportSpec, column: str, rule: ResolvedRule) -> None:
+    def _refuse_if_not_shared(self, spec: Aggregation, column: str, rule: ResolvedRule) -> None:
         category = self.categories[rule.category]
         if category.forbidden:
             clause = self.clauses[category.clause] if category.clause else "the privacy policy"

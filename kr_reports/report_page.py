@@ -111,19 +111,22 @@ class PageInfo:
 
 def page_info(spec: ReportSpec, release: dict) -> PageInfo:
     """The page's metadata from a report spec and its stored release record."""
+    aggregation, delivery = spec.aggregation, spec.delivery
     recorded = {m["name"]: m for m in release["metrics"]}
     metrics = tuple(
         MetricInfo(m.name, m.kind, m.column, m.lower, m.upper, m.bins,
                    tuple(recorded[m.name]["outputs"]), float(recorded[m.name]["epsilon"]))
-        for m in spec.metrics
+        for m in aggregation.metrics
     )
     return PageInfo(
-        report=spec.name, partner=spec.partner, purpose=spec.purpose, period=release["period"],
-        release_id=release["release_id"], group_keys=spec.group_columns, private_keys=spec.private_keys,
-        accounting=spec.accounting, epsilon=float(release["epsilon"]), delta=float(release["delta"]),
-        max_groups=spec.contribution.max_groups_per_subscriber,
-        max_rows=spec.contribution.max_rows_per_group,
-        min_subscribers=spec.min_subscribers, sparse_cells=spec.sparse_cells, roll_up=spec.roll_up,
+        report=spec.name, partner=delivery.partner, purpose=delivery.purpose, period=release["period"],
+        release_id=release["release_id"], group_keys=aggregation.group_columns,
+        private_keys=aggregation.private_keys,
+        accounting=aggregation.accounting, epsilon=float(release["epsilon"]), delta=float(release["delta"]),
+        max_groups=aggregation.contribution.max_groups_per_subscriber,
+        max_rows=aggregation.contribution.max_rows_per_group,
+        min_subscribers=aggregation.min_subscribers, sparse_cells=aggregation.sparse_cells,
+        roll_up=aggregation.roll_up,
         metrics=metrics,
     )
 

@@ -13,13 +13,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from specs import report_spec
 
 from flows.catalog import Catalog
 from flows.delivery import ChecksumMismatch
 from kr_reports import analysis as A
 from kr_reports import mechanisms as mech
 from kr_reports.config import Budget, ReportSpec
-from kr_reports.dp import CONFIDENCE, TREE_HEIGHT, plan_report, quantile_rank_sd
+from kr_reports.dp import CONFIDENCE, TREE_HEIGHT, plan_aggregation, quantile_rank_sd
 from kr_reports.ledger import ChargeRequest, Ledger
 from kr_reports.noising import complete_cells, noisy_release
 
@@ -41,7 +42,7 @@ def _spec(**overrides) -> ReportSpec:
         ],
     }
     base.update(overrides)
-    return ReportSpec.model_validate(base)
+    return report_spec(base)
 
 
 ALL_KINDS = [
@@ -163,7 +164,7 @@ def run(tmp_path):
     catalog = Catalog(tmp_path / "data", tmp_path / "out")
     _write_protected(catalog)
     spec = _spec(min_subscribers=3, sparse_cells="suppress")
-    plan = plan_report(spec, REGIONS)
+    plan = plan_aggregation(spec.aggregation, REGIONS)
     data = noisy_release(complete_cells(_found_cells(spec), plan, None), {}, plan, np.random.RandomState(3))
     folder = catalog.out_dir / "deliveries" / spec.partner / spec.name / DAY.isoformat()
     return {"catalog": catalog, "plan": plan, "delivery": _deliver(folder, spec, plan, data)}
@@ -255,7 +256,7 @@ def test_true_values_follow_the_releases_rules_without_bounding_or_noise():
     rows += [("s0", "North", 1, 5), ("n", "North", 1, None),  # a row without bytes is not used
              ("x", "South", 2, 999_999), ("y", "South", 0, -5), ("e", "East", 0, 10), ("w", "North", 7, 1)]
     inputs = pd.DataFrame(rows, columns=["subscriber", "region", "hour", "bytes"])
-    plan = plan_report(_spec(metrics=ALL_KINDS), REGIONS)
+    plan = plan_aggregation(_spec(metrics=ALL_KINDS).aggregation, REGIONS)
     truth = A.true_values(inputs, plan).set_index(["region", "hour"])
     assert truth.index.tolist() == [("North", 0), ("North", 1), ("South", 0), ("South", 2)]
     cell = truth.loc[("North", 0)]
@@ -271,7 +272,7 @@ def test_true_values_follow_the_releases_rules_without_bounding_or_noise():
 def test_true_values_of_no_rows_have_every_output_column():
     empty = pd.DataFrame({"subscriber": pd.Series([], dtype=object), "region": pd.Series([], dtype=object),
                           "hour": pd.Series([], dtype="int64"), "bytes": pd.Series([], dtype="float64")})
-    plan = plan_report(_spec(metrics=ALL_KINDS), REGIONS)
+    plan = plan_aggregation(_spec(metrics=ALL_KINDS).aggregation, REGIONS)
     truth = A.true_values(empty, plan)
     assert truth.empty
     assert {"q_p50", "q_p90", "h_b0", "h_b1", "avg", "input_rows"} <= set(truth.columns)
@@ -406,7 +407,7 @@ def test_spec_variant_sets_the_total_epsilon_and_keeps_each_metrics_share(accoun
     delta = 0.0 if accounting == "pure_dp" else 1e-6
     spec = _spec(metrics=metrics, accounting=accounting, delta=delta)
     variant = A.spec_variant(spec, 2.0, 5, 7)
-    assert plan_report(variant, REGIONS).epsilon == pytest.approx(2.0)
+    assert plan_aggregation(variant, REGIONS).epsilon == pytest.approx(2.0)
     assert A.metrics_epsilon(variant) == pytest.approx(2.0)
     first, second = (getattr(m, budget) for m in variant.metrics)
     assert second == pytest.approx(3 * first)
@@ -415,7 +416,7 @@ def test_spec_variant_sets_the_total_epsilon_and_keeps_each_metrics_share(accoun
 
 def test_accuracy_grid_gives_each_metrics_noise_per_cell_in_its_units():
     metrics = [{**m, "epsilon": 0.5} for m in ALL_KINDS]
-    plan = plan_report(_spec(metrics=metrics), REGIONS)
+    plan = plan_aggregation(_spec(metrics=metrics).aggregation, REGIONS)
     grid = A.accuracy_grid(plan, A.ParameterGrid((3.5, 7.0), (2, 4), (5,)), rows_per_cell=40)
     at = grid.set_index(["epsilon", "max_groups", "metric"])
     # 7 metrics share epsilon 3.5 equally: 0.5 each, split again over a metric's parts.
@@ -435,7 +436,7 @@ def test_accuracy_grid_marks_noise_too_large_to_sample():
                                                                    "max_rows_per_group": 1},
                  metrics=[{"name": "total", "kind": "sum", "column": "bytes", "lower": 0, "upper": 1000,
                            "epsilon": 1.0}])
-    grid = A.accuracy_grid(plan_report(spec, REGIONS), A.ParameterGrid((1.0,), (1,), (1, 1000)), 10)
+    grid = A.accuracy_grid(plan_aggregation(spec.aggregation, REGIONS), A.ParameterGrid((1.0,), (1,), (1, 1000)), 10)
     assert grid["noise_sd"].isna().tolist() == [False, True]
 
 
@@ -447,8 +448,8 @@ def test_bounding_kept_share_is_the_expected_share_after_random_bounding():
                {"name": "flows", "kind": "count", "epsilon": 1.0},
                {"name": "total", "kind": "sum", "column": "bytes", "lower": 0, "upper": 5, "epsilon": 1.0},
                {"name": "avg", "kind": "mean", "column": "bytes", "lower": 0, "upper": 5, "epsilon": 1.0}]
-    plan = plan_report(_spec(metrics=metrics, group_by=[{"column": "region", "values": "regions"},
-                                                        {"column": "hour", "range": [0, 3]}]), REGIONS)
+    plan = plan_aggregation(_spec(metrics=metrics, group_by=[{"column": "region", "values": "regions"},
+                                                        {"column": "hour", "range": [0, 3]}]).aggregation, REGIONS)
     kept = A.bounding_kept_share(inputs, plan, (2, 4), (2,)).set_index(["max_groups", "metric"])
     assert kept.loc[(2, "subs"), "kept_share"] == pytest.approx((4 * 0.5 + 1) / 5)
     assert kept.loc[(2, "flows"), "kept_share"] == pytest.approx((4 * 0.5 + 2) / 8)
@@ -463,8 +464,8 @@ def test_bounding_kept_share_agrees_with_simulated_random_bounding():
             for h, v in zip(rng.integers(0, 4, 9), rng.integers(1, 100, 9), strict=True)]
     inputs = pd.DataFrame(rows, columns=["subscriber", "region", "hour", "bytes"])
     metrics = [{"name": "total", "kind": "sum", "column": "bytes", "lower": 0, "upper": 100, "epsilon": 1.0}]
-    plan = plan_report(_spec(metrics=metrics, group_by=[{"column": "region", "values": "regions"},
-                                                        {"column": "hour", "range": [0, 3]}]), REGIONS)
+    plan = plan_aggregation(_spec(metrics=metrics, group_by=[{"column": "region", "values": "regions"},
+                                                        {"column": "hour", "range": [0, 3]}]).aggregation, REGIONS)
     expected = A.bounding_kept_share(inputs, plan, (2,), (2,))["kept_share"].item()
 
     cells = [list(mine.groupby("hour")["bytes"].apply(np.asarray))
@@ -493,7 +494,7 @@ def test_relative_error_combines_bias_and_noise_and_best_bounds_takes_the_least(
 
 
 def test_typical_cell_values_average_the_cells_with_data():
-    plan = plan_report(_spec(metrics=ALL_KINDS), REGIONS)
+    plan = plan_aggregation(_spec(metrics=ALL_KINDS).aggregation, REGIONS)
     truth = pd.DataFrame({"subs": [2, 4], "flows": [3, 5], "total": [10.0, 30.0], "avg": [1.0, 2.0]})
     assert A.typical_cell_values(truth, plan) == {"subs": 3.0, "flows": 4.0, "total": 20.0}
 
@@ -632,7 +633,7 @@ def test_ledger_plots_draw_one_line_or_bar_per_dataset_or_report(ledger_file):
 
 
 def test_metric_panels_draw_one_panel_per_metric():
-    plan = plan_report(_spec(metrics=ALL_KINDS[:3]), REGIONS)
+    plan = plan_aggregation(_spec(metrics=ALL_KINDS[:3]).aggregation, REGIONS)
     noise = A.accuracy_grid(plan, A.ParameterGrid((0.5, 1.0), (1, 2), (1,)), 10)
     fig = A.metric_panels(noise, A.plot_noise_vs_epsilon, 1)
     assert [a.get_title() for a in fig.axes] == ["subs, 1 rows per cell", "flows, 1 rows per cell",

@@ -1,9 +1,10 @@
 from collections import Counter
 
 import pandas as pd
+from specs import report_spec
 
-from kr_reports.config import Metric, ReportSpec
-from kr_reports.dp import plan_report
+from kr_reports.config import Metric
+from kr_reports.dp import plan_aggregation
 from kr_reports.noising import complete_cells
 from transforms.bounding import (
     EncodedInputs,
@@ -65,13 +66,13 @@ def test_cells_count_subscribers_once_and_every_public_cell_is_reported(spark):
     keys = {"region": ["R1", "R2"], "hour": [0, 1]}
     df = filter_public_keys(spark.createDataFrame(rows, SCHEMA), keys)
     cells = aggregate_cells(_bound(df), ["region", "hour"], EncodedInputs(sums=("bytes",))).toPandas()
-    plan = plan_report(ReportSpec.model_validate({
+    plan = plan_aggregation(report_spec({
         "name": "t", "source": "network_flows", "partner": "p", "purpose": "aggregate_reports",
         "policy_clause": "c", "group_by": [{"column": "region", "values": keys["region"]},
                                            {"column": "hour", "values": keys["hour"]}],
         "contribution": {"max_groups_per_subscriber": 2, "max_rows_per_group": 3},
         "metrics": [{"name": "n", "kind": "count", "epsilon": 1}],
-    }), regions=())
+    }).aggregation, regions=())
     result = complete_cells(cells, plan, None)
     expected = pd.DataFrame(
         [("R1", 0, 2, 3, 110), ("R1", 1, 0, 0, 0), ("R2", 0, 0, 0, 0), ("R2", 1, 1, 1, 5)],

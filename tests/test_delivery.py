@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fsspec.implementations.memory import MemoryFileSystem
+from specs import report_spec
 
 from flows.catalog import Catalog
 from flows.delivery import (
@@ -78,13 +79,13 @@ def _spec(name: str = "traffic_region_hour", group_by: list | None = None, **ext
         "roll_up": "hour",
         **extra,
     }
-    return ReportSpec.model_validate(fields)
+    return report_spec(fields)
 
 
 def _release_frame(spec: ReportSpec, keys: pd.DataFrame, seed: int = 3) -> pd.DataFrame:
     """A release-shaped frame: noisy-looking values with intervals, some cells merged into remainders."""
     rng = np.random.default_rng(seed)
-    plan = dp.plan_report(spec, REGIONS)
+    plan = dp.plan_aggregation(spec.aggregation, REGIONS)
     frame = keys.reset_index(drop=True).copy()
     frame["status"], frame["cells_merged"] = "released", 1
     for metric in plan.metrics:
@@ -117,7 +118,7 @@ def _region_hour_keys(regions=REGIONS) -> pd.DataFrame:
 
 
 def _release_record(spec: ReportSpec, frame: pd.DataFrame, path: Path) -> dict:
-    plan = dp.plan_report(spec, REGIONS)
+    plan = dp.plan_aggregation(spec.aggregation, REGIONS)
     return {
         "release_id": f"{spec.name}/{DAY}", "number": 1, "ledger_entry_id": 7, "report": spec.name,
         "period": DAY, "accounting": spec.accounting, "epsilon": plan.epsilon, "delta": plan.delta,

@@ -1,6 +1,7 @@
 import math
 
 import pytest
+from specs import report_spec
 
 from kr_reports import mechanisms
 from kr_reports.config import ReportSpec
@@ -8,7 +9,7 @@ from kr_reports.dp import (
     TREE_HEIGHT,
     PlanError,
     count_columns,
-    plan_report,
+    plan_aggregation,
     quantile_column,
     release_columns,
 )
@@ -31,7 +32,7 @@ def _spec(**overrides) -> ReportSpec:
         ],
     }
     base.update(overrides)
-    return ReportSpec.model_validate(base)
+    return report_spec(base)
 
 
 ALL_KINDS = [
@@ -45,7 +46,7 @@ ALL_KINDS = [
 
 
 def test_sensitivity_follows_the_contribution_bounds():
-    plan = plan_report(_spec(), REGIONS)
+    plan = plan_aggregation(_spec().aggregation, REGIONS)
     count, total = plan.metrics
     assert (count.part("value").kind, count.part("value").sensitivity) == ("geometric", 3)
     assert total.part("value").sensitivity == 3 * 10 * 1000
@@ -54,7 +55,7 @@ def test_sensitivity_follows_the_contribution_bounds():
 
 
 def test_every_metric_kind_splits_its_budget_over_its_parts():
-    plan = plan_report(_spec(metrics=ALL_KINDS), REGIONS)
+    plan = plan_aggregation(_spec(metrics=ALL_KINDS).aggregation, REGIONS)
     parts = {m.name: {name: noise for name, noise in m.parts} for m in plan.metrics}
     assert parts["flows"]["value"].sensitivity == 3 * 10
     # mean: rows, and doubled centred values in +-(150 - -50) = +-200 per row
@@ -68,7 +69,7 @@ def test_every_metric_kind_splits_its_budget_over_its_parts():
 
 
 def test_release_columns_name_every_output_with_its_accuracy():
-    plan = plan_report(_spec(metrics=ALL_KINDS), REGIONS)
+    plan = plan_aggregation(_spec(metrics=ALL_KINDS).aggregation, REGIONS)
     columns = release_columns(plan)
     assert columns[:4] == ["region", "hour", "status", "cells_merged"]
     for output in ["flows", "avg", "var", "q_p50", "q_p95", "h_b0", "h_b2"]:
@@ -80,7 +81,7 @@ def test_release_columns_name_every_output_with_its_accuracy():
 def test_approximate_dp_uses_the_discrete_gaussian_on_l2_sensitivity():
     spec = _spec(accounting="approx_dp", delta=1e-6,
                  metrics=[{"name": "subscribers", "kind": "count_distinct_subscribers", "epsilon": 1.0}])
-    noise = plan_report(spec, REGIONS).metrics[0].part("value")
+    noise = plan_aggregation(spec.aggregation, REGIONS).metrics[0].part("value")
     assert noise.kind == "discrete_gaussian" and noise.rho == pytest.approx(mechanisms.rho_for(1.0, 1e-6))
     assert noise.sensitivity == math.ceil(math.sqrt(3))
     assert noise.delta == pytest.approx(1e-6)
@@ -91,7 +92,7 @@ def test_zcdp_rhos_add_up_and_are_stated_as_epsilon_delta():
         {"name": "subscribers", "kind": "count_distinct_subscribers", "rho": 0.02},
         {"name": "flows", "kind": "count", "rho": 0.03},
     ])
-    plan = plan_report(spec, REGIONS)
+    plan = plan_aggregation(spec.aggregation, REGIONS)
     assert plan.rho == pytest.approx(0.05)
     assert plan.epsilon == pytest.approx(0.05 + 2 * math.sqrt(0.05 * math.log(1e6)))
     assert plan.delta == pytest.approx(1e-6)
@@ -104,7 +105,7 @@ def test_private_keys_add_a_partition_selection_budget():
         group_by=[{"column": "hour", "values": "hours"}, {"column": "domain", "private": True}],
         partition_selection={"epsilon": 0.5, "delta": 1e-6},
     )
-    plan = plan_report(spec, REGIONS)
+    plan = plan_aggregation(spec.aggregation, REGIONS)
     assert plan.private_keys == ("domain",) and list(plan.public_keys) == ["hour"]
     assert plan.epsilon == pytest.approx(2.0) and plan.delta == pytest.approx(1e-6)
     assert plan.selection.threshold == mechanisms.partition_selection_threshold(0.5, 1e-6, 3)
@@ -112,7 +113,7 @@ def test_private_keys_add_a_partition_selection_budget():
 
 def test_unsamplable_discrete_gaussian_is_refused_at_plan_time():
     with pytest.raises(PlanError, match="bytes"):
-        plan_report(_spec(accounting="approx_dp", delta=1e-6), REGIONS)
+        plan_aggregation(_spec(accounting="approx_dp", delta=1e-6).aggregation, REGIONS)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +143,7 @@ def test_inconsistent_specs_are_rejected_with_the_reason(overrides, message):
 def test_key_domains_may_be_lists_and_ranges():
     spec = _spec(group_by=[{"column": "plan", "values": ["basic", "max"]},
                            {"column": "hour", "range": [6, 9]}])
-    assert plan_report(spec, REGIONS).public_keys == {"plan": ("basic", "max"), "hour": (6, 7, 8, 9)}
+    assert plan_aggregation(spec.aggregation, REGIONS).public_keys == {"plan": ("basic", "max"), "hour": (6, 7, 8, 9)}
 
 
 def test_explain_states_a_log_scale_trees_relative_resolution():
@@ -150,8 +151,8 @@ def test_explain_states_a_log_scale_trees_relative_resolution():
 
     metric = {"name": "secs", "kind": "quantiles", "column": "duration_s", "lower": 0, "upper": 3600,
               "quantiles": [0.5, 0.9], "epsilon": 0.4}
-    linear = explain(plan_report(_spec(metrics=[metric]), REGIONS))
-    log = explain(plan_report(_spec(metrics=[{**metric, "quantile_scale": "log"}]), REGIONS))
+    linear = explain(plan_aggregation(_spec(metrics=[metric]).aggregation, REGIONS))
+    log = explain(plan_aggregation(_spec(metrics=[{**metric, "quantile_scale": "log"}]).aggregation, REGIONS))
     assert "linear tree" in linear and "resolution 0.8789 in nodes" in linear
     # log1p(3600) / 4096 and / 32 as steps of 1 + value
     assert "log tree" in log and "resolution 0.20% of 1 + (value - lower)" in log and "else 29%" in log

@@ -7,9 +7,10 @@ must equal the bounded truth computed by hand.
 import numpy as np
 import pandas as pd
 import pytest
+from specs import report_spec
 
 from kr_reports.config import ReportSpec
-from kr_reports.dp import plan_report
+from kr_reports.dp import plan_aggregation
 from kr_reports.noising import complete_cells, noisy_release, select_partitions
 from transforms.report_aggregate import MissingReportColumn, aggregate_report
 
@@ -27,11 +28,11 @@ def _spec(**overrides) -> ReportSpec:
         "metrics": [{"name": "subs", "kind": "count_distinct_subscribers", "epsilon": HUGE}],
     }
     base.update(overrides)
-    return ReportSpec.model_validate(base)
+    return report_spec(base)
 
 
 def _release(spark, rows, spec, rng=0):
-    plan = plan_report(spec, REGIONS)
+    plan = plan_aggregation(spec.aggregation, REGIONS)
     aggregates = aggregate_report(spark.createDataFrame(rows, SCHEMA), plan, "subscriber", salt=7)
     found = aggregates.cells.toPandas()
     buckets = {name: df.toPandas() for name, df in aggregates.buckets.items()}
@@ -156,7 +157,7 @@ def test_a_column_the_input_lacks_is_named(spark):
 
 def _bounded_truth(spark, rows, spec) -> np.ndarray:
     """True per-cell distinct subscribers after the engine's bounding, in a fixed cell order."""
-    plan = plan_report(spec, REGIONS)
+    plan = plan_aggregation(spec.aggregation, REGIONS)
     aggregates = aggregate_report(spark.createDataFrame(rows, SCHEMA), plan, "subscriber", salt=7)
     cells = complete_cells(aggregates.cells.toPandas(), plan, None)
     return cells["distinct_units"].to_numpy()
@@ -173,7 +174,7 @@ def test_empirical_privacy_loss_stays_within_the_claimed_epsilon(spark):
     added = [("max", "North", h, "a.com", 1) for h in range(3) for _ in range(5)]
     truth_d, truth_d_prime = _bounded_truth(spark, base, spec), _bounded_truth(spark, base + added, spec)
     assert (truth_d_prime - truth_d).sum() == 3  # bounded: one per cell, in 3 cells
-    noise = plan_report(spec, REGIONS).metrics[0].part("value")
+    noise = plan_aggregation(spec.aggregation, REGIONS).metrics[0].part("value")
 
     def release(truth):
         def draw(rs, batch=2000):

@@ -273,10 +273,10 @@ def test_a_release_with_no_rows_keeps_its_column_types(tmp_path, config_dir):
 
     from flows.stages import with_text_types
     from kr_reports.config import load_pipeline_config, load_report_specs
-    from kr_reports.dp import plan_report, release_columns
+    from kr_reports.dp import plan_aggregation, release_columns
 
     spec = next(s for s in load_report_specs(config_dir) if s.name == "call_activity_cell_area_hour")
-    plan = plan_report(spec, load_pipeline_config(config_dir).regions)
+    plan = plan_aggregation(spec.aggregation, load_pipeline_config(config_dir).regions)
     empty = pd.DataFrame({c: pd.Series([], dtype="object") for c in release_columns(plan)})
     with_text_types(empty, plan).to_parquet(tmp_path / "release.parquet", index=False)
     schema = pq.read_schema(tmp_path / "release.parquet")

@@ -121,7 +121,7 @@ def test_every_delivered_report_can_be_explored(daily_run, config_dir):
     catalog = Catalog(daily_run["data"], daily_run["out"])
     for report in sorted(delivered):
         delivery = analysis.load_delivery(analysis.choose_delivery(deliveries, report))
-        plan = analysis.load_plan(delivery.spec, config_dir)
+        plan = analysis.load_plan(delivery.aggregation, config_dir)
         truth = analysis.load_truth(catalog, delivery, plan)
         assert truth.values is not None, f"{report}: {truth.note}"
         comparison = analysis.compare_release(delivery, truth)
@@ -131,8 +131,8 @@ def test_every_delivered_report_can_be_explored(daily_run, config_dir):
             if delivery.metric_of(output)["kind"] in analysis.ZERO_WHEN_EMPTY:
                 # every released cell has a true value, 0 when no row fell in it
                 assert len(compared) == (released["status"] == "released").sum(), f"{report} {output}"
-        grid = analysis.default_grid(delivery.spec)
+        grid = analysis.default_grid(delivery.aggregation)
         bounding = analysis.load_bounding(catalog, delivery, plan, grid)
         noise = analysis.accuracy_grid(plan, grid, bounding.rows_per_cell)
-        assert set(noise["metric"]) == {m.name for m in delivery.spec.metrics}
+        assert set(noise["metric"]) == {m.name for m in delivery.aggregation.metrics}
         assert bounding.kept["kept_share"].between(0, 1).all(), report

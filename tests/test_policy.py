@@ -1,7 +1,8 @@
 import pytest
 import yaml
+from specs import report_spec
 
-from kr_reports.config import ConfigError, ReportSpec
+from kr_reports.config import Aggregation, ConfigError
 from kr_reports.policy import PolicyRefusal, UnclassifiedColumn, load_policy
 from kr_reports.schemas import NETWORK_FLOWS, SOURCES, SUBSCRIBERS, FieldSpec, SourceSpec
 
@@ -46,15 +47,15 @@ def test_an_unclassified_column_stops_with_its_name(policy):
         policy.resolve(extended)
 
 
-def _report(column: str) -> ReportSpec:
-    return ReportSpec.model_validate({
+def _report(column: str) -> Aggregation:
+    return report_spec({
         "name": "card_spend", "source": "subscribers", "partner": "adreach",
         "purpose": "advertising_campaign_delivery", "policy_clause": "sharing",
         "group_by": [{"column": "region", "values": "regions"}],
         "contribution": {"max_groups_per_subscriber": 1, "max_rows_per_group": 1},
         "metrics": [{"name": "total", "kind": "sum", "column": column, "lower": 0, "upper": 9,
                      "epsilon": 1.0}],
-    })
+    }).aggregation
 
 
 def test_a_report_asking_for_payment_data_is_refused_with_the_clause(policy):
@@ -87,7 +88,7 @@ def test_inconsistent_policy_files_are_rejected(config_dir, tmp_path, edit, mess
 def test_group_keys_are_checked_too_and_profile_attributes_are_allowed(policy):
     from kr_reports.schemas import NETWORK_FLOWS
 
-    spec = ReportSpec.model_validate({
+    spec = report_spec({
         "name": "by_email", "source": "network_flows", "partner": "metro-planning",
         "purpose": "aggregate_reports", "policy_clause": "sharing",
         "group_by": [{"column": "email", "private": True}],
@@ -96,23 +97,23 @@ def test_group_keys_are_checked_too_and_profile_attributes_are_allowed(policy):
         "metrics": [{"name": "n", "kind": "count", "epsilon": 1.0}],
     })
     with pytest.raises(PolicyRefusal, match=r"'email' .*drops at the protect stage"):
-        policy.check_report(spec, NETWORK_FLOWS, SUBSCRIBERS)
-    by_region = spec.model_copy(update={"group_by": (
-        spec.group_by[0].model_copy(update={"column": "age_band"}),)})
+        policy.check_report(spec.aggregation, NETWORK_FLOWS, SUBSCRIBERS)
+    by_region = spec.aggregation.model_copy(update={"group_by": (
+        spec.aggregation.group_by[0].model_copy(update={"column": "age_band"}),)})
     policy.check_report(by_region, NETWORK_FLOWS, SUBSCRIBERS)  # a generalized profile attribute
     with pytest.raises(ConfigError, match="unknown column 'age_band'"):
         policy.check_report(by_region, NETWORK_FLOWS)
 
 
-def _grouped_by(column: str, source: str) -> ReportSpec:
-    return ReportSpec.model_validate({
+def _grouped_by(column: str, source: str) -> Aggregation:
+    return report_spec({
         "name": f"by_{column}", "source": source, "partner": "metro-planning",
         "purpose": "aggregate_reports", "policy_clause": "sharing",
         "group_by": [{"column": column, "private": True}],
         "partition_selection": {"epsilon": 1, "delta": 1e-6},
         "contribution": {"max_groups_per_subscriber": 1, "max_rows_per_group": 1},
         "metrics": [{"name": "n", "kind": "count", "epsilon": 1.0}],
-    })
+    }).aggregation
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ stand in for the noise where a test needs to place it.
 
 import numpy as np
 import pytest
+from specs import report_spec
 
 from kr_reports import mechanisms as mech
-from kr_reports.config import ReportSpec
-from kr_reports.dp import TREE_BRANCHINGS, TREE_HEIGHT, TREE_LEAVES, plan_report
+from kr_reports.dp import TREE_BRANCHINGS, TREE_HEIGHT, TREE_LEAVES, plan_aggregation
 from kr_reports.noising import NoisyTree
 
 NODES = TREE_BRANCHINGS[0]
@@ -103,14 +103,14 @@ def test_a_node_whose_leaves_are_not_read_is_interpolated_linearly():
 
 
 def test_each_row_moves_one_node_per_noised_level_as_the_plan_charges():
-    spec = ReportSpec.model_validate({
+    spec = report_spec({
         "name": "t", "source": "network_flows", "partner": "p", "purpose": "aggregate_reports",
         "policy_clause": "c", "group_by": [{"column": "hour", "values": "hours"}],
         "contribution": {"max_groups_per_subscriber": 6, "max_rows_per_group": 8},
         "metrics": [{"name": "q", "kind": "quantiles", "column": "bytes", "lower": 0, "upper": 1,
                      "quantiles": [0.5], "epsilon": 0.3}],
     })
-    noise = plan_report(spec, ()).metrics[0].part("tree")
+    noise = plan_aggregation(spec.aggregation, ()).metrics[0].part("tree")
     assert noise.sensitivity == 6 * 8 * TREE_HEIGHT
     base = np.random.RandomState(1).randint(0, 50, TREE_LEAVES)
     for leaf in (0, 1234, TREE_LEAVES - 1):

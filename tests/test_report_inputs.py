@@ -58,11 +58,12 @@ def test_the_catalog_covers_every_source_and_passes_policy_and_partners(config_d
     specs = load_report_specs(config_dir)
     pipeline, policy = load_pipeline_config(config_dir), load_policy(config_dir)
     assert len(specs) >= 5
-    assert {s.source for s in specs} == set(SOURCES)
-    for spec in specs:
-        check_report_allowed(spec, pipeline)
+    assert {s.aggregation.source for s in specs} == set(SOURCES)
+    for report in specs:
+        check_report_allowed(report, pipeline)
+        spec, delivery = report.aggregation, report.delivery
         policy.check_report(spec, SOURCES[spec.source], SOURCES["subscribers"])
-        assert spec.policy_clause and spec.purpose in pipeline.partner(spec.partner).allowed_purposes
+        assert delivery.policy_clause and delivery.purpose in pipeline.partner(delivery.partner).allowed_purposes
         selection = spec.partition_selection.delta if spec.partition_selection else 0
         assert pipeline.budget_for(spec.source).delta >= spec.delta + selection
-    assert {"category", "domain"} <= {k.column for s in specs for k in s.group_by if k.private}
+    assert {"category", "domain"} <= {k.column for s in specs for k in s.aggregation.group_by if k.private}

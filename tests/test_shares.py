@@ -5,14 +5,14 @@ import pandas as pd
 import pytest
 
 from kr_reports.config import ReportSpec, load_pipeline_config, load_report_specs
-from kr_reports.dp import plan_report, published_columns
+from kr_reports.dp import plan_aggregation, published_columns
 from kr_reports.shares import with_shares
 
 
 @pytest.fixture(scope="module")
 def plan(config_dir):
     spec = next(s for s in load_report_specs(config_dir) if s.name == "device_brand_region")
-    return plan_report(spec, load_pipeline_config(config_dir).regions)
+    return plan_aggregation(spec.aggregation, load_pipeline_config(config_dir).regions)
 
 
 def _release(rows, sd=10.0):
@@ -73,7 +73,7 @@ def test_the_stored_columns_follow_the_declared_order(plan):
        "share_across": "brand"}, "share_across needs one of")],
 )
 def test_a_share_must_be_across_a_group_key_of_an_additive_metric(plan, change, message):
-    data = plan.spec.model_dump()
+    data = plan.aggregation.model_dump()
     data["metrics"][0].update(change)
     with pytest.raises(ValueError, match=message):
         ReportSpec.model_validate(data)

@@ -43,8 +43,9 @@ def _check_columns(df: DataFrame, plan: ReportPlan, unit: str) -> None:
     needed = [unit, *plan.group_columns, *[m.column for m in plan.metric_specs if m.column]]
     missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
     if missing:
+        aggregation = plan.aggregation
         raise MissingReportColumn(
-            f"report '{plan.spec.name}': its input from source '{plan.spec.source}' has no column "
+            f"aggregation '{aggregation.name}': its input from source '{aggregation.source}' has no column "
             f"{', '.join(repr(c) for c in missing)}"
         )
 
@@ -64,7 +65,7 @@ def aggregate_report(
 ) -> TrueAggregates:
     rows = report_rows(df, plan, unit)
     encoded, inputs = encode_metric_inputs(rows, plan.metric_specs, TREE_LEAVES)
-    bounds = plan.spec.contribution
+    bounds = plan.aggregation.contribution
     groups = list(plan.group_columns)
     bounded = bound_contributions(
         encoded, unit, groups, inputs, bounds.max_groups_per_subscriber, bounds.max_rows_per_group, salt
@@ -83,7 +84,7 @@ def aggregate_report(
 def _empty_input(spark, plan: ReportPlan, unit: str) -> DataFrame:
     """A typed empty frame with the columns the plan reads: lets Spark plan without data."""
     fields = {unit: "string"}
-    for key in plan.spec.group_by:
+    for key in plan.aggregation.group_by:
         domain = plan.public_keys.get(key.column, ("",))
         fields[key.column] = "bigint" if isinstance(domain[0], int) else "string"
     for metric in plan.metric_specs:

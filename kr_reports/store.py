@@ -1,0 +1,151 @@
+"""The release store: every noisy release, written once, read again instead of re-noised.
+
+releases/
+  store.json                 the identity of the ledger that paid for every release here
+  <name>/<period>/<n>/       release n of an aggregation for a period (1, 2, ...)
+    release.parquet          the noisy table with its intervals
+    release.json             its record: plan, charge, ledger identity, aggregation hash
+
+A release folder is filled in a hidden sibling and renamed into place, so a
+reader sees all of it or nothing. The store and the ledger must agree: the
+store names its ledger once (store.json), and every record names its charge.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+STORE_FILE = "store.json"
+RECORD_FILE = "release.json"
+TABLE_FILE = "release.parquet"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_PERIOD = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class StoreError(RuntimeError):
+    """The release store is not what the ledger or the caller expects."""
+
+
+def write_atomically(final: Path, fill: Callable[[Path], None]) -> bool:
+    """Fill a hidden sibling folder, then rename it into place in one step.
+
+    A reader sees either nothing or the whole folder. Returns False (and
+    writes nothing) when `final` already exists.
+    """
+    if final.exists():
+        return False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex}"
+    staging.mkdir()
+    try:
+        fill(staging)
+        os.replace(staging, final)  # atomic within one file system
+    except BaseException:
+        with suppress(FileNotFoundError):
+            shutil.rmtree(staging)
+        raise
+    return True
+
+
+def json_text(document) -> str:
+    """JSON with NaN and infinities as null: JSON has no NaN, and a reader must not guess."""
+    return json.dumps(_finite(document), indent=2, allow_nan=False)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class StoredRelease:
+    record: dict
+    folder: Path
+
+    @property
+    def table_path(self) -> Path:
+        return self.folder / TABLE_FILE
+
+    def table(self) -> pd.DataFrame:
+        return pd.read_parquet(self.table_path)
+
+
+class ReleaseStore:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"ReleaseStore({str(self.root)!r})"
+
+    def folder(self, name: str, period: str, number: int) -> Path:
+        if not _NAME.match(name) or not _PERIOD.match(period) or number < 1:
+            raise StoreError(f"not a release of the store: name {name!r}, period {period!r}, number {number}")
+        return self.root / name / period / str(number)
+
+    def numbers(self, name: str, period: str) -> list[int]:
+        """Stored releases of an aggregation for a period, oldest first."""
+        folder = self.root / name / period
+        if not _NAME.match(name) or not folder.is_dir():
+            return []
+        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / RECORD_FILE).is_file())
+
+    def latest(self, name: str, period: str) -> StoredRelease | None:
+        numbers = self.numbers(name, period)
+        return self.read(name, period, numbers[-1]) if numbers else None
+
+    def read(self, name: str, period: str, number: int) -> StoredRelease:
+        folder = self.folder(name, period, number)
+        return StoredRelease(json.loads((folder / RECORD_FILE).read_text()), folder)
+
+    def records(self) -> Iterator[dict]:
+        """Every stored release's record."""
+        for path in sorted(self.root.glob(f"*/*/*/{RECORD_FILE}")):
+            if not any(part.startswith(".") for part in path.parts[-4:-1]):
+                yield json.loads(path.read_text())
+
+    def is_empty(self) -> bool:
+        return next(self.records(), None) is None
+
+    def ledger_id(self) -> str | None:
+        """The ledger this store's releases were charged to; None for a store never written."""
+        marker = self.root / STORE_FILE
+        if not marker.is_file():
+            return None
+        return json.loads(marker.read_text()).get("ledger_id")
+
+    def bind_to_ledger(self, ledger_id: str) -> None:
+        """Name the store's ledger, once, before its first release is written."""
+        if self.ledger_id() == ledger_id:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        temporary = self.root / f".{STORE_FILE}.tmp-{uuid.uuid4().hex}"
+        temporary.write_text(json_text({"ledger_id": ledger_id}))
+        os.replace(temporary, self.root / STORE_FILE)
+
+    def write(self, name: str, period: str, number: int, table: pd.DataFrame, record: dict) -> StoredRelease:
+        """Store a release once; a release already stored under that number is an error."""
+        final = self.folder(name, period, number)
+
+        def fill(folder: Path) -> None:
+            table.to_parquet(folder / TABLE_FILE, index=False)
+            (folder / RECORD_FILE).write_text(json_text(record))
+
+        if not write_atomically(final, fill):
+            raise StoreError(f"{final}: release {number} of '{name}' for {period} is already stored")
+        return self.read(name, period, number)
