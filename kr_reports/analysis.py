@@ -216,9 +216,13 @@ def _cell_labels(frame: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
 
 def released_values(delivery: Delivery, output: str) -> pd.DataFrame:
     """Published cells of one output with noise sd and 95% interval (withheld cells left out)."""
-    data = delivery.data
+    return table_values(delivery.data, delivery.keys, output)
+
+
+def table_values(data: pd.DataFrame, keys: Sequence[str], output: str) -> pd.DataFrame:
+    """`released_values` of any release table (a delivery's, or one from the Releaser)."""
     published = data[data["status"].isin(PUBLISHED) & data[output].notna()]
-    keys = list(delivery.keys)
+    keys = list(keys)
     frame = published[[*keys, "status"]].copy()
     frame.insert(len(keys), "cell", _cell_labels(published, keys))
     frame["output"] = output
@@ -437,6 +441,15 @@ def ledger_history(location: str | Path) -> pd.DataFrame:
     finally:
         engine.dispose()
     return history.assign(period=pd.to_datetime(history["period"]).dt.date)
+
+
+def latest_protected_day(catalog: Catalog, source: str) -> dt.date:
+    """The latest day the protected zone holds for a source."""
+    folder = catalog.data_dir / "protected" / source
+    days = sorted(p.name.removeprefix("date=") for p in folder.glob("date=*"))
+    if not days:
+        raise LookupError(f"no protected {source} in {catalog.data_dir}; run `make run` first")
+    return dt.date.fromisoformat(days[-1])
 
 
 def load_budgets(config_dir: Path) -> tuple[Budget, ...]:

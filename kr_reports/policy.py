@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from kr_reports.config import ConfigError, Frozen, Aggregation, _validated
+from kr_reports.config import Aggregation, ConfigError, Frozen, _validated
 from kr_reports.schemas import SourceSpec
 
 Treatment = Literal["drop", "pseudonymize", "generalize", "keep"]

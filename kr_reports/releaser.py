@@ -154,11 +154,11 @@ class Releaser:
         `recover_lost` lets a release whose stored copy was lost be made again under a new
         number, charged again; without it such a release is refused.
         """
-        stored = self.stored(aggregation, period)
-        if stored is not None and not new_release:
+        stored = None if new_release else self.stored(aggregation, period)
+        if stored is not None:
             return Release(stored.table(), stored.record, True, stored.folder)
         plan = self.plan(aggregation)
-        number = self._number(aggregation, period, stored, recover_lost)
+        number = self._number(aggregation, period, recover_lost)
         request = self._request(plan, period, number, delivery)
         budget = self.config.budget_for(aggregation.source)
         self.ledger.check(request, budget.epsilon, budget.delta, budget.window_days)  # before any Spark job
@@ -171,8 +171,7 @@ class Releaser:
         self.ledger.mark_stored(charge.id)
         return Release(written.table(), written.record, False, written.folder)
 
-    def _number(self, aggregation: Aggregation, period: dt.date, stored: StoredRelease | None,
-                recover_lost: bool) -> int:
+    def _number(self, aggregation: Aggregation, period: dt.date, recover_lost: bool) -> int:
         """The release number to charge: a charge left unstored by a crash is taken up again;
         a stored charge whose release is missing from the store is refused unless recovered."""
         in_store = set(self.store.numbers(aggregation.name, period.isoformat()))

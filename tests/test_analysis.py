@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from releasing import open_releaser
 from specs import report_spec
 
 from flows.catalog import Catalog
@@ -22,7 +23,6 @@ from kr_reports import mechanisms as mech
 from kr_reports.config import Budget, ReportSpec
 from kr_reports.dp import CONFIDENCE, TREE_HEIGHT, plan_aggregation, quantile_rank_sd
 from kr_reports.ledger import ChargeRequest, Ledger
-from kr_reports.noising import complete_cells, noisy_release
 
 ROOT_CONFIG = Path(__file__).resolve().parents[1] / "config"
 DAY = dt.date(2026, 11, 1)
@@ -123,23 +123,13 @@ def _write_protected(catalog: Catalog) -> None:
         frame.to_parquet(folder / "part-00000.parquet", index=False)
 
 
-def _found_cells(spec: ReportSpec) -> pd.DataFrame:
-    """The true aggregates of FLOWS per cell, as the engine hands them to the noise."""
-    flows = pd.DataFrame(FLOWS, columns=["subscriber", "bytes", "hour"]).merge(
-        pd.DataFrame(PROFILES, columns=["subscriber", "region"]), on="subscriber")
-    flows = flows[flows["region"].isin(REGIONS)].assign(total=flows["bytes"].clip(0, 1000))
-    cells = flows.groupby(["region", "hour"]).agg(
-        distinct_units=("subscriber", "nunique"), rows=("subscriber", "size"), total=("total", "sum"))
-    return cells.reset_index()
-
-
 def _deliver(folder: Path, spec: ReportSpec, plan, data: pd.DataFrame) -> Path:
     """A delivery as partners receive it: data files and a manifest with their SHA-256."""
     folder.mkdir(parents=True)
     data.to_parquet(folder / "data.parquet", index=False)
     data.to_csv(folder / "data.csv", index=False)
     manifest = {
-        "report": spec.name, "partner": spec.partner, "purpose": spec.purpose,
+        "report": spec.name, "partner": spec.delivery.partner, "purpose": spec.delivery.purpose,
         "period": DAY.isoformat(), "release_id": f"{spec.name}/{DAY.isoformat()}",
         "privacy": {"epsilon": plan.epsilon, "delta": plan.delta, "metrics": _metric_records(plan)},
         "spec": spec.model_dump(mode="json"),
@@ -159,14 +149,22 @@ def _metric_records(plan) -> list[dict]:
             for m in plan.metrics]
 
 
+def _flows_frame(spark):
+    """FLOWS with each subscriber's region, as the release reads them."""
+    flows = pd.DataFrame(FLOWS, columns=["subscriber", "bytes", "hour"]).merge(
+        pd.DataFrame(PROFILES, columns=["subscriber", "region"]), on="subscriber")
+    return spark.createDataFrame(flows[["subscriber", "region", "hour", "bytes"]])
+
+
 @pytest.fixture
-def run(tmp_path):
+def run(tmp_path, spark):
     catalog = Catalog(tmp_path / "data", tmp_path / "out")
     _write_protected(catalog)
     spec = _spec(min_subscribers=3, sparse_cells="suppress")
     plan = plan_aggregation(spec.aggregation, REGIONS)
-    data = noisy_release(complete_cells(_found_cells(spec), plan, None), {}, plan, np.random.RandomState(3))
-    folder = catalog.out_dir / "deliveries" / spec.partner / spec.name / DAY.isoformat()
+    releaser = open_releaser(tmp_path / "release", REGIONS, random_state=np.random.RandomState(3))
+    data = releaser.release(_flows_frame(spark), spec.aggregation, DAY).table
+    folder = catalog.out_dir / "deliveries" / spec.delivery.partner / spec.name / DAY.isoformat()
     return {"catalog": catalog, "plan": plan, "delivery": _deliver(folder, spec, plan, data)}
 
 
@@ -174,7 +172,7 @@ def test_load_delivery_reads_a_verified_delivery(run):
     delivery = A.load_delivery(run["delivery"])
     assert (delivery.report, delivery.period, delivery.keys) == ("traffic", DAY, ("region", "hour"))
     assert delivery.outputs == ("subs", "total")
-    assert delivery.spec.min_subscribers == 3
+    assert delivery.aggregation.min_subscribers == 3
     assert len(delivery.data) == 2 * 3
 
 
@@ -217,7 +215,7 @@ def test_released_values_label_a_remainder_row():
 
 
 def test_report_inputs_add_profile_attributes_and_the_hour(run):
-    inputs = A.report_inputs(run["catalog"], _spec(), DAY)
+    inputs = A.report_inputs(run["catalog"], _spec().aggregation, DAY)
     north_zero = inputs[(inputs["region"] == "North") & (inputs["hour"] == 0)]
     assert sorted(north_zero["subscriber"]) == [f"s{i}" for i in range(6)]
     assert inputs.loc[inputs["subscriber"] == "s6", "hour"].tolist() == [2]
@@ -227,7 +225,7 @@ def test_report_inputs_name_a_column_the_protected_zone_lacks(run):
     spec = _spec(group_by=[{"column": "domain_category", "private": True}],
                  partition_selection={"epsilon": 1.0, "delta": 1e-6})
     with pytest.raises(A.TruthUnavailable, match="domain_category"):
-        A.report_inputs(run["catalog"], spec, DAY)
+        A.report_inputs(run["catalog"], spec.aggregation, DAY)
 
 
 def test_report_keys_derive_what_the_release_derives():
@@ -394,7 +392,7 @@ def test_latest_status_and_spend_by_period(ledger_file):
 
 def test_default_grid_brackets_the_spec():
     grid = A.default_grid(_spec(metrics=ALL_KINDS[:2], contribution={"max_groups_per_subscriber": 6,
-                                                                     "max_rows_per_group": 8}))
+                                                                     "max_rows_per_group": 8}).aggregation)
     assert grid.epsilons[3] == pytest.approx(2.0) and grid.epsilons[0] == pytest.approx(0.25)
     assert grid.max_groups == (2, 3, 6, 12, 24) and grid.max_rows == (2, 4, 8, 16, 32)
 
@@ -405,7 +403,7 @@ def test_spec_variant_sets_the_total_epsilon_and_keeps_each_metrics_share(accoun
     metrics = [{"name": "subs", "kind": "count_distinct_subscribers", budget: 0.1},
                {"name": "flows", "kind": "count", budget: 0.3}]
     delta = 0.0 if accounting == "pure_dp" else 1e-6
-    spec = _spec(metrics=metrics, accounting=accounting, delta=delta)
+    spec = _spec(metrics=metrics, accounting=accounting, delta=delta).aggregation
     variant = A.spec_variant(spec, 2.0, 5, 7)
     assert plan_aggregation(variant, REGIONS).epsilon == pytest.approx(2.0)
     assert A.metrics_epsilon(variant) == pytest.approx(2.0)
@@ -436,7 +434,8 @@ def test_accuracy_grid_marks_noise_too_large_to_sample():
                                                                    "max_rows_per_group": 1},
                  metrics=[{"name": "total", "kind": "sum", "column": "bytes", "lower": 0, "upper": 1000,
                            "epsilon": 1.0}])
-    grid = A.accuracy_grid(plan_aggregation(spec.aggregation, REGIONS), A.ParameterGrid((1.0,), (1,), (1, 1000)), 10)
+    plan = plan_aggregation(spec.aggregation, REGIONS)
+    grid = A.accuracy_grid(plan, A.ParameterGrid((1.0,), (1,), (1, 1000)), 10)
     assert grid["noise_sd"].isna().tolist() == [False, True]
 
 
@@ -448,8 +447,8 @@ def test_bounding_kept_share_is_the_expected_share_after_random_bounding():
                {"name": "flows", "kind": "count", "epsilon": 1.0},
                {"name": "total", "kind": "sum", "column": "bytes", "lower": 0, "upper": 5, "epsilon": 1.0},
                {"name": "avg", "kind": "mean", "column": "bytes", "lower": 0, "upper": 5, "epsilon": 1.0}]
-    plan = plan_aggregation(_spec(metrics=metrics, group_by=[{"column": "region", "values": "regions"},
-                                                        {"column": "hour", "range": [0, 3]}]).aggregation, REGIONS)
+    keys = [{"column": "region", "values": "regions"}, {"column": "hour", "range": [0, 3]}]
+    plan = plan_aggregation(_spec(metrics=metrics, group_by=keys).aggregation, REGIONS)
     kept = A.bounding_kept_share(inputs, plan, (2, 4), (2,)).set_index(["max_groups", "metric"])
     assert kept.loc[(2, "subs"), "kept_share"] == pytest.approx((4 * 0.5 + 1) / 5)
     assert kept.loc[(2, "flows"), "kept_share"] == pytest.approx((4 * 0.5 + 2) / 8)
@@ -464,8 +463,8 @@ def test_bounding_kept_share_agrees_with_simulated_random_bounding():
             for h, v in zip(rng.integers(0, 4, 9), rng.integers(1, 100, 9), strict=True)]
     inputs = pd.DataFrame(rows, columns=["subscriber", "region", "hour", "bytes"])
     metrics = [{"name": "total", "kind": "sum", "column": "bytes", "lower": 0, "upper": 100, "epsilon": 1.0}]
-    plan = plan_aggregation(_spec(metrics=metrics, group_by=[{"column": "region", "values": "regions"},
-                                                        {"column": "hour", "range": [0, 3]}]).aggregation, REGIONS)
+    keys = [{"column": "region", "values": "regions"}, {"column": "hour", "range": [0, 3]}]
+    plan = plan_aggregation(_spec(metrics=metrics, group_by=keys).aggregation, REGIONS)
     expected = A.bounding_kept_share(inputs, plan, (2,), (2,))["kept_share"].item()
 
     cells = [list(mine.groupby("hour")["bytes"].apply(np.asarray))

@@ -6,6 +6,7 @@ in the environment and matplotlib's Agg backend; nothing in them starts Spark.
 """
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from flows.catalog import Catalog
 from kr_reports import analysis
+from kr_reports.ledger import Ledger
+from kr_reports.store import ReleaseStore
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -25,7 +28,10 @@ EXPECTED = (
     "02_privacy_ledger.ipynb",
     "03_accuracy_vs_parameters.ipynb",
     "04_analyst_zone.ipynb",
+    "05_adhoc_query.ipynb",
 )
+# Notebooks that charge the ledger run on a copy of the daily run's data, which others only read.
+CHARGING = ("05_adhoc_query.ipynb",)
 CELL_TIMEOUT = 120  # seconds per cell; each takes a few at most
 PSEUDONYM_PREFIX = 12  # pandas may truncate a long value: look for its start
 
@@ -50,13 +56,24 @@ def kernel_env(tmp_path_factory, daily_run, config_dir) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def executed(kernel_env):
+def charging_data(tmp_path_factory, daily_run) -> Path:
+    """What a charging notebook needs of the daily run (protected zone, store, ledger), copied."""
+    copy = tmp_path_factory.mktemp("charging") / "data"
+    for part in ("protected", "releases", "ledger.sqlite"):
+        source = daily_run["data"] / part
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, copy / part)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def executed(kernel_env, charging_data):
     """Each notebook executed once per module, on demand."""
     done = {}
 
     def run(name: str):
         if name not in done:
-            done[name] = _execute(nbformat.read(NOTEBOOKS / name, as_version=4), kernel_env)
+            env = {**kernel_env, "KR_DATA_DIR": str(charging_data)} if name in CHARGING else kernel_env
+            done[name] = _execute(nbformat.read(NOTEBOOKS / name, as_version=4), env)
         return done[name]
 
     return run
@@ -111,6 +128,15 @@ def test_notebook_outputs_show_no_pseudonym(executed, daily_run, name):
     text = _output_text(executed(name))
     shown = [p for p in pseudonyms["subscriber"] if p[:PSEUDONYM_PREFIX] in text]
     assert not shown, f"{name} shows {len(shown)} subscriber pseudonyms"
+
+
+def test_the_adhoc_query_is_charged_to_the_ledger_as_internal(executed, charging_data):
+    executed("05_adhoc_query.ipynb")
+    charges = Ledger(charging_data / "ledger.sqlite", create=False).charges("network_flows")
+    adhoc = [c for c in charges if c.report.startswith("adhoc_")]
+    assert [(c.report, c.partner, c.purpose, c.state) for c in adhoc] == [
+        ("adhoc_bytes_by_region", "internal", "internal_analysis", "stored")]  # the greedy one refused
+    assert ReleaseStore(charging_data / "releases").numbers("adhoc_greedy", adhoc[0].period) == []
 
 
 def test_every_delivered_report_can_be_explored(daily_run, config_dir):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kr_reports.config import ReportSpec, load_pipeline_config, load_report_specs
+from kr_reports.config import Aggregation, load_pipeline_config, load_report_specs
 from kr_reports.dp import plan_aggregation, published_columns
 from kr_reports.shares import with_shares
 
@@ -76,7 +76,7 @@ def test_a_share_must_be_across_a_group_key_of_an_additive_metric(plan, change, 
     data = plan.aggregation.model_dump()
     data["metrics"][0].update(change)
     with pytest.raises(ValueError, match=message):
-        ReportSpec.model_validate(data)
+        Aggregation.model_validate(data)
 
 
 def test_explain_says_what_a_share_is(capsys, config_dir):

@@ -1,0 +1,228 @@
+"""The release front door: one path for every release, and a store and ledger that must agree.
+
+Each test damages what an operator could damage (the ledger file, its URL, the store, the
+spec between a charge and its store) and checks that nothing is released and the message
+names both locations.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from releasing import ample_config, open_releaser
+from specs import report_spec
+
+import kr_reports
+from kr_reports.config import Budget, Delivery
+from kr_reports.ledger import BudgetExceeded, ChargeMismatch, ChargeRequest, Ledger
+from kr_reports.releaser import Releaser, ReleaseRefused
+from kr_reports.store import ReleaseStore
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = "subscriber string, region string, hour int, bytes bigint"
+DAY = dt.date(2026, 11, 1)
+DELIVERY = Delivery(partner="metro-planning", purpose="aggregate_reports", policy_clause="clause")
+
+
+def _aggregation(epsilon: float = 1.0, name: str = "traffic"):
+    return report_spec({
+        "name": name, "source": "network_flows", "partner": "p", "purpose": "aggregate_reports",
+        "policy_clause": "c",
+        "group_by": [{"column": "region", "values": "regions"}, {"column": "hour", "range": [0, 1]}],
+        "contribution": {"max_groups_per_subscriber": 2, "max_rows_per_group": 2},
+        "metrics": [{"name": "subs", "kind": "count_distinct_subscribers", "epsilon": epsilon},
+                    {"name": "total", "kind": "sum", "column": "bytes", "lower": 0, "upper": 100,
+                     "epsilon": epsilon}],
+    }).aggregation
+
+
+@pytest.fixture(scope="module")
+def flows(spark):
+    rows = [(f"s{i}", "North" if i % 2 else "South", i % 2, 10 * (i % 7)) for i in range(60)]
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+def _reopen(folder: Path, ledger: Path | None = None, create: bool = True) -> Releaser:
+    ledger = Ledger(ledger or folder / "ledger.sqlite", create=create)
+    store = ReleaseStore(folder / "releases")
+    return Releaser(ledger, store, ample_config(), random_state=np.random.RandomState(1))
+
+
+def _released(folder: Path, flows) -> Releaser:
+    releaser = open_releaser(folder, random_state=np.random.RandomState(0))
+    releaser.release(flows, _aggregation(), DAY, DELIVERY)
+    return releaser
+
+
+def test_the_public_api_is_the_front_door():
+    exported = {"Releaser", "Aggregation", "Delivery", "Release", "Ledger", "ReleaseStore"}
+    assert exported <= set(kr_reports.__all__)
+    assert kr_reports.Releaser is Releaser
+
+
+def test_a_release_is_charged_stored_and_served_again_without_new_noise(tmp_path, flows):
+    releaser = open_releaser(tmp_path, random_state=np.random.RandomState(0))
+    first = releaser.release(flows, _aggregation(), DAY, DELIVERY)
+    again = _reopen(tmp_path).release(flows, _aggregation(), DAY, DELIVERY)
+    assert not first.reused and again.reused
+    assert again.table.equals(first.table)
+    (charge,) = releaser.ledger.charges()
+    assert (charge.id, charge.state, charge.partner) == (first.record["ledger"]["charge_id"], "stored",
+                                                        "metro-planning")
+    assert first.record["ledger"]["id"] == releaser.ledger.id == releaser.store.ledger_id()
+    assert first.record["aggregation_hash"] == _aggregation().fingerprint()
+
+
+def test_an_internal_aggregation_is_charged_to_the_same_ledger_and_refused_alike(tmp_path, flows):
+    tight = Budget(dataset="x", window_days=30, epsilon=5.0)
+    releaser = open_releaser(tmp_path, budget=tight, random_state=np.random.RandomState(0))
+    releaser.release(flows, _aggregation(), DAY, DELIVERY)  # a scheduled report: epsilon 2
+    adhoc = releaser.release(flows, _aggregation(name="adhoc"), DAY)  # an analyst's query: 2 more
+    assert adhoc.record["partner"] is None
+    assert [c.partner for c in releaser.ledger.charges()] == ["metro-planning", "internal"]
+    with pytest.raises(BudgetExceeded, match="network_flows"):
+        releaser.release(flows, _aggregation(name="adhoc2"), DAY)
+    assert releaser.store.numbers("adhoc2", DAY.isoformat()) == []
+
+
+@pytest.mark.parametrize("damage", ["deleted", "emptied"])
+def test_a_deleted_or_emptied_ledger_stops_the_next_release(tmp_path, flows, damage):
+    _released(tmp_path, flows)
+    ledger = tmp_path / "ledger.sqlite"
+    ledger.unlink()
+    if damage == "emptied":
+        ledger.write_bytes(b"")
+    with pytest.raises(ReleaseRefused, match="no privacy ledger") as refused:
+        Releaser.open(tmp_path, ROOT / "config")
+    assert str(ledger) in str(refused.value) and str(tmp_path / "releases") in str(refused.value)
+    # nothing was created in its place
+    assert (not ledger.exists()) if damage == "deleted" else ledger.stat().st_size == 0
+
+
+def test_another_ledger_is_refused_naming_both(tmp_path, flows):
+    _released(tmp_path, flows)
+    other = tmp_path / "other.sqlite"
+    with pytest.raises(ReleaseRefused, match="was charged to ledger") as refused:
+        _reopen(tmp_path, ledger=other)
+    assert str(other) in str(refused.value) and str(tmp_path / "releases") in str(refused.value)
+
+
+def test_a_rolled_back_ledger_is_refused(tmp_path, flows):
+    releaser = open_releaser(tmp_path, random_state=np.random.RandomState(0))
+    releaser.release(flows, _aggregation(), DAY, DELIVERY)
+    backup = tmp_path / "backup.sqlite"
+    shutil.copy(tmp_path / "ledger.sqlite", backup)
+    releaser.release(flows, _aggregation(name="later"), DAY, DELIVERY)
+    shutil.copy(backup, tmp_path / "ledger.sqlite")
+    with pytest.raises(ReleaseRefused, match="lacks the charges of 1 release"):
+        _reopen(tmp_path)
+
+
+def test_a_lost_store_is_refused_unless_recovered_under_a_new_number(tmp_path, flows):
+    _released(tmp_path, flows)
+    shutil.rmtree(tmp_path / "releases" / "traffic")
+    releaser = _reopen(tmp_path)
+    with pytest.raises(ReleaseRefused, match="no longer holds it"):
+        releaser.release(flows, _aggregation(), DAY, DELIVERY)
+    recovered = releaser.release(flows, _aggregation(), DAY, DELIVERY, recover_lost=True)
+    assert recovered.record["release_id"] == "traffic/2026-11-01#2" and not recovered.reused
+    assert [c.release_id for c in releaser.ledger.charges()] == ["traffic/2026-11-01", "traffic/2026-11-01#2"]
+
+
+def _crash_between_charge_and_store(tmp_path, flows, monkeypatch) -> Releaser:
+    releaser = open_releaser(tmp_path, random_state=np.random.RandomState(0))
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(releaser.store, "write", crash)
+    with pytest.raises(OSError):
+        releaser.release(flows, _aggregation(), DAY, DELIVERY)
+    monkeypatch.undo()
+    (charge,) = releaser.ledger.charges()
+    assert charge.state == "charged"
+    return _reopen(tmp_path)
+
+
+def test_a_retry_after_a_crash_takes_up_its_charge(tmp_path, flows, monkeypatch):
+    releaser = _crash_between_charge_and_store(tmp_path, flows, monkeypatch)
+    release = releaser.release(flows, _aggregation(), DAY, DELIVERY)
+    (charge,) = releaser.ledger.charges()
+    assert release.record["ledger"]["charge_id"] == charge.id and charge.state == "stored"
+
+
+def test_a_spec_changed_between_charge_and_store_is_refused(tmp_path, flows, monkeypatch):
+    releaser = _crash_between_charge_and_store(tmp_path, flows, monkeypatch)
+    with pytest.raises(ChargeMismatch, match=r"epsilon 2\.0 vs 3\.0"):
+        releaser.release(flows, _aggregation(epsilon=1.5), DAY, DELIVERY)
+    bounds = _aggregation().model_copy(update={"contribution": _aggregation().contribution.model_copy(
+        update={"max_rows_per_group": 5})})  # same epsilon, other noise: only the hash tells
+    with pytest.raises(ChargeMismatch, match="the aggregation"):
+        releaser.release(flows, bounds, DAY, DELIVERY)
+    assert releaser.store.is_empty() and len(releaser.ledger.charges()) == 1
+
+
+def test_a_spec_changed_after_its_release_is_not_served_as_the_old_one(tmp_path, flows):
+    releaser = _released(tmp_path, flows)
+    with pytest.raises(ReleaseRefused, match="another version of aggregation 'traffic'"):
+        releaser.release(flows, _aggregation(epsilon=1.5), DAY, DELIVERY)
+    deliberate = releaser.release(flows, _aggregation(epsilon=1.5), DAY, DELIVERY, new_release=True)
+    assert deliberate.record["number"] == 2
+
+
+def test_a_stored_charge_never_pays_for_another_release(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    request = ChargeRequest(release_id="r/2026-11-01", dataset="d", privacy_unit="subscriber", period=DAY,
+                            report="r", partner="p", purpose="aggregate_reports", epsilon=1.0, delta=0.0)
+    charge, new = ledger.charge(request, 10, 0, 30)
+    assert new and ledger.charge(request, 10, 0, 30) == (charge, False)  # charged, not stored: reusable
+    ledger.mark_stored(charge.id)
+    with pytest.raises(ChargeMismatch, match="not paid for again"):
+        ledger.charge(request, 10, 0, 30)
+
+
+def test_a_ledger_is_never_created_by_a_reader(tmp_path):
+    from kr_reports.ledger import LedgerMissing
+
+    with pytest.raises(LedgerMissing, match="no privacy ledger"):
+        Ledger(tmp_path / "nothing" / "ledger.sqlite", create=False)
+    assert not (tmp_path / "nothing").exists()
+
+
+# Calls that draw noise, and the only modules allowed to make them.
+NOISE_CALLS = {"add_to", "randomise", "noisy_release", "select_partitions", "NoisyTree", "sampler"}
+NOISE_MODULES = {"kr_reports/mechanisms.py", "kr_reports/noising.py", "kr_reports/releaser.py"}
+
+
+def _noise_calls(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in NOISE_CALLS:
+                names.append(f"{name} (line {node.lineno})")
+    return names
+
+
+def test_no_module_but_the_front_door_draws_noise():
+    """Product code, benchmarks and notebooks' helpers: noise is drawn behind the Releaser only."""
+    offenders = {}
+    for folder in ("kr_reports", "flows", "transforms", "expectations", "bench"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            if relative not in NOISE_MODULES and (calls := _noise_calls(path)):
+                offenders[relative] = calls
+    assert offenders == {}
+
+
+def test_the_noise_scan_would_catch_a_bypass(tmp_path):
+    bypass = tmp_path / "bypass.py"
+    bypass.write_text("from kr_reports import noising\nnoising.noisy_release(cells, {}, plan)\n")
+    assert _noise_calls(bypass) == ["noisy_release (line 2)"]
