@@ -8,9 +8,12 @@
   to Parquet; with --protect-pieces also each treatment alone against a
   plain select of its own input columns, written to Spark's noop sink so the
   figure is compute, not Parquet;
-- the DP report of config/reports/network_traffic_region_hour.yaml
-  (bounding, aggregation, noise, roll-up) vs a plain Spark groupBy of the
-  same aggregation (countDistinct, sum, percentile_approx).
+- the DP report of config/reports/network_traffic_region_hour.yaml, released
+  through the project's front door (kr_reports.releaser: budget check,
+  bounding and aggregation in Spark, charge, noise, roll-up, store) on a
+  throwaway ledger and store with an ample budget, a new day per release
+  (bench/scratch_releaser.py), vs a plain Spark groupBy of the same
+  aggregation (countDistinct, sum, percentile_approx).
 
 KR_JVM_FUNCTIONS=off runs protect on Spark's built-in functions instead of
 the project's JVM functions, for comparison.
@@ -35,17 +38,17 @@ from pyspark.sql import functions as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scratch_releaser import ScratchReleaser  # noqa: E402
+
 from flows.generate import write_landing  # noqa: E402
 from kr_reports import jvm  # noqa: E402
-from kr_reports.config import load_pipeline_config, load_report_specs  # noqa: E402
-from kr_reports.dp import plan_aggregation  # noqa: E402
-from kr_reports.noising import complete_cells, noisy_release  # noqa: E402
+from kr_reports.config import Aggregation, load_report_specs  # noqa: E402
 from kr_reports.policy import load_policy  # noqa: E402
+from kr_reports.releaser import Release  # noqa: E402
 from kr_reports.schemas import NETWORK_FLOWS  # noqa: E402
 from kr_reports.spark import get_spark  # noqa: E402
 from transforms.ingest import filter_usable, with_typed_and_reasons  # noqa: E402
 from transforms.protect import protect  # noqa: E402
-from transforms.report_aggregate import aggregate_report  # noqa: E402
 
 FLOWS_PER_SUBSCRIBER = 20
 DAY = dt.date(2026, 11, 1)
@@ -133,19 +136,14 @@ def _plain_report(spark, path: Path) -> None:
     counts.join(quantiles, on=keys).collect()
 
 
-def dp_release(spark, path: Path, plan):
-    """The DP report on the prepared traffic: bound, aggregate, noise, post-process."""
-    aggregates = aggregate_report(spark.read.parquet(str(path)), plan, "subscriber", salt=12345)
-    try:
-        found = aggregates.cells.toPandas()
-        buckets = {name: df.toPandas() for name, df in aggregates.buckets.items()}
-    finally:
-        aggregates.unpersist()
-    return noisy_release(complete_cells(found, plan, None), buckets, plan)
+def traffic_aggregation(config: Path) -> Aggregation:
+    """The catalog's report on network flows (config/reports/network_traffic_region_hour.yaml)."""
+    return next(s.aggregation for s in load_report_specs(config) if s.aggregation.source == "network_flows")
 
 
-def _dp_report(spark, path: Path, plan) -> None:
-    dp_release(spark, path, plan)
+def dp_release(releases: ScratchReleaser, spark, path: Path, aggregation: Aggregation) -> Release:
+    """The DP report on the prepared traffic, released through the front door (a new day each time)."""
+    return releases.release(spark.read.parquet(str(path)), aggregation)
 
 
 def main() -> None:
@@ -161,11 +159,10 @@ def main() -> None:
 
     spark = get_spark("kr-reports-bench")
     config = ROOT / "config"
-    pipeline = load_pipeline_config(config)
-    spec = next(s for s in load_report_specs(config) if s.source == "network_flows")
-    plan = plan_aggregation(spec.aggregation, pipeline.regions)
+    aggregation = traffic_aggregation(config)
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
+        releases = ScratchReleaser(Path(scratch) / "releases", config)
         landing = Path(scratch) / "landing"
         subscribers = max(1, args.rows // FLOWS_PER_SUBSCRIBER)
         start = time.perf_counter()
@@ -182,6 +179,7 @@ def main() -> None:
         if "report" in args.stages:
             rows = _prepare_traffic(spark, landing, traffic)
             _plain_report(spark, traffic)  # warm-up: JIT, file listing caches
+            dp_release(releases, spark, traffic, aggregation)  # warm-up of the release's own jobs
         else:
             _plain_select(spark, raw, written)  # warm-up
         for _ in range(args.repeats):
@@ -190,7 +188,7 @@ def main() -> None:
                 protects.append(_timed(lambda: _protect(spark, raw, written, rules)))
             if "report" in args.stages:
                 plain.append(_timed(lambda: _plain_report(spark, traffic)))
-                private.append(_timed(lambda: _dp_report(spark, traffic, plan)))
+                private.append(_timed(lambda: dp_release(releases, spark, traffic, aggregation)))
         pieces = _bench_protect_pieces(spark, raw, rules, args.repeats) if args.protect_pieces else []
 
     all_rows = sum(generated["rows"].values())
@@ -210,7 +208,7 @@ def main() -> None:
     if "report" in args.stages:
         print(f"report input: {rows:,} flow rows with region and hour")
         _print_pair("plain Spark groupBy (countDistinct, sum, percentile_approx)", plain,
-                    "DP report (bound + aggregate + noise)", private)
+                    "DP release via Releaser (bound + aggregate + charge + noise + store)", private)
     options = f" --stages {' '.join(args.stages)}" if set(args.stages) != set(STAGES) else ""
     options += " --protect-pieces" if args.protect_pieces else ""
     print(f"reproduce: .venv/bin/python bench/bench_pipeline.py --rows {args.rows} "

@@ -8,9 +8,14 @@ PipelineDP is not a dependency of the product: it lives in the separate
 `.venv-bench` that `make bench-pipelinedp` builds (project + the pins in
 bench/requirements-pipelinedp.txt). Its Spark backend runs Python on the
 workers, so the workers must use that venv's interpreter (set below).
+Without pipeline_dp installed, only `--help` and `--skip-pipelinedp` run.
 
 Same synthetic data and report input as bench_pipeline.py, whose functions
-are reused. The report is config/reports/network_traffic_region_hour.yaml:
+are reused. Our side is the project's release front door, `Releaser.release`,
+on a throwaway ledger and store with an ample budget, a new day per release
+(bench/scratch_releaser.py): plan, budget check, bounding and aggregation in
+Spark, charge, noise, post-processing, store. PipelineDP's side is its own
+engine. The report is config/reports/network_traffic_region_hour.yaml:
 public cells regions x hours; per subscriber at most G cells and R rows per
 cell; distinct subscribers, the sum of bytes and quantiles of a flow's bytes,
 bytes clamped per row; pure DP. PipelineDP gets the same query from the same
@@ -22,15 +27,17 @@ a NaiveBudgetAccountant with the spec's total epsilon and delta 0.
 
 Budget split: one PipelineDP aggregation splits its epsilon equally between
 its metrics (count, sum, quantiles), and offers no per-metric weights. So
-both engines run the spec with its total epsilon re-split equally across its
-metrics (`_bench_spec`); bounds, delta, keys and k are the spec's. The split
+both engines run the spec's aggregation with its total epsilon re-split equally
+across its metrics (`_bench_aggregation`); bounds, delta, keys and k are the spec's. The split
 changes only the noise scales, not the work, so the timing is that of the
 product report. Both engines compute the same L1 sensitivities for the count
 (G) and the sum (G*R*upper), hence the same noise scale for those two.
 
 Timing: plain groupBy (bench_pipeline's `_plain_report`, the same
-aggregation), our `_dp_report` and PipelineDP (read, aggregate, collect)
-alternate in one session; quote the ratios of the medians.
+aggregation), our release (bench_pipeline's `dp_release`: the Releaser, read to
+stored release) and PipelineDP (read, aggregate, collect) alternate in one
+session; quote the ratios of the medians. The timed releases are the ones
+whose accuracy is measured.
 
 Accuracy: the true value per cell is the unbounded, unclamped plain groupBy
 (distinct subscribers, sum of bytes, exact percentiles of bytes). For each
@@ -41,8 +48,9 @@ includes the bias of contribution bounding (cells and rows dropped, values
 clamped), not only the noise. Both engines bound the same way (same G, R and
 clamps, uniformly random choice of the kept cells and rows), so this is the
 right comparison: it is the error a reader of either release sees. The
-"bounding only" row is our bounded aggregates before noise: how much of the
-error is the spec's bounds. PipelineDP releases floats (Laplace on the float
+"bounding only" row is our bounded aggregates before noise (one bounding, with
+its own salt: a release's salt is secret): how much of the error is the spec's
+bounds. PipelineDP releases floats (Laplace on the float
 aggregates, negative values possible); ours releases integers clamped at 0,
 so a third row applies that same free post-processing to PipelineDP's.
 """
@@ -60,8 +68,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pipeline_dp
 from pyspark.sql import functions as F
+
+try:
+    import pipeline_dp
+except ModuleNotFoundError:  # the main venv: --help and --skip-pipelinedp still run
+    pipeline_dp = None
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -69,37 +81,39 @@ sys.path.insert(0, str(ROOT))
 from bench_pipeline import (  # noqa: E402
     DAY,
     FLOWS_PER_SUBSCRIBER,
-    _dp_report,
     _plain_report,
     _prepare_traffic,
     _timed,
     dp_release,
+    traffic_aggregation,
 )
+from scratch_releaser import ScratchReleaser  # noqa: E402
 
 from flows.generate import write_landing  # noqa: E402
-from kr_reports.config import Metric, ReportSpec, load_pipeline_config, load_report_specs  # noqa: E402
-from kr_reports.dp import ReportPlan, plan_aggregation, quantile_column  # noqa: E402
+from kr_reports.config import Aggregation, Metric  # noqa: E402
+from kr_reports.dp import ReportPlan, quantile_column  # noqa: E402
 from kr_reports.spark import get_spark  # noqa: E402
 from transforms.report_aggregate import aggregate_report  # noqa: E402
 
 UNIT = "subscriber"
-SALT = 12345  # bench_pipeline's dp_release bounds with this salt
+BOUNDING_SALT = 12345  # the "bounding only" row's; each release draws its own, secret
 COMPARED_KINDS = ("count_distinct_subscribers", "sum", "quantiles")
 
 
-def _bench_spec(spec: ReportSpec) -> ReportSpec:
-    """The spec with its total epsilon split equally across its metrics (see the docstring)."""
-    if spec.accounting != "pure_dp" or spec.delta != 0:
-        raise ValueError("PipelineDP's Laplace noise is pure DP: the bench needs a pure_dp spec")
-    kinds = sorted(m.kind for m in spec.metrics)
+def _bench_aggregation(aggregation: Aggregation) -> Aggregation:
+    """The aggregation with its total epsilon split equally across its metrics (see the docstring)."""
+    if aggregation.accounting != "pure_dp" or aggregation.delta != 0:
+        raise ValueError("PipelineDP's Laplace noise is pure DP: the bench needs a pure_dp aggregation")
+    kinds = sorted(m.kind for m in aggregation.metrics)
     if kinds != sorted(COMPARED_KINDS):
-        raise ValueError(f"the bench compares one metric of each kind {COMPARED_KINDS}; spec has {kinds}")
-    valued = [m for m in spec.metrics if m.kind != "count_distinct_subscribers"]
+        raise ValueError(f"the bench compares one metric of each kind {COMPARED_KINDS}; "
+                         f"the aggregation has {kinds}")
+    valued = [m for m in aggregation.metrics if m.kind != "count_distinct_subscribers"]
     if len({(m.column, m.lower, m.upper) for m in valued}) != 1:
         raise ValueError("PipelineDP has one value and one [min, max] per aggregation")
-    share = sum(m.epsilon for m in spec.metrics) / len(spec.metrics)
-    return spec.model_copy(
-        update={"metrics": tuple(m.model_copy(update={"epsilon": share}) for m in spec.metrics)}
+    share = sum(m.epsilon for m in aggregation.metrics) / len(aggregation.metrics)
+    return aggregation.model_copy(
+        update={"metrics": tuple(m.model_copy(update={"epsilon": share}) for m in aggregation.metrics)}
     )
 
 
@@ -218,9 +232,9 @@ def _truth(spark, path: Path, plan: ReportPlan) -> pd.DataFrame:
 
 
 def _bounded(spark, path: Path, plan: ReportPlan) -> pd.DataFrame:
-    """Our bounded per-cell aggregates before noise (the same salt as bench_pipeline's dp_release)."""
+    """Our bounded per-cell aggregates before noise (one bounding; no noise is drawn here)."""
     counted, summed = _metric(plan, "count_distinct_subscribers"), _metric(plan, "sum")
-    aggregates = aggregate_report(spark.read.parquet(str(path)), plan, UNIT, salt=SALT)
+    aggregates = aggregate_report(spark.read.parquet(str(path)), plan, UNIT, salt=BOUNDING_SALT)
     try:
         cells = aggregates.cells.toPandas()
     finally:
@@ -289,6 +303,9 @@ def main() -> None:
                         help="only our engine (PipelineDP is the slow part): for quick iterations")
     args = parser.parse_args()
     with_pipelinedp = not args.skip_pipelinedp
+    if with_pipelinedp and pipeline_dp is None:
+        parser.error("pipeline_dp is not installed in this interpreter: run `make bench-pipelinedp` "
+                     "(it builds .venv-bench), or pass --skip-pipelinedp")
 
     # PipelineDP's RDD functions run in Python workers that must import pipeline_dp:
     # use this interpreter (the bench venv), whatever an outer Makefile exported.
@@ -296,12 +313,13 @@ def main() -> None:
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     spark = get_spark("kr-reports-bench-pipelinedp")
     config = ROOT / "config"
-    pipeline = load_pipeline_config(config)
-    product = next(s for s in load_report_specs(config) if s.source == "network_flows")
-    plan = plan_aggregation(_bench_spec(product).aggregation, pipeline.regions)
-    columns = list(_outputs(plan))
+    product = traffic_aggregation(config)
+    aggregation = _bench_aggregation(product)
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
+        releases = ScratchReleaser(Path(scratch) / "releases", config)
+        plan = releases.plan(aggregation)  # the plan the Releaser executes; PipelineDP gets the same query
+        columns = list(_outputs(plan))
         landing = Path(scratch) / "landing"
         subscribers = max(1, args.rows // FLOWS_PER_SUBSCRIBER)
         generated = write_landing(landing, n_subscribers=subscribers, days=1, start_date=DAY)
@@ -312,20 +330,21 @@ def main() -> None:
 
         # Warm-up (JIT, file listing caches, Python workers), untimed.
         _plain_report(spark, traffic)
-        _dp_report(spark, traffic, plan)
+        dp_release(releases, spark, traffic, aggregation)
         specs = _pipelinedp_report(spark, traffic, plan)[1] if with_pipelinedp else []
 
-        plain, ours, theirs, their_releases = [], [], [], []
+        plain, ours, theirs, our_releases, their_releases = [], [], [], [], []
         for _ in range(args.repeats):
             plain.append(_timed(lambda: _plain_report(spark, traffic)))
-            ours.append(_timed(lambda: _dp_report(spark, traffic, plan)))
+            start = time.perf_counter()
+            made = dp_release(releases, spark, traffic, aggregation)
+            ours.append(time.perf_counter() - start)
+            our_releases.append(_keyed(made.table, plan))
             if with_pipelinedp:
                 start = time.perf_counter()
                 released, _ = _pipelinedp_report(spark, traffic, plan)
                 theirs.append(time.perf_counter() - start)
                 their_releases.append(_keyed(_pipelinedp_frame(released, plan), plan))
-
-        our_releases = [_keyed(dp_release(spark, traffic, plan), plan) for _ in range(args.repeats)]
 
     # Cells every one of our releases published as cells (not withheld under k, not a remainder row).
     released_cells = truth.index
@@ -348,8 +367,8 @@ def main() -> None:
     bounds = plan.aggregation.contribution
     print()
     print(f"machine: {os.cpu_count()} cores, Spark {spark.version} "
-          f"(default parallelism {spark.sparkContext.defaultParallelism}), "
-          f"pipeline-dp {pipeline_dp.__version__}")
+          f"(default parallelism {spark.sparkContext.defaultParallelism})"
+          + (f", pipeline-dp {pipeline_dp.__version__}" if pipeline_dp is not None else ""))
     print(f"data: {generated['rows']['network_flows']:,} generated flows -> {rows:,} report input rows "
           f"({UNIT}, {', '.join(plan.public_keys)}, {summed.column}); {plan.public_cells} public cells, "
           f"{int((truth[counted.name] > 0).sum())} with data")
@@ -364,7 +383,7 @@ def main() -> None:
           + ("; PipelineDP " + ", ".join(f"{s.name} {s.eps:.4g}" for s in specs) if with_pipelinedp else ""))
     print("time (median of alternating runs):")
     timed = [("plain Spark groupBy (countDistinct, sum, percentile_approx)", plain),
-             ("ours: DP report (bound + aggregate + noise + roll-up)", ours)]
+             ("ours: Releaser (bound + aggregate + charge + noise + roll-up + store)", ours)]
     if with_pipelinedp:
         timed.append(("PipelineDP on SparkRDDBackend (read + aggregate + collect)", theirs))
     for label, runs in timed:

@@ -1,31 +1,42 @@
 """Accuracy: a quantile tree on the linear scale against the log scale, at the catalog's noise.
 
-    .venv/bin/python bench/bench_quantile_scale.py [--seeds 60]
+    .venv/bin/python bench/bench_quantile_scale.py [--replicas 60] [--seed 0]
 
-For the two catalog reports with quantiles, the tree of one cell is noised
-exactly as their plans say (same mechanism, sd and walk), on synthetic cells
-of several sizes: flow bytes lognormal (median 8.1 kB, heavy tail, clamped at
-250 kB) and call seconds exponential (mean 150 s, bunched low, clamped at an
-hour). Prints the mean relative error of each released quantile against the
-cell's true quantile, per scale and cell size. No Spark: the Spark side of
-the mapping is tested against this one (tests/test_quantiles.py).
+For the two catalog reports with quantiles, simulated cells of several sizes
+are released through the project's front door (`Releaser.release`, on a
+throwaway ledger and store with an ample budget: bench/scratch_releaser.py):
+flow bytes lognormal (median 8.1 kB, heavy tail, clamped at 250 kB) and call
+seconds exponential (mean 150 s, bunched low, clamped at an hour).
+
+One release per report holds every cell: its public keys are `replica`
+(0 .. replicas - 1) and `cell_rows` (the cell's size), so each (replica, size)
+is an independent cell, and its two metrics are the catalog's quantiles metric
+on the linear and on the log scale, each with the catalog's epsilon, bounds and
+contribution bounds: the same tree noise as the catalog's plan (checked). Every
+row has its own subscriber, so bounding keeps every row and the error is the
+tree's alone. Prints the mean relative error of each released quantile against
+the cell's true quantile (of its clamped values), per scale and cell size, over
+the replicas; cells released without a value are counted, not averaged.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kr_reports.config import load_pipeline_config, load_report_specs  # noqa: E402
-from kr_reports.dp import TREE_LEAVES, plan_aggregation  # noqa: E402
-from kr_reports.noising import NoisyTree  # noqa: E402
+from scratch_releaser import ScratchReleaser  # noqa: E402
+
+from kr_reports.config import Aggregation, GroupKey, load_report_specs  # noqa: E402
+from kr_reports.dp import MetricPlan  # noqa: E402
+from kr_reports.spark import get_spark  # noqa: E402
 
 CELLS = {
     ("network_traffic_region_hour", "flow_bytes"): (
@@ -33,45 +44,125 @@ CELLS = {
     ("call_activity_cell_area_hour", "duration_s"): (
         lambda rng, n: rng.exponential(scale=150.0, size=n), (50, 200, 1_400, 10_000)),
 }
+SCALES = ("linear", "log")
+UNIT = "subscriber"
 
 
-def leaf_counts(values: np.ndarray, lower: float, upper: float, scale: str) -> np.ndarray:
-    """transforms.bounding.tree_leaf_index in numpy."""
-    offset = np.clip(values, lower, upper) - lower
-    share = np.log1p(offset) / math.log1p(upper - lower) if scale == "log" else offset / (upper - lower)
-    leaves = np.clip(np.floor(share * TREE_LEAVES), 0, TREE_LEAVES - 1).astype(int)
-    return np.bincount(leaves, minlength=TREE_LEAVES)
+def scale_aggregation(catalog: Aggregation, metric: str, sizes: tuple[int, ...],
+                      replicas: int) -> Aggregation:
+    """Cells (replica, cell_rows) with the catalog metric once per scale, as the catalog bounds it."""
+    spec = next(m for m in catalog.metrics if m.name == metric)
+    metrics = tuple(spec.model_copy(update={"name": f"{metric}_{scale}", "quantile_scale": scale})
+                    for scale in SCALES)
+    # approx_dp splits the aggregation's delta over its metrics: keep the catalog's per metric.
+    delta = catalog.delta * len(metrics) / len(catalog.metrics)
+    return Aggregation(
+        name=f"bench-{catalog.name}-scales",
+        source=catalog.source,
+        group_by=(GroupKey(column="replica", range=(0, replicas - 1)),
+                  GroupKey(column="cell_rows", values=sizes)),
+        contribution=catalog.contribution,
+        metrics=metrics,
+        accounting=catalog.accounting,
+        delta=delta,
+    )
 
 
-def mean_errors(metric_plan, draw, rows: int, scale: str, seeds: int) -> list[float]:
-    m, noise = metric_plan.metric, metric_plan.part("tree")
-    errors = np.zeros(len(m.quantiles))
-    for seed in range(seeds):
-        values = np.clip(draw(np.random.default_rng(seed), rows), m.lower, m.upper)
-        tree = NoisyTree(leaf_counts(values, m.lower, m.upper, scale), noise.sampler(seed), noise.sd)
-        released = np.array([tree.quantile(q, m.lower, m.upper, scale) for q in m.quantiles])
-        truth = np.quantile(values, m.quantiles)
-        errors += np.abs(released - truth) / np.maximum(truth, 1e-9)
-    return list(errors / seeds)
+def simulated_rows(draw, column: str, sizes: tuple[int, ...], replicas: int, rng) -> pd.DataFrame:
+    """Every cell's values, one subscriber per row."""
+    frames = [
+        pd.DataFrame({"replica": replica, "cell_rows": rows, column: draw(rng, rows)})
+        for replica in range(replicas) for rows in sizes
+    ]
+    frame = pd.concat(frames, ignore_index=True)
+    frame.insert(0, UNIT, [f"s{i}" for i in range(len(frame))])
+    return frame
+
+
+def true_quantiles(rows: pd.DataFrame, column: str, lower: float, upper: float,
+                   quantiles: tuple[float, ...]) -> pd.DataFrame:
+    """Per cell, the quantiles of its clamped values (the values the release bounds)."""
+    clamped = rows.assign(value=rows[column].clip(lower, upper))
+    truth = clamped.groupby(["replica", "cell_rows"])["value"].quantile(list(quantiles)).unstack()
+    truth.columns = list(quantiles)
+    return truth
+
+
+def _released_values(table: pd.DataFrame, cells: pd.Index, column: str) -> pd.Series:
+    """A released column as floats on the given cells; a missing cell or null value is NaN."""
+    keyed = table.astype({"replica": "int64", "cell_rows": "int64"}).set_index(["replica", "cell_rows"])
+    return pd.to_numeric(keyed[column].reindex(cells), errors="coerce").astype("float64")
+
+
+def _flagged(table: pd.DataFrame, metric: MetricPlan, cells: pd.Index) -> int:
+    """Cells a release marks as too few rows for its quantiles (`<metric>..._insufficient`), if it does."""
+    flags = [c for c in table.columns if c.startswith(metric.name) and c.endswith("_insufficient")]
+    if not flags:
+        return 0
+    keyed = table.astype({"replica": "int64", "cell_rows": "int64"}).set_index(["replica", "cell_rows"])
+    return int(keyed[flags].reindex(cells).fillna(False).astype(bool).any(axis=1).sum())
+
+
+def scale_errors(table: pd.DataFrame, truth: pd.DataFrame, metric: MetricPlan) -> dict[int, str]:
+    """Per cell size: mean relative error per quantile over the cells released with a value."""
+    lines = {}
+    for size, cells in truth.groupby(level="cell_rows"):
+        figures, missing = [], 0
+        for q, column in zip(metric.metric.quantiles, metric.outputs, strict=True):
+            value, true = _released_values(table, cells.index, column), cells[q].astype("float64")
+            valued = value.notna()
+            missing += int((~valued).sum())
+            error = ((value - true).abs() / np.maximum(true, 1e-9))[valued]
+            figures.append(f"{error.mean():8.1%}" if valued.any() else "     n/a")
+        line = "  ".join(figures)
+        if missing:
+            line += f"  ({missing} values missing over {len(cells)} cells)"
+        flagged = _flagged(table, metric, cells.index)
+        if flagged:
+            line += f"  ({flagged} cells marked insufficient)"
+        lines[size] = line
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=60, help="noise draws (and cells) per figure")
+    parser.add_argument("--replicas", type=int, default=60, help="cells (and noise draws) per figure")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated values (not of the noise)")
+    parser.add_argument("--workdir", default=None, help="scratch folder (default: a temp dir)")
     args = parser.parse_args()
+    if args.replicas < 1:
+        parser.error("--replicas must be at least 1")
     config = ROOT / "config"
-    pipeline = load_pipeline_config(config)
     specs = {s.name: s for s in load_report_specs(config)}
-    for (report, metric), (draw, sizes) in CELLS.items():
-        plan = next(m for m in plan_aggregation(specs[report].aggregation, pipeline.regions).metrics if m.name == metric)
-        quantiles = "  ".join(f"p{round(q * 100)}" for q in plan.metric.quantiles)
-        print(f"{report}.{metric}: noise sd {plan.part('tree').sd:.1f} rows per node; "
-              f"mean relative error ({quantiles})")
-        for rows in sizes:
-            for scale in ("linear", "log"):
-                errors = mean_errors(plan, draw, rows, scale, args.seeds)
-                print(f"  {rows:>6,} rows  {scale:<6}  " + "  ".join(f"{e:8.1%}" for e in errors))
-    print(f"reproduce: .venv/bin/python bench/bench_quantile_scale.py --seeds {args.seeds}")
+    spark = get_spark("kr-reports-bench-quantile-scale")
+    rng = np.random.default_rng(args.seed)
+
+    with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
+        releases = ScratchReleaser(Path(scratch) / "releases", config)
+        for (report, metric), (draw, sizes) in CELLS.items():
+            catalog = specs[report].aggregation
+            catalog_tree = next(m for m in releases.plan(catalog).metrics if m.name == metric).part("tree")
+            aggregation = scale_aggregation(catalog, metric, sizes, args.replicas)
+            plans = {m.metric.quantile_scale: m for m in releases.plan(aggregation).metrics}
+            if any(p.part("tree") != catalog_tree for p in plans.values()):
+                raise RuntimeError(f"{report}.{metric}: the bench's tree noise differs from the catalog's")
+
+            spec = plans["linear"].metric
+            rows = simulated_rows(draw, spec.column, sizes, args.replicas, rng)
+            path = Path(scratch) / f"{report}.parquet"
+            rows.to_parquet(path, index=False)
+            made = releases.release(spark.read.parquet(str(path)), aggregation)
+            truth = true_quantiles(rows, spec.column, spec.lower, spec.upper, spec.quantiles)
+
+            quantiles = "  ".join(f"p{round(q * 100)}" for q in spec.quantiles)
+            print(f"{report}.{metric}: noise sd {catalog_tree.sd:.1f} rows per node; "
+                  f"mean relative error over {args.replicas} cells ({quantiles})")
+            errors = {scale: scale_errors(made.table, truth, plan) for scale, plan in plans.items()}
+            for size in sizes:
+                for scale in SCALES:
+                    print(f"  {size:>6,} rows  {scale:<6}  {errors[scale][size]}")
+    print(f"reproduce: .venv/bin/python bench/bench_quantile_scale.py --replicas {args.replicas} "
+          f"--seed {args.seed}")
 
 
 if __name__ == "__main__":
