@@ -212,7 +212,7 @@ class Releaser:
         selected = noising.select_partitions(partitions, plan, rng) if plan.selection else None
         cells = noising.complete_cells(found, plan, selected)
         noisy = with_shares(noising.noisy_release(cells, buckets, plan, random_state=rng), plan)
-        return _with_text_types(noisy, plan)
+        return with_text_types(noisy, plan)
 
 
 def _true_aggregates(data: DataFrame, plan: dp.ReportPlan):
@@ -230,7 +230,7 @@ def _true_aggregates(data: DataFrame, plan: dp.ReportPlan):
     return cells, buckets, partitions
 
 
-def _with_text_types(noisy: pd.DataFrame, plan: dp.ReportPlan) -> pd.DataFrame:
+def with_text_types(noisy: pd.DataFrame, plan: dp.ReportPlan) -> pd.DataFrame:
     """Text keys and status typed as strings, so a release with no rows keeps its schema.
 
     pandas gives an empty column no type; Parquet would store it as null and

@@ -271,9 +271,9 @@ def test_the_analyst_zone_is_k_anonymous_and_l_diverse(run, spark, config_dir):
 def test_a_release_with_no_rows_keeps_its_column_types(tmp_path, config_dir):
     import pyarrow.parquet as pq
 
-    from flows.stages import with_text_types
     from kr_reports.config import load_pipeline_config, load_report_specs
     from kr_reports.dp import plan_aggregation, release_columns
+    from kr_reports.releaser import with_text_types
 
     spec = next(s for s in load_report_specs(config_dir) if s.name == "call_activity_cell_area_hour")
     plan = plan_aggregation(spec.aggregation, load_pipeline_config(config_dir).regions)

@@ -209,8 +209,9 @@ def test_each_report_has_a_release_artifact_with_its_budget(daily_run, config_di
         stored = json.loads((daily_run["data"] / "releases" / spec.name / DAY.isoformat() / "1"
                              / "release.json").read_text())
         assert _cells(table["cells"]) == stored["cells_by_status"]
-        budget = pipeline.budget_for(spec.source)
-        spent = sum(c.epsilon for c in run_charges.values() if c.dataset == spec.source)
+        source = spec.aggregation.source
+        budget = pipeline.budget_for(source)
+        spent = sum(c.epsilon for c in run_charges.values() if c.dataset == source)
         assert table["budget"].split(" | ")[0] == f"{budget.epsilon:g}"
         assert float(table["spent"].split(" | ")[0]) == pytest.approx(spent)
         assert float(table["remaining"].split(" | ")[0]) == pytest.approx(budget.epsilon - spent)
@@ -360,7 +361,7 @@ def test_served_schedules_run_the_catalog_on_a_real_prefect_server(tmp_path, spa
             if process is not None:
                 _stop(process)
     for spec in load_report_specs(config_dir):
-        delivery = out / "deliveries" / spec.partner / spec.name / DAY.isoformat()
+        delivery = out / "deliveries" / spec.delivery.partner / spec.name / DAY.isoformat()
         assert (delivery / "manifest.json").is_file(), spec.name
     assert list((data / "data_docs" / DAY.isoformat()).glob("*/index.html"))
 
@@ -383,7 +384,8 @@ def test_a_failing_report_does_not_hold_back_the_others(monkeypatch, prefect_har
 
     @flow
     def each_report():
-        return daily._release_and_deliver(None, specs, None, DAY, {}, True, False)
+        releasing = daily.Releasing(config_dir="config", demo=True, new_release=False, recover_lost=False)
+        return daily._release_and_deliver(None, specs, None, DAY, releasing)
 
     reports, failed = each_report()
     assert [r["report"] for r in reports] == ["first", "last"]
