@@ -320,7 +320,8 @@ def _differences(existing: sa.Row, request: ChargeRequest) -> list[str]:
     differ = []
     for term, value in asked.items():
         held = row[term]
-        same = math.isclose(held, value, rel_tol=1e-12, abs_tol=0) if isinstance(value, float) else held == value
+        numeric = isinstance(value, float)
+        same = math.isclose(held, value, rel_tol=1e-12, abs_tol=0) if numeric else held == value
         if not same:
             differ.append(term if term == "aggregation_hash" else f"{term} {held!r} vs {value!r}")
     return differ

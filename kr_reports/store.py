@@ -103,7 +103,8 @@ class ReleaseStore:
         folder = self.root / name / period
         if not _NAME.match(name) or not folder.is_dir():
             return []
-        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / RECORD_FILE).is_file())
+        stored = (p for p in folder.iterdir() if p.name.isdigit() and (p / RECORD_FILE).is_file())
+        return sorted(int(p.name) for p in stored)
 
     def latest(self, name: str, period: str) -> StoredRelease | None:
         numbers = self.numbers(name, period)
