@@ -3,7 +3,8 @@
 A subscriber's influence on a release is bounded before anything is summed:
 at most `max_groups` cells per subscriber (chosen uniformly at random among
 that subscriber's cells), at most `max_rows` rows per cell (also random),
-and each value clamped to its metric's bounds and encoded as an integer.
+and each value encoded as an integer, then clamped to the very integer
+bounds the plan's sensitivity is computed from (kr_reports.dp).
 Every window is partitioned by the subscriber, so after one repartition the
 whole bounding needs no further shuffle; only the final per-cell
 aggregation shuffles (partial aggregates, a small frame).
@@ -23,6 +24,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from kr_reports.config import Metric
+from kr_reports.dp import fixed_point_bounds
 
 ROWS_COLUMN = "rows"
 UNITS_COLUMN = "distinct_units"
@@ -55,8 +57,20 @@ def _clamped(metric: Metric) -> Column:
     return F.least(F.greatest(value, F.lit(float(metric.lower))), F.lit(float(metric.upper)))
 
 
-def _fixed_point(value: Column, scale: float) -> Column:
-    return F.round(value * F.lit(float(scale))).cast("bigint")
+def _fixed_point(metric: Metric) -> Column:
+    """The value in fixed point, rounded half up, THEN clamped to the plan's integer bounds.
+
+    Clamping last is what makes the plan's sensitivity hold whatever the rounding does: a
+    row's integer is inside [low, high] from kr_reports.dp.fixed_point_bounds by
+    construction. The first clamp, in doubles, keeps the cast to bigint in range (ANSI mode
+    fails on overflow); the second, in integers, is exact even where a double is not (2^53).
+    """
+    low, high = fixed_point_bounds(metric)
+    value, precision = F.col(metric.column).cast("double"), metric.precision
+    # Dividing for a coarser unit keeps whole units exact (2500 / 1000, not 2500 x 0.001).
+    scaled = value * F.lit(10.0**precision) if precision >= 0 else value / F.lit(10.0**-precision)
+    in_range = F.least(F.greatest(F.round(scaled), F.lit(float(low))), F.lit(float(high)))
+    return F.least(F.greatest(in_range.cast("bigint"), F.lit(low)), F.lit(high))
 
 
 def _bucket_index(value: Column, edges: Sequence[float]) -> Column:
@@ -84,19 +98,21 @@ def encode_metric_inputs(
 ) -> tuple[DataFrame, EncodedInputs]:
     """Add each bounded metric's integer input column, named after the metric.
 
-    sum: the clamped value in fixed point. mean, variance: twice the centred
-    fixed-point value, 2v - (lower + upper), an integer within +-(upper - lower).
-    quantiles: the leaf of the quantile tree. histogram: the bin index.
+    sum: the value in fixed point, clamped to the integer bounds [low, high].
+    mean, variance: that integer v doubled and centred, 2v - (low + high), within
+    +-(high - low). quantiles: the leaf of the quantile tree (clamped to the
+    leaves, so any value is in one leaf). histogram: the bin index (outside
+    values go to the end bins). Trees and histograms count rows, so their
+    sensitivity is rows whatever the value.
     """
     columns: dict[str, Column] = {}
     sums, squares, buckets = [], [], []
     for m in metrics:
         if m.kind == "sum":
-            columns[m.name] = _fixed_point(_clamped(m), m.scale)
+            columns[m.name] = _fixed_point(m)
             sums.append(m.name)
         elif m.kind in ("mean", "variance"):
-            ends = round(m.lower * m.scale) + round(m.upper * m.scale)
-            columns[m.name] = F.lit(2) * _fixed_point(_clamped(m), m.scale) - F.lit(ends)
+            columns[m.name] = F.lit(2) * _fixed_point(m) - F.lit(sum(fixed_point_bounds(m)))
             (squares if m.kind == "variance" else sums).append(m.name)
         elif m.kind == "quantiles":
             columns[m.name] = tree_leaf_index(_clamped(m), m.lower, m.upper, tree_leaves, m.quantile_scale)
