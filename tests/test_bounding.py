@@ -248,3 +248,58 @@ def test_one_subscriber_moves_every_noised_part_by_at_most_its_planned_sensitivi
             reached[name, part] = max(reached.get((name, part), 0), change.sum())
     planned = {(m.name, part): noise.sensitivity for m in plan.metrics for part, noise in m.parts}
     assert reached == planned
+
+
+# ---- uniform over rows and cells, and stable ---------------------------------------------
+
+HIST = Metric(name="h", kind="histogram", column="bytes", bins=[0, 10, 20], epsilon=1)
+
+
+def _nine_and_one(spark, subscribers: int):
+    """Each subscriber: 9 identical rows (bin 0) and 1 rare row (bin 1) in hour 0, 1 row in hour 1."""
+    pattern = [(0, 5)] * 9 + [(0, 15), (1, 5)]
+    rows = [(f"s{i}", "R1", hour, value) for i in range(subscribers) for hour, value in pattern]
+    return encode_metric_inputs(spark.createDataFrame(rows, SCHEMA), [HIST], tree_leaves=16)
+
+
+def _bounded_over_salts(encoded, inputs, salts, max_groups: int, max_rows: int) -> pd.DataFrame:
+    """The bounded rows for each salt, in one Spark job."""
+    runs = [bound_contributions(encoded, "subscriber", ["region", "hour"], inputs, max_groups, max_rows, salt)
+            .withColumn("salt", F.lit(salt)) for salt in salts]
+    return functools.reduce(DataFrame.unionByName, runs).toPandas()
+
+
+def test_row_choice_is_uniform_over_rows_even_identical_ones(spark):
+    # 100 subscribers x 4 salts: 400 draws of 1 row out of 10. Distinct subscribers are distinct
+    # hash inputs, as distinct salts are. The rare row should be kept about 40 times (sd 6);
+    # keeping identical rows together would keep it about 200 times.
+    bounded = _bounded_over_salts(*_nine_and_one(spark, 100), salts=range(4), max_groups=2, max_rows=1)
+    draws = bounded[bounded["hour"] == 0]["h"]
+    assert len(draws) == 400 and all(len(kept) == 1 for kept in draws)
+    rare = sum(kept[0] == 1 for kept in draws)
+    assert 20 <= rare <= 64, rare  # about 3.4 sd below and 4 sd above 40
+
+
+def test_cell_choice_is_uniform_over_cells_whatever_rows_they_hold(spark):
+    # Hour 0 holds 10 rows and hour 1 one: keeping 1 cell of 2, each is kept about half the time.
+    bounded = _bounded_over_salts(*_nine_and_one(spark, 100), salts=range(4), max_groups=1, max_rows=1)
+    assert len(bounded) == 400
+    assert 160 <= (bounded["hour"] == 0).sum() <= 240  # 200 expected, sd 10
+
+
+def test_rows_kept_do_not_depend_on_how_the_input_is_partitioned(spark):
+    rows = [("a", "R1", h, b) for h in range(4) for b in (1, 1, 1, 12, 12, 30, 7)]
+    rows += [("b", "R2", 0, b) for b in (3, 3, 3, 3, 15)] + [("c", "R1", 1, 9)] * 6
+    df = spark.createDataFrame(rows, SCHEMA)
+    total = Metric(name="total", kind="sum", column="bytes", lower=0, upper=20, epsilon=1)
+
+    def kept(layout):
+        encoded, inputs = encode_metric_inputs(layout, [total, HIST], tree_leaves=16)
+        bounded = bound_contributions(encoded, "subscriber", ["region", "hour"], inputs, 2, 3, salt=11)
+        return sorted((r["subscriber"], r["region"], r["hour"], r["rows"], r["total"], tuple(sorted(r["h"])))
+                      for r in bounded.collect())
+
+    layouts = [df.coalesce(1), df.repartition(3), df.orderBy(F.rand(5)).repartition(4, "hour")]
+    first, *others = (kept(layout) for layout in layouts)
+    assert all(other == first for other in others)
+    assert {r[0] for r in first} == {"a", "b", "c"} and all(r[3] == 3 for r in first)

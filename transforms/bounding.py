@@ -9,9 +9,27 @@ Every window is partitioned by the subscriber, so after one repartition the
 whole bounding needs no further shuffle; only the final per-cell
 aggregation shuffles (partial aggregates, a small frame).
 
-"Random" here is a keyed hash of the row with a per-release secret salt:
-uniform over choices, yet stable if Spark re-executes a task, so a retried
-task cannot change which rows were kept.
+"Random" here is a keyed hash with a per-release secret salt, never
+`rand()` or `monotonically_increasing_id()`: those depend on which task
+holds a row and in what order, which a retried task or another partitioning
+of the input changes: a retry could keep other rows than the first attempt
+did, and a stage reading output of both attempts could then hold more of a
+subscriber than the bounds allow. A hash is a function of the row alone:
+
+- rows: a row's priority hashes (salt, unit, cell, encoded values, copy),
+  where `copy` numbers identical rows 1..n. Without it, identical rows share
+  one priority and are kept or dropped together: 9 identical rows and 1 rare
+  one would keep the rare one half the time, not a tenth. Which physical row
+  gets which number is Spark's choice and may differ between attempts, but
+  the rows are identical, so the numbered rows, their priorities and the
+  rows kept are the same every time. Every row of a cell has a distinct
+  input, so the `max_rows` lowest priorities are a uniform choice of rows.
+- cells: a cell's priority hashes (salt, unit, cell), distinct per cell of
+  a subscriber, so the `max_groups` lowest are a uniform choice of cells,
+  whatever rows each holds.
+
+Ties (a 64-bit collision) are broken by the row's content, so the order is
+total and even they are stable.
 """
 
 from __future__ import annotations
@@ -123,6 +141,15 @@ def encode_metric_inputs(
     return df.withColumns(columns), EncodedInputs(tuple(sums), tuple(squares), tuple(buckets))
 
 
+def _with_row_priority(df: DataFrame, keys: Sequence[str], values: Sequence[str], salt: int) -> DataFrame:
+    """Add `_copy`, which numbers identical rows, and `_priority`, a salted hash distinct for
+    every row of a cell (see the module docstring for why this is uniform and stable)."""
+    # Identical rows are interchangeable, so the order among them is irrelevant: any column will do.
+    copies = Window.partitionBy(*keys, *values).orderBy(*keys)
+    numbered = df.withColumn("_copy", F.row_number().over(copies))
+    return numbered.withColumn("_priority", _salted_hash(salt, [*keys, *values, "_copy"]))
+
+
 def bound_contributions(
     df: DataFrame,
     unit: str,
@@ -141,11 +168,13 @@ def bound_contributions(
     keys = [unit, *groups]
     values = [*inputs.sums, *inputs.squares, *inputs.buckets]
     by_unit = df.select(*keys, *values).repartition(F.col(unit))
-    row_order = Window.partitionBy(*keys).orderBy(_salted_hash(salt, [*keys, *values]))
-    # Ties of the hash between two cells must not merge their ranks: order by the keys too.
+    # Every window below is partitioned by the unit (and more), so none shuffles again.
+    row_order = Window.partitionBy(*keys).orderBy("_priority", *values, "_copy")
     group_order = Window.partitionBy(unit).orderBy(_salted_hash(salt, keys), *groups)
-    kept_rows = by_unit.withColumn("_row_rank", F.row_number().over(row_order)).where(
-        F.col("_row_rank") <= max_rows
+    kept_rows = (
+        by_unit.transform(lambda rows: _with_row_priority(rows, keys, values, salt))
+        .withColumn("_row_rank", F.row_number().over(row_order))
+        .where(F.col("_row_rank") <= max_rows)
     )
     per_group = kept_rows.groupBy(*keys).agg(
         F.count(F.lit(1)).alias(ROWS_COLUMN),
