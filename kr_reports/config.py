@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -82,6 +83,7 @@ class PipelineConfig(Frozen):
 NAMED_DOMAINS = ("regions", "hours")
 METRIC_KINDS = ("count", "count_distinct_subscribers", "sum", "mean", "variance", "quantiles", "histogram")
 BOUNDED_KINDS = ("sum", "mean", "variance", "quantiles", "histogram")
+FIXED_POINT_KINDS = ("sum", "mean", "variance")
 SHAREABLE_KINDS = ("count", "count_distinct_subscribers", "sum")
 
 
@@ -124,13 +126,25 @@ class Contribution(Frozen):
     max_rows_per_group: int = Field(gt=0)
 
 
+def fixed_point_units(value: float, precision: int) -> Decimal:
+    """value x 10^precision, exactly, computed on the decimal the value was written as.
+
+    repr is the shortest decimal that reads back as the same float, i.e. what YAML read:
+    0.1 at precision 1 is exactly 1, not 1.0000000000000002, and 2500 at -3 exactly 2.5.
+    """
+    return Decimal(repr(float(value))).scaleb(precision)
+
+
 class Metric(Frozen):
     """One released statistic with its bounds and its share of the budget.
 
     `epsilon` under pure or approximate DP accounting, `rho` under zCDP.
-    Values are clamped to [lower, upper] and encoded as fixed-point integers
-    (value x 10^precision, rounded) before anything is summed, so noise is
-    added to integers; a negative precision coarsens (-3: units of 1,000).
+    Sums, means and variances encode values as fixed-point integers (value x
+    10^precision, rounded) clamped to the integer bounds lower x 10^precision
+    and upper x 10^precision, so noise is added to integers; a negative
+    precision coarsens (-3: units of 1,000). Those bounds must be whole numbers
+    of units: the sensitivity is computed from them, and a half-unit bound
+    (2,500 at -3) would leave it ambiguous by a unit per row.
     """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -162,6 +176,8 @@ class Metric(Frozen):
                 raise ValueError(f"{self.kind} metric '{self.name}' needs column, lower and upper")
             if self.lower >= self.upper:
                 raise ValueError(f"{self.kind} metric '{self.name}': lower bound must be below upper bound")
+        if self.kind in FIXED_POINT_KINDS:
+            self._check_whole_bounds()
         if self.kind == "quantiles" and not (self.quantiles and all(0 < q < 1 for q in self.quantiles)):
             raise ValueError(f"quantiles metric '{self.name}' needs quantiles, each in (0, 1)")
         if self.quantile_scale != "linear" and self.kind != "quantiles":
@@ -173,6 +189,16 @@ class Metric(Frozen):
             if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
                 raise ValueError(f"histogram metric '{self.name}' needs at least 2 increasing bin edges")
         return self
+
+    def _check_whole_bounds(self) -> None:
+        for side, bound in (("lower", self.lower), ("upper", self.upper)):
+            units = fixed_point_units(bound, self.precision)
+            if not units.is_finite() or units != units.to_integral_value():
+                raise ValueError(
+                    f"{self.kind} metric '{self.name}': {side} bound {bound:g} is not a whole number of "
+                    f"units at precision {self.precision} (units of {10.0 ** -self.precision:g}); "
+                    "round the bound or change the precision"
+                )
 
     @property
     def scale(self) -> int | float:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN
 
 from kr_reports import mechanisms as mech
-from kr_reports.config import Aggregation, GroupKey, Metric
+from kr_reports.config import Aggregation, GroupKey, Metric, fixed_point_units
 from kr_reports.mechanisms import CalibrationError, IntegerNoise
 
 HOURS = tuple(range(24))
@@ -156,7 +157,13 @@ def quantile_column(name: str, q: float) -> str:
 
 
 def fixed_point_bounds(metric: Metric) -> tuple[int, int]:
-    return round(metric.lower * metric.scale), round(metric.upper * metric.scale)
+    """The integer bounds of a fixed-point metric, the only ones: sensitivities are computed
+    from them here, and transforms.bounding clamps every rounded value to them, so no row can
+    contribute more than planned. Config requires whole bounds, so the rounding only decides
+    for a Metric built without validation, and Spark clamps to whatever it decides."""
+    low, high = (int(fixed_point_units(bound, metric.precision).to_integral_value(ROUND_HALF_EVEN))
+                 for bound in (metric.lower, metric.upper))
+    return low, high
 
 
 def _per_cell_sensitivity(metric: Metric, part: str, max_rows: int) -> tuple[float, float]:
@@ -181,7 +188,7 @@ def _part_noise(aggregation: Aggregation, metric: Metric, part: str, share: int)
     l1_cell, l2_cell = _per_cell_sensitivity(metric, part, aggregation.contribution.max_rows_per_group)
     what = f"aggregation '{aggregation.name}', metric '{metric.name}' ({part})"
     if aggregation.accounting == "pure_dp":
-        return mech.geometric(metric.epsilon / share, groups * l1_cell)
+        return mech.geometric(metric.epsilon / share, groups * l1_cell, what)
     l2 = math.sqrt(groups) * l2_cell
     if aggregation.accounting == "zcdp":
         return mech.zcdp_discrete_gaussian(metric.rho / share, l2, aggregation.delta, what)

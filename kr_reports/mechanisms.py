@@ -98,8 +98,19 @@ def geometric_tail_bound(alpha: float, tail: float) -> int:
     return max(0, math.ceil(t - 1e-9))
 
 
-def geometric(epsilon: float, l1_sensitivity: int) -> IntegerNoise:
-    sensitivity = max(1, math.ceil(l1_sensitivity))
+def _integer_sensitivity(sensitivity: float, what: str) -> int:
+    """The sensitivity rounded up (more noise, never less). Zero or below is refused, not
+    raised to 1: it means the bounds are wrong, and noise for 1 would understate the cost."""
+    if not sensitivity > 0:
+        raise CalibrationError(
+            f"{what}: sensitivity is {sensitivity:g}; noise needs a positive sensitivity "
+            "(are the bounds whole and apart at the metric's precision?)"
+        )
+    return math.ceil(sensitivity)
+
+
+def geometric(epsilon: float, l1_sensitivity: float, what: str = "geometric noise") -> IntegerNoise:
+    sensitivity = _integer_sensitivity(l1_sensitivity, what)
     return IntegerNoise("geometric", sensitivity, epsilon, 0.0, None, sensitivity / epsilon)
 
 
@@ -125,7 +136,7 @@ def discrete_gaussian(epsilon: float, delta: float, l2_sensitivity: float, what:
     one-dimensional and overshoots delta slightly when a subscriber moves
     several cells at once, while rho = L2^2 / (2 sigma^2) holds for vectors.
     """
-    sensitivity = max(1, math.ceil(l2_sensitivity))
+    sensitivity = _integer_sensitivity(l2_sensitivity, what)
     rho = rho_for(epsilon, delta)
     sigma = sensitivity / math.sqrt(2 * rho)
     _check_samplable(sigma, what)
@@ -134,7 +145,7 @@ def discrete_gaussian(epsilon: float, delta: float, l2_sensitivity: float, what:
 
 def zcdp_discrete_gaussian(rho: float, l2_sensitivity: float, delta: float, what: str) -> IntegerNoise:
     """Discrete Gaussian for rho-zCDP; (epsilon, delta) is its conversion at the given delta."""
-    sensitivity = max(1, math.ceil(l2_sensitivity))
+    sensitivity = _integer_sensitivity(l2_sensitivity, what)
     sigma = sensitivity / math.sqrt(2 * rho)
     _check_samplable(sigma, what)
     epsilon, delta = zcdp_to_approx_dp(rho, delta)

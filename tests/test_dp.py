@@ -4,11 +4,12 @@ import pytest
 from specs import report_spec
 
 from kr_reports import mechanisms
-from kr_reports.config import ReportSpec
+from kr_reports.config import Metric, ReportSpec
 from kr_reports.dp import (
     TREE_HEIGHT,
     PlanError,
     count_columns,
+    fixed_point_bounds,
     plan_aggregation,
     quantile_column,
     release_columns,
@@ -143,7 +144,8 @@ def test_inconsistent_specs_are_rejected_with_the_reason(overrides, message):
 def test_key_domains_may_be_lists_and_ranges():
     spec = _spec(group_by=[{"column": "plan", "values": ["basic", "max"]},
                            {"column": "hour", "range": [6, 9]}])
-    assert plan_aggregation(spec.aggregation, REGIONS).public_keys == {"plan": ("basic", "max"), "hour": (6, 7, 8, 9)}
+    expected = {"plan": ("basic", "max"), "hour": (6, 7, 8, 9)}
+    assert plan_aggregation(spec.aggregation, REGIONS).public_keys == expected
 
 
 def test_explain_states_a_log_scale_trees_relative_resolution():
@@ -156,3 +158,76 @@ def test_explain_states_a_log_scale_trees_relative_resolution():
     assert "linear tree" in linear and "resolution 0.8789 in nodes" in linear
     # log1p(3600) / 4096 and / 32 as steps of 1 + value
     assert "log tree" in log and "resolution 0.20% of 1 + (value - lower)" in log and "else 29%" in log
+
+
+# ---- fixed-point bounds ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper", "precision", "integers"),
+    [
+        (0, 0.1, 1, (0, 1)),  # 0.1 x 10 is 1.0000000000000002 in floats, 1 as written
+        (0.07, 0.29, 2, (7, 29)),
+        (-0.3, 0.2, 1, (-3, 2)),
+        (-3000, 2000, -3, (-3, 2)),
+        (0, 250_000, 0, (0, 250_000)),
+        (-1e12, 1e12, 6, (-10**18, 10**18)),  # beyond 2^53: exact, not via floats
+    ],
+)
+def test_whole_bounds_give_exact_integer_bounds(lower, upper, precision, integers):
+    metric = Metric(name="m", kind="sum", column="v", lower=lower, upper=upper, precision=precision,
+                    epsilon=1)
+    assert fixed_point_bounds(metric) == integers
+
+
+@pytest.mark.parametrize("kind", ["sum", "mean", "variance"])
+@pytest.mark.parametrize(
+    ("lower", "upper", "precision", "side"),
+    [
+        (0, 2.5, 0, "upper bound 2.5"),
+        (0, 2500, -3, "upper bound 2500"),
+        (-0.5, 0.4, 0, "lower bound -0.5"),  # would be [0, 0]: a sensitivity of 0
+        (-2.25, 3, 1, "lower bound -2.25"),
+        (0, float("inf"), 0, "upper bound inf"),
+    ],
+)
+def test_bounds_that_are_not_whole_units_are_rejected(kind, lower, upper, precision, side):
+    message = f"{kind} metric 'spend': {side} is not a whole number of units at precision {precision}"
+    with pytest.raises(ValueError, match=message):
+        Metric(name="spend", kind=kind, column="v", lower=lower, upper=upper, precision=precision, epsilon=1)
+
+
+def test_quantile_and_histogram_bounds_need_not_be_whole():
+    """Trees and histograms count rows into leaves and bins: their bounds are not fixed point."""
+    Metric(name="q", kind="quantiles", column="v", lower=0, upper=2.5, quantiles=[0.5], epsilon=1)
+    Metric(name="h", kind="histogram", column="v", bins=[0, 0.5, 2.5], epsilon=1)
+
+
+def test_the_shipped_reports_have_whole_bounds(config_dir):
+    from kr_reports.config import load_report_specs
+
+    fixed_point = [m for s in load_report_specs(config_dir) for m in s.aggregation.metrics
+                   if m.kind in ("sum", "mean", "variance")]
+    assert fixed_point and all(isinstance(b, int) for m in fixed_point for b in fixed_point_bounds(m))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: mechanisms.geometric(1.0, 0),
+    lambda: mechanisms.geometric(1.0, -2),
+    lambda: mechanisms.discrete_gaussian(1.0, 1e-6, 0, "test"),
+    lambda: mechanisms.zcdp_discrete_gaussian(0.5, 0.0, 1e-6, "test"),
+])
+def test_a_zero_sensitivity_is_an_error_not_raised_to_one(make):
+    with pytest.raises(mechanisms.CalibrationError, match=r"sensitivity is (0|-2); noise needs a positive"):
+        make()
+
+
+@pytest.mark.parametrize("budget", [{"epsilon": 1.0}, {"rho": 0.5}])
+def test_a_plan_with_zero_sensitivity_is_refused(budget):
+    # Bounds that config would refuse, built without validation: [-0.5, 0.4] is [0, 0] in integers.
+    accounting = {"accounting": "zcdp", "delta": 1e-6} if "rho" in budget else {}
+    metric = Metric.model_construct(name="tiny", kind="sum", column="v", lower=-0.5, upper=0.4, **budget)
+    valid = {"name": "n", "kind": "count", **budget}
+    aggregation = _spec(**accounting, metrics=[valid]).aggregation.model_copy(update={"metrics": (metric,)})
+    with pytest.raises(PlanError, match="metric 'tiny' \\(value\\): sensitivity is 0"):
+        plan_aggregation(aggregation, REGIONS)

@@ -3,14 +3,33 @@
 A subscriber's influence on a release is bounded before anything is summed:
 at most `max_groups` cells per subscriber (chosen uniformly at random among
 that subscriber's cells), at most `max_rows` rows per cell (also random),
-and each value clamped to its metric's bounds and encoded as an integer.
+and each value encoded as an integer, then clamped to the very integer
+bounds the plan's sensitivity is computed from (kr_reports.dp).
 Every window is partitioned by the subscriber, so after one repartition the
 whole bounding needs no further shuffle; only the final per-cell
 aggregation shuffles (partial aggregates, a small frame).
 
-"Random" here is a keyed hash of the row with a per-release secret salt:
-uniform over choices, yet stable if Spark re-executes a task, so a retried
-task cannot change which rows were kept.
+"Random" here is a keyed hash with a per-release secret salt, never
+`rand()` or `monotonically_increasing_id()`: those depend on which task
+holds a row and in what order, which a retried task or another partitioning
+of the input changes: a retry could keep other rows than the first attempt
+did, and a stage reading output of both attempts could then hold more of a
+subscriber than the bounds allow. A hash is a function of the row alone:
+
+- rows: a row's priority hashes (salt, unit, cell, encoded values, copy),
+  where `copy` numbers identical rows 1..n. Without it, identical rows share
+  one priority and are kept or dropped together: 9 identical rows and 1 rare
+  one would keep the rare one half the time, not a tenth. Which physical row
+  gets which number is Spark's choice and may differ between attempts, but
+  the rows are identical, so the numbered rows, their priorities and the
+  rows kept are the same every time. Every row of a cell has a distinct
+  input, so the `max_rows` lowest priorities are a uniform choice of rows.
+- cells: a cell's priority hashes (salt, unit, cell), distinct per cell of
+  a subscriber, so the `max_groups` lowest are a uniform choice of cells,
+  whatever rows each holds.
+
+Ties (a 64-bit collision) are broken by the row's content, so the order is
+total and even they are stable.
 """
 
 from __future__ import annotations
@@ -23,6 +42,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from kr_reports.config import Metric
+from kr_reports.dp import fixed_point_bounds
 
 ROWS_COLUMN = "rows"
 UNITS_COLUMN = "distinct_units"
@@ -55,8 +75,20 @@ def _clamped(metric: Metric) -> Column:
     return F.least(F.greatest(value, F.lit(float(metric.lower))), F.lit(float(metric.upper)))
 
 
-def _fixed_point(value: Column, scale: float) -> Column:
-    return F.round(value * F.lit(float(scale))).cast("bigint")
+def _fixed_point(metric: Metric) -> Column:
+    """The value in fixed point, rounded half up, THEN clamped to the plan's integer bounds.
+
+    Clamping last is what makes the plan's sensitivity hold whatever the rounding does: a
+    row's integer is inside [low, high] from kr_reports.dp.fixed_point_bounds by
+    construction. The first clamp, in doubles, keeps the cast to bigint in range (ANSI mode
+    fails on overflow); the second, in integers, is exact even where a double is not (2^53).
+    """
+    low, high = fixed_point_bounds(metric)
+    value, precision = F.col(metric.column).cast("double"), metric.precision
+    # Dividing for a coarser unit keeps whole units exact (2500 / 1000, not 2500 x 0.001).
+    scaled = value * F.lit(10.0**precision) if precision >= 0 else value / F.lit(10.0**-precision)
+    in_range = F.least(F.greatest(F.round(scaled), F.lit(float(low))), F.lit(float(high)))
+    return F.least(F.greatest(in_range.cast("bigint"), F.lit(low)), F.lit(high))
 
 
 def _bucket_index(value: Column, edges: Sequence[float]) -> Column:
@@ -84,19 +116,21 @@ def encode_metric_inputs(
 ) -> tuple[DataFrame, EncodedInputs]:
     """Add each bounded metric's integer input column, named after the metric.
 
-    sum: the clamped value in fixed point. mean, variance: twice the centred
-    fixed-point value, 2v - (lower + upper), an integer within +-(upper - lower).
-    quantiles: the leaf of the quantile tree. histogram: the bin index.
+    sum: the value in fixed point, clamped to the integer bounds [low, high].
+    mean, variance: that integer v doubled and centred, 2v - (low + high), within
+    +-(high - low). quantiles: the leaf of the quantile tree (clamped to the
+    leaves, so any value is in one leaf). histogram: the bin index (outside
+    values go to the end bins). Trees and histograms count rows, so their
+    sensitivity is rows whatever the value.
     """
     columns: dict[str, Column] = {}
     sums, squares, buckets = [], [], []
     for m in metrics:
         if m.kind == "sum":
-            columns[m.name] = _fixed_point(_clamped(m), m.scale)
+            columns[m.name] = _fixed_point(m)
             sums.append(m.name)
         elif m.kind in ("mean", "variance"):
-            ends = round(m.lower * m.scale) + round(m.upper * m.scale)
-            columns[m.name] = F.lit(2) * _fixed_point(_clamped(m), m.scale) - F.lit(ends)
+            columns[m.name] = F.lit(2) * _fixed_point(m) - F.lit(sum(fixed_point_bounds(m)))
             (squares if m.kind == "variance" else sums).append(m.name)
         elif m.kind == "quantiles":
             columns[m.name] = tree_leaf_index(_clamped(m), m.lower, m.upper, tree_leaves, m.quantile_scale)
@@ -105,6 +139,15 @@ def encode_metric_inputs(
             columns[m.name] = _bucket_index(F.col(m.column).cast("double"), m.bins)
             buckets.append(m.name)
     return df.withColumns(columns), EncodedInputs(tuple(sums), tuple(squares), tuple(buckets))
+
+
+def _with_row_priority(df: DataFrame, keys: Sequence[str], values: Sequence[str], salt: int) -> DataFrame:
+    """Add `_copy`, which numbers identical rows, and `_priority`, a salted hash distinct for
+    every row of a cell (see the module docstring for why this is uniform and stable)."""
+    # Identical rows are interchangeable, so the order among them is irrelevant: any column will do.
+    copies = Window.partitionBy(*keys, *values).orderBy(*keys)
+    numbered = df.withColumn("_copy", F.row_number().over(copies))
+    return numbered.withColumn("_priority", _salted_hash(salt, [*keys, *values, "_copy"]))
 
 
 def bound_contributions(
@@ -125,11 +168,13 @@ def bound_contributions(
     keys = [unit, *groups]
     values = [*inputs.sums, *inputs.squares, *inputs.buckets]
     by_unit = df.select(*keys, *values).repartition(F.col(unit))
-    row_order = Window.partitionBy(*keys).orderBy(_salted_hash(salt, [*keys, *values]))
-    # Ties of the hash between two cells must not merge their ranks: order by the keys too.
+    # Every window below is partitioned by the unit (and more), so none shuffles again.
+    row_order = Window.partitionBy(*keys).orderBy("_priority", *values, "_copy")
     group_order = Window.partitionBy(unit).orderBy(_salted_hash(salt, keys), *groups)
-    kept_rows = by_unit.withColumn("_row_rank", F.row_number().over(row_order)).where(
-        F.col("_row_rank") <= max_rows
+    kept_rows = (
+        by_unit.transform(lambda rows: _with_row_priority(rows, keys, values, salt))
+        .withColumn("_row_rank", F.row_number().over(row_order))
+        .where(F.col("_row_rank") <= max_rows)
     )
     per_group = kept_rows.groupBy(*keys).agg(
         F.count(F.lit(1)).alias(ROWS_COLUMN),
