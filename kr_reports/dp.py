@@ -29,9 +29,9 @@ HOURS = tuple(range(24))
 CONFIDENCE = 0.95
 # Quantile trees over [lower, upper]: a root counting every row, 32 equal nodes under it
 # and 128 equal leaves under each (4,096 leaves). All three levels are noised alike: the
-# root's count is the total a quantile's rank is a share of, the rank is located among the
-# root's 32 children, and a node's leaves refine it only when the node holds many rows
-# (kr_reports.noising.NoisyTree). Few wide nodes near the root keep the rank's noise low.
+# root and its 32 children are made consistent and give the total and the rank's node, and a
+# node's leaves refine it only when the node holds many rows (kr_reports.quantile_tree).
+# Few wide nodes near the root keep the rank's noise low.
 TREE_BRANCHINGS = (32, 128)
 TREE_HEIGHT = len(TREE_BRANCHINGS) + 1  # noised levels, the root's included
 TREE_LEAVES = math.prod(TREE_BRANCHINGS)
@@ -145,10 +145,14 @@ class ReportPlan:
         return tuple(m.metric for m in self.metrics)
 
 
-def quantile_rank_sd(tree_noise_sd: float) -> float:
-    """Sd, in rows, of the rank a quantile walk locates: the root count's noise, and that of
-    at most half of the root's children (a rank is counted from the nearer end)."""
-    return tree_noise_sd * math.sqrt(1 + TREE_BRANCHING / 2)
+def quantile_rank_sd(tree_noise_sd: float, leaves_read: bool = False) -> float:
+    """Largest sd, in rows, of a quantile's rank test (rows below an edge minus q times the
+    total, kr_reports.quantile_tree) at any edge between the root's children and for any q:
+    with b children made consistent with the root its variance is (b + 1) / 4 - q (1 - q)
+    noise variances at most. Within a node whose leaves are read, its m-leaf share adds at
+    most m / 4 more."""
+    variances = (TREE_BRANCHING + 1) / 4 + (TREE_BRANCHINGS[1] / 4 if leaves_read else 0)
+    return tree_noise_sd * math.sqrt(variances)
 
 
 def quantile_column(name: str, q: float) -> str:
@@ -226,11 +230,18 @@ def plan_aggregation(aggregation: Aggregation, regions: tuple[str, ...]) -> Repo
     return ReportPlan(aggregation=aggregation, public_keys=public_keys, metrics=metrics, selection=selection)
 
 
+def insufficient_column(metric_name: str) -> str:
+    """A quantiles metric's flag: True where the cell had too few (noisy) rows to place them."""
+    return f"{metric_name}_insufficient"
+
+
 def release_columns(plan: ReportPlan) -> list[str]:
     columns = [*plan.group_columns, "status", "cells_merged"]
     for metric in plan.metrics:
         for output in metric.outputs:
             columns += [output, f"{output}_noise_sd", f"{output}_ci95_low", f"{output}_ci95_high"]
+        if metric.kind == "quantiles":
+            columns.append(insufficient_column(metric.name))
     return columns
 
 
