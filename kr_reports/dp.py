@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scipy.stats import norm
+
 from kr_reports import mechanisms as mech
 from kr_reports.config import Aggregation, GroupKey, Metric
 from kr_reports.mechanisms import CalibrationError, IntegerNoise
@@ -153,6 +155,19 @@ def quantile_rank_sd(tree_noise_sd: float, leaves_read: bool = False) -> float:
     most m / 4 more."""
     variances = (TREE_BRANCHING + 1) / 4 + (TREE_BRANCHINGS[1] / 4 if leaves_read else 0)
     return tree_noise_sd * math.sqrt(variances)
+
+
+def quantile_min_rows(metric: MetricPlan) -> float:
+    """Rows (as the noisy tree estimates them) a cell needs for its quantiles to be placed.
+
+    With fewer, some quantile's 95% rank band, q n +- z rank sd, reaches past both the first
+    and the last row: the noisy tree cannot tell that quantile from the cell's minimum or
+    maximum, and its interval would span (nearly) the whole bounds. Decided on the noisy
+    total alone, so whether a cell is published does not depend on the noise of the ranks
+    its intervals are built from (their coverage holds among published cells)."""
+    z = float(norm.ppf(0.5 + CONFIDENCE / 2))
+    hardest = min(max(q, 1 - q) for q in metric.metric.quantiles)  # the quantile nearest 1/2
+    return z * quantile_rank_sd(metric.part("tree").sd) / hardest
 
 
 def quantile_column(name: str, q: float) -> str:

@@ -18,6 +18,7 @@ from kr_reports.dp import (
     MetricPlan,
     ReportPlan,
     insufficient_column,
+    quantile_min_rows,
     quantile_rank_sd,
 )
 from kr_reports.mechanisms import IntegerNoise
@@ -76,8 +77,8 @@ def _expected_error(metric: MetricPlan) -> str:
     return (f"    error per cell of n rows: rank noise sd at most {rank_sd:,.4g} rows ({leaves_sd:,.4g} "
             f"where a node's leaves are read), so about {rank_sd:,.4g} / n in quantile; {resolution}\n"
             "    95% interval: the whole nodes (or leaves) where the noisy rank test cannot exclude the "
-            f"quantile; a cell where every interval is the whole bounds publishes none "
-            f"({insufficient_column(metric.name)})")
+            f"quantile; a cell of fewer than {quantile_min_rows(metric):,.0f} rows (noisy) publishes "
+            f"no quantile ({insufficient_column(metric.name)})")
 
 
 def _metric_lines(metric: MetricPlan, accounting: str) -> list[str]:

@@ -16,8 +16,8 @@ and made monotone. A remainder row adds its cells' noisy parts, so totals over
 a parent are the same with or without the roll-up.
 
 A quantiles metric also releases `<metric>_insufficient`: True where the noisy
-tree cannot place its quantiles (the estimated rows are not positive, or every
-quantile's interval is the whole bounds). Such a cell publishes no quantile at
+tree estimates fewer rows than its quantiles need (dp.quantile_min_rows: a
+figure of the plan, stated by `explain`). Such a cell publishes no quantile at
 all, neither value nor interval. Remainder rows have no tree and are flagged too.
 """
 
@@ -37,10 +37,11 @@ from kr_reports.dp import (
     ReportPlan,
     fixed_point_bounds,
     insufficient_column,
+    quantile_min_rows,
     release_columns,
 )
 from kr_reports.mechanisms import IntegerNoise
-from kr_reports.quantile_tree import NoisyTree, Placed
+from kr_reports.quantile_tree import NoisyTree
 
 Z = float(norm.ppf(0.5 + CONFIDENCE / 2))
 UNITS = "distinct_units"
@@ -177,11 +178,11 @@ class QuantileOutputs:
     insufficient: np.ndarray  # bool per cell
 
 
-def is_insufficient(placed: list[Placed | None]) -> bool:
-    """Too few rows to place the quantiles: the total is estimated at 0 or below, or every
-    quantile's 95% interval spans the whole bounds (the noisy tree says nothing about where
-    they lie). A function of the noisy tree only."""
-    return all(p is None or p.spans_everything for p in placed)
+def is_insufficient(tree: NoisyTree, metric: MetricPlan) -> bool:
+    """Too few rows to place the quantiles: the tree's noisy total is under
+    dp.quantile_min_rows (or not positive). A function of noisy counts only."""
+    total = tree.total()
+    return total <= 0 or total < quantile_min_rows(metric)
 
 
 def _quantile_outputs(metric: MetricPlan, cells, buckets, plan, rng) -> QuantileOutputs:
@@ -193,10 +194,10 @@ def _quantile_outputs(metric: MetricPlan, cells, buckets, plan, rng) -> Quantile
     flags = np.zeros(n, dtype=bool)
     for row in range(n):
         tree = NoisyTree(leaves[row], noise.sampler(rng), noise.sd)
-        placed = [tree.place(q) for q in m.quantiles]
-        flags[row] = is_insufficient(placed)
+        flags[row] = is_insufficient(tree, metric)
         if not flags[row]:
-            ends = np.array([p.values(m.lower, m.upper, m.quantile_scale) for p in placed])
+            placed = [tree.place(q).values(m.lower, m.upper, m.quantile_scale) for q in m.quantiles]
+            ends = np.array(placed)
             values[row] = np.maximum.accumulate(ends[:, 0])  # quantiles never decrease in q
             lows[row], highs[row] = np.minimum(ends[:, 1], values[row]), np.maximum(ends[:, 2], values[row])
     outputs = {

@@ -56,10 +56,6 @@ class Placed:
         ends = (self.position, self.low, self.high)
         return tuple(tree_value(p / TREE_LEAVES, lower, upper, scale) for p in ends)
 
-    @property
-    def spans_everything(self) -> bool:
-        return self.low <= 0 and self.high >= TREE_LEAVES
-
 
 @dataclass(frozen=True)
 class _Edges:
