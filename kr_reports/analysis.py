@@ -407,8 +407,8 @@ def compare_release(delivery: Delivery, truth: Truth) -> pd.DataFrame:
 def accuracy_summary(comparison: pd.DataFrame) -> pd.DataFrame:
     """Per output: cells compared, 95% interval coverage, mean and median absolute error, mean
     noise sd and mean true value. The intervals cover the noise only: coverage under 95% comes
-    from bounding bias, from publication (a small cell is published when its noise was high),
-    or, for quantiles, from cells with too few rows for the noise on the tree."""
+    from bounding bias, or from publication (a small cell is published when its noise was high).
+    Quantile intervals are whole nodes of the tree and cover a little more than 95%."""
     grouped = comparison.assign(abs_error=comparison["error"].abs()).groupby("output", sort=False)
     return pd.DataFrame({
         "cells": grouped.size(),

@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN
 
+from scipy.stats import norm
+
 from kr_reports import mechanisms as mech
 from kr_reports.config import Aggregation, GroupKey, Metric, fixed_point_units
 from kr_reports.mechanisms import CalibrationError, IntegerNoise
@@ -30,9 +32,9 @@ HOURS = tuple(range(24))
 CONFIDENCE = 0.95
 # Quantile trees over [lower, upper]: a root counting every row, 32 equal nodes under it
 # and 128 equal leaves under each (4,096 leaves). All three levels are noised alike: the
-# root's count is the total a quantile's rank is a share of, the rank is located among the
-# root's 32 children, and a node's leaves refine it only when the node holds many rows
-# (kr_reports.noising.NoisyTree). Few wide nodes near the root keep the rank's noise low.
+# root and its 32 children are made consistent and give the total and the rank's node, and a
+# node's leaves refine it only when the node holds many rows (kr_reports.quantile_tree).
+# Few wide nodes near the root keep the rank's noise low.
 TREE_BRANCHINGS = (32, 128)
 TREE_HEIGHT = len(TREE_BRANCHINGS) + 1  # noised levels, the root's included
 TREE_LEAVES = math.prod(TREE_BRANCHINGS)
@@ -146,10 +148,27 @@ class ReportPlan:
         return tuple(m.metric for m in self.metrics)
 
 
-def quantile_rank_sd(tree_noise_sd: float) -> float:
-    """Sd, in rows, of the rank a quantile walk locates: the root count's noise, and that of
-    at most half of the root's children (a rank is counted from the nearer end)."""
-    return tree_noise_sd * math.sqrt(1 + TREE_BRANCHING / 2)
+def quantile_rank_sd(tree_noise_sd: float, leaves_read: bool = False) -> float:
+    """Largest sd, in rows, of a quantile's rank test (rows below an edge minus q times the
+    total, kr_reports.quantile_tree) at any edge between the root's children and for any q:
+    with b children made consistent with the root its variance is (b + 1) / 4 - q (1 - q)
+    noise variances at most. Within a node whose leaves are read, its m-leaf share adds at
+    most m / 4 more."""
+    variances = (TREE_BRANCHING + 1) / 4 + (TREE_BRANCHINGS[1] / 4 if leaves_read else 0)
+    return tree_noise_sd * math.sqrt(variances)
+
+
+def quantile_min_rows(metric: MetricPlan) -> float:
+    """Rows (as the noisy tree estimates them) a cell needs for its quantiles to be placed.
+
+    With fewer, some quantile's 95% rank band, q n +- z rank sd, reaches past both the first
+    and the last row: the noisy tree cannot tell that quantile from the cell's minimum or
+    maximum, and its interval would span (nearly) the whole bounds. Decided on the noisy
+    total alone, so whether a cell is published does not depend on the noise of the ranks
+    its intervals are built from (their coverage holds among published cells)."""
+    z = float(norm.ppf(0.5 + CONFIDENCE / 2))
+    hardest = min(max(q, 1 - q) for q in metric.metric.quantiles)  # the quantile nearest 1/2
+    return z * quantile_rank_sd(metric.part("tree").sd) / hardest
 
 
 def quantile_column(name: str, q: float) -> str:
@@ -233,11 +252,18 @@ def plan_aggregation(aggregation: Aggregation, regions: tuple[str, ...]) -> Repo
     return ReportPlan(aggregation=aggregation, public_keys=public_keys, metrics=metrics, selection=selection)
 
 
+def insufficient_column(metric_name: str) -> str:
+    """A quantiles metric's flag: True where the cell had too few (noisy) rows to place them."""
+    return f"{metric_name}_insufficient"
+
+
 def release_columns(plan: ReportPlan) -> list[str]:
     columns = [*plan.group_columns, "status", "cells_merged"]
     for metric in plan.metrics:
         for output in metric.outputs:
             columns += [output, f"{output}_noise_sd", f"{output}_ci95_low", f"{output}_ci95_high"]
+        if metric.kind == "quantiles":
+            columns.append(insufficient_column(metric.name))
     return columns
 
 

@@ -11,7 +11,16 @@ from __future__ import annotations
 import math
 
 from kr_reports.config import Delivery
-from kr_reports.dp import CONFIDENCE, TREE_BRANCHING, TREE_LEAVES, MetricPlan, ReportPlan, quantile_rank_sd
+from kr_reports.dp import (
+    CONFIDENCE,
+    TREE_BRANCHING,
+    TREE_LEAVES,
+    MetricPlan,
+    ReportPlan,
+    insufficient_column,
+    quantile_min_rows,
+    quantile_rank_sd,
+)
 from kr_reports.mechanisms import IntegerNoise
 
 
@@ -64,8 +73,12 @@ def _expected_error(metric: MetricPlan) -> str:
     else:
         resolution = (f"resolution {width / TREE_LEAVES:,.4g} in nodes holding enough rows to read their "
                       f"leaves, else {width / TREE_BRANCHING:,.4g} (interpolated)")
-    return (f"    error per cell of n rows: rank error sd about {rank_sd:,.4g} rows, "
-            f"so about {rank_sd:,.4g} / n in quantile; {resolution}")
+    leaves_sd = quantile_rank_sd(metric.part("tree").sd, leaves_read=True)
+    return (f"    error per cell of n rows: rank noise sd at most {rank_sd:,.4g} rows ({leaves_sd:,.4g} "
+            f"where a node's leaves are read), so about {rank_sd:,.4g} / n in quantile; {resolution}\n"
+            "    95% interval: the whole nodes (or leaves) where the noisy rank test cannot exclude the "
+            f"quantile; a cell of fewer than {quantile_min_rows(metric):,.0f} rows (noisy) publishes "
+            f"no quantile ({insufficient_column(metric.name)})")
 
 
 def _metric_lines(metric: MetricPlan, accounting: str) -> list[str]:

@@ -11,14 +11,19 @@ with every metric's value, noise sd and 95% interval, and a status:
 
 Post-processing only ever reads noisy values, so it is free: counts are
 integers clamped at 0, means and variances are clamped to what their bounds
-allow, quantiles are made monotone. A remainder row adds its cells' noisy
-parts, so totals over a parent are the same with or without the roll-up.
+allow, quantiles are placed in the consistent noisy tree (kr_reports.quantile_tree)
+and made monotone. A remainder row adds its cells' noisy parts, so totals over
+a parent are the same with or without the roll-up.
+
+A quantiles metric also releases `<metric>_insufficient`: True where the noisy
+tree estimates fewer rows than its quantiles need (dp.quantile_min_rows: a
+figure of the plan, stated by `explain`). Such a cell publishes no quantile at
+all, neither value nor interval. Remainder rows have no tree and are flagged too.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,16 +32,16 @@ from scipy.stats import norm
 
 from kr_reports.dp import (
     CONFIDENCE,
-    TREE_BRANCHINGS,
     TREE_LEAVES,
     MetricPlan,
     ReportPlan,
     fixed_point_bounds,
-    quantile_rank_sd,
+    insufficient_column,
+    quantile_min_rows,
     release_columns,
-    tree_value,
 )
 from kr_reports.mechanisms import IntegerNoise
+from kr_reports.quantile_tree import NoisyTree
 
 Z = float(norm.ppf(0.5 + CONFIDENCE / 2))
 UNITS = "distinct_units"
@@ -165,125 +170,41 @@ def _clamped_output(value, sd, lower, upper) -> Output:
     return Output(clip(value), sd, clip(value - Z * sd), clip(value + Z * sd))
 
 
-class NoisyTree:
-    """A cell's quantile tree (see kr_reports.dp) whose counts are noised the first time they
-    are read, and the walk that locates a quantile in it.
+@dataclass
+class QuantileOutputs:
+    """A quantiles metric's outputs, and which cells had too few rows to place them."""
 
-    Nodes never read are never noised and never influence the output; a node read twice
-    (by several quantiles) returns the same noisy count. Everything below is post-processing
-    of noisy counts, so it costs no budget:
-
-    - a count is read as max(noisy, 0);
-    - the rank of quantile q is q times the root's noisy count: an unbiased total, where the
-      sum of the root's children would add every empty child's clipped noise;
-    - the rank is counted from the parent's nearer end (from below for q <= 1/2, from above
-      otherwise), so it sums the noise of the few nodes between that end and the quantile,
-      not of all the others, and their phantom rows pull it slightly towards that end
-      rather than towards the middle;
-    - within the node reached the value is interpolated linearly. A node's children are
-      read only when it holds at least as many rows as its children's number times the
-      noise sd: their clipped noise (under sd / 2 each on average) is then a minor part of
-      its rows; otherwise they would place the rank at random within it.
-
-    A root read as 0 carries nothing: the value is then interpolated over the bounds.
-    """
-
-    def __init__(self, leaf_counts: np.ndarray, sampler, noise_sd: float):
-        nodes_per_level = [math.prod(TREE_BRANCHINGS[:level]) for level in range(len(TREE_BRANCHINGS) + 1)]
-        self.levels = [leaf_counts.reshape(nodes, -1).sum(axis=1) for nodes in nodes_per_level]
-        self.sampler = sampler
-        self.noise_sd = noise_sd
-        self.noisy: dict[tuple[int, int], int] = {}
-
-    def count(self, level: int, index: int) -> int:
-        key = (level, index)
-        if key not in self.noisy:
-            self.noisy[key] = max(0, self.sampler.randomise(int(self.levels[level][index])))
-        return self.noisy[key]
-
-    def total(self) -> int:
-        return self.count(0, 0)
-
-    def quantile(self, q: float, lower: float, upper: float, scale: str = "linear") -> float:
-        """The value below which fraction q of the cell's rows lie."""
-        return tree_value(self._leaf_position(q) / TREE_LEAVES, lower, upper, scale)
-
-    def _leaf_position(self, q: float) -> float:
-        """Where fraction q of the rows lies, in leaves from the lower bound."""
-        level, node, fraction, rows = 0, 0, q, self.total()
-        for branching in TREE_BRANCHINGS:
-            if not self._children_worth_reading(level, rows, branching):
-                break
-            children = [self.count(level + 1, node * branching + i) for i in range(branching)]
-            located = _locate(fraction, rows, children)
-            if located is None:
-                break
-            child, fraction = located
-            level, node, rows = level + 1, node * branching + child, children[child]
-        return (node + fraction) * TREE_LEAVES / math.prod(TREE_BRANCHINGS[:level])
-
-    def _children_worth_reading(self, level: int, rows: int, branching: int) -> bool:
-        if rows <= 0:
-            return False
-        return level == 0 or rows >= branching * self.noise_sd
+    outputs: dict[str, Output]
+    insufficient: np.ndarray  # bool per cell
 
 
-def _locate(fraction: float, rows: int, children: list[int]) -> tuple[int, float] | None:
-    """The child holding rank `fraction * rows` of its parent, counted from the parent's
-    nearer end, and the rank's fraction within that child; None when no child has rows."""
-    from_above = fraction > 0.5
-    ordered = children[::-1] if from_above else children
-    # Ranks are whole rows without noise: rounding drops float error that would move a
-    # rank sitting exactly between two rows to the other side of the gap.
-    rank = round((1 - fraction if from_above else fraction) * rows, 9)
-    held = _holding(rank, ordered, from_above)
-    if held is None or not from_above:
-        return held
-    index, inside = held
-    return len(children) - 1 - index, 1.0 - inside
+def is_insufficient(tree: NoisyTree, metric: MetricPlan) -> bool:
+    """Too few rows to place the quantiles: the tree's noisy total is under
+    dp.quantile_min_rows (or not positive). A function of noisy counts only."""
+    total = tree.total()
+    return total <= 0 or total < quantile_min_rows(metric)
 
 
-def _holding(rank: float, counts: list[int], from_above: bool) -> tuple[int, float] | None:
-    """The first count whose cumulated rows reach `rank`, and the rank's fraction within it.
-
-    A rank between two rows resolves to the upper edge of the lower row's node from either
-    end, so both ends agree without noise. A rank past every row (the noisy parent exceeds
-    its children) goes to the far edge of the last count with rows; None when none has rows.
-    """
-    last = None
-    for index, count in enumerate(counts):
-        if count <= 0:
-            continue
-        if rank < count or (rank == count and not from_above):
-            return index, rank / count
-        rank -= count
-        last = index
-    return None if last is None else (last, 1.0)
-
-
-def _quantile_outputs(metric: MetricPlan, cells, buckets, plan, rng) -> dict[str, Output]:
-    """Per quantile: value, and an interval from the noise on the ranks (noise only)."""
+def _quantile_outputs(metric: MetricPlan, cells, buckets, plan, rng) -> QuantileOutputs:
+    """Per quantile: value and 95% interval (kr_reports.quantile_tree); NaN where insufficient."""
     m, noise = metric.metric, metric.part("tree")
     leaves = _bucket_matrix(cells, buckets[m.name], list(plan.group_columns), TREE_LEAVES)
-    rank_sd = quantile_rank_sd(noise.sd)
     n, k = len(cells), len(m.quantiles)
     values, lows, highs = (np.full((n, k), np.nan) for _ in range(3))
+    flags = np.zeros(n, dtype=bool)
     for row in range(n):
         tree = NoisyTree(leaves[row], noise.sampler(rng), noise.sd)
-        rows = tree.total()
-        spread = Z * rank_sd / rows if rows > 0 else 1.0  # no rows measured: the whole bounds
-        for j, q in enumerate(m.quantiles):
-            values[row, j] = tree.quantile(q, m.lower, m.upper, m.quantile_scale)
-            lows[row, j] = tree.quantile(max(q - spread, 0.0), m.lower, m.upper, m.quantile_scale)
-            highs[row, j] = tree.quantile(min(q + spread, 1.0), m.lower, m.upper, m.quantile_scale)
-        values[row] = np.maximum.accumulate(values[row])  # quantiles never decrease in q
-    # Below and above 1/2 ranks are counted from opposite ends, so q + spread may land
-    # under q's value: an interval always holds its value.
-    lows, highs = np.minimum(lows, values), np.maximum(highs, values)
-    return {
+        flags[row] = is_insufficient(tree, metric)
+        if not flags[row]:
+            placed = [tree.place(q).values(m.lower, m.upper, m.quantile_scale) for q in m.quantiles]
+            ends = np.array(placed)
+            values[row] = np.maximum.accumulate(ends[:, 0])  # quantiles never decrease in q
+            lows[row], highs[row] = np.minimum(ends[:, 1], values[row]), np.maximum(ends[:, 2], values[row])
+    outputs = {
         name: Output(values[:, j], (highs[:, j] - lows[:, j]) / (2 * Z), lows[:, j], highs[:, j])
         for j, name in enumerate(metric.outputs)
     }
+    return QuantileOutputs(outputs, flags)
 
 
 def metric_outputs(metric: MetricPlan, parts: dict, merged: np.ndarray, quantiles=None) -> dict[str, Output]:
@@ -301,7 +222,7 @@ def metric_outputs(metric: MetricPlan, parts: dict, merged: np.ndarray, quantile
         bins = parts[name, "bins"]
         return {out: _count_output(bins[:, i], metric.part("bins"), merged)
                 for i, out in enumerate(metric.outputs)}
-    return quantiles[name]
+    return quantiles[name].outputs
 
 
 def _k_metric(plan: ReportPlan) -> MetricPlan:
@@ -320,13 +241,16 @@ def _remainders(cells: pd.DataFrame, parts: dict, sparse: np.ndarray, plan: Repo
     return keys[list(plan.group_columns)], summed, np.array([len(m) for m in members], dtype="int64")
 
 
-def _frame(keys: pd.DataFrame, plan: ReportPlan, outputs: dict[str, Output], status, merged) -> pd.DataFrame:
+def _frame(keys: pd.DataFrame, plan: ReportPlan, outputs: dict[str, Output], status, merged,
+           quantiles: dict[str, QuantileOutputs]) -> pd.DataFrame:
     frame = keys.reset_index(drop=True).copy()
     frame["status"] = status
     frame["cells_merged"] = merged
     for name, out in outputs.items():
         frame[name], frame[f"{name}_noise_sd"] = out.value, out.sd
         frame[f"{name}_ci95_low"], frame[f"{name}_ci95_high"] = out.low, out.high
+    for name, placed in quantiles.items():
+        frame[insufficient_column(name)] = pd.array(placed.insufficient, dtype="boolean")
     return frame
 
 
@@ -349,7 +273,7 @@ def noisy_release(
         for m in plan.metrics if m.kind == "quantiles"
     }
     keys = cells[list(plan.group_columns)]
-    frame = _frame(keys, plan, _all_outputs(plan, parts, ones, quantiles), "released", ones)
+    frame = _frame(keys, plan, _all_outputs(plan, parts, ones, quantiles), "released", ones, quantiles)
     k = plan.aggregation.min_subscribers
     if k is None:
         return _typed(frame, plan, cells)
@@ -363,27 +287,32 @@ def noisy_release(
     return _typed(frame.reset_index(drop=True), plan, cells)
 
 
-def _nan_quantiles(plan: ReportPlan, rows: int) -> dict[str, dict[str, Output]]:
-    """Remainder rows have no quantiles: noisy trees are not added up."""
+def _no_quantiles(plan: ReportPlan, rows: int) -> dict[str, QuantileOutputs]:
+    """Remainder rows have no quantiles, and are flagged so: noisy trees are not added up, so a
+    remainder has no tree of its own to place them in."""
     nan = lambda: np.full(rows, np.nan)  # noqa: E731
-    return {m.name: {out: Output(nan(), nan(), nan(), nan()) for out in m.outputs}
+    return {m.name: QuantileOutputs({out: Output(nan(), nan(), nan(), nan()) for out in m.outputs},
+                                    np.ones(rows, dtype=bool))
             for m in plan.metrics if m.kind == "quantiles"}
 
 
 def _remainder_frame(cells, parts, sparse, plan, k) -> pd.DataFrame:
     keys, summed, merged = _remainders(cells, parts, sparse, plan)
-    outputs = _all_outputs(plan, summed, merged, _nan_quantiles(plan, len(keys)))
-    frame = _frame(keys, plan, outputs, "remainder", merged)
+    quantiles = _no_quantiles(plan, len(keys))
+    outputs = _all_outputs(plan, summed, merged, quantiles)
+    frame = _frame(keys, plan, outputs, "remainder", merged, quantiles)
     frame.loc[summed[_k_metric(plan).name, "value"] < k, "status"] = "suppressed"
     return frame
 
 
 def _value_columns(plan: ReportPlan) -> list[str]:
+    """Every column a withheld cell leaves empty: values, accuracies and insufficiency flags."""
     return [c for c in release_columns(plan) if c not in (*plan.group_columns, "status", "cells_merged")]
 
 
 def _typed(frame: pd.DataFrame, plan: ReportPlan, cells: pd.DataFrame) -> pd.DataFrame:
-    """Integer keys and counts as nullable integers; every column in the declared order."""
+    """Integer keys and counts as nullable integers, flags as nullable booleans (empty where a cell
+    is withheld); every column in the declared order."""
     for key in plan.group_columns:
         if pd.api.types.is_integer_dtype(cells[key]):
             frame[key] = frame[key].astype("Int64")
@@ -393,4 +322,7 @@ def _typed(frame: pd.DataFrame, plan: ReportPlan, cells: pd.DataFrame) -> pd.Dat
             for out in metric.outputs:
                 for col in (out, f"{out}_ci95_low", f"{out}_ci95_high"):
                     frame[col] = frame[col].round().astype("Int64")
+        if metric.kind == "quantiles":
+            flag = insufficient_column(metric.name)
+            frame[flag] = frame[flag].astype("boolean")
     return frame[release_columns(plan)]

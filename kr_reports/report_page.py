@@ -8,7 +8,9 @@ of text passes through `html.escape`.
 Each metric output gets a small-multiples chart: the group key with most
 values runs along the x axis, with one panel per value of the other keys (if
 any), all panels on one y scale. Every released value is a dot with its 95%
-interval as a vertical line; withheld cells are grey rings on the floor. A
+interval as a vertical line; withheld cells are grey rings on the floor, and
+cells with too few records to place a quantile are dashed red rings there
+("insufficient data", flagged in the release's `<metric>_insufficient`). A
 report of ~400 cells is 17 panels of 24 points; beyond MAX_PANELS panels or
 MAX_POINTS points per panel the largest are drawn and the page says how many
 are left out (every cell is in data.csv). Hovering a point shows its exact
@@ -24,6 +26,7 @@ from html import escape
 import pandas as pd
 
 from kr_reports.config import ReportSpec
+from kr_reports.dp import insufficient_column
 
 MAX_PANELS = 36
 MAX_POINTS = 48
@@ -62,6 +65,12 @@ LEGEND = (
     '<circle class="held" cx="7" cy="7" r="3"/></svg> '
     "a withheld cell (on the floor of its panel). Hover over a point for its exact value.</p>"
 )
+INSUFFICIENT = "insufficient data"
+INSUFFICIENT_LEGEND = (
+    '<p class="legend"><svg width="14" height="14" viewBox="0 0 14 14" aria-hidden="true">'
+    '<g class="insufficient"><circle class="held" cx="7" cy="7" r="3"/></g></svg> '
+    f"{INSUFFICIENT}: too few records in the cell to place the quantile, so no value is given.</p>"
+)
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;color:#1d2430;margin:2rem auto;max-width:1000px;padding:0 1rem}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #ccd}
@@ -71,7 +80,8 @@ td.n{text-align:right}figure{margin:0}figcaption{color:#556;font-size:.9rem}
 svg{display:block;max-width:100%;height:auto}.legend svg{display:inline;vertical-align:middle}
 svg text{font:11px system-ui,sans-serif;fill:#445}
 .ci{stroke:#8fb2dc;stroke-width:2}.val{fill:#1f5fa8}.rem .ci{stroke:#e0b27c}.rem .val{fill:#b45f06}
-.held{fill:none;stroke:#999}.axis{stroke:#aab}.grid{stroke:#eef}
+.held{fill:none;stroke:#999}.insufficient .held{stroke:#c0392b;stroke-dasharray:2 1.5}
+.axis{stroke:#aab}.grid{stroke:#eef}
 """
 
 
@@ -141,6 +151,7 @@ def render_report(data: pd.DataFrame, page: PageInfo) -> str:
         _notes(page),
         _status_table(data),
         LEGEND,
+        INSUFFICIENT_LEGEND if _has_quantiles(page) else "",
         *(_metric_section(data, metric, layout) for metric in page.metrics),
     ]
     return (
@@ -170,6 +181,8 @@ def _notes(page: PageInfo) -> str:
         items.append("Empty cells are reported too, as noise around zero; counts below zero show as zero.")
     if page.min_subscribers is not None:
         items.append(_sparse_note(page))
+    if _has_quantiles(page):
+        items.append(_quantiles_note(page))
     if page.private_keys:
         keys = ", ".join(escape(k) for k in page.private_keys)
         items.append(
@@ -178,6 +191,23 @@ def _notes(page: PageInfo) -> str:
         )
     listed = "".join(f"<li>{item}</li>" for item in items)
     return f'<section class="note"><h2>How to read this report</h2><ul>{listed}</ul></section>'
+
+
+def _has_quantiles(page: PageInfo) -> bool:
+    return any(m.kind == "quantiles" for m in page.metrics)
+
+
+def _quantiles_note(page: PageInfo) -> str:
+    flags = ", ".join(escape(insufficient_column(m.name)) for m in page.metrics if m.kind == "quantiles")
+    remainders = (" A remainder has no quantiles of its own (those of merged cells cannot be added up), "
+                  "so it is marked the same way." if page.sparse_cells == "roll_up" else "")
+    return (
+        "A quantile (such as a median) can only be placed when its cell holds enough records for "
+        f"the noise. Where it does not, no value is given: the cell shows '{INSUFFICIENT}' here, is "
+        f"left empty in data.csv, and {flags} is true there.{remainders} A quantile's interval is "
+        "made of whole steps of the range (1/32 of it, finer where a cell holds many records), so "
+        "it can be wider than the noise alone."
+    )
 
 
 def _sparse_note(page: PageInfo) -> str:
@@ -233,13 +263,25 @@ def _figure(data: pd.DataFrame, metric: MetricInfo, output: str, index: int, lay
     half = ((released[f"{output}_ci95_high"] - released[f"{output}_ci95_low"]) / 2).median()
     caption = (f"Typical noise sd {_fmt(sd)}; a typical 95% interval is the value \u00b1 {_fmt(half)}."
                if math.isfinite(sd) else "No value of this output was published.")
-    chart = chart_svg(data, output, layout) if layout.panels else "<p>This release has no cells to draw.</p>"
+    flag = insufficient_column(metric.name) if metric.kind == "quantiles" else None
+    cells = data[data["status"] == "released"]  # remainders never have quantiles: not counted
+    if flag is not None and (count := int(_insufficient(cells, flag).sum())):
+        caption += f" {count:,} cell{'s' if count > 1 else ''} had {INSUFFICIENT} to place it."
+    chart = (chart_svg(data, output, layout, flag) if layout.panels
+             else "<p>This release has no cells to draw.</p>")
     return (
         f"<figure><h3>{escape(_output_title(metric, output, index))}</h3>"
         f"{chart}"
         f"<figcaption>{escape(layout.description)} {escape(caption)} {escape(layout.omitted)}"
         "</figcaption></figure>"
     )
+
+
+def _insufficient(rows: pd.DataFrame, flag: str | None) -> pd.Series:
+    """Whether each row is flagged as too sparse to place its quantiles (never, for other metrics)."""
+    if flag is None or flag not in rows:
+        return pd.Series(False, index=rows.index)
+    return rows[flag].astype("boolean").fillna(False).astype(bool)
 
 
 # ---- layout: which key is panels, which is the x axis, what is left out -------------------
@@ -327,8 +369,9 @@ class Frame:
         return self.left + self.width * (position + 0.5) / count
 
 
-def chart_svg(data: pd.DataFrame, output: str, layout: Layout) -> str:
-    """Small multiples of one output: dots, 95% intervals, withheld cells as rings."""
+def chart_svg(data: pd.DataFrame, output: str, layout: Layout, insufficient: str | None = None) -> str:
+    """Small multiples of one output: dots, 95% intervals, withheld cells as rings; `insufficient`
+    names the flag column of cells too sparse to place a quantile (dashed rings)."""
     xs, panels = x_labels(data, layout.x_key), panel_labels(data, layout.panel_keys)
     drawn = xs.isin(layout.xs) & panels.isin(layout.panels)
     columns = min(COLUMNS, len(layout.panels))
@@ -339,7 +382,8 @@ def chart_svg(data: pd.DataFrame, output: str, layout: Layout) -> str:
         left, top = (index % columns) * panel_width, (index // columns) * panel_height
         frame = Frame(left + 46, top + 22, panel_width - 56, panel_height - 50, low, high)
         in_panel = drawn & (panels == panel)
-        parts.append(_panel(data.loc[in_panel], xs.loc[in_panel], output, layout, panel, frame, ticks))
+        rows = data.loc[in_panel].assign(_insufficient=_insufficient(data.loc[in_panel], insufficient))
+        parts.append(_panel(rows, xs.loc[in_panel], output, layout, panel, frame, ticks))
     height = math.ceil(len(layout.panels) / columns) * panel_height
     return (
         f'<svg viewBox="0 0 {WIDTH} {height:.0f}" width="{WIDTH}" height="{height:.0f}" role="img" '
@@ -385,6 +429,10 @@ def _text(x: float, y: float, text: str, anchor: str = "start") -> str:
 def _point(row: pd.Series, output: str, x: float, frame: Frame, where: str) -> str:
     status = str(row["status"])
     value, low, high = (row[output], row[f"{output}_ci95_low"], row[f"{output}_ci95_high"])
+    if status in PUBLISHED and row["_insufficient"]:
+        tip = f"{where}: {INSUFFICIENT}, {status}"
+        return (f'<g class="insufficient"><title>{escape(tip)}</title><circle class="held" cx="{x:.1f}" '
+                f'cy="{frame.top + frame.height - 3:.1f}" r="2.5"/></g>')
     if status not in PUBLISHED or not _finite(value):
         tip = f"{where}: {status}, no value published"
         return (f'<g><title>{escape(tip)}</title><circle class="held" cx="{x:.1f}" '

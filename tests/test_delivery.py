@@ -93,6 +93,8 @@ def _release_frame(spec: ReportSpec, keys: pd.DataFrame, seed: int = 3) -> pd.Da
             value = rng.integers(0, 500, len(frame)).astype(float)
             frame[output], frame[f"{output}_noise_sd"] = value, 9.0
             frame[f"{output}_ci95_low"], frame[f"{output}_ci95_high"] = value - 18, value + 18
+        if metric.kind == "quantiles":
+            frame[dp.insufficient_column(metric.name)] = False
     if spec.roll_up:
         merged = frame.index % 7 == 3
         frame.loc[merged, "status"] = "merged"
@@ -109,6 +111,7 @@ def _release_frame(spec: ReportSpec, keys: pd.DataFrame, seed: int = 3) -> pd.Da
                 for output in metric.outputs:
                     columns = [output, f"{output}_noise_sd", f"{output}_ci95_low", f"{output}_ci95_high"]
                     remainder[columns] = np.nan
+                remainder[dp.insufficient_column(metric.name)] = True
         frame = pd.concat([frame, remainder], ignore_index=True)
     return frame[dp.release_columns(plan)]
 

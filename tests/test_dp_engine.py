@@ -76,8 +76,9 @@ def test_every_metric_kind_equals_the_bounded_truth_without_noise(spark):
     assert (south["subs"], south["total"], south["avg"]) == (1, 1000, 1000)  # clamped to the bound
     empty = _row(release, "South", 0)
     assert (empty["subs"], empty["flows"], empty["total"]) == (0, 0, 0)
-    # No rows measured: the quantile is interpolated over the bounds, its interval is the bounds.
-    assert (empty["q_p50"], empty["q_p50_ci95_low"], empty["q_p50_ci95_high"]) == (500, 0, 1000)
+    # No rows measured: no quantile is published, and the cell says why.
+    assert empty[["q_p50", "q_p50_ci95_low", "q_p50_ci95_high", "q_p90"]].isna().all()
+    assert empty["q_insufficient"] and not cell["q_insufficient"]
 
 
 def test_intervals_are_reported_for_every_value_and_cover_it(spark):
