@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fsspec.implementations.memory import MemoryFileSystem
+from releasing import open_releaser
 from specs import report_spec
 
 from flows.catalog import Catalog
@@ -52,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "KR_TEST_SIGNING_KEY"
 REGIONS = ("Seoul", "Busan", "Daegu")
 DAY = "2026-11-01"
+PERIOD = dt.date.fromisoformat(DAY)
 
 
 # ---- a small release, built by hand -------------------------------------------------------
@@ -85,7 +88,8 @@ def _spec(name: str = "traffic_region_hour", group_by: list | None = None, **ext
 def _release_frame(spec: ReportSpec, keys: pd.DataFrame, seed: int = 3) -> pd.DataFrame:
     """A release-shaped frame: noisy-looking values with intervals, some cells merged into remainders."""
     rng = np.random.default_rng(seed)
-    plan = dp.plan_aggregation(spec.aggregation, REGIONS)
+    aggregation = spec.aggregation
+    plan = dp.plan_aggregation(aggregation, REGIONS)
     frame = keys.reset_index(drop=True).copy()
     frame["status"], frame["cells_merged"] = "released", 1
     for metric in plan.metrics:
@@ -93,14 +97,14 @@ def _release_frame(spec: ReportSpec, keys: pd.DataFrame, seed: int = 3) -> pd.Da
             value = rng.integers(0, 500, len(frame)).astype(float)
             frame[output], frame[f"{output}_noise_sd"] = value, 9.0
             frame[f"{output}_ci95_low"], frame[f"{output}_ci95_high"] = value - 18, value + 18
-    if spec.roll_up:
+    if aggregation.roll_up:
         merged = frame.index % 7 == 3
         frame.loc[merged, "status"] = "merged"
-        value_columns = [c for c in dp.release_columns(plan) if c not in (*spec.group_columns, "status",
-                                                                           "cells_merged")]
+        value_columns = [c for c in dp.release_columns(plan)
+                         if c not in (*aggregation.group_columns, "status", "cells_merged")]
         frame.loc[merged, value_columns] = np.nan
-        remainder = frame[merged].groupby([k for k in spec.group_columns if k != spec.roll_up],
-                                          as_index=False).size()
+        parents = [k for k in aggregation.group_columns if k != aggregation.roll_up]
+        remainder = frame[merged].groupby(parents, as_index=False).size()
         remainder = remainder.drop(columns="size").assign(status="remainder", cells_merged=2)
         for column in value_columns:
             remainder[column] = 40.0
@@ -118,11 +122,12 @@ def _region_hour_keys(regions=REGIONS) -> pd.DataFrame:
 
 
 def _release_record(spec: ReportSpec, frame: pd.DataFrame, path: Path) -> dict:
+    """A hand-made record for rendering pages; deliveries use records the front door made."""
     plan = dp.plan_aggregation(spec.aggregation, REGIONS)
     return {
         "release_id": f"{spec.name}/{DAY}", "number": 1, "ledger_entry_id": 7, "report": spec.name,
-        "period": DAY, "accounting": spec.accounting, "epsilon": plan.epsilon, "delta": plan.delta,
-        "rho": plan.rho, "cells": len(frame),
+        "period": DAY, "accounting": spec.aggregation.accounting, "epsilon": plan.epsilon,
+        "delta": plan.delta, "rho": plan.rho, "cells": len(frame),
         "cells_by_status": {k: int(v) for k, v in frame["status"].value_counts().items()},
         "metrics": [{"name": m.name, "kind": m.kind, "column": m.metric.column, "outputs": list(m.outputs),
                      "epsilon": m.epsilon, "delta": m.delta, "rho": m.rho, "parts": []}
@@ -131,15 +136,45 @@ def _release_record(spec: ReportSpec, frame: pd.DataFrame, path: Path) -> dict:
     }
 
 
-@pytest.fixture
-def stored_release(tmp_path):
-    """A stored release on disk, as the release stage leaves it."""
+# ---- a release made through the front door ------------------------------------------------
+
+FLOWS_SCHEMA = "subscriber string, region string, hour int, bytes bigint"
+BUSY_HOURS = (8, 9, 18)
+
+
+def _flow_rows(subscribers: int = 240, seed: int = 5) -> list[tuple]:
+    """Protected-looking flows: most in a few busy hours (cells released), the rest sparse (merged)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(subscribers):
+        region = REGIONS[i % len(REGIONS)]
+        for _ in range(3):
+            hour = int(rng.choice(BUSY_HOURS)) if rng.random() < 0.8 else int(rng.integers(0, 24))
+            rows.append((f"sub{i:04d}", region, hour, int(rng.integers(0, 1200))))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def flows_df(spark):
+    return spark.createDataFrame(_flow_rows(), FLOWS_SCHEMA)
+
+
+def _as_delivered(made) -> dict:
+    """The release as flows.stages.release hands it to delivery: its record, reused and path."""
+    return {**made.record, "reused": made.reused, "path": str(made.path)}
+
+
+def _front_door(folder: Path):
+    return open_releaser(folder, REGIONS, random_state=np.random.RandomState(0))
+
+
+@pytest.fixture(scope="module")
+def stored_release(tmp_path_factory, flows_df):
+    """A release made by the Releaser and stored, as the release stage leaves it (read only: shared)."""
     spec = _spec()
-    frame = _release_frame(spec, _region_hour_keys())
-    store = tmp_path / "data" / "releases" / spec.name / DAY / "1"
-    store.mkdir(parents=True)
-    frame.to_parquet(store / "release.parquet", index=False)
-    return spec, _release_record(spec, frame, store), frame
+    made = _front_door(tmp_path_factory.mktemp("store")).release(flows_df, spec.aggregation, PERIOD,
+                                                                 spec.delivery)
+    return spec, _as_delivered(made), made.table
 
 
 @pytest.fixture
@@ -163,8 +198,7 @@ def _catalog(tmp_path) -> Catalog:
 def _deliver(tmp_path, stored, partner, demo=False) -> dict:
     spec, record, _ = stored
     validation = {"suite": "release", "success": True, "evaluated": 12, "failed": 0}
-    return deliver(_catalog(tmp_path), spec, record, {"network_flows": {"rows_in": 10}}, validation,
-                   partner, demo)
+    return deliver(_catalog(tmp_path), spec, record, validation, partner, demo)
 
 
 def _public_key_file(tmp_path, key: Ed25519PrivateKey) -> Path:
@@ -190,8 +224,12 @@ def test_a_local_delivery_is_signed_and_verifies_with_the_published_public_key(
     assert set(verified.files) == {"data.parquet", "data.csv", "report.html"} and verified.unlisted == ()
     manifest = json.loads((delivery / "manifest.json").read_text())
     assert manifest["signing"]["public_key_fingerprint"] == fingerprint(public)
-    assert manifest["ledger_entry_id"] == 7 and manifest["privacy"]["min_subscribers"] == 5
-    assert manifest["cells_by_status"] == stored_release[1]["cells_by_status"]
+    record = stored_release[1]
+    assert manifest["ledger_entry_id"] == record["ledger_entry_id"]
+    assert manifest["privacy"]["min_subscribers"] == 5
+    assert manifest["release_id"] == record["release_id"] == f"traffic_region_hour/{DAY}"
+    assert manifest["cells_by_status"] == record["cells_by_status"]
+    assert manifest["rows_released"] == len(stored_release[2]) == sum(record["cells_by_status"].values())
     assert {"cryptography", "fsspec", "pyspark"} <= set(manifest["software"])
     # a copy of the stored release, not new noise
     pd.testing.assert_frame_equal(pd.read_parquet(delivery / "data.parquet"), stored_release[2])
@@ -206,20 +244,22 @@ def test_a_signed_delivery_is_kept_as_it_is(tmp_path, stored_release, signing_en
     assert (Path(first["path"]) / "manifest.json").read_bytes() == manifest
 
 
-def test_a_deliberate_new_release_is_delivered_beside_the_first(tmp_path, stored_release, signing_env):
-    spec, record, frame = stored_release
-    first = _deliver(tmp_path, stored_release, _partner())
+def test_a_deliberate_new_release_is_delivered_beside_the_first(tmp_path, flows_df, signing_env):
+    spec = _spec()
+    door = _front_door(tmp_path / "store")
+    made = door.release(flows_df, spec.aggregation, PERIOD, spec.delivery)
+    first = _deliver(tmp_path, (spec, _as_delivered(made), made.table), _partner())
     manifest = (Path(first["path"]) / "manifest.json").read_bytes()
-    store = tmp_path / "data" / "releases" / spec.name / DAY / "2"
-    store.mkdir(parents=True)
-    renoised = frame.assign(distinct_subscribers=frame["distinct_subscribers"] + 1)
-    renoised.to_parquet(store / "release.parquet", index=False)
-    second_record = {**record, "release_id": f"{spec.name}/{DAY}#2", "number": 2, "path": str(store)}
-    second = _deliver(tmp_path, (spec, second_record, renoised), _partner())
+    renoised = door.release(flows_df, spec.aggregation, PERIOD, spec.delivery, new_release=True)
+    assert renoised.record["number"] == 2 and not renoised.reused
+    second = _deliver(tmp_path, (spec, _as_delivered(renoised), renoised.table), _partner())
     assert second["created"] and Path(second["path"]) == Path(first["path"]).with_name(f"{DAY}.release-2")
     verify_delivery(Path(second["path"]), signing_env.public_key())
-    assert json.loads((Path(second["path"]) / "manifest.json").read_text())["release_id"].endswith("#2")
-    pd.testing.assert_frame_equal(pd.read_parquet(Path(second["path"]) / "data.parquet"), renoised)
+    second_manifest = json.loads((Path(second["path"]) / "manifest.json").read_text())
+    assert second_manifest["release_id"] == f"{spec.name}/{DAY}#2"
+    assert second_manifest["ledger_entry_id"] == renoised.record["ledger_entry_id"]
+    assert renoised.record["ledger_entry_id"] != made.record["ledger_entry_id"]  # charged again
+    pd.testing.assert_frame_equal(pd.read_parquet(Path(second["path"]) / "data.parquet"), renoised.table)
     assert (Path(first["path"]) / "manifest.json").read_bytes() == manifest  # the first stays as sent
 
 
@@ -676,7 +716,8 @@ def test_a_release_without_cells_still_renders_its_notes():
 
 def test_every_text_in_the_page_is_escaped():
     hostile = '<script>alert("x")</script>'
-    spec = _spec(name="traffic <b>&amp;</b>", group_by=[{"column": "domain", "private": True}],
+    # a report's name is a plain identifier (config); its purpose and the data's key values are free text
+    spec = _spec(purpose="traffic <b>&amp;</b>", group_by=[{"column": "domain", "private": True}],
                  partition_selection={"epsilon": 0.1, "delta": 1e-6}, min_subscribers=None,
                  sparse_cells="suppress", roll_up=None)
     html = _render(spec, _release_frame(spec, pd.DataFrame({"domain": [hostile, "a&b", "ok"]})))
