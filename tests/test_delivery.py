@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 import shutil
@@ -22,10 +23,12 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from disclosure_checks import strict_json
 from fsspec.implementations.memory import MemoryFileSystem
 from releasing import open_releaser
 from specs import report_spec
 
+import flows.delivery as delivery_module
 from flows.catalog import Catalog
 from flows.delivery import (
     PUBLIC_KEY,
@@ -34,6 +37,7 @@ from flows.delivery import (
     ChecksumMismatch,
     DeliveryIncomplete,
     ManifestInvalid,
+    build_delivery,
     check_delivery_setup,
     deliver,
     verify_checksums,
@@ -42,6 +46,7 @@ from flows.delivery import (
 from kr_reports import dp, report_page
 from kr_reports.cli import main
 from kr_reports.config import ConfigError, Partner, ReportSpec, load_pipeline_config
+from kr_reports.disclosure import DisclosureError
 from kr_reports.signing import (
     SigningKeyError,
     demo_key_path,
@@ -354,6 +359,69 @@ def test_verify_without_a_usable_public_key_exits_2(tmp_path, stored_release, si
     not_a_key.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
     assert main(["verify", delivery, "--public-key", str(not_a_key)]) == 2
     assert "not an Ed25519 public key" in capsys.readouterr().err
+
+
+# ---- only private or public values leave (kr_reports.disclosure) --------------------------
+
+
+def test_a_manifest_field_outside_the_allowlist_stops_the_delivery(
+        tmp_path, stored_release, signing_env, monkeypatch):
+    real = delivery_module._manifest
+
+    def with_inputs(*args, **kwargs):
+        return {**real(*args, **kwargs), "inputs": {"network_flows": {"rows_in": 5665}}}
+
+    monkeypatch.setattr(delivery_module, "_manifest", with_inputs)
+    with pytest.raises(DisclosureError, match=r"inputs\.network_flows\.rows_in"):
+        _deliver(tmp_path, stored_release, _partner())
+    assert not (tmp_path / "out/deliveries/metro-planning/traffic_region_hour").exists()
+
+
+def test_a_release_with_an_unpublished_column_is_not_delivered(tmp_path, stored_release, signing_env):
+    spec, record, frame = stored_release
+    store = tmp_path / "tampered"
+    store.mkdir()
+    frame.assign(rows_in=5665).to_parquet(store / "release.parquet", index=False)
+    with pytest.raises(DisclosureError, match="not published: rows_in"):
+        _deliver(tmp_path, (spec, {**record, "path": str(store)}, frame), _partner())
+    assert not (tmp_path / "out/deliveries/metro-planning/traffic_region_hour").exists()
+
+
+def _zcdp_spec() -> ReportSpec:
+    return _spec(accounting="zcdp", delta=1e-6, metrics=[
+        {"name": "distinct_subscribers", "kind": "count_distinct_subscribers", "rho": 0.05},
+        {"name": "total_bytes", "kind": "sum", "column": "bytes", "lower": 0, "upper": 1000, "precision": -2,
+         "rho": 0.1},
+    ])
+
+
+def test_a_zcdp_release_is_delivered_with_no_nan_in_its_manifest(tmp_path, flows_df, signing_env):
+    spec = _zcdp_spec()
+    made = _front_door(tmp_path / "store").release(flows_df, spec.aggregation, PERIOD, spec.delivery)
+    delivery = Path(_deliver(tmp_path, (spec, _as_delivered(made), made.table), _partner())["path"])
+    verify_delivery(delivery, signing_env.public_key())
+    text = (delivery / "manifest.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    manifest = strict_json(text)
+    assert manifest["privacy"]["accounting"] == "zcdp"
+    assert math.isfinite(manifest["privacy"]["epsilon"]) and manifest["privacy"]["rho"] == pytest.approx(0.15)
+    metrics = manifest["privacy"]["metrics"]
+    assert [(m["epsilon"], m["delta"], m["rho"]) for m in metrics] == [(None, None, 0.05), (None, None, 0.1)]
+    page = " ".join(_parsed((delivery / "report.html").read_text()).text)
+    assert "rho 0.05" in page and "rho 0.1" in page and "zcdp accounting" in page
+
+
+def test_a_record_with_nan_epsilons_is_delivered_with_nulls(tmp_path):
+    """A record stored before the releaser wrote None for a zCDP metric's epsilon holds NaN."""
+    spec = _zcdp_spec()
+    frame = _release_frame(spec, _region_hour_keys())
+    record = _release_record(spec, frame, tmp_path)
+    assert math.isnan(record["metrics"][0]["epsilon"])
+    key = resolve_signing_key("metro-planning", f"env:{KEY_ENV}", tmp_path, demo=True)
+    validation = {"suite": "release", "success": True, "evaluated": 12, "failed": 0}
+    files = build_delivery(spec, record, frame, validation, key, "2026-11-02T00:00:00+00:00")
+    manifest = strict_json(files["manifest.json"].decode())
+    assert manifest["privacy"]["metrics"][0]["epsilon"] is None
 
 
 def test_verify_checksums_reports_a_truncated_manifest_clearly(tmp_path, stored_release, signing_env):
