@@ -1,13 +1,18 @@
 """Partner delivery: data, report page, manifest and signature, published atomically.
 
 A delivery is `<target>/<report>/<day>/` holding data.parquet, data.csv,
-report.html, manifest.json (spec, privacy parameters, ledger entry, row
-counts, validation summary, software versions, SHA-256 of every other file)
-and manifest.json.sig (an Ed25519 signature over the manifest's bytes). The
+report.html, manifest.json (spec, privacy parameters, ledger entry, cells
+released by status, validation summary, software versions, SHA-256 of every
+other file) and manifest.json.sig (an Ed25519 signature over the manifest's bytes). The
 target is the partner's folder or fsspec URL; the public key is published
 beside its deliveries as signing_key.pub.pem.
 
-A delivery copies the stored release: noise is never drawn here.
+A delivery copies the stored release: noise is never drawn here. What it may
+carry is declared once, in kr_reports.disclosure: every manifest field is
+public configuration, computed from noisy values, or a release record (ids,
+timestamps, checksums), and the data files carry exactly the published
+columns. A delivery that would carry anything else is refused before a file
+is written; exact input counts stay in the run's own record.
 
 Atomicity. A local folder is filled in a hidden sibling and renamed into
 place. Other filesystems cannot rename atomically, so the files go to a
@@ -42,7 +47,7 @@ import pandas as pd
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fsspec.implementations.local import LocalFileSystem
 
-from kr_reports import report_page
+from kr_reports import disclosure, report_page
 from kr_reports.config import ConfigError, Partner, ReportSpec
 from kr_reports.signing import (
     SignatureInvalid,
@@ -53,7 +58,7 @@ from kr_reports.signing import (
     resolve_signing_key,
     sign_document,
 )
-from kr_reports.store import write_atomically
+from kr_reports.store import json_text, write_atomically
 
 if TYPE_CHECKING:
     from flows.catalog import Catalog
@@ -195,7 +200,13 @@ def _manifest(spec: ReportSpec, release: dict, validation: dict, files: dict[str
 
 def build_delivery(spec: ReportSpec, release: dict, data: pd.DataFrame, validation: dict,
                    key: SigningKey, delivered_at: str) -> dict[str, bytes]:
-    """Every file of a delivery, by name; the signature covers the manifest's exact bytes."""
+    """Every file of a delivery, by name; the signature covers the manifest's exact bytes.
+
+    Raises disclosure.DisclosureError, before anything is written, when the data
+    would carry a column, or the manifest a field, that kr_reports.disclosure does
+    not allow. The manifest has no NaN or infinity: JSON has none (they are null).
+    """
+    disclosure.check_data_columns(data.columns, spec.aggregation)
     parquet, csv = DATA_FILES
     files = {
         parquet: _parquet_bytes(data),
@@ -203,7 +214,8 @@ def build_delivery(spec: ReportSpec, release: dict, data: pd.DataFrame, validati
         REPORT_PAGE: report_page.render_report(data, report_page.page_info(spec, release)).encode(),
     }
     manifest = _manifest(spec, release, validation, files, key, delivered_at)
-    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    disclosure.check_manifest(manifest)
+    manifest_bytes = (json_text(manifest, sort_keys=True) + "\n").encode()
     return {**files, MANIFEST: manifest_bytes, SIGNATURE: sign_document(key, manifest_bytes)}
 
 

@@ -94,7 +94,8 @@ class MetricInfo:
     upper: float | None
     bins: tuple[float, ...] | None
     outputs: tuple[str, ...]
-    epsilon: float
+    epsilon: float | None  # None under zCDP: a metric's cost is its rho
+    rho: float | None
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ def page_info(spec: ReportSpec, release: dict) -> PageInfo:
     recorded = {m["name"]: m for m in release["metrics"]}
     metrics = tuple(
         MetricInfo(m.name, m.kind, m.column, m.lower, m.upper, m.bins,
-                   tuple(recorded[m.name]["outputs"]), float(recorded[m.name]["epsilon"]))
+                   tuple(recorded[m.name]["outputs"]), _number(recorded[m.name].get("epsilon")),
+                   _number(recorded[m.name].get("rho")))
         for m in aggregation.metrics
     )
     return PageInfo(
@@ -139,6 +141,11 @@ def page_info(spec: ReportSpec, release: dict) -> PageInfo:
         roll_up=aggregation.roll_up,
         metrics=metrics,
     )
+
+
+def _number(value) -> float | None:
+    """A recorded budget as a float; None when it is not stated (a zCDP metric's epsilon)."""
+    return float(value) if _finite(value) else None
 
 
 def render_report(data: pd.DataFrame, page: PageInfo) -> str:
@@ -242,12 +249,13 @@ def _status_table(data: pd.DataFrame) -> str:
 def _metric_section(data: pd.DataFrame, metric: MetricInfo, layout: Layout) -> str:
     what = KIND_MEANING[metric.kind].format(column=metric.column)
     bounds = "" if metric.lower is None else f"; clamped to [{_fmt(metric.lower)}, {_fmt(metric.upper)}]"
+    budget = f"epsilon {metric.epsilon:g}" if metric.epsilon is not None else f"rho {metric.rho:g}"
     charts = "".join(
         _figure(data, metric, output, index, layout) for index, output in enumerate(metric.outputs)
     )
     return (
         f'<section class="metric" id="metric-{escape(metric.name)}"><h2>{escape(metric.name)}</h2>'
-        f"<p>{escape(what)}{escape(bounds)}; epsilon {metric.epsilon:g}.</p>{charts}</section>"
+        f"<p>{escape(what)}{escape(bounds)}; {budget}.</p>{charts}</section>"
     )
 
 

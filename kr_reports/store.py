@@ -58,9 +58,9 @@ def write_atomically(final: Path, fill: Callable[[Path], None]) -> bool:
     return True
 
 
-def json_text(document) -> str:
+def json_text(document, *, sort_keys: bool = False) -> str:
     """JSON with NaN and infinities as null: JSON has no NaN, and a reader must not guess."""
-    return json.dumps(_finite(document), indent=2, allow_nan=False)
+    return json.dumps(_finite(document), indent=2, sort_keys=sort_keys, allow_nan=False)
 
 
 def _finite(value):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 import os
 import re
 import shutil
@@ -21,9 +23,12 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from disclosure_checks import strict_json
 from fsspec.implementations.memory import MemoryFileSystem
+from releasing import open_releaser
 from specs import report_spec
 
+import flows.delivery as delivery_module
 from flows.catalog import Catalog
 from flows.delivery import (
     PUBLIC_KEY,
@@ -32,6 +37,7 @@ from flows.delivery import (
     ChecksumMismatch,
     DeliveryIncomplete,
     ManifestInvalid,
+    build_delivery,
     check_delivery_setup,
     deliver,
     verify_checksums,
@@ -40,6 +46,7 @@ from flows.delivery import (
 from kr_reports import dp, report_page
 from kr_reports.cli import main
 from kr_reports.config import ConfigError, Partner, ReportSpec, load_pipeline_config
+from kr_reports.disclosure import DisclosureError
 from kr_reports.signing import (
     SigningKeyError,
     demo_key_path,
@@ -52,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "KR_TEST_SIGNING_KEY"
 REGIONS = ("Seoul", "Busan", "Daegu")
 DAY = "2026-11-01"
+PERIOD = dt.date.fromisoformat(DAY)
 
 
 # ---- a small release, built by hand -------------------------------------------------------
@@ -85,7 +93,8 @@ def _spec(name: str = "traffic_region_hour", group_by: list | None = None, **ext
 def _release_frame(spec: ReportSpec, keys: pd.DataFrame, seed: int = 3) -> pd.DataFrame:
     """A release-shaped frame: noisy-looking values with intervals, some cells merged into remainders."""
     rng = np.random.default_rng(seed)
-    plan = dp.plan_aggregation(spec.aggregation, REGIONS)
+    aggregation = spec.aggregation
+    plan = dp.plan_aggregation(aggregation, REGIONS)
     frame = keys.reset_index(drop=True).copy()
     frame["status"], frame["cells_merged"] = "released", 1
     for metric in plan.metrics:
@@ -95,14 +104,14 @@ def _release_frame(spec: ReportSpec, keys: pd.DataFrame, seed: int = 3) -> pd.Da
             frame[f"{output}_ci95_low"], frame[f"{output}_ci95_high"] = value - 18, value + 18
         if metric.kind == "quantiles":
             frame[dp.insufficient_column(metric.name)] = False
-    if spec.roll_up:
+    if aggregation.roll_up:
         merged = frame.index % 7 == 3
         frame.loc[merged, "status"] = "merged"
-        value_columns = [c for c in dp.release_columns(plan) if c not in (*spec.group_columns, "status",
-                                                                           "cells_merged")]
+        value_columns = [c for c in dp.release_columns(plan)
+                         if c not in (*aggregation.group_columns, "status", "cells_merged")]
         frame.loc[merged, value_columns] = np.nan
-        remainder = frame[merged].groupby([k for k in spec.group_columns if k != spec.roll_up],
-                                          as_index=False).size()
+        parents = [k for k in aggregation.group_columns if k != aggregation.roll_up]
+        remainder = frame[merged].groupby(parents, as_index=False).size()
         remainder = remainder.drop(columns="size").assign(status="remainder", cells_merged=2)
         for column in value_columns:
             remainder[column] = 40.0
@@ -121,11 +130,12 @@ def _region_hour_keys(regions=REGIONS) -> pd.DataFrame:
 
 
 def _release_record(spec: ReportSpec, frame: pd.DataFrame, path: Path) -> dict:
+    """A hand-made record for rendering pages; deliveries use records the front door made."""
     plan = dp.plan_aggregation(spec.aggregation, REGIONS)
     return {
         "release_id": f"{spec.name}/{DAY}", "number": 1, "ledger_entry_id": 7, "report": spec.name,
-        "period": DAY, "accounting": spec.accounting, "epsilon": plan.epsilon, "delta": plan.delta,
-        "rho": plan.rho, "cells": len(frame),
+        "period": DAY, "accounting": spec.aggregation.accounting, "epsilon": plan.epsilon,
+        "delta": plan.delta, "rho": plan.rho, "cells": len(frame),
         "cells_by_status": {k: int(v) for k, v in frame["status"].value_counts().items()},
         "metrics": [{"name": m.name, "kind": m.kind, "column": m.metric.column, "outputs": list(m.outputs),
                      "epsilon": m.epsilon, "delta": m.delta, "rho": m.rho, "parts": []}
@@ -134,15 +144,45 @@ def _release_record(spec: ReportSpec, frame: pd.DataFrame, path: Path) -> dict:
     }
 
 
-@pytest.fixture
-def stored_release(tmp_path):
-    """A stored release on disk, as the release stage leaves it."""
+# ---- a release made through the front door ------------------------------------------------
+
+FLOWS_SCHEMA = "subscriber string, region string, hour int, bytes bigint"
+BUSY_HOURS = (8, 9, 18)
+
+
+def _flow_rows(subscribers: int = 240, seed: int = 5) -> list[tuple]:
+    """Protected-looking flows: most in a few busy hours (cells released), the rest sparse (merged)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(subscribers):
+        region = REGIONS[i % len(REGIONS)]
+        for _ in range(3):
+            hour = int(rng.choice(BUSY_HOURS)) if rng.random() < 0.8 else int(rng.integers(0, 24))
+            rows.append((f"sub{i:04d}", region, hour, int(rng.integers(0, 1200))))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def flows_df(spark):
+    return spark.createDataFrame(_flow_rows(), FLOWS_SCHEMA)
+
+
+def _as_delivered(made) -> dict:
+    """The release as flows.stages.release hands it to delivery: its record, reused and path."""
+    return {**made.record, "reused": made.reused, "path": str(made.path)}
+
+
+def _front_door(folder: Path):
+    return open_releaser(folder, REGIONS, random_state=np.random.RandomState(0))
+
+
+@pytest.fixture(scope="module")
+def stored_release(tmp_path_factory, flows_df):
+    """A release made by the Releaser and stored, as the release stage leaves it (read only: shared)."""
     spec = _spec()
-    frame = _release_frame(spec, _region_hour_keys())
-    store = tmp_path / "data" / "releases" / spec.name / DAY / "1"
-    store.mkdir(parents=True)
-    frame.to_parquet(store / "release.parquet", index=False)
-    return spec, _release_record(spec, frame, store), frame
+    made = _front_door(tmp_path_factory.mktemp("store")).release(flows_df, spec.aggregation, PERIOD,
+                                                                 spec.delivery)
+    return spec, _as_delivered(made), made.table
 
 
 @pytest.fixture
@@ -166,8 +206,7 @@ def _catalog(tmp_path) -> Catalog:
 def _deliver(tmp_path, stored, partner, demo=False) -> dict:
     spec, record, _ = stored
     validation = {"suite": "release", "success": True, "evaluated": 12, "failed": 0}
-    return deliver(_catalog(tmp_path), spec, record, {"network_flows": {"rows_in": 10}}, validation,
-                   partner, demo)
+    return deliver(_catalog(tmp_path), spec, record, validation, partner, demo)
 
 
 def _public_key_file(tmp_path, key: Ed25519PrivateKey) -> Path:
@@ -193,8 +232,12 @@ def test_a_local_delivery_is_signed_and_verifies_with_the_published_public_key(
     assert set(verified.files) == {"data.parquet", "data.csv", "report.html"} and verified.unlisted == ()
     manifest = json.loads((delivery / "manifest.json").read_text())
     assert manifest["signing"]["public_key_fingerprint"] == fingerprint(public)
-    assert manifest["ledger_entry_id"] == 7 and manifest["privacy"]["min_subscribers"] == 5
-    assert manifest["cells_by_status"] == stored_release[1]["cells_by_status"]
+    record = stored_release[1]
+    assert manifest["ledger_entry_id"] == record["ledger_entry_id"]
+    assert manifest["privacy"]["min_subscribers"] == 5
+    assert manifest["release_id"] == record["release_id"] == f"traffic_region_hour/{DAY}"
+    assert manifest["cells_by_status"] == record["cells_by_status"]
+    assert manifest["rows_released"] == len(stored_release[2]) == sum(record["cells_by_status"].values())
     assert {"cryptography", "fsspec", "pyspark"} <= set(manifest["software"])
     # a copy of the stored release, not new noise
     pd.testing.assert_frame_equal(pd.read_parquet(delivery / "data.parquet"), stored_release[2])
@@ -209,20 +252,22 @@ def test_a_signed_delivery_is_kept_as_it_is(tmp_path, stored_release, signing_en
     assert (Path(first["path"]) / "manifest.json").read_bytes() == manifest
 
 
-def test_a_deliberate_new_release_is_delivered_beside_the_first(tmp_path, stored_release, signing_env):
-    spec, record, frame = stored_release
-    first = _deliver(tmp_path, stored_release, _partner())
+def test_a_deliberate_new_release_is_delivered_beside_the_first(tmp_path, flows_df, signing_env):
+    spec = _spec()
+    door = _front_door(tmp_path / "store")
+    made = door.release(flows_df, spec.aggregation, PERIOD, spec.delivery)
+    first = _deliver(tmp_path, (spec, _as_delivered(made), made.table), _partner())
     manifest = (Path(first["path"]) / "manifest.json").read_bytes()
-    store = tmp_path / "data" / "releases" / spec.name / DAY / "2"
-    store.mkdir(parents=True)
-    renoised = frame.assign(distinct_subscribers=frame["distinct_subscribers"] + 1)
-    renoised.to_parquet(store / "release.parquet", index=False)
-    second_record = {**record, "release_id": f"{spec.name}/{DAY}#2", "number": 2, "path": str(store)}
-    second = _deliver(tmp_path, (spec, second_record, renoised), _partner())
+    renoised = door.release(flows_df, spec.aggregation, PERIOD, spec.delivery, new_release=True)
+    assert renoised.record["number"] == 2 and not renoised.reused
+    second = _deliver(tmp_path, (spec, _as_delivered(renoised), renoised.table), _partner())
     assert second["created"] and Path(second["path"]) == Path(first["path"]).with_name(f"{DAY}.release-2")
     verify_delivery(Path(second["path"]), signing_env.public_key())
-    assert json.loads((Path(second["path"]) / "manifest.json").read_text())["release_id"].endswith("#2")
-    pd.testing.assert_frame_equal(pd.read_parquet(Path(second["path"]) / "data.parquet"), renoised)
+    second_manifest = json.loads((Path(second["path"]) / "manifest.json").read_text())
+    assert second_manifest["release_id"] == f"{spec.name}/{DAY}#2"
+    assert second_manifest["ledger_entry_id"] == renoised.record["ledger_entry_id"]
+    assert renoised.record["ledger_entry_id"] != made.record["ledger_entry_id"]  # charged again
+    pd.testing.assert_frame_equal(pd.read_parquet(Path(second["path"]) / "data.parquet"), renoised.table)
     assert (Path(first["path"]) / "manifest.json").read_bytes() == manifest  # the first stays as sent
 
 
@@ -317,6 +362,69 @@ def test_verify_without_a_usable_public_key_exits_2(tmp_path, stored_release, si
     not_a_key.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
     assert main(["verify", delivery, "--public-key", str(not_a_key)]) == 2
     assert "not an Ed25519 public key" in capsys.readouterr().err
+
+
+# ---- only private or public values leave (kr_reports.disclosure) --------------------------
+
+
+def test_a_manifest_field_outside_the_allowlist_stops_the_delivery(
+        tmp_path, stored_release, signing_env, monkeypatch):
+    real = delivery_module._manifest
+
+    def with_inputs(*args, **kwargs):
+        return {**real(*args, **kwargs), "inputs": {"network_flows": {"rows_in": 5665}}}
+
+    monkeypatch.setattr(delivery_module, "_manifest", with_inputs)
+    with pytest.raises(DisclosureError, match=r"inputs\.network_flows\.rows_in"):
+        _deliver(tmp_path, stored_release, _partner())
+    assert not (tmp_path / "out/deliveries/metro-planning/traffic_region_hour").exists()
+
+
+def test_a_release_with_an_unpublished_column_is_not_delivered(tmp_path, stored_release, signing_env):
+    spec, record, frame = stored_release
+    store = tmp_path / "tampered"
+    store.mkdir()
+    frame.assign(rows_in=5665).to_parquet(store / "release.parquet", index=False)
+    with pytest.raises(DisclosureError, match="not published: rows_in"):
+        _deliver(tmp_path, (spec, {**record, "path": str(store)}, frame), _partner())
+    assert not (tmp_path / "out/deliveries/metro-planning/traffic_region_hour").exists()
+
+
+def _zcdp_spec() -> ReportSpec:
+    return _spec(accounting="zcdp", delta=1e-6, metrics=[
+        {"name": "distinct_subscribers", "kind": "count_distinct_subscribers", "rho": 0.05},
+        {"name": "total_bytes", "kind": "sum", "column": "bytes", "lower": 0, "upper": 1000, "precision": -2,
+         "rho": 0.1},
+    ])
+
+
+def test_a_zcdp_release_is_delivered_with_no_nan_in_its_manifest(tmp_path, flows_df, signing_env):
+    spec = _zcdp_spec()
+    made = _front_door(tmp_path / "store").release(flows_df, spec.aggregation, PERIOD, spec.delivery)
+    delivery = Path(_deliver(tmp_path, (spec, _as_delivered(made), made.table), _partner())["path"])
+    verify_delivery(delivery, signing_env.public_key())
+    text = (delivery / "manifest.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    manifest = strict_json(text)
+    assert manifest["privacy"]["accounting"] == "zcdp"
+    assert math.isfinite(manifest["privacy"]["epsilon"]) and manifest["privacy"]["rho"] == pytest.approx(0.15)
+    metrics = manifest["privacy"]["metrics"]
+    assert [(m["epsilon"], m["delta"], m["rho"]) for m in metrics] == [(None, None, 0.05), (None, None, 0.1)]
+    page = " ".join(_parsed((delivery / "report.html").read_text()).text)
+    assert "rho 0.05" in page and "rho 0.1" in page and "zcdp accounting" in page
+
+
+def test_a_record_with_nan_epsilons_is_delivered_with_nulls(tmp_path):
+    """A record stored before the releaser wrote None for a zCDP metric's epsilon holds NaN."""
+    spec = _zcdp_spec()
+    frame = _release_frame(spec, _region_hour_keys())
+    record = _release_record(spec, frame, tmp_path)
+    assert math.isnan(record["metrics"][0]["epsilon"])
+    key = resolve_signing_key("metro-planning", f"env:{KEY_ENV}", tmp_path, demo=True)
+    validation = {"suite": "release", "success": True, "evaluated": 12, "failed": 0}
+    files = build_delivery(spec, record, frame, validation, key, "2026-11-02T00:00:00+00:00")
+    manifest = strict_json(files["manifest.json"].decode())
+    assert manifest["privacy"]["metrics"][0]["epsilon"] is None
 
 
 def test_verify_checksums_reports_a_truncated_manifest_clearly(tmp_path, stored_release, signing_env):
@@ -679,7 +787,8 @@ def test_a_release_without_cells_still_renders_its_notes():
 
 def test_every_text_in_the_page_is_escaped():
     hostile = '<script>alert("x")</script>'
-    spec = _spec(name="traffic <b>&amp;</b>", group_by=[{"column": "domain", "private": True}],
+    # a report's name is a plain identifier (config); its purpose and the data's key values are free text
+    spec = _spec(purpose="traffic <b>&amp;</b>", group_by=[{"column": "domain", "private": True}],
                  partition_selection={"epsilon": 0.1, "delta": 1e-6}, min_subscribers=None,
                  sparse_cells="suppress", roll_up=None)
     html = _render(spec, _release_frame(spec, pd.DataFrame({"domain": [hostile, "a&b", "ok"]})))
