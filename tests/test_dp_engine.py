@@ -4,14 +4,18 @@ With a huge epsilon the noise is (almost surely) zero, so released values
 must equal the bounded truth computed by hand.
 """
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from releasing import fresh_period, open_releaser
 from specs import report_spec
 
 from kr_reports.config import ReportSpec
 from kr_reports.dp import plan_aggregation
-from kr_reports.noising import complete_cells, noisy_release, select_partitions
+from kr_reports.noising import complete_cells
 from transforms.report_aggregate import MissingReportColumn, aggregate_report
 
 SCHEMA = "subscriber string, region string, hour int, domain string, bytes bigint"
@@ -32,15 +36,10 @@ def _spec(**overrides) -> ReportSpec:
 
 
 def _release(spark, rows, spec, rng=0):
-    plan = plan_aggregation(spec.aggregation, REGIONS)
-    aggregates = aggregate_report(spark.createDataFrame(rows, SCHEMA), plan, "subscriber", salt=7)
-    found = aggregates.cells.toPandas()
-    buckets = {name: df.toPandas() for name, df in aggregates.buckets.items()}
-    partitions = aggregates.partitions.toPandas() if aggregates.partitions is not None else None
-    aggregates.unpersist()
-    random_state = np.random.RandomState(rng)
-    selected = select_partitions(partitions, plan, random_state) if plan.selection else None
-    return noisy_release(complete_cells(found, plan, selected), buckets, plan, random_state)
+    """The release through the front door, on a ledger and store of its own."""
+    with tempfile.TemporaryDirectory() as folder:
+        releaser = open_releaser(Path(folder), REGIONS, random_state=np.random.RandomState(rng))
+        return releaser.release(spark.createDataFrame(rows, SCHEMA), spec.aggregation, fresh_period()).table
 
 
 def _row(release, region, hour):

@@ -1,0 +1,33 @@
+"""A Releaser for tests: a fresh SQLite ledger and release store under a temporary folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from pathlib import Path
+
+from kr_reports.config import Budget, PipelineConfig
+from kr_reports.ledger import Ledger
+from kr_reports.releaser import Releaser
+from kr_reports.schemas import SOURCES
+from kr_reports.store import ReleaseStore
+
+AMPLE = Budget(dataset="x", window_days=1, epsilon=1e12, delta=0.5)
+_days = itertools.count()
+
+
+def test_config(regions=("North", "South"), budget: Budget = AMPLE) -> PipelineConfig:
+    """Public regions, no partners, and `budget` (by default: never exhausted) for every source."""
+    budgets = tuple(budget.model_copy(update={"dataset": name}) for name in SOURCES)
+    return PipelineConfig(regions=tuple(regions), partners=(), budgets=budgets)
+
+
+def open_releaser(folder: Path, regions=("North", "South"), budget: Budget = AMPLE,
+                  random_state=None) -> Releaser:
+    return Releaser(Ledger(folder / "ledger.sqlite"), ReleaseStore(folder / "releases"),
+                    test_config(regions, budget), random_state=random_state)
+
+
+def fresh_period() -> dt.date:
+    """A period no earlier call returned: each release in one store gets its own."""
+    return dt.date(2000, 1, 1) + dt.timedelta(days=next(_days))
