@@ -38,6 +38,19 @@ Example (the engine's per-cell release on neighbouring Spark datasets)::
 
 For speed, `release` may return a 2-D array (one row per run, for example
 many releases sampled at once); the audit calls it until it has `runs` rows.
+
+Replicas: thousands of runs through the whole release pipeline (Spark
+bounding, noise, post-processing, store) from one release each of D and D'.
+D holds R copies of a small base population, each copy under its own value
+of public replica keys and with subscribers of its own; D' adds to every
+copy one subscriber contributing the maximum the bounds allow. Noise is
+drawn independently per cell and bounding is per subscriber, so the cells
+of one copy are one run: the release table, sorted by the replica keys and
+reshaped to (R, cells per copy), is `samples_d` (or `samples_d_prime`) for
+`audit_samples`. Private keys take the replica into their values instead
+(one copy's keys are "<replica>:<name>"), and the audited vector is whether
+each of them was selected. tests/test_privacy_audit_front_door.py audits
+every metric kind and partition selection this way.
 """
 
 from __future__ import annotations

@@ -14,9 +14,7 @@ from releasing import fresh_period, open_releaser
 from specs import report_spec
 
 from kr_reports.config import ReportSpec
-from kr_reports.dp import plan_aggregation
-from kr_reports.noising import complete_cells
-from transforms.report_aggregate import MissingReportColumn, aggregate_report
+from transforms.report_aggregate import MissingReportColumn
 
 SCHEMA = "subscriber string, region string, hour int, domain string, bytes bigint"
 REGIONS = ("North", "South")
@@ -153,38 +151,6 @@ def test_a_column_the_input_lacks_is_named(spark):
     metrics = [{"name": "avg", "kind": "mean", "column": "packets", "lower": 0, "upper": 9, "epsilon": 1}]
     with pytest.raises(MissingReportColumn, match="no column 'packets'"):
         _release(spark, [("a", "North", 0, "a.com", 1)], _spec(metrics=metrics))
-
-
-def _bounded_truth(spark, rows, spec) -> np.ndarray:
-    """True per-cell distinct subscribers after the engine's bounding, in a fixed cell order."""
-    plan = plan_aggregation(spec.aggregation, REGIONS)
-    aggregates = aggregate_report(spark.createDataFrame(rows, SCHEMA), plan, "subscriber", salt=7)
-    cells = complete_cells(aggregates.cells.toPandas(), plan, None)
-    return cells["distinct_units"].to_numpy()
-
-
-def test_empirical_privacy_loss_stays_within_the_claimed_epsilon(spark):
-    """Neighbours: D, and D plus one subscriber at the maximum contribution (every hour, many rows)."""
-    from privacy_audit import audit_epsilon
-
-    epsilon = 1.0
-    spec = _spec(contribution={"max_groups_per_subscriber": 3, "max_rows_per_group": 2},
-                 metrics=[{"name": "subs", "kind": "count_distinct_subscribers", "epsilon": epsilon}])
-    base = [(f"s{i}", "North", i % 3, "a.com", 1) for i in range(30)]
-    added = [("max", "North", h, "a.com", 1) for h in range(3) for _ in range(5)]
-    truth_d, truth_d_prime = _bounded_truth(spark, base, spec), _bounded_truth(spark, base + added, spec)
-    assert (truth_d_prime - truth_d).sum() == 3  # bounded: one per cell, in 3 cells
-    noise = plan_aggregation(spec.aggregation, REGIONS).metrics[0].part("value")
-
-    def release(truth):
-        def draw(rs, batch=2000):
-            noisy = noise.add_to(np.tile(truth, batch), rs).reshape(batch, -1)
-            return np.maximum(noisy, 0)  # the engine's post-processing
-        return draw
-
-    result = audit_epsilon(release(truth_d), release(truth_d_prime), runs=20_000, confidence=0.99)
-    assert result.epsilon_lower_bound <= epsilon, result.summary()
-    assert result.epsilon_point > 0.5 * epsilon  # the audit sees most of the loss: it has power
 
 
 def test_noisy_quantiles_stay_near_the_truth_and_empty_nodes_add_no_phantom_rows(spark):
