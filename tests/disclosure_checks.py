@@ -19,8 +19,10 @@ import pandas as pd
 
 from kr_reports import report_page
 from kr_reports.disclosure import leaf_paths
+from kr_reports.dp import TREE_BRANCHINGS
 
-STRUCTURAL = {"95", "100"}  # "95% interval", "lies in it 95 times in 100"
+# "95% interval", "lies in it 95 times in 100", and the quantile tree's public shape ("1/32")
+STRUCTURAL = {"95", "100", *(str(b) for b in TREE_BRANCHINGS)}
 NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?[kMGT]?")
 SUFFIXES = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 STATUS = "status"

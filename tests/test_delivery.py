@@ -103,7 +103,7 @@ def _release_frame(spec: ReportSpec, keys: pd.DataFrame, seed: int = 3) -> pd.Da
             frame[output], frame[f"{output}_noise_sd"] = value, 9.0
             frame[f"{output}_ci95_low"], frame[f"{output}_ci95_high"] = value - 18, value + 18
         if metric.kind == "quantiles":
-            frame[dp.insufficient_column(metric.name)] = False
+            frame[dp.insufficient_column(metric.name)] = pd.array([False] * len(frame), dtype="boolean")
     if aggregation.roll_up:
         merged = frame.index % 7 == 3
         frame.loc[merged, "status"] = "merged"
