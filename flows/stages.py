@@ -166,8 +166,8 @@ def release(
     deliberate new release, charged again (kr_reports.releaser).
     """
     door = releaser(catalog, config_dir)
-    stored = door.stored(spec.aggregation, day)
-    data = None if stored is not None and not new_release else report_data(catalog, spec.aggregation, day)
+    stored = None if new_release else door.stored(spec.aggregation, day)
+    data = report_data(catalog, spec.aggregation, day) if stored is None else None  # served: no read
     made = door.release(data, spec.aggregation, day, spec.delivery, new_release=new_release,
                         recover_lost=recover_lost)
     return {**made.record, "reused": made.reused, "path": str(made.path)}
