@@ -38,8 +38,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scratch_releaser import ScratchReleaser  # noqa: E402
+from simulated_cells import (  # noqa: E402
+    check_tree_noise,
+    keyed,
+    release_cells,
+    replica_aggregation,
+    simulated_rows,
+    true_quantiles,
+)
 
-from kr_reports.config import Aggregation, GroupKey, load_report_specs  # noqa: E402
+from kr_reports.config import load_report_specs  # noqa: E402
 from kr_reports.dp import MetricPlan, insufficient_column  # noqa: E402
 from kr_reports.spark import get_spark  # noqa: E402
 
@@ -56,49 +64,16 @@ CELLS = {
         "exponential (generator-like)": (lambda r, n: r.exponential(150, n), (200, 1_100, 1_400, 10_000)),
     },
 }
-UNIT = "subscriber"
-KEYS = ["replica", "cell_rows"]
-
-
-def bench_aggregation(catalog: Aggregation, metric: str, sizes: tuple[int, ...], draws: int) -> Aggregation:
-    """Cells (replica, cell_rows) with the catalog's quantiles metric alone, bounded as the catalog does."""
-    spec = next(m for m in catalog.metrics if m.name == metric)
-    # approx_dp splits the aggregation's delta over its metrics: keep the catalog's per metric.
-    return Aggregation(
-        name=f"bench-{catalog.name}-intervals",
-        source=catalog.source,
-        group_by=(GroupKey(column="replica", range=(0, draws - 1)),
-                  GroupKey(column="cell_rows", values=sizes)),
-        contribution=catalog.contribution,
-        metrics=(spec,),
-        accounting=catalog.accounting,
-        delta=catalog.delta / len(catalog.metrics),
-    )
-
-
-def simulated_cells(draw, spec, sizes: tuple[int, ...], draws: int, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every cell's rows (one subscriber per row) and, per cell, the quantiles of its clamped values."""
-    frames, truths = [], {}
-    for replica in range(draws):
-        for rows in sizes:
-            values = draw(rng, rows)
-            frames.append(pd.DataFrame({"replica": replica, "cell_rows": rows, spec.column: values}))
-            truths[replica, rows] = np.quantile(np.clip(values, spec.lower, spec.upper), spec.quantiles)
-    frame = pd.concat(frames, ignore_index=True)
-    frame.insert(0, UNIT, "s" + pd.Series(np.arange(len(frame))).astype(str))
-    truth = pd.DataFrame.from_dict(truths, orient="index", columns=list(spec.quantiles))
-    truth.index = pd.MultiIndex.from_tuples(truth.index, names=KEYS)
-    return frame, truth
 
 
 def figures(table: pd.DataFrame, truth: pd.DataFrame, plan: MetricPlan, draws: int) -> dict[int, str]:
     """Per cell size: the draws published, then per quantile error, signed error, coverage and width."""
     m = plan.metric
-    keyed = table.astype({k: "int64" for k in KEYS}).set_index(KEYS).reindex(truth.index)
-    flagged = keyed[insufficient_column(plan.name)].astype("boolean").fillna(True).astype(bool)
+    released = keyed(table).reindex(truth.index)
+    flagged = released[insufficient_column(plan.name)].astype("boolean").fillna(True).astype(bool)
     lines = {}
     for size, cells in truth.groupby(level="cell_rows"):
-        got = keyed.loc[cells.index]
+        got = released.loc[cells.index]
         published = ~flagged.loc[cells.index]
         for out in plan.outputs:
             published &= got[out].notna()
@@ -141,14 +116,13 @@ def main() -> None:
             print(f"{report}.{metric}: [{spec.lower:g}, {spec.upper:g}], "
                   f"tree noise sd {catalog_tree.sd:.1f} rows per node", flush=True)
             for number, (shape, (draw, sizes)) in enumerate(shapes.items()):
-                aggregation = bench_aggregation(catalog, metric, sizes, args.draws)
+                aggregation = replica_aggregation(catalog, (spec,), sizes, args.draws,
+                                                  f"bench-{catalog.name}-intervals-{number}")
                 (plan,) = releases.plan(aggregation).metrics
-                if plan.part("tree") != catalog_tree:
-                    raise RuntimeError(f"{report}.{metric}: the bench's tree noise is not the catalog's")
-                rows, truth = simulated_cells(draw, spec, sizes, args.draws, rng)
-                path = Path(scratch) / f"{report}-{number}.parquet"
-                rows.to_parquet(path, index=False)
-                made = releases.release(spark.read.parquet(str(path)), aggregation)
+                check_tree_noise((plan,), catalog_tree, f"{report}.{metric}")
+                rows = simulated_rows(draw, spec.column, sizes, args.draws, rng)
+                truth = true_quantiles(rows, spec)
+                made = release_cells(releases, spark, rows, aggregation, Path(scratch))
                 lines = figures(made.table, truth, plan, args.draws)
                 for size in sizes:
                     print(f"  {shape:<29} {size:>7,} rows  {lines[size]}", flush=True)

@@ -33,8 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scratch_releaser import ScratchReleaser  # noqa: E402
+from simulated_cells import (  # noqa: E402
+    check_tree_noise,
+    keyed,
+    release_cells,
+    replica_aggregation,
+    simulated_rows,
+    true_quantiles,
+)
 
-from kr_reports.config import Aggregation, GroupKey, load_report_specs  # noqa: E402
+from kr_reports.config import Aggregation, Metric, load_report_specs  # noqa: E402
 from kr_reports.dp import MetricPlan  # noqa: E402
 from kr_reports.spark import get_spark  # noqa: E402
 
@@ -45,53 +53,18 @@ CELLS = {
         lambda rng, n: rng.exponential(scale=150.0, size=n), (50, 200, 1_400, 10_000)),
 }
 SCALES = ("linear", "log")
-UNIT = "subscriber"
 
 
-def scale_aggregation(catalog: Aggregation, metric: str, sizes: tuple[int, ...],
-                      replicas: int) -> Aggregation:
-    """Cells (replica, cell_rows) with the catalog metric once per scale, as the catalog bounds it."""
+def scale_metrics(catalog: Aggregation, metric: str) -> tuple[Metric, ...]:
+    """The catalog metric once per scale."""
     spec = next(m for m in catalog.metrics if m.name == metric)
-    metrics = tuple(spec.model_copy(update={"name": f"{metric}_{scale}", "quantile_scale": scale})
-                    for scale in SCALES)
-    # approx_dp splits the aggregation's delta over its metrics: keep the catalog's per metric.
-    delta = catalog.delta * len(metrics) / len(catalog.metrics)
-    return Aggregation(
-        name=f"bench-{catalog.name}-scales",
-        source=catalog.source,
-        group_by=(GroupKey(column="replica", range=(0, replicas - 1)),
-                  GroupKey(column="cell_rows", values=sizes)),
-        contribution=catalog.contribution,
-        metrics=metrics,
-        accounting=catalog.accounting,
-        delta=delta,
-    )
-
-
-def simulated_rows(draw, column: str, sizes: tuple[int, ...], replicas: int, rng) -> pd.DataFrame:
-    """Every cell's values, one subscriber per row."""
-    frames = [
-        pd.DataFrame({"replica": replica, "cell_rows": rows, column: draw(rng, rows)})
-        for replica in range(replicas) for rows in sizes
-    ]
-    frame = pd.concat(frames, ignore_index=True)
-    frame.insert(0, UNIT, [f"s{i}" for i in range(len(frame))])
-    return frame
-
-
-def true_quantiles(rows: pd.DataFrame, column: str, lower: float, upper: float,
-                   quantiles: tuple[float, ...]) -> pd.DataFrame:
-    """Per cell, the quantiles of its clamped values (the values the release bounds)."""
-    clamped = rows.assign(value=rows[column].clip(lower, upper))
-    truth = clamped.groupby(["replica", "cell_rows"])["value"].quantile(list(quantiles)).unstack()
-    truth.columns = list(quantiles)
-    return truth
+    return tuple(spec.model_copy(update={"name": f"{metric}_{scale}", "quantile_scale": scale})
+                 for scale in SCALES)
 
 
 def _released_values(table: pd.DataFrame, cells: pd.Index, column: str) -> pd.Series:
     """A released column as floats on the given cells; a missing cell or null value is NaN."""
-    keyed = table.astype({"replica": "int64", "cell_rows": "int64"}).set_index(["replica", "cell_rows"])
-    return pd.to_numeric(keyed[column].reindex(cells), errors="coerce").astype("float64")
+    return pd.to_numeric(keyed(table)[column].reindex(cells), errors="coerce").astype("float64")
 
 
 def _flagged(table: pd.DataFrame, metric: MetricPlan, cells: pd.Index) -> int:
@@ -99,8 +72,7 @@ def _flagged(table: pd.DataFrame, metric: MetricPlan, cells: pd.Index) -> int:
     flags = [c for c in table.columns if c.startswith(metric.name) and c.endswith("_insufficient")]
     if not flags:
         return 0
-    keyed = table.astype({"replica": "int64", "cell_rows": "int64"}).set_index(["replica", "cell_rows"])
-    return int(keyed[flags].reindex(cells).fillna(False).astype(bool).any(axis=1).sum())
+    return int(keyed(table)[flags].reindex(cells).fillna(False).astype(bool).any(axis=1).sum())
 
 
 def scale_errors(table: pd.DataFrame, truth: pd.DataFrame, metric: MetricPlan) -> dict[int, str]:
@@ -142,17 +114,15 @@ def main() -> None:
         for (report, metric), (draw, sizes) in CELLS.items():
             catalog = specs[report].aggregation
             catalog_tree = next(m for m in releases.plan(catalog).metrics if m.name == metric).part("tree")
-            aggregation = scale_aggregation(catalog, metric, sizes, args.replicas)
+            aggregation = replica_aggregation(catalog, scale_metrics(catalog, metric), sizes, args.replicas,
+                                              f"bench-{catalog.name}-scales")
             plans = {m.metric.quantile_scale: m for m in releases.plan(aggregation).metrics}
-            if any(p.part("tree") != catalog_tree for p in plans.values()):
-                raise RuntimeError(f"{report}.{metric}: the bench's tree noise differs from the catalog's")
+            check_tree_noise(plans.values(), catalog_tree, f"{report}.{metric}")
 
             spec = plans["linear"].metric
             rows = simulated_rows(draw, spec.column, sizes, args.replicas, rng)
-            path = Path(scratch) / f"{report}.parquet"
-            rows.to_parquet(path, index=False)
-            made = releases.release(spark.read.parquet(str(path)), aggregation)
-            truth = true_quantiles(rows, spec.column, spec.lower, spec.upper, spec.quantiles)
+            made = release_cells(releases, spark, rows, aggregation, Path(scratch))
+            truth = true_quantiles(rows, spec)
 
             quantiles = "  ".join(f"p{round(q * 100)}" for q in spec.quantiles)
             print(f"{report}.{metric}: noise sd {catalog_tree.sd:.1f} rows per node; "

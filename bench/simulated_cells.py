@@ -1,0 +1,74 @@
+"""Simulated quantile cells for the quantile benchmarks, released through the front door.
+
+One release holds every simulated cell: its public keys are `replica` (0 .. replicas - 1)
+and `cell_rows` (the cell's size), so each (replica, size) is an independent cell with its
+own noise. Every row has its own subscriber, so bounding keeps every row and the error
+measured is the tree's alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from kr_reports.config import Aggregation, GroupKey, Metric
+
+KEYS = ["replica", "cell_rows"]
+UNIT = "subscriber"
+
+
+def replica_aggregation(catalog: Aggregation, metrics: Sequence[Metric], sizes: tuple[int, ...],
+                        replicas: int, name: str) -> Aggregation:
+    """Cells (replica, cell_rows) with the given metrics, bounded as the catalog bounds them.
+
+    approx_dp splits an aggregation's delta over its metrics: each keeps the catalog's share.
+    """
+    return Aggregation(
+        name=name,
+        source=catalog.source,
+        group_by=(GroupKey(column="replica", range=(0, replicas - 1)),
+                  GroupKey(column="cell_rows", values=sizes)),
+        contribution=catalog.contribution,
+        metrics=tuple(metrics),
+        accounting=catalog.accounting,
+        delta=catalog.delta * len(metrics) / len(catalog.metrics),
+    )
+
+
+def simulated_rows(draw, column: str, sizes: tuple[int, ...], replicas: int, rng) -> pd.DataFrame:
+    """Every cell's values, one subscriber per row."""
+    frames = [
+        pd.DataFrame({"replica": replica, "cell_rows": rows, column: draw(rng, rows)})
+        for replica in range(replicas) for rows in sizes
+    ]
+    frame = pd.concat(frames, ignore_index=True)
+    frame.insert(0, UNIT, [f"s{i}" for i in range(len(frame))])
+    return frame
+
+
+def true_quantiles(rows: pd.DataFrame, metric: Metric) -> pd.DataFrame:
+    """Per cell, the quantiles of its clamped values (the values the release bounds)."""
+    clamped = rows.assign(value=rows[metric.column].clip(metric.lower, metric.upper))
+    truth = clamped.groupby(KEYS)["value"].quantile(list(metric.quantiles)).unstack()
+    truth.columns = list(metric.quantiles)
+    return truth
+
+
+def release_cells(releases, spark, rows: pd.DataFrame, aggregation: Aggregation, scratch: Path):
+    """The simulated rows released through the scratch front door (via Parquet, as a zone is read)."""
+    path = scratch / f"{aggregation.name}-{len(rows)}.parquet"
+    rows.to_parquet(path, index=False)
+    return releases.release(spark.read.parquet(str(path)), aggregation)
+
+
+def keyed(table: pd.DataFrame) -> pd.DataFrame:
+    """A release table indexed by (replica, cell_rows)."""
+    return table.astype({k: "int64" for k in KEYS}).set_index(KEYS)
+
+
+def check_tree_noise(plans, catalog_tree, what: str) -> None:
+    """The benchmark's trees must be noised exactly as the catalog's."""
+    if any(plan.part("tree") != catalog_tree for plan in plans):
+        raise RuntimeError(f"{what}: the bench's tree noise differs from the catalog's")
