@@ -38,7 +38,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 
 from kr_reports import dp, noising
-from kr_reports.config import Aggregation, Delivery, PipelineConfig, load_pipeline_config
+from kr_reports.config import UNIT_COLUMN, Aggregation, Delivery, PipelineConfig, load_pipeline_config
 from kr_reports.ledger import (
     CHARGED,
     Charge,
@@ -51,7 +51,6 @@ from kr_reports.shares import with_shares
 from kr_reports.store import ReleaseStore, StoredRelease
 from transforms.report_aggregate import aggregate_report
 
-UNIT = "subscriber"
 # What an internal aggregation (no partner) is recorded as, in the ledger's partner and purpose.
 INTERNAL_RECIPIENT = "internal"
 INTERNAL_PURPOSE = "internal_analysis"
@@ -220,7 +219,7 @@ def _true_aggregates(data: DataFrame, plan: dp.ReportPlan):
 
     The salt that picks which rows and cells a subscriber keeps is secret and new per release.
     """
-    aggregates = aggregate_report(data, plan, UNIT, salt=secrets.randbits(62))
+    aggregates = aggregate_report(data, plan, UNIT_COLUMN, salt=secrets.randbits(62))
     try:
         cells = aggregates.cells.toPandas()
         buckets = {name: df.toPandas() for name, df in aggregates.buckets.items()}
