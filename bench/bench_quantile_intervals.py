@@ -26,7 +26,6 @@ is recorded in the commit message of 7e6a095 (its p90 48% high on lognormal s=1 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -39,8 +38,10 @@ sys.path.insert(0, str(ROOT))
 
 from scratch_releaser import ScratchReleaser  # noqa: E402
 from simulated_cells import (  # noqa: E402
+    catalog_tree,
     check_tree_noise,
     keyed,
+    parse_args,
     release_cells,
     replica_aggregation,
     simulated_rows,
@@ -95,13 +96,7 @@ def figures(table: pd.DataFrame, truth: pd.DataFrame, plan: MetricPlan, draws: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draws", type=int, default=40, help="cells (each with its own noise) per figure")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated values (not of the noise)")
-    parser.add_argument("--workdir", default=None, help="scratch folder (default: a temp dir)")
-    args = parser.parse_args()
-    if args.draws < 1:
-        parser.error("--draws must be at least 1")
+    args = parse_args(__doc__, "draws", 40, "cells (each with its own noise) per figure")
     config = ROOT / "config"
     specs = {s.name: s for s in load_report_specs(config)}
     spark = get_spark("kr-reports-bench-quantile-intervals")
@@ -111,15 +106,15 @@ def main() -> None:
         releases = ScratchReleaser(Path(scratch) / "releases", config)
         for (report, metric), shapes in CELLS.items():
             catalog = specs[report].aggregation
-            catalog_tree = next(m for m in releases.plan(catalog).metrics if m.name == metric).part("tree")
+            tree = catalog_tree(releases, catalog, metric)
             spec = next(m for m in catalog.metrics if m.name == metric)
             print(f"{report}.{metric}: [{spec.lower:g}, {spec.upper:g}], "
-                  f"tree noise sd {catalog_tree.sd:.1f} rows per node", flush=True)
+                  f"tree noise sd {tree.sd:.1f} rows per node", flush=True)
             for number, (shape, (draw, sizes)) in enumerate(shapes.items()):
                 aggregation = replica_aggregation(catalog, (spec,), sizes, args.draws,
                                                   f"bench-{catalog.name}-intervals-{number}")
                 (plan,) = releases.plan(aggregation).metrics
-                check_tree_noise((plan,), catalog_tree, f"{report}.{metric}")
+                check_tree_noise((plan,), tree, f"{report}.{metric}")
                 rows = simulated_rows(draw, spec.column, sizes, args.draws, rng)
                 truth = true_quantiles(rows, spec)
                 made = release_cells(releases, spark, rows, aggregation, Path(scratch))

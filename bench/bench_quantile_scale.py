@@ -21,7 +21,6 @@ the replicas; cells released without a value are counted, not averaged.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -34,8 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from scratch_releaser import ScratchReleaser  # noqa: E402
 from simulated_cells import (  # noqa: E402
+    catalog_tree,
     check_tree_noise,
     keyed,
+    parse_args,
     release_cells,
     replica_aggregation,
     simulated_rows,
@@ -97,13 +98,7 @@ def scale_errors(table: pd.DataFrame, truth: pd.DataFrame, metric: MetricPlan) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--replicas", type=int, default=60, help="cells (and noise draws) per figure")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated values (not of the noise)")
-    parser.add_argument("--workdir", default=None, help="scratch folder (default: a temp dir)")
-    args = parser.parse_args()
-    if args.replicas < 1:
-        parser.error("--replicas must be at least 1")
+    args = parse_args(__doc__, "replicas", 60, "cells (and noise draws) per figure")
     config = ROOT / "config"
     specs = {s.name: s for s in load_report_specs(config)}
     spark = get_spark("kr-reports-bench-quantile-scale")
@@ -113,11 +108,11 @@ def main() -> None:
         releases = ScratchReleaser(Path(scratch) / "releases", config)
         for (report, metric), (draw, sizes) in CELLS.items():
             catalog = specs[report].aggregation
-            catalog_tree = next(m for m in releases.plan(catalog).metrics if m.name == metric).part("tree")
+            tree = catalog_tree(releases, catalog, metric)
             aggregation = replica_aggregation(catalog, scale_metrics(catalog, metric), sizes, args.replicas,
                                               f"bench-{catalog.name}-scales")
             plans = {m.metric.quantile_scale: m for m in releases.plan(aggregation).metrics}
-            check_tree_noise(plans.values(), catalog_tree, f"{report}.{metric}")
+            check_tree_noise(plans.values(), tree, f"{report}.{metric}")
 
             spec = plans["linear"].metric
             rows = simulated_rows(draw, spec.column, sizes, args.replicas, rng)
@@ -125,7 +120,7 @@ def main() -> None:
             truth = true_quantiles(rows, spec)
 
             quantiles = "  ".join(f"p{round(q * 100)}" for q in spec.quantiles)
-            print(f"{report}.{metric}: noise sd {catalog_tree.sd:.1f} rows per node; "
+            print(f"{report}.{metric}: noise sd {tree.sd:.1f} rows per node; "
                   f"mean relative error over {args.replicas} cells ({quantiles})")
             errors = {scale: scale_errors(made.table, truth, plan) for scale, plan in plans.items()}
             for size in sizes:

@@ -8,12 +8,14 @@ measured is the tree's alone.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from kr_reports.config import Aggregation, GroupKey, Metric
+from kr_reports.mechanisms import IntegerNoise
 
 KEYS = ["replica", "cell_rows"]
 UNIT = "subscriber"
@@ -72,3 +74,20 @@ def check_tree_noise(plans, catalog_tree, what: str) -> None:
     """The benchmark's trees must be noised exactly as the catalog's."""
     if any(plan.part("tree") != catalog_tree for plan in plans):
         raise RuntimeError(f"{what}: the bench's tree noise differs from the catalog's")
+
+
+def parse_args(doc: str, count: str, default: int, help_text: str) -> argparse.Namespace:
+    """The quantile benchmarks' options: cells per figure (`--<count>`), seed and scratch folder."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(f"--{count}", type=int, default=default, help=help_text)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated values (not of the noise)")
+    parser.add_argument("--workdir", default=None, help="scratch folder (default: a temp dir)")
+    args = parser.parse_args()
+    if getattr(args, count) < 1:
+        parser.error(f"--{count} must be at least 1")
+    return args
+
+
+def catalog_tree(releases, catalog: Aggregation, metric: str) -> IntegerNoise:
+    """The tree noise the catalog's plan gives a quantiles metric (what the benchmarks must match)."""
+    return next(m for m in releases.plan(catalog).metrics if m.name == metric).part("tree")

@@ -82,10 +82,6 @@ class Catalog:
     def data_docs(self, day: dt.date, run_id: str) -> Path:
         return self.data_dir / "data_docs" / day.isoformat() / run_id
 
-    @property
-    def ledger_path(self) -> Path:
-        return self.data_dir / "ledger.sqlite"
-
     def landing_manifest(self) -> dict:
         marker = self.landing_root / LANDING_MARKER
         if not marker.is_file():

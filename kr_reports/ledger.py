@@ -80,10 +80,10 @@ meta_table = sa.Table(
 )
 CHARGED, STORED = "charged", "stored"
 
-# Ledgers written before zCDP was recorded have no rho; their releases spent none.
-_ADD_RHO = sa.text("ALTER TABLE charges ADD COLUMN rho FLOAT NOT NULL DEFAULT 0")
+# Columns added since the first ledgers: an older ledger gets them with these defaults
+# (its releases spent no rho, and all of them were stored).
 _ADD_COLUMNS = {
-    "rho": _ADD_RHO,
+    "rho": sa.text("ALTER TABLE charges ADD COLUMN rho FLOAT NOT NULL DEFAULT 0"),
     "aggregation_hash": sa.text("ALTER TABLE charges ADD COLUMN aggregation_hash TEXT NOT NULL DEFAULT ''"),
     "state": sa.text("ALTER TABLE charges ADD COLUMN state TEXT NOT NULL DEFAULT 'stored'"),
 }

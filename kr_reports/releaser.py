@@ -29,7 +29,6 @@ release with a message naming both, before any data is read.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +121,7 @@ class Releaser:
                 f"{self.ledger.location} is {self.ledger.id}: a deleted, emptied or other ledger. Use the "
                 "ledger the store was charged to")
         known = self.ledger.charge_ids()
-        lost = sorted(r["release_id"] for r in self.store.records() if r["ledger"]["charge_id"] not in known)
+        lost = sorted(r["release_id"] for r in self.store.records() if r["ledger_entry_id"] not in known)
         if lost:
             raise ReleaseRefused(
                 f"the ledger at {self.ledger.location} lacks the charges of {len(lost)} release(s) in the "
@@ -247,7 +246,7 @@ def _record(plan: dp.ReportPlan, charge: Charge, ledger_id: str, period: dt.date
     return {
         "release_id": charge.release_id,
         "number": number,
-        "ledger": {"id": ledger_id, "charge_id": charge.id},
+        "ledger_id": ledger_id,
         "ledger_entry_id": charge.id,
         "aggregation_hash": aggregation.fingerprint(),
         "report": aggregation.name,
@@ -273,18 +272,14 @@ def _selection_record(selection: dp.Selection | None) -> dict | None:
             "threshold": selection.threshold, "noise_sd": selection.noise.sd}
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def _metric_record(metric: dp.MetricPlan) -> dict:
     return {
         "name": metric.name,
         "kind": metric.kind,
         "column": metric.metric.column,
         "outputs": list(metric.outputs),
-        "epsilon": _finite_or_none(metric.epsilon),
-        "delta": _finite_or_none(metric.delta),
+        "epsilon": metric.epsilon,  # NaN under zCDP: the store writes it as null
+        "delta": metric.delta,
         "rho": metric.rho,
         "parts": [
             {

@@ -72,9 +72,9 @@ def test_a_release_is_charged_stored_and_served_again_without_new_noise(tmp_path
     assert not first.reused and again.reused
     assert again.table.equals(first.table)
     (charge,) = releaser.ledger.charges()
-    assert (charge.id, charge.state, charge.partner) == (first.record["ledger"]["charge_id"], "stored",
+    assert (charge.id, charge.state, charge.partner) == (first.record["ledger_entry_id"], "stored",
                                                         "metro-planning")
-    assert first.record["ledger"]["id"] == releaser.ledger.id == releaser.store.ledger_id()
+    assert first.record["ledger_id"] == releaser.ledger.id == releaser.store.ledger_id()
     assert first.record["aggregation_hash"] == _aggregation().fingerprint()
 
 
@@ -153,7 +153,7 @@ def test_a_retry_after_a_crash_takes_up_its_charge(tmp_path, flows, monkeypatch)
     releaser = _crash_between_charge_and_store(tmp_path, flows, monkeypatch)
     release = releaser.release(flows, _aggregation(), DAY, DELIVERY)
     (charge,) = releaser.ledger.charges()
-    assert release.record["ledger"]["charge_id"] == charge.id and charge.state == "stored"
+    assert release.record["ledger_entry_id"] == charge.id and charge.state == "stored"
 
 
 def test_a_spec_changed_between_charge_and_store_is_refused(tmp_path, flows, monkeypatch):
