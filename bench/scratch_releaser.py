@@ -27,10 +27,9 @@ FIRST_PERIOD = dt.date(2000, 1, 1)
 
 
 def ample_budgets(pipeline: PipelineConfig) -> PipelineConfig:
-    """The pipeline configuration with every dataset's budget made ample (keys, partners kept)."""
-    budgets = tuple(b.model_copy(update={"epsilon": AMPLE_EPSILON, "delta": AMPLE_DELTA})
-                    for b in pipeline.budgets)
-    return pipeline.model_copy(update={"budgets": budgets})
+    """The pipeline configuration with an ample privacy budget and no caps (keys, partners kept)."""
+    ample = pipeline.privacy_budget.model_copy(update={"epsilon": AMPLE_EPSILON, "delta": AMPLE_DELTA})
+    return pipeline.model_copy(update={"privacy_budget": ample, "caps": ()})
 
 
 class ScratchReleaser:

@@ -27,6 +27,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.states import Failed
 
 from expectations.runner import build_data_docs, recording_validations
 from flows import stages
@@ -40,7 +41,7 @@ from kr_reports.config import (
     load_report_specs,
 )
 from kr_reports.keys import master_key
-from kr_reports.ledger import BudgetStatus, Ledger, ledger_location
+from kr_reports.ledger import BudgetExceeded, BudgetStatus, Ledger, ledger_location
 from kr_reports.policy import load_policy
 from kr_reports.schemas import SOURCES
 
@@ -63,6 +64,19 @@ IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _wor
 
 class StageFailed(RuntimeError):
     """A stage of the run failed; the message names the stage, the dataset and the day."""
+
+
+class ReportsRefused(StageFailed):
+    """The privacy budget could not take some reports; the others were delivered.
+
+    Not a crash: one line per refused report (report, day, spent and left, when budget
+    returns), and the run's summary of what was delivered.
+    """
+
+    def __init__(self, refusals: list[str], summary: dict):
+        super().__init__(f"{len(refusals)} report(s) refused by the privacy budget, the others were "
+                         "delivered: " + "; ".join(refusals))
+        self.refusals, self.summary = refusals, summary
 
 
 def stage_failure_message(stage: str, dataset: str, day: dt.date, cause: BaseException) -> str:
@@ -115,8 +129,13 @@ def analyst_zone_task(catalog: Catalog, day: dt.date, config) -> dict:
 @task(name="release", retries=0, cache_policy=NO_CACHE)
 def release_task(catalog: Catalog, spec, config_dir: str, day: dt.date, new_release: bool,
                  recover_lost: bool = False) -> dict:
-    result = stages.release(catalog, spec, config_dir, day, new_release=new_release,
-                            recover_lost=recover_lost)
+    """The release, or {"refused": one line} when the budget cannot take it (news, not a crash)."""
+    try:
+        result = stages.release(catalog, spec, config_dir, day, new_release=new_release,
+                                recover_lost=recover_lost)
+    except BudgetExceeded as refusal:
+        get_run_logger().warning("%s", refusal)
+        return {"refused": str(refusal)}
     how = "reused stored release (no new noise, no charge)" if result["reused"] else "released"
     get_run_logger().info("%s %s: %s, epsilon %.3g", spec.name, day, how, result["epsilon"])
     return result
@@ -157,7 +176,7 @@ def release_artifact_key(report: str) -> str:
 
 
 def release_markdown(report: dict, budget: BudgetStatus, data_docs: str) -> str:
-    """What one report released, and its dataset's budget in the window ending on the release's day."""
+    """What one report released, and the privacy budget in the window ending on the release's day."""
     reused = ("yes: the stored release was served again (no new noise, no new charge)"
               if report["reused"] else "no: noise drawn once and charged to the ledger")
     cells = "; ".join(f"{status} {n:,}" for status, n in sorted(report["cells_by_status"].items()))
@@ -180,18 +199,14 @@ def release_markdown(report: dict, budget: BudgetStatus, data_docs: str) -> str:
         "|---|---|",
         *(f"| {name} | {value} |" for name, value in rows),
         "",
-        f"Budget of {b.dataset} per {b.privacy_unit} in the {b.window_days}-day window {b.window_start} "
-        f"to {b.window_end}, {b.releases} release(s) charged:",
+        f"Privacy budget ({b.scope}) per {b.privacy_unit} in the {b.window_days}-day window "
+        f"{b.window_start} to {b.window_end}, {b.releases} release(s) charged, composed by {b.method}:",
         "",
         "| | epsilon | delta |",
         "|---|---:|---:|",
         f"| budget | {b.budget_epsilon:g} | {b.budget_delta:g} |",
-        f"| spent | {b.spent_epsilon:g} | {b.spent_delta:g} |",
-        f"| remaining | {b.remaining_epsilon:g} | {b.remaining_delta:g} |",
-        "",
-        f"Charged less than {b.window_days} days before or after {b.window_end}: epsilon "
-        f"{b.committed_around_epsilon:g}, delta {b.committed_around_delta:g} (a new release for the "
-        "day can spend at most the budget minus this).",
+        f"| spent | {b.spent_epsilon:.4g} | {b.spent_delta:g} |",
+        f"| remaining | {b.remaining_epsilon:.4g} | |",
     ])
 
 
@@ -204,7 +219,7 @@ def release_artifacts_task(catalog: Catalog, pipeline, day: dt.date, reports: li
     ledger = Ledger(ledger_location(catalog.data_dir), create=False)  # the releases were charged to it
     keys = []
     for report in reports:
-        (budget,) = ledger.status([pipeline.budget_for(report["source"])], day)
+        (budget,) = ledger.status([pipeline.privacy_budget], day)
         keys.append(release_artifact_key(report["report"]))
         create_markdown_artifact(
             key=keys[-1],
@@ -238,6 +253,9 @@ def _summary_markdown(summary: dict) -> str:
         f"| {r['report']} | {r['partner']} | {r['epsilon']:g} | {r['reused']} | {r['delivery']} |"
         for r in summary["reports"]
     ]
+    if summary["refused_reports"]:
+        lines += ["", "Refused by the privacy budget (not released, not charged):", ""]
+        lines += [f"- {line}" for line in summary["refused_reports"]]
     return "\n".join(lines)
 
 
@@ -282,7 +300,7 @@ def daily_partner_reports(
             with _stage("analyst-zone", "analyst zone", run_day):
                 analyst = analyst_zone_task(catalog, run_day, analyst_config)
             releasing = Releasing(config_dir, demo, new_release, recover_lost)
-            reports, failed = _release_and_deliver(catalog, specs, pipeline, run_day, releasing)
+            reports, failed, refused = _release_and_deliver(catalog, specs, pipeline, run_day, releasing)
         except StageFailed:
             _data_docs_after_failure(list(validations), docs_dir)
             raise
@@ -307,6 +325,7 @@ def daily_partner_reports(
         "data_docs": data_docs,
         "flow_run_id": flow_run.id,
         "failed_reports": failed,
+        "refused_reports": refused,
     }
     create_markdown_artifact(
         key="daily-partner-reports",
@@ -315,7 +334,10 @@ def daily_partner_reports(
     )
     if failed:
         raise StageFailed(f"{len(failed)} of {len(specs)} reports failed, the others were delivered: "
-                          + "; ".join(failed))
+                          + "; ".join(failed + refused))
+    if refused:  # a Failed state, not an exception: the refusal is news, and has no traceback
+        refusal = ReportsRefused(refused, summary)
+        return Failed(message=str(refusal), data=refusal)
     return summary
 
 
@@ -343,25 +365,30 @@ class Releasing:
 
 
 def _release_and_deliver(catalog: Catalog, specs, pipeline, day: dt.date,
-                         releasing: Releasing) -> tuple[list[dict], list[str]]:
-    """Each report on its own: one that fails (a spent budget, say) does not hold back the others.
+                         releasing: Releasing) -> tuple[list[dict], list[str], list[str]]:
+    """Each report on its own: one that fails or is refused does not hold back the others.
 
-    Returns the delivered reports and the failure message of each report that failed.
+    Returns the delivered reports, the failure message of each report that failed, and
+    the refusal line of each report the privacy budget could not take.
     """
-    reports, failed = [], []
+    reports, failed, refused = [], [], []
     for spec in specs:
         try:
-            reports.append(_release_and_deliver_one(catalog, spec, pipeline, day, releasing))
+            delivered = _release_and_deliver_one(catalog, spec, pipeline, day, releasing)
         except StageFailed as failure:
             get_run_logger().error("%s", failure)
             failed.append(str(failure))
-    return reports, failed
+            continue
+        (refused if "refused" in delivered else reports).append(delivered.get("refused", delivered))
+    return reports, failed, refused
 
 
 def _release_and_deliver_one(catalog: Catalog, spec, pipeline, day: dt.date, releasing: Releasing) -> dict:
     with _stage("release", spec.name, day):
         released = release_task(catalog, spec, releasing.config_dir, day, releasing.new_release,
                                 releasing.recover_lost)
+    if "refused" in released:
+        return released
     with _stage("validate-release", spec.name, day):
         validation = validate_release_task(catalog, spec, releasing.config_dir, day)
     with _stage("deliver", spec.name, day):

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import sqlalchemy as sa
+from scipy.optimize import brentq
 from matplotlib.ticker import NullFormatter
 
 from flows.catalog import Catalog
@@ -38,7 +39,7 @@ from kr_reports.config import (
     load_analyst_config,
     load_pipeline_config,
 )
-from kr_reports.dp import MetricPlan, PlanError, ReportPlan, plan_aggregation, quantile_rank_sd
+from kr_reports.dp import METRIC_PARTS, MetricPlan, PlanError, ReportPlan, plan_aggregation, quantile_rank_sd
 from kr_reports.kanon.metrics import SUPPRESSED
 from kr_reports.ledger import LEDGER_FILE, LEDGER_URL_ENV, budget_status, charges_table
 from kr_reports.policy import ADDON_PREFIX, derived_origin
@@ -453,7 +454,8 @@ def latest_protected_day(catalog: Catalog, source: str) -> dt.date:
 
 
 def load_budgets(config_dir: Path) -> tuple[Budget, ...]:
-    return load_pipeline_config(config_dir).budgets
+    """The privacy budget, then the caps."""
+    return load_pipeline_config(config_dir).limits
 
 
 def _timeline_days(history: pd.DataFrame, budgets: Sequence[Budget]) -> list[dt.date]:
@@ -467,14 +469,13 @@ def _timeline_days(history: pd.DataFrame, budgets: Sequence[Budget]) -> list[dt.
 
 def budget_over_time(history: pd.DataFrame, budgets: Sequence[Budget], unit: str = "subscriber",
                      days: Sequence[dt.date] | None = None) -> pd.DataFrame:
-    """Spent and left per budget in the rolling window ending on each day (the ledger's rule)."""
+    """Spent and left per limit in the rolling window ending on each day (the ledger's rule)."""
     days = _timeline_days(history, budgets) if days is None else days
     charged = history.assign(period=history["period"].map(str))
-    rows = []
-    for budget in budgets:
-        mine = charged[(charged["dataset"] == budget.dataset) & (charged["privacy_unit"] == unit)]
-        charges = list(mine[["period", "epsilon", "delta", "rho"]].itertuples(index=False))
-        rows += [budget_status(budget, day, unit, charges).__dict__ for day in days]
+    mine = charged[charged["privacy_unit"] == unit]
+    columns = ["period", "dataset", "partner", "epsilon", "delta", "rho", "approx_epsilon", "approx_delta"]
+    charges = list(mine[columns].itertuples(index=False))
+    rows = [budget_status(budget, day, unit, charges).__dict__ for budget in budgets for day in days]
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame.insert(1, "day", pd.to_datetime(frame["window_end"]).dt.date)
@@ -489,8 +490,8 @@ def latest_status(history: pd.DataFrame, budgets: Sequence[Budget], unit: str = 
 
 
 def spend_by_period(history: pd.DataFrame) -> pd.DataFrame:
-    """Epsilon charged per period (rows) and report (columns)."""
-    return history.pivot_table(index="period", columns="report", values="epsilon", aggfunc="sum",
+    """Rho charged per period (rows) and report (columns): what composes across the window."""
+    return history.pivot_table(index="period", columns="report", values="rho", aggfunc="sum",
                                fill_value=0.0)
 
 
@@ -504,10 +505,17 @@ class ParameterGrid:
     max_rows: tuple[int, ...]
 
 
+def _metric_rho(metric) -> float:
+    """A zCDP metric's rho; one given an epsilon takes geometric noise on each of its parts."""
+    if metric.rho is not None:
+        return metric.rho
+    return metric.epsilon**2 / (2 * len(METRIC_PARTS[metric.kind]))
+
+
 def metrics_epsilon(spec: Aggregation) -> float:
     """The metrics' total epsilon (zCDP: stated at the spec's delta); partition selection excluded."""
     if spec.accounting == "zcdp":
-        return mech.zcdp_to_approx_dp(math.fsum(m.rho for m in spec.metrics), spec.delta)[0]
+        return mech.zcdp_epsilon(math.fsum(_metric_rho(m) for m in spec.metrics), spec.delta)
     return math.fsum(m.epsilon for m in spec.metrics)
 
 
@@ -529,11 +537,14 @@ def default_grid(spec: Aggregation) -> ParameterGrid:
 def spec_variant(spec: Aggregation, epsilon: float, max_groups: int, max_rows: int) -> Aggregation:
     """The spec with its metrics' total epsilon set to `epsilon` (each metric keeps its share;
     zCDP: the rho whose conversion is `epsilon`) and other contribution bounds."""
-    budget_field = "rho" if spec.accounting == "zcdp" else "epsilon"
-    target = mech.rho_for(epsilon, spec.delta) if spec.accounting == "zcdp" else epsilon
-    current = math.fsum(getattr(m, budget_field) for m in spec.metrics)
-    metrics = tuple(m.model_copy(update={budget_field: getattr(m, budget_field) * target / current})
-                    for m in spec.metrics)
+    if spec.accounting == "zcdp":  # rho scales by f: a rho by f, an epsilon by sqrt(f)
+        current = math.fsum(_metric_rho(m) for m in spec.metrics)
+        factor = brentq(lambda rho: mech.zcdp_epsilon(rho, spec.delta) - epsilon, 1e-12, 1e4) / current
+        metrics = tuple(m.model_copy(update={"rho": m.rho * factor} if m.rho is not None
+                                     else {"epsilon": m.epsilon * math.sqrt(factor)}) for m in spec.metrics)
+    else:
+        factor = epsilon / math.fsum(m.epsilon for m in spec.metrics)
+        metrics = tuple(m.model_copy(update={"epsilon": m.epsilon * factor}) for m in spec.metrics)
     contribution = Contribution(max_groups_per_subscriber=max_groups, max_rows_per_group=max_rows)
     return spec.model_copy(update={"metrics": metrics, "contribution": contribution})
 

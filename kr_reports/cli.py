@@ -35,33 +35,61 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from flows.daily import daily_partner_reports
+    """0: every report delivered; 3: the ones that fit delivered, some refused by the budget."""
+    from flows.daily import ReportsRefused, daily_partner_reports
 
-    summary = daily_partner_reports(
-        day=args.day,
-        data_dir=args.data_dir,
-        out_dir=args.out_dir,
-        config_dir=args.config_dir,
-        demo=args.demo,
-        new_release=args.new_release,
-        recover_lost=args.recover_lost,
-    )
+    try:
+        summary = daily_partner_reports(
+            day=args.day,
+            data_dir=args.data_dir,
+            out_dir=args.out_dir,
+            config_dir=args.config_dir,
+            demo=args.demo,
+            new_release=args.new_release,
+            recover_lost=args.recover_lost,
+        )
+    except ReportsRefused as refused:
+        _print_run(refused.summary)
+        for line in refused.refusals:
+            print(f"kr-reports run: refused: {line}", file=sys.stderr)
+        return 3
+    _print_run(summary)
+    return 0
+
+
+def _print_run(summary: dict) -> None:
     print()
     print(f"Day {summary['day']}: {summary['rows_in']:,} rows read, "
           f"{summary['rows_quarantined']:,} quarantined, "
-          f"{len(summary['reports'])} report(s) released, "
-          f"epsilon spent this run {summary['epsilon_spent']:g}")
+          f"{len(summary['reports'])} report(s) released, {len(summary['refused_reports'])} refused")
     for report in summary["reports"]:
         note = " (stored release reused)" if report["reused"] else ""
         print(f"  {report['report']} -> {report['delivery']}{note}")
-    return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from flows.schedules import load_schedules, serve_schedules
 
-    serve_schedules(load_schedules(Path(args.schedules)))
+    schedules = load_schedules(Path(args.schedules))
+    refusals = _schedule_refusals(Path(schedules.parameters.resolved()["config_dir"]))
+    if refusals and not args.go_ahead:
+        for report, day in refusals.items():
+            print(f"kr-reports serve: error: report '{report}' would be refused on day {day} of its "
+                  "schedule (see `kr-reports budget --plan`); re-size the catalog, or pass --go-ahead",
+                  file=sys.stderr)
+        return 2
+    serve_schedules(schedules)
     return 0
+
+
+def _schedule_refusals(config_dir: Path) -> dict[str, int]:
+    """Each report the daily schedule would see refused within two windows, by day number (1 first)."""
+    from kr_reports.budget_plan import plan_schedule
+    from kr_reports.config import load_pipeline_config, load_report_specs
+
+    pipeline = load_pipeline_config(config_dir)
+    plan = plan_schedule(pipeline, load_report_specs(config_dir), 2 * pipeline.privacy_budget.window_days)
+    return {name: (day - plan.first_day).days + 1 for name, day in plan.refusals.items()}
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -144,7 +172,8 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
         print("no charges recorded")
     for c in charges:
         print(f"{c.id:>4}  {c.charged_at}  {c.dataset:<14} {c.period}  {c.report:<32} "
-              f"{c.partner:<16} eps={c.epsilon:g} delta={c.delta:g} rho={c.rho:g}")
+              f"{c.partner:<16} eps={c.epsilon:.4g} delta={c.delta:g} rho={c.rho:.4g}"
+              + (f" approx={c.approx_epsilon:g}/{c.approx_delta:g}" if c.approx_epsilon else ""))
     return 0
 
 
@@ -152,16 +181,51 @@ def _cmd_budget(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from kr_reports.config import load_pipeline_config
+
+    pipeline = load_pipeline_config(Path(args.config_dir))
+    if args.plan:
+        return _print_plan(pipeline, args)
     from kr_reports.ledger import format_status
 
     as_of = args.as_of or dt.datetime.now(dt.UTC).date()
-    budgets = load_pipeline_config(Path(args.config_dir)).budgets
-    statuses = _open_ledger(args).status(budgets, as_of)
+    statuses = _open_ledger(args).status(pipeline.limits, as_of)
     if args.json:
-        print(json.dumps({"as_of": as_of.isoformat(), "budgets": [asdict(s) for s in statuses]}, indent=2))
+        print(json.dumps({"as_of": as_of.isoformat(), "guarantee": pipeline.guarantee(),
+                          "limits": [asdict(s) for s in statuses]}, indent=2))
     else:
+        print(pipeline.guarantee())
         print(format_status(statuses, as_of))
     return 0
+
+
+def _print_plan(pipeline, args: argparse.Namespace) -> int:
+    """The schedule's spend, refusals and noise, planned on an empty ledger; 1 when a report is refused."""
+    from kr_reports.budget_plan import format_plan, plan_schedule
+    from kr_reports.config import load_report_specs
+
+    first = args.as_of or dt.datetime.now(dt.UTC).date()
+    plan = plan_schedule(pipeline, load_report_specs(Path(args.config_dir)), args.days, first)
+    if args.json:
+        print(json.dumps(plan_json(plan, pipeline), indent=2))
+    else:
+        print(format_plan(plan, pipeline.guarantee()))
+    return 1 if plan.refusals else 0
+
+
+def plan_json(plan, pipeline) -> dict:
+    return {
+        "guarantee": pipeline.guarantee(),
+        "first_day": plan.first_day.isoformat(),
+        "days": plan.days,
+        "limits": [{"scope": s.limit.scope, "window_days": s.limit.window_days, "epsilon": s.limit.epsilon,
+                    "delta": s.limit.delta, "fullest_epsilon": s.fullest.epsilon, "method": s.fullest.method}
+                   for s in plan.limits],
+        "reports": [{"report": r.name, "dataset": r.dataset, "partner": r.partner, "rho": r.plan.cost.rho,
+                     "epsilon_alone": r.plan.cost.epsilon, "share": plan.share(r.name),
+                     "refused_on": r.refused_on.isoformat() if r.refused_on else None,
+                     "metrics": {m.name: {p: n.sd for p, n in m.parts} for m in r.plan.metrics}}
+                    for r in plan.reports],
+    }
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -271,10 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Register the daily and catch-up deployments of the report catalog, with the cron "
         "schedules and run parameters of the schedules file, on the Prefect server at PREFECT_API_URL "
         "(start one with `prefect server start`), and run their scheduled runs one at a time until "
-        "stopped (Ctrl-C pauses the schedules).",
+        "stopped (Ctrl-C pauses the schedules). Refuses first, naming the report and the day, when the "
+        "catalog's daily releases would be refused by the privacy budget (`kr-reports budget --plan`).",
     )
     srv.add_argument("--schedules", default="config/schedules.yaml",
                      help="schedules file (default: config/schedules.yaml)")
+    srv.add_argument("--go-ahead", action="store_true",
+                     help="serve even though the plan says a report would be refused")
     srv.set_defaults(handler=_cmd_serve)
 
     exp = commands.add_parser(
@@ -360,16 +427,22 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.set_defaults(handler=_cmd_ledger)
 
     budget = commands.add_parser(
-        "budget", help="show spent and remaining privacy budget per dataset",
-        description="For every budget in pipeline.yaml, show the epsilon, delta and rho spent in the "
-        "rolling window ending on the as-of day, what remains, and how many releases spent it.",
+        "budget", help="show the privacy budget spent and left, or plan the schedule against it",
+        description="For the privacy budget and every cap in pipeline.yaml, show the epsilon spent in the "
+        "rolling window ending on the as-of day (the window's releases composed), what remains, and how "
+        "many releases spent it. With --plan, plan the catalog's daily schedule instead.",
     )
     budget.add_argument("--data-dir", help="data folder (default: $KR_DATA_DIR or ./data)")
     budget.add_argument("--ledger-url", help=LEDGER_URL_HELP)
     budget.add_argument("--config-dir", default="config", help="folder with pipeline.yaml")
     budget.add_argument("--as-of", type=dt.date.fromisoformat,
                         help="last day of the windows (YYYY-MM-DD); default: today (UTC)")
-    budget.add_argument("--json", action="store_true", help="print the status as JSON")
+    budget.add_argument("--json", action="store_true", help="print the status (or plan) as JSON")
+    budget.add_argument("--plan", action="store_true",
+                        help="plan the catalog's schedule instead: every report once a day on an empty "
+                             "ledger, the fullest window per limit, the first day each report would be "
+                             "refused and each metric's noise (exit 1 if any report is refused)")
+    budget.add_argument("--days", type=int, default=120, help="days to plan (default 120)")
     budget.set_defaults(handler=_cmd_budget)
 
     scan = commands.add_parser(

@@ -53,31 +53,80 @@ class Partner(Frozen):
 
 
 class Budget(Frozen):
-    """At most `epsilon` (and `delta`) per subscriber per rolling window on one dataset."""
+    """At most `epsilon` at `delta` per subscriber over any `window_days` consecutive days.
 
-    dataset: str
+    The privacy budget holds every release together: every dataset, report and partner,
+    internal analysis included (one subscriber is in all of them). A cap is an extra
+    limit on one dataset's or one partner's releases alone.
+    """
+
     window_days: int = Field(gt=0)
     epsilon: float = Field(gt=0)
     delta: float = Field(default=0.0, ge=0, lt=1)
+    dataset: str | None = None
+    partner: str | None = None
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> Budget:
+        if self.dataset is not None and self.partner is not None:
+            raise ValueError("a cap limits one dataset or one partner, not both")
+        return self
+
+    @property
+    def scope(self) -> str:
+        if self.dataset is not None:
+            return f"dataset {self.dataset}"
+        return f"partner {self.partner}" if self.partner is not None else "all releases"
+
+    def applies_to(self, dataset: str, partner: str) -> bool:
+        return self.dataset in (None, dataset) and self.partner in (None, partner)
 
 
 class PipelineConfig(Frozen):
     regions: tuple[str, ...] = Field(min_length=1)
     purposes: tuple[str, ...] = ("advertising_campaign_delivery", "aggregate_reports")
     partners: tuple[Partner, ...]
-    budgets: tuple[Budget, ...]
+    privacy_budget: Budget
+    caps: tuple[Budget, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_dataset_budgets(cls, data):
+        if isinstance(data, dict) and "budgets" in data:
+            raise ValueError(
+                "per-dataset 'budgets' are gone: one subscriber is in every dataset, so one "
+                "'privacy_budget' (window_days, epsilon, delta) holds every release, and a "
+                "per-dataset or per-partner limit is a 'caps' entry (see config/pipeline.yaml)")
+        return data
+
+    @model_validator(mode="after")
+    def _scopes(self) -> PipelineConfig:
+        if self.privacy_budget.dataset is not None or self.privacy_budget.partner is not None:
+            raise ValueError("privacy_budget holds every release: give no dataset or partner "
+                             "(a limit on part of them is a cap)")
+        for cap in self.caps:
+            if cap.dataset is None and cap.partner is None:
+                raise ValueError("a cap needs a dataset or a partner (privacy_budget holds all releases)")
+        return self
+
+    @property
+    def limits(self) -> tuple[Budget, ...]:
+        """Every limit a release must fit: the privacy budget, then the caps."""
+        return (self.privacy_budget, *self.caps)
+
+    def guarantee(self) -> str:
+        """The privacy budget as one sentence a partner can read."""
+        b = self.privacy_budget
+        return (f"Over any {b.window_days} consecutive days of data, adding or removing any one "
+                f"subscriber's data changes what all partners together receive by at most "
+                f"epsilon {b.epsilon:g} at delta {b.delta:g} (differential privacy, every report "
+                f"and dataset counted together).")
 
     def partner(self, partner_id: str) -> Partner:
         for partner in self.partners:
             if partner.id == partner_id:
                 return partner
         raise ConfigError(f"partner '{partner_id}' is not configured in partners")
-
-    def budget_for(self, dataset: str) -> Budget:
-        for budget in self.budgets:
-            if budget.dataset == dataset:
-                return budget
-        raise ConfigError(f"no privacy budget is configured for dataset '{dataset}'")
 
 
 NAMED_DOMAINS = ("regions", "hours")
@@ -168,7 +217,8 @@ class Metric(Frozen):
     @model_validator(mode="after")
     def _kind_needs(self) -> Metric:
         if (self.epsilon is None) == (self.rho is None):
-            raise ValueError(f"metric '{self.name}': give epsilon (pure/approximate DP) or rho (zCDP)")
+            raise ValueError(f"metric '{self.name}': give epsilon (pure/approximate DP, or geometric "
+                             "noise under zCDP) or rho (zCDP)")
         if self.kind in BOUNDED_KINDS and self.column is None:
             raise ValueError(f"{self.kind} metric '{self.name}' needs a column")
         if self.kind in ("sum", "mean", "variance", "quantiles"):
@@ -271,10 +321,12 @@ class Aggregation(Frozen):
                 raise ValueError(f"metric '{metric.name}' reads the privacy unit's column '{UNIT_COLUMN}'")
 
     def _check_accounting(self) -> None:
-        budget_field = "rho" if self.accounting == "zcdp" else "epsilon"
-        for metric in self.metrics:
-            if getattr(metric, budget_field) is None:
-                raise ValueError(f"metric '{metric.name}': {self.accounting} accounting needs {budget_field}")
+        # Under zCDP a metric may give an epsilon instead: geometric noise, counted as
+        # epsilon^2 / 2 in rho (fast to draw where a metric has thousands of parts).
+        if self.accounting != "zcdp":
+            for metric in self.metrics:
+                if metric.epsilon is None:
+                    raise ValueError(f"metric '{metric.name}': {self.accounting} accounting needs epsilon")
         if self.accounting == "pure_dp" and self.delta != 0:
             raise ValueError("pure_dp accounting has delta 0; use approx_dp or zcdp for delta > 0")
         if self.accounting != "pure_dp" and self.delta == 0:

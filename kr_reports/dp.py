@@ -12,8 +12,10 @@ budget, and the aggregation's accounting decides how the shares compose:
 - zcdp: discrete Gaussian from rho; rhos add up and the total is stated as
   (epsilon, delta) at the aggregation's delta.
 
-Private group keys add a partition-selection budget (pure DP with a delta),
-which composes by adding to the total.
+Private group keys add a partition-selection budget (approximate DP, not
+zCDP). A plan's `cost` states all of it in the terms the ledger composes
+across releases (kr_reports.accounting): every Gaussian and pure-DP part also
+as a rho, partition selection on its own.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN
 
+import numpy as np
 from scipy.stats import norm
 
 from kr_reports import mechanisms as mech
+from kr_reports.accounting import Cost, approx_dp_cost, pure_dp_cost, total, zcdp_cost
 from kr_reports.config import Aggregation, GroupKey, Metric, fixed_point_units
 from kr_reports.mechanisms import CalibrationError, IntegerNoise
 
@@ -77,6 +81,7 @@ class MetricPlan:
     epsilon: float  # the metric's cost, as its accounting states it
     delta: float
     rho: float
+    cost: Cost  # what the ledger composes: the parts' rhos, and epsilon / delta
 
     @property
     def name(self) -> str:
@@ -101,11 +106,34 @@ class MetricPlan:
 
 @dataclass(frozen=True)
 class Selection:
-    """Private partitions released when their noisy distinct-subscriber count reaches `threshold`."""
+    """Private partitions, each released with the probability its distinct-subscriber count gives.
 
-    noise: IntegerNoise
-    threshold: int
+    `keep_probabilities[n]` for n subscribers; from `threshold` on, always released
+    (mechanisms.partition_keep_probabilities).
+    """
+
+    epsilon: float
     delta: float
+    max_partitions: int
+    keep_probabilities: tuple[float, ...]
+
+    @property
+    def threshold(self) -> int:
+        """Subscribers from which a partition is always released."""
+        return len(self.keep_probabilities) - 1
+
+    @property
+    def even_odds(self) -> int:
+        """Subscribers from which a partition is released at least half the time."""
+        return next(n for n, p in enumerate(self.keep_probabilities) if p >= 0.5)
+
+    def keep_probability(self, subscribers) -> np.ndarray:
+        counts = np.minimum(np.asarray(subscribers, dtype="int64"), self.threshold)
+        return np.asarray(self.keep_probabilities)[counts]
+
+    @property
+    def cost(self) -> Cost:
+        return approx_dp_cost(self.epsilon, self.delta)
 
 
 @dataclass(frozen=True)
@@ -124,20 +152,25 @@ class ReportPlan:
         return self.aggregation.group_columns
 
     @property
+    def cost(self) -> Cost:
+        """What one release of the plan spends, in the ledger's terms."""
+        if self.aggregation.accounting == "zcdp":
+            metrics = zcdp_cost(math.fsum(m.rho for m in self.metrics), self.aggregation.delta)
+        else:
+            metrics = total(m.cost for m in self.metrics)
+        return metrics + self.selection.cost if self.selection else metrics
+
+    @property
     def rho(self) -> float:
-        return math.fsum(m.rho for m in self.metrics)
+        return self.cost.rho
 
     @property
     def epsilon(self) -> float:
-        if self.aggregation.accounting == "zcdp":
-            metrics_epsilon = mech.zcdp_to_approx_dp(self.rho, self.aggregation.delta)[0]
-        else:
-            metrics_epsilon = math.fsum(m.epsilon for m in self.metrics)
-        return metrics_epsilon + (self.selection.noise.epsilon if self.selection else 0.0)
+        return self.cost.epsilon
 
     @property
     def delta(self) -> float:
-        return self.aggregation.delta + (self.selection.delta if self.selection else 0.0)
+        return self.cost.delta
 
     @property
     def public_cells(self) -> int:
@@ -206,7 +239,8 @@ def _part_noise(aggregation: Aggregation, metric: Metric, part: str, share: int)
     groups = aggregation.contribution.max_groups_per_subscriber
     l1_cell, l2_cell = _per_cell_sensitivity(metric, part, aggregation.contribution.max_rows_per_group)
     what = f"aggregation '{aggregation.name}', metric '{metric.name}' ({part})"
-    if aggregation.accounting == "pure_dp":
+    geometric = aggregation.accounting == "pure_dp" or (aggregation.accounting == "zcdp" and metric.rho is None)
+    if geometric:  # zCDP takes geometric noise where a metric gives an epsilon
         return mech.geometric(metric.epsilon / share, groups * l1_cell, what)
     l2 = math.sqrt(groups) * l2_cell
     if aggregation.accounting == "zcdp":
@@ -221,10 +255,17 @@ def _plan_metric(aggregation: Aggregation, metric: Metric) -> MetricPlan:
         parts = tuple((name, _part_noise(aggregation, metric, name, len(names))) for name in names)
     except CalibrationError as exc:
         raise PlanError(str(exc)) from None
-    if aggregation.accounting == "zcdp":
-        return MetricPlan(metric, parts, math.nan, math.nan, metric.rho)
-    delta = aggregation.delta / len(aggregation.metrics) if aggregation.accounting == "approx_dp" else 0.0
-    return MetricPlan(metric, parts, metric.epsilon, delta, 0.0)
+    if aggregation.accounting == "zcdp" and metric.rho is not None:
+        return MetricPlan(metric, parts, math.nan, math.nan, metric.rho, Cost(rho=metric.rho))
+    if aggregation.accounting == "zcdp":  # geometric noise: its epsilon^2 / 2 composes in rho
+        rho = pure_dp_cost(noise.epsilon for _, noise in parts).rho
+        return MetricPlan(metric, parts, math.nan, math.nan, rho, Cost(rho=rho))
+    if aggregation.accounting == "pure_dp":
+        cost = pure_dp_cost(noise.epsilon for _, noise in parts)
+        return MetricPlan(metric, parts, metric.epsilon, 0.0, cost.rho, cost)
+    delta = aggregation.delta / len(aggregation.metrics)
+    rho = math.fsum(noise.rho for _, noise in parts)  # Gaussian: its rho composes
+    return MetricPlan(metric, parts, metric.epsilon, delta, rho, Cost(metric.epsilon, delta, rho))
 
 
 def key_domain(key: GroupKey, regions: tuple[str, ...]) -> tuple:
@@ -244,11 +285,8 @@ def plan_aggregation(aggregation: Aggregation, regions: tuple[str, ...]) -> Repo
     selection = None
     if aggregation.partition_selection is not None:
         budget, groups = aggregation.partition_selection, aggregation.contribution.max_groups_per_subscriber
-        selection = Selection(
-            noise=mech.geometric(budget.epsilon, groups),
-            threshold=mech.partition_selection_threshold(budget.epsilon, budget.delta, groups),
-            delta=budget.delta,
-        )
+        probabilities = mech.partition_keep_probabilities(budget.epsilon, budget.delta, groups)
+        selection = Selection(budget.epsilon, budget.delta, groups, probabilities)
     return ReportPlan(aggregation=aggregation, public_keys=public_keys, metrics=metrics, selection=selection)
 
 

@@ -128,8 +128,9 @@ def explain(plan: ReportPlan, shuffles: dict[str, int] | None = None,
     if plan.selection is not None:
         s = plan.selection
         lines.append(
-            f"Partition selection: epsilon {s.noise.epsilon:g}, delta {s.delta:.3g}; a private key is "
-            f"released when its noisy distinct-subscriber count reaches {s.threshold}"
+            f"Partition selection (truncated geometric): epsilon {s.epsilon:g}, delta {s.delta:.3g}; a "
+            f"private key with n subscribers is released with a probability that grows with n: half the "
+            f"time from {s.even_odds}, always from {s.threshold}"
         )
     if spec.min_subscribers is not None:
         rule = (f"rolled up over {spec.roll_up} into one remainder row per parent"

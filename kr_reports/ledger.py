@@ -19,9 +19,14 @@ release store records: a deleted, emptied or swapped ledger is noticed
 rather than silently replaced by a fresh budget. `Ledger(location,
 create=False)` refuses to create one.
 
-Budgets are checked on epsilon and delta. Releases accounted in zCDP also
-record their rho; the epsilon and delta they are charged are the converted
-values the caller passes.
+A charge records the release's cost (kr_reports.accounting): its own
+(epsilon, delta), its rho, and its approximate-DP part that is not zCDP. A
+release is refused when any rolling window containing its period, with the
+release added, would exceed a limit: the privacy budget over every release
+of the privacy unit (every dataset, report and partner), or a cap over one
+dataset's or partner's releases. Each window's releases are composed as a
+whole (basic or zCDP, whichever proves the smaller epsilon), so the check is
+exact per window rather than a sum of converted epsilons.
 """
 
 from __future__ import annotations
@@ -39,14 +44,11 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from kr_reports.accounting import Cost, fits, guarantee, largest_windows, total
+
 LEDGER_URL_ENV = "KR_LEDGER_URL"
 LEDGER_FILE = "ledger.sqlite"
 DEFAULT_PRIVACY_UNIT = "subscriber"
-
-# Sums of configured floats (0.1 + 0.2 ...) can land a hair above the budget
-# they exactly fill; these slacks keep such a release from being refused.
-EPSILON_SLACK = 1e-12
-DELTA_SLACK = 1e-15
 
 # Execution option marking a connection whose transactions will write (SQLite only).
 _WRITE_LOCK = "kr_ledger_write_lock"
@@ -70,6 +72,8 @@ charges_table = sa.Table(
     sa.Column("aggregation_hash", sa.Text, nullable=False, server_default=sa.text("''")),
     # Charges written before states were recorded were all stored with their releases.
     sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'stored'")),
+    sa.Column("approx_epsilon", sa.Float, nullable=False, server_default=sa.text("0")),
+    sa.Column("approx_delta", sa.Float, nullable=False, server_default=sa.text("0")),
     sqlite_autoincrement=True,  # as the first ledgers were: ids are never reused
 )
 meta_table = sa.Table(
@@ -79,6 +83,7 @@ meta_table = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 CHARGED, STORED = "charged", "stored"
+COST_PARTS = ("epsilon", "delta", "rho", "approx_epsilon", "approx_delta")
 
 # Columns added since the first ledgers: an older ledger gets them with these defaults
 # (its releases spent no rho, and all of them were stored).
@@ -86,12 +91,21 @@ _ADD_COLUMNS = {
     "rho": sa.text("ALTER TABLE charges ADD COLUMN rho FLOAT NOT NULL DEFAULT 0"),
     "aggregation_hash": sa.text("ALTER TABLE charges ADD COLUMN aggregation_hash TEXT NOT NULL DEFAULT ''"),
     "state": sa.text("ALTER TABLE charges ADD COLUMN state TEXT NOT NULL DEFAULT 'stored'"),
+    "approx_epsilon": sa.text("ALTER TABLE charges ADD COLUMN approx_epsilon FLOAT NOT NULL DEFAULT 0"),
+    "approx_delta": sa.text("ALTER TABLE charges ADD COLUMN approx_delta FLOAT NOT NULL DEFAULT 0"),
 }
+# Charges written before costs had parts state only their (epsilon, delta): that is all they
+# may compose by, so their whole cost goes on the approximate-DP track (never less than true).
+_COSTS_WITHOUT_PARTS = sa.text("UPDATE charges SET approx_epsilon = epsilon, approx_delta = delta, rho = 0")
 _LOCK_CHARGES = sa.text("LOCK TABLE charges IN SHARE ROW EXCLUSIVE MODE")
 
 
 class BudgetExceeded(RuntimeError):
-    """A release would spend more than its dataset's budget allows."""
+    """A release would take a rolling window over a limit. The message is one line for people."""
+
+    def __init__(self, message: str, report: str, period: dt.date, returns_on: dt.date | None):
+        super().__init__(message)
+        self.report, self.period, self.returns_on = report, period, returns_on
 
 
 class LedgerMissing(RuntimeError):
@@ -102,13 +116,17 @@ class ChargeMismatch(RuntimeError):
     """A release id is already charged, for other terms or for a release already stored."""
 
 
-class BudgetLike(Protocol):
-    """What the ledger reads from a configured budget (`kr_reports.config.Budget`)."""
+class LimitLike(Protocol):
+    """What the ledger reads from a configured limit (`kr_reports.config.Budget`)."""
 
-    dataset: str
     window_days: int
     epsilon: float
     delta: float
+
+    @property
+    def scope(self) -> str: ...
+
+    def applies_to(self, dataset: str, partner: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,12 @@ class Charge:
     charged_at: str
     aggregation_hash: str = ""
     state: str = STORED
+    approx_epsilon: float = 0.0
+    approx_delta: float = 0.0
+
+    @property
+    def cost(self) -> Cost:
+        return _cost(self)
 
     @property
     def number(self) -> int:
@@ -144,32 +168,20 @@ class ChargeRequest:
     report: str
     partner: str
     purpose: str
-    epsilon: float
-    delta: float
-    rho: float = 0.0
+    cost: Cost
     aggregation_hash: str = ""
 
 
 @dataclass(frozen=True)
-class Spent:
-    epsilon: float
-    delta: float
-    rho: float
-    releases: int
-
-
-@dataclass(frozen=True)
 class BudgetStatus:
-    """One dataset's budget in the rolling window ending on `window_end` (inclusive).
+    """One limit in the rolling window ending on `window_end` (inclusive).
 
-    `committed_around_*` is what was charged on periods less than a window away
-    from `window_end`, on either side. Every rolling window containing that day
-    lies inside this span, so it bounds the most spent in any of them; it is
-    also the figure `Ledger.charge` checks, so a release for `window_end` can
-    spend at most budget minus it.
+    `spent_epsilon` is the smallest epsilon the window's releases are proven
+    (epsilon, `spent_delta`)-DP at, composed by `method`; `spent_rho` and
+    `spent_basic_epsilon` are the sums it is computed from.
     """
 
-    dataset: str
+    scope: str
     privacy_unit: str
     window_days: int
     window_start: str
@@ -178,12 +190,11 @@ class BudgetStatus:
     budget_delta: float
     spent_epsilon: float
     spent_delta: float
+    method: str
     spent_rho: float
+    spent_basic_epsilon: float
     remaining_epsilon: float
-    remaining_delta: float
     releases: int
-    committed_around_epsilon: float
-    committed_around_delta: float
 
 
 def ledger_location(data_dir: Path, url: str | None = None) -> str | Path:
@@ -240,83 +251,113 @@ def _rolling_window(end: dt.date, window_days: int) -> tuple[str, str]:
     return (end - dt.timedelta(days=window_days - 1)).isoformat(), end.isoformat()
 
 
-def _span_around(day: dt.date, window_days: int) -> tuple[str, str]:
-    """Periods less than a window away from `day`: the union of every window containing it."""
-    reach = dt.timedelta(days=window_days - 1)
-    return (day - reach).isoformat(), (day + reach).isoformat()
+def _cost(row) -> Cost:
+    return Cost(epsilon=row.epsilon, delta=row.delta, rho=row.rho,
+                approx_epsilon=row.approx_epsilon, approx_delta=row.approx_delta)
 
 
-def _total(rows: Sequence[sa.Row]) -> Spent:
-    return Spent(
-        epsilon=math.fsum(r.epsilon for r in rows),
-        delta=math.fsum(r.delta for r in rows),
-        rho=math.fsum(r.rho for r in rows),
-        releases=len(rows),
-    )
-
-
-def _charges_between(
-    conn: sa.Connection, dataset: str, unit: str, first: str, last: str
-) -> list[sa.Row]:
-    """Charges on one dataset and privacy unit with periods in [first, last]."""
+def _charges_between(conn: sa.Connection, unit: str, first: str, last: str) -> list[sa.Row]:
+    """Charges of one privacy unit with periods in [first, last], every dataset and partner."""
     c = charges_table.c
-    query = sa.select(c.period, c.epsilon, c.delta, c.rho).where(
-        c.dataset == dataset, c.privacy_unit == unit, c.period.between(first, last)
-    )
+    query = sa.select(c.period, c.dataset, c.partner, c.epsilon, c.delta, c.rho, c.approx_epsilon,
+                      c.approx_delta).where(c.privacy_unit == unit, c.period.between(first, last))
     return list(conn.execute(query))
 
 
-def _would_exceed(spent: Spent, request: ChargeRequest, budget_epsilon: float, budget_delta: float) -> bool:
-    return (spent.epsilon + request.epsilon > budget_epsilon + EPSILON_SLACK
-            or spent.delta + request.delta > budget_delta + DELTA_SLACK)
+def _spent(rows: Sequence, limit: LimitLike, first: str, last: str) -> tuple[Cost, int]:
+    """What the limit's releases with periods in [first, last] cost together, and how many."""
+    inside = [r for r in rows if first <= r.period <= last and limit.applies_to(r.dataset, r.partner)]
+    return total(_cost(r) for r in inside), len(inside)
 
 
-def _refusal(request: ChargeRequest, spent: Spent, budget_epsilon: float, budget_delta: float,
-             window_days: int) -> BudgetExceeded:
-    return BudgetExceeded(
-        f"release '{request.release_id}' needs epsilon {request.epsilon:g}, "
-        f"delta {request.delta:g} on dataset '{request.dataset}', but "
-        f"epsilon {spent.epsilon:g} / delta {spent.delta:g} of the budget "
-        f"(epsilon {budget_epsilon:g}, delta {budget_delta:g} per {window_days} days) "
-        f"is already spent around {request.period.isoformat()}"
+def _windows_with(rows: Sequence, limit: LimitLike, day: dt.date, cost: Cost) -> list[tuple[dt.date, Cost]]:
+    """Every rolling window containing `day` (by its last day), with `cost` added to what it holds."""
+    by_period: dict[str, list[Cost]] = {}
+    for r in rows:
+        if limit.applies_to(r.dataset, r.partner):
+            by_period.setdefault(r.period, []).append(_cost(r))
+    reach = limit.window_days - 1
+    days = [(day + dt.timedelta(days=k)).isoformat() for k in range(-reach, reach + 1)]
+    daily = [total(by_period.get(period, ())) for period in days]
+    return [(day + dt.timedelta(days=k), total(daily[k:k + limit.window_days]) + cost)
+            for k in range(limit.window_days)]
+
+
+def overdrawn_window(rows: Sequence, limit: LimitLike, day: dt.date,
+                     cost: Cost) -> tuple[dt.date, Cost] | None:
+    """A window containing `day` that `cost` would take over the limit (the fullest), else None.
+
+    `rows`: charges with period (ISO), dataset, partner and the cost columns.
+    """
+    windows = _windows_with(rows, limit, day, cost)
+    largest = largest_windows([c for _, c in windows])
+    over = [(end, c) for end, c in windows if c in largest and not fits(c, limit.epsilon, limit.delta)]
+    return max(over, key=lambda w: guarantee(w[1], limit.delta).epsilon, default=None)
+
+
+def _returns_on(rows: Sequence, limit: LimitLike, day: dt.date, cost: Cost) -> dt.date | None:
+    """The first later period this release would fit on, with the charges as they are."""
+    for k in range(1, 2 * limit.window_days + 1):
+        later = day + dt.timedelta(days=k)
+        if overdrawn_window(rows, limit, later, cost) is None:
+            return later
+    return None  # the release alone is more than the limit
+
+
+def _refusal(request: ChargeRequest, limit: LimitLike, window: tuple[dt.date, Cost],
+             rows: Sequence) -> BudgetExceeded:
+    end, with_release = window
+    start, _ = _rolling_window(end, limit.window_days)
+    spent, _ = _spent(rows, limit, start, end.isoformat())
+    before = guarantee(spent, limit.delta).epsilon
+    returns = _returns_on(rows, limit, request.period, request.cost)
+    when = (f"budget for it returns on {returns.isoformat()}" if returns
+            else "it alone is more than the limit")
+    message = (
+        f"report '{request.report}' for {request.period.isoformat()} refused: it needs epsilon "
+        f"{request.cost.epsilon:.3g} (rho {request.cost.rho:.3g}), and the window {start} to "
+        f"{end.isoformat()} of {limit.scope} has epsilon {before:.3g} of {limit.epsilon:g} spent at "
+        f"delta {limit.delta:g} ({max(0.0, limit.epsilon - before):.3g} left; with it "
+        f"{guarantee(with_release, limit.delta).epsilon:.3g}); {when}"
     )
+    return BudgetExceeded(message, request.report, request.period, returns)
 
 
-def budget_status(budget: BudgetLike, as_of: dt.date, unit: str, rows: Sequence[sa.Row]) -> BudgetStatus:
-    """A budget's status from the charges on periods less than a window away from `as_of`."""
-    first, last = _rolling_window(as_of, budget.window_days)
-    spent = _total([r for r in rows if first <= r.period <= last])
-    around = _total(rows)
+def budget_status(limit: LimitLike, as_of: dt.date, unit: str, rows: Sequence) -> BudgetStatus:
+    """A limit's status from charges (rows with period, dataset, partner and cost columns)."""
+    first, last = _rolling_window(as_of, limit.window_days)
+    spent, releases = _spent(rows, limit, first, last)
+    proven = guarantee(spent, limit.delta)
     return BudgetStatus(
-        dataset=budget.dataset,
+        scope=limit.scope,
         privacy_unit=unit,
-        window_days=budget.window_days,
+        window_days=limit.window_days,
         window_start=first,
         window_end=last,
-        budget_epsilon=budget.epsilon,
-        budget_delta=budget.delta,
-        spent_epsilon=spent.epsilon,
-        spent_delta=spent.delta,
+        budget_epsilon=limit.epsilon,
+        budget_delta=limit.delta,
+        spent_epsilon=proven.epsilon,
+        spent_delta=proven.delta,
+        method=proven.method,
         spent_rho=spent.rho,
-        remaining_epsilon=max(0.0, budget.epsilon - spent.epsilon),
-        remaining_delta=max(0.0, budget.delta - spent.delta),
-        releases=spent.releases,
-        committed_around_epsilon=around.epsilon,
-        committed_around_delta=around.delta,
+        spent_basic_epsilon=spent.epsilon,
+        remaining_epsilon=max(0.0, limit.epsilon - proven.epsilon),
+        releases=releases,
     )
 
 
-def _status_of(conn: sa.Connection, budget: BudgetLike, as_of: dt.date, unit: str) -> BudgetStatus:
-    first, last = _span_around(as_of, budget.window_days)
-    return budget_status(budget, as_of, unit, _charges_between(conn, budget.dataset, unit, first, last))
+def _span(day: dt.date, limits: Sequence[LimitLike]) -> tuple[str, str]:
+    """Periods less than the longest window away from `day`: every window containing it."""
+    reach = dt.timedelta(days=max(limit.window_days for limit in limits) - 1)
+    return (day - reach).isoformat(), (day + reach).isoformat()
 
 
 def _differences(existing: sa.Row, request: ChargeRequest) -> list[str]:
     """The terms in which an existing charge differs from a request for the same release id."""
     row = existing._mapping
     asked = {"dataset": request.dataset, "privacy_unit": request.privacy_unit,
-             "period": request.period.isoformat(), "epsilon": request.epsilon, "delta": request.delta,
-             "rho": request.rho, "aggregation_hash": request.aggregation_hash}
+             "period": request.period.isoformat(), "aggregation_hash": request.aggregation_hash,
+             **{part: getattr(request.cost, part) for part in COST_PARTS}}
     differ = []
     for term, value in asked.items():
         held = row[term]
@@ -344,22 +385,21 @@ def _reusable_or_refused(existing: sa.Row, request: ChargeRequest) -> sa.Row:
     return existing
 
 
-def _charged_or_refused(conn: sa.Connection, request: ChargeRequest, budget_epsilon: float,
-                        budget_delta: float, window_days: int) -> sa.Row | None:
-    """The release's existing matching charge; else None if the budget can take it; else refused.
-
-    The check spans every rolling window containing the release's period:
-    keeping that sum within budget keeps each such window within budget.
-    """
+def _charged_or_refused(conn: sa.Connection, request: ChargeRequest,
+                        limits: Sequence[LimitLike]) -> sa.Row | None:
+    """The release's existing matching charge; else None if every limit can take it; else refused."""
     existing = conn.execute(
         sa.select(charges_table).where(charges_table.c.release_id == request.release_id)
     ).first()
     if existing is not None:
         return _reusable_or_refused(existing, request)
-    first, last = _span_around(request.period, window_days)
-    spent = _total(_charges_between(conn, request.dataset, request.privacy_unit, first, last))
-    if _would_exceed(spent, request, budget_epsilon, budget_delta):
-        raise _refusal(request, spent, budget_epsilon, budget_delta, window_days)
+    rows = _charges_between(conn, request.privacy_unit, *_span(request.period, limits))
+    for limit in limits:
+        if not limit.applies_to(request.dataset, request.partner):
+            continue
+        window = overdrawn_window(rows, limit, request.period, request.cost)
+        if window is not None:
+            raise _refusal(request, limit, window, rows)
     return None
 
 
@@ -404,6 +444,8 @@ class Ledger:
             for column, statement in _ADD_COLUMNS.items():
                 if column not in columns:
                     conn.execute(statement)
+            if "approx_epsilon" not in columns:
+                conn.execute(_COSTS_WITHOUT_PARTS)
             ledger_id = conn.execute(
                 sa.select(meta_table.c.value).where(meta_table.c.key == "ledger_id")).scalar()
             if ledger_id is None:
@@ -426,12 +468,10 @@ class Ledger:
         with self.engine.connect() as conn:
             return [_charge_from(row) for row in conn.execute(query)]
 
-    def charge(
-        self, request: ChargeRequest, budget_epsilon: float, budget_delta: float, window_days: int
-    ) -> tuple[Charge, bool]:
+    def charge(self, request: ChargeRequest, limits: Sequence[LimitLike]) -> tuple[Charge, bool]:
         """Charge a release once, inside one write transaction. Returns (entry, newly_charged)."""
         with self._locked() as conn:
-            existing = _charged_or_refused(conn, request, budget_epsilon, budget_delta, window_days)
+            existing = _charged_or_refused(conn, request, limits)
             if existing is not None:
                 return _charge_from(existing), False
             values = {
@@ -444,9 +484,7 @@ class Ledger:
                 "report": request.report,
                 "partner": request.partner,
                 "purpose": request.purpose,
-                "epsilon": request.epsilon,
-                "delta": request.delta,
-                "rho": request.rho,
+                **{part: getattr(request.cost, part) for part in COST_PARTS},
                 "charged_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
             inserted = conn.execute(sa.insert(charges_table).values(**values))
@@ -468,54 +506,42 @@ class Ledger:
         with self.engine.connect() as conn:
             return set(conn.execute(sa.select(charges_table.c.id)).scalars())
 
-    def check(
-        self, request: ChargeRequest, budget_epsilon: float, budget_delta: float, window_days: int
-    ) -> None:
-        """Refuse now a release the budget cannot take, before any work is done for it.
+    def check(self, request: ChargeRequest, limits: Sequence[LimitLike]) -> None:
+        """Refuse now a release the limits cannot take, before any work is done for it.
 
         Advisory only: nothing is locked or written, and charge() decides again
         under the lock (another run may spend the budget in between).
         """
         with self.engine.connect() as conn:
-            _charged_or_refused(conn, request, budget_epsilon, budget_delta, window_days)
+            _charged_or_refused(conn, request, limits)
 
-    def status(
-        self, budgets: Iterable[BudgetLike], as_of: dt.date, privacy_unit: str = DEFAULT_PRIVACY_UNIT
-    ) -> list[BudgetStatus]:
-        """Spent and remaining budget per configured budget, in the window ending on `as_of`.
-
-        Budgets are per privacy unit (per subscriber), so only that unit's charges count.
-        """
+    def status(self, limits: Iterable[LimitLike], as_of: dt.date,
+               privacy_unit: str = DEFAULT_PRIVACY_UNIT) -> list[BudgetStatus]:
+        """Each limit in the rolling window ending on `as_of`, for one privacy unit's charges."""
+        limits = list(limits)
         with self.engine.connect() as conn:
-            return [_status_of(conn, budget, as_of, privacy_unit) for budget in budgets]
-
-
-def _pair(epsilon: float, delta: float) -> str:
-    return f"{epsilon:g} / {delta:g}"
-
-
-def _aligned(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)
+            rows = _charges_between(conn, privacy_unit, *_span(as_of, limits)) if limits else []
+        return [budget_status(limit, as_of, privacy_unit, rows) for limit in limits]
 
 
 def format_status(statuses: Sequence[BudgetStatus], as_of: dt.date) -> str:
-    """A table of budget status per dataset, for people."""
+    """A table of each limit's window ending on `as_of`, for people."""
     if not statuses:
-        return "no privacy budgets configured"
-    unit = statuses[0].privacy_unit
-    header = ("dataset", "window", "budget eps/delta", "spent eps/delta", "remaining eps/delta",
-              "spent rho", "releases", "committed eps")
+        return "no privacy budget configured"
+    header = ("limit", "window", "budget eps at delta", "spent eps", "left eps", "by", "spent rho",
+              "releases")
     rows = [
-        (s.dataset, f"{s.window_days} days", _pair(s.budget_epsilon, s.budget_delta),
-         _pair(s.spent_epsilon, s.spent_delta), _pair(s.remaining_epsilon, s.remaining_delta),
-         f"{s.spent_rho:g}", str(s.releases), f"{s.committed_around_epsilon:g}")
+        (s.scope, f"{s.window_start} to {s.window_end}", f"{s.budget_epsilon:g} at {s.budget_delta:g}",
+         f"{s.spent_epsilon:.4g}", f"{s.remaining_epsilon:.4g}", s.method, f"{s.spent_rho:.4g}",
+         str(s.releases))
         for s in statuses
     ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                      for row in [header, *rows])
     return "\n".join([
-        f"Privacy budget per {unit}, rolling windows ending {as_of.isoformat()}",
-        _aligned([header, *rows]),
-        "committed eps: charged less than a window before or after that day. It bounds every window\n"
-        "containing the day; a release for the day can spend at most budget minus it.",
+        f"Privacy budget per {statuses[0].privacy_unit}, rolling windows ending {as_of.isoformat()}",
+        table,
+        "spent eps: the window's releases composed (basic: epsilons add; zcdp: rhos add, converted "
+        "once),\nwhichever proves the smaller epsilon at the limit's delta.",
     ])

@@ -9,16 +9,22 @@ Three calibrations:
 - pure DP: two-sided geometric, P(k) proportional to alpha^|k|, alpha = exp(-epsilon / L1);
 - zCDP: discrete Gaussian with sigma = L2 / sqrt(2 rho) (Canonne, Kamath, Steinke 2020);
 - approximate DP: the same, at the largest rho whose (epsilon, delta) conversion fits.
+
+And two statements about them: the conversion of a zCDP total to (epsilon, delta)
+(Canonne, Kamath and Steinke 2020, Corollary 13), and the optimal probabilities
+of releasing a private partition (Desfontaines, Voss, Gipson, Mandayam 2022).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from diffprivlib.mechanisms import GaussianDiscrete, Geometric
+from scipy.optimize import minimize_scalar
 from scipy.stats import norm
 
 # diffprivlib's discrete Gaussian sampler loops O(sigma) times per draw.
@@ -42,8 +48,42 @@ class ZCDPGaussianDiscrete(GaussianDiscrete):
 
 
 def zcdp_to_approx_dp(rho: float, delta: float) -> tuple[float, float]:
-    """rho-zCDP implies (rho + 2 sqrt(rho ln(1/delta)), delta)-DP (Bun and Steinke 2016, Prop. 1.3)."""
-    return rho + 2 * math.sqrt(rho * math.log(1 / delta)), delta
+    """rho-zCDP implies (zcdp_epsilon(rho, delta), delta)-DP."""
+    return zcdp_epsilon(rho, delta), delta
+
+
+def zcdp_epsilon_bun_steinke(rho: float, delta: float) -> float:
+    """The simple conversion, rho + 2 sqrt(rho ln(1/delta)) (Bun and Steinke 2016, Prop. 1.3)."""
+    return rho + 2 * math.sqrt(rho * math.log(1 / delta))
+
+
+def _cks_epsilon_at(order: float, rho: float, log_inv_delta: float) -> float:
+    """The epsilon Corollary 13 of Canonne, Kamath and Steinke (2020) gives at Renyi order > 1:
+
+    delta = exp((a - 1)(a rho - epsilon)) (1 - 1/a)^a / (a - 1), solved for epsilon.
+    Every order gives a valid epsilon; the conversion is the smallest.
+    """
+    return order * rho + (log_inv_delta + order * math.log1p(-1 / order) - math.log(order - 1)) / (order - 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def zcdp_epsilon(rho: float, delta: float) -> float:
+    """Smallest epsilon with rho-zCDP implying (epsilon, delta)-DP by Canonne, Kamath and Steinke.
+
+    Minimised over the Renyi order by a bounded search on log(order - 1). Any order the search
+    stops at yields a valid (if looser) epsilon, so an imprecise minimum is never unsafe; it is
+    never looser than Bun and Steinke's bound either, which is kept as a ceiling.
+    """
+    if rho < 0 or not 0 < delta < 1:
+        raise CalibrationError(f"zCDP conversion needs rho >= 0 and 0 < delta < 1, got {rho:g}, {delta:g}")
+    if rho == 0:
+        return 0.0
+    log_inv_delta = math.log(1 / delta)
+    reach = math.log(10 * math.sqrt(log_inv_delta / rho) + 10)
+    best = minimize_scalar(lambda t: _cks_epsilon_at(1 + math.exp(t), rho, log_inv_delta),
+                           bounds=(-12.0, reach), method="bounded", options={"xatol": 1e-9})
+    epsilon = _cks_epsilon_at(1 + math.exp(best.x), rho, log_inv_delta)
+    return max(0.0, min(epsilon, zcdp_epsilon_bun_steinke(rho, delta)))
 
 
 def pure_dp_to_zcdp(epsilon: float) -> float:
@@ -152,6 +192,28 @@ def zcdp_discrete_gaussian(rho: float, l2_sensitivity: float, delta: float, what
     return IntegerNoise("discrete_gaussian", sensitivity, epsilon, delta, rho, sigma)
 
 
+def partition_keep_probabilities(epsilon: float, delta: float, max_partitions: int) -> tuple[float, ...]:
+    """P(release a private partition) by its distinct-subscriber count n, for n = 0, 1, ... until 1.
+
+    The optimal (epsilon, delta)-DP partition selection of Desfontaines, Voss, Gipson and
+    Mandayam (2022), PipelineDP's "truncated geometric": a subscriber is in at most
+    `max_partitions` partitions, so each gets epsilon / G and delta / G, and
+    pi(0) = 0, pi(n) = min(e^eps pi(n-1) + delta, 1 - e^-eps (1 - pi(n-1) - delta), 1).
+    Both neighbour inequalities, on release and on withholding, are as tight as they may be.
+    Past the last entry a partition is always released.
+    """
+    if not (epsilon > 0 and 0 < delta < 1 and max_partitions >= 1):
+        raise CalibrationError(f"partition selection needs epsilon > 0, 0 < delta < 1 and at least one "
+                               f"partition, got {epsilon:g}, {delta:g}, {max_partitions}")
+    eps, dlt = epsilon / max_partitions, delta / max_partitions
+    growth, shrink = math.exp(eps), math.exp(-eps)
+    probabilities = [0.0]
+    while probabilities[-1] < 1.0:
+        last = probabilities[-1]
+        probabilities.append(min(growth * last + dlt, 1 - shrink * (1 - last - dlt), 1.0))
+    return tuple(probabilities)
+
+
 def partition_selection_threshold(epsilon: float, delta: float, max_partitions: int) -> int:
     """Threshold on a geometric-noised distinct-subscriber count that keeps (epsilon, delta)-DP.
 
@@ -159,6 +221,8 @@ def partition_selection_threshold(epsilon: float, delta: float, max_partitions: 
     that exists only because of that subscriber has true count 1; it is
     released when 1 + noise >= tau, with probability alpha^(tau-1) / (1+alpha).
     Over at most `max_partitions` such partitions that must stay within delta.
+    The union-bound mechanism the releases used before partition_keep_probabilities; kept
+    to measure how much lower the optimal mechanism's thresholds are.
     """
     alpha = math.exp(-epsilon / max_partitions)
     steps = math.log(delta * (1 + alpha) / max_partitions) / math.log(alpha)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from diffprivlib.utils import check_random_state
 from scipy.stats import norm
 
 from kr_reports.dp import (
@@ -50,10 +51,13 @@ BUCKET = "bucket"
 
 
 def select_partitions(counts: pd.DataFrame, plan: ReportPlan, random_state=None) -> pd.DataFrame:
-    """Private key values whose noisy distinct-subscriber count reaches the threshold."""
-    selection = plan.selection
-    noisy = selection.noise.add_to(counts[UNITS], random_state)
-    kept = counts.loc[noisy >= selection.threshold, list(plan.private_keys)]
+    """Private key values kept, each with the probability its (bounded) distinct-subscriber count gives.
+
+    One uniform draw per partition from the secure source (a seed only in tests).
+    """
+    rng = check_random_state(random_state, secure=True)
+    draws = np.array([rng.random() for _ in range(len(counts))])
+    kept = counts.loc[draws < plan.selection.keep_probability(counts[UNITS]), list(plan.private_keys)]
     return kept.sort_values(list(plan.private_keys)).reset_index(drop=True)
 
 

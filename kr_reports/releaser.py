@@ -158,10 +158,9 @@ class Releaser:
         plan = self.plan(aggregation)
         number = self._number(aggregation, period, recover_lost)
         request = self._request(plan, period, number, delivery)
-        budget = self.config.budget_for(aggregation.source)
-        self.ledger.check(request, budget.epsilon, budget.delta, budget.window_days)  # before any Spark job
+        self.ledger.check(request, self.config.limits)  # before any Spark job
         found, buckets, partitions = _true_aggregates(data, plan)
-        charge, _ = self.ledger.charge(request, budget.epsilon, budget.delta, budget.window_days)
+        charge, _ = self.ledger.charge(request, self.config.limits)
         table = self._noisy_table(plan, found, buckets, partitions)
         record = _record(plan, charge, self.ledger.id, period, number, table, delivery)
         self.store.bind_to_ledger(self.ledger.id)
@@ -198,9 +197,7 @@ class Releaser:
             report=aggregation.name,
             partner=delivery.partner if delivery else INTERNAL_RECIPIENT,
             purpose=delivery.purpose if delivery else INTERNAL_PURPOSE,
-            epsilon=plan.epsilon,
-            delta=plan.delta,
-            rho=plan.rho,
+            cost=plan.cost,
             aggregation_hash=aggregation.fingerprint(),
         )
 
@@ -268,8 +265,8 @@ def _record(plan: dp.ReportPlan, charge: Charge, ledger_id: str, period: dt.date
 def _selection_record(selection: dp.Selection | None) -> dict | None:
     if selection is None:
         return None
-    return {"epsilon": selection.noise.epsilon, "delta": selection.delta,
-            "threshold": selection.threshold, "noise_sd": selection.noise.sd}
+    return {"epsilon": selection.epsilon, "delta": selection.delta, "mechanism": "truncated_geometric",
+            "even_odds_from": selection.even_odds, "always_from": selection.threshold}
 
 
 def _metric_record(metric: dp.MetricPlan) -> dict:

@@ -9,17 +9,15 @@ from pathlib import Path
 from kr_reports.config import Budget, PipelineConfig
 from kr_reports.ledger import Ledger
 from kr_reports.releaser import Releaser
-from kr_reports.schemas import SOURCES
 from kr_reports.store import ReleaseStore
 
-AMPLE = Budget(dataset="x", window_days=1, epsilon=1e12, delta=0.5)
+AMPLE = Budget(window_days=1, epsilon=1e12, delta=0.5)
 _days = itertools.count()
 
 
 def ample_config(regions=("North", "South"), budget: Budget = AMPLE) -> PipelineConfig:
-    """Public regions, no partners, and `budget` (by default: never exhausted) for every source."""
-    budgets = tuple(budget.model_copy(update={"dataset": name}) for name in SOURCES)
-    return PipelineConfig(regions=tuple(regions), partners=(), budgets=budgets)
+    """Public regions, no partners, and `budget` (by default: never exhausted) as the privacy budget."""
+    return PipelineConfig(regions=tuple(regions), partners=(), privacy_budget=budget)
 
 
 def open_releaser(folder: Path, regions=("North", "South"), budget: Budget = AMPLE,

@@ -22,6 +22,7 @@ from kr_reports import analysis as A
 from kr_reports import mechanisms as mech
 from kr_reports.config import Budget, ReportSpec
 from kr_reports.dp import CONFIDENCE, TREE_HEIGHT, plan_aggregation, quantile_rank_sd
+from kr_reports.accounting import pure_dp_cost
 from kr_reports.ledger import ChargeRequest, Ledger
 
 ROOT_CONFIG = Path(__file__).resolve().parents[1] / "config"
@@ -328,7 +329,7 @@ def _charge(ledger: Ledger, release_id: str, day: dt.date, epsilon: float, datas
             report="traffic") -> None:
     ledger.charge(ChargeRequest(release_id=release_id, dataset=dataset, privacy_unit="subscriber",
                                 period=day, report=report, partner="p", purpose="aggregate_reports",
-                                epsilon=epsilon, delta=0.0), 100.0, 1.0, 30)
+                                cost=pure_dp_cost([epsilon])), [Budget(window_days=30, epsilon=100.0)])
 
 
 @pytest.fixture
@@ -341,9 +342,10 @@ def ledger_file(tmp_path):
     return path
 
 
-BUDGETS = (Budget(dataset="network_flows", window_days=30, epsilon=4.0),
+BUDGETS = (Budget(window_days=30, epsilon=4.0),
            Budget(dataset="web_visits", window_days=7, epsilon=2.0),
            Budget(dataset="devices", window_days=30, epsilon=2.0))
+ALL, WEB, DEVICES = "all releases", "dataset web_visits", "dataset devices"
 
 
 def test_ledger_history_reads_every_charge_without_writing(ledger_file):
@@ -362,27 +364,26 @@ def test_ledger_history_of_a_missing_ledger_creates_nothing(tmp_path):
 
 def test_budget_over_time_follows_the_ledgers_rolling_window(ledger_file):
     timeline = A.budget_over_time(A.ledger_history(ledger_file), BUDGETS)
-    flows = timeline[timeline["dataset"] == "network_flows"].set_index("day")
-    spent = {d: flows.loc[DAY + dt.timedelta(days=d), "spent_epsilon"] for d in (0, 9, 29, 30, 39)}
-    assert spent == {0: 1.0, 9: 1.5, 29: 1.5, 30: 0.5, 39: 0.0}  # the first charge leaves on day 30
-    assert flows.index.max() == DAY + dt.timedelta(days=9 + 30)  # until the last leaves the longest window
-    assert flows.loc[DAY + dt.timedelta(days=9), "remaining_epsilon"] == 2.5
-    web = timeline[timeline["dataset"] == "web_visits"].set_index("day")["spent_epsilon"]
+    every = timeline[timeline["scope"] == ALL].set_index("day")
+    spent = {d: every.loc[DAY + dt.timedelta(days=d), "spent_epsilon"] for d in (0, 9, 29, 30, 39)}
+    assert spent == {0: 1.0, 9: 1.75, 29: 1.75, 30: 0.75, 39: 0.0}  # the first charge leaves on day 30
+    assert every.index.max() == DAY + dt.timedelta(days=9 + 30)  # until the last leaves the longest window
+    assert every.loc[DAY + dt.timedelta(days=9), "remaining_epsilon"] == 2.25
+    web = timeline[timeline["scope"] == WEB].set_index("day")["spent_epsilon"]
     assert (web[DAY + dt.timedelta(days=15)], web[DAY + dt.timedelta(days=16)]) == (0.25, 0.0)
-    assert (timeline.loc[timeline["dataset"] == "devices", "remaining_epsilon"] == 2.0).all()
+    assert (timeline.loc[timeline["scope"] == DEVICES, "remaining_epsilon"] == 2.0).all()
     day = DAY + dt.timedelta(days=12)
-    official = {s.dataset: s.spent_epsilon for s in Ledger(ledger_file).status(BUDGETS, day)}
-    assert timeline[timeline["day"] == day].set_index("dataset")["spent_epsilon"].to_dict() == official
+    official = {s.scope: s.spent_epsilon for s in Ledger(ledger_file).status(BUDGETS, day)}
+    assert timeline[timeline["day"] == day].set_index("scope")["spent_epsilon"].to_dict() == official
 
 
 def test_latest_status_and_spend_by_period(ledger_file):
     history = A.ledger_history(ledger_file)
     latest = A.latest_status(history, BUDGETS)
     assert set(latest["day"]) == {DAY + dt.timedelta(days=9)}
-    assert latest.set_index("dataset")["spent_epsilon"].to_dict() == {
-        "network_flows": 1.5, "web_visits": 0.25, "devices": 0.0}
-    spend = A.spend_by_period(history)
-    assert spend.loc[DAY + dt.timedelta(days=9)].to_dict() == {"reach": 0.25, "traffic": 0.5}
+    assert latest.set_index("scope")["spent_epsilon"].to_dict() == {ALL: 1.75, WEB: 0.25, DEVICES: 0.0}
+    spend = A.spend_by_period(history)  # rho: a pure epsilon counts as epsilon^2 / 2
+    assert spend.loc[DAY + dt.timedelta(days=9)].to_dict() == {"reach": 0.25**2 / 2, "traffic": 0.5**2 / 2}
     empty = A.latest_status(history.iloc[:0], BUDGETS, today=DAY)
     assert (empty["spent_epsilon"] == 0).all() and set(empty["day"]) == {DAY}
 

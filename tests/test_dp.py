@@ -95,8 +95,10 @@ def test_zcdp_rhos_add_up_and_are_stated_as_epsilon_delta():
     ])
     plan = plan_aggregation(spec.aggregation, REGIONS)
     assert plan.rho == pytest.approx(0.05)
-    assert plan.epsilon == pytest.approx(0.05 + 2 * math.sqrt(0.05 * math.log(1e6)))
+    assert plan.epsilon == pytest.approx(mechanisms.zcdp_epsilon(0.05, 1e-6))  # converted once (CKS)
+    assert plan.epsilon < 0.05 + 2 * math.sqrt(0.05 * math.log(1e6))
     assert plan.delta == pytest.approx(1e-6)
+    assert plan.cost.rho == pytest.approx(0.05) and plan.cost.approx_epsilon == 0
     noise = plan.metrics[1].part("value")
     assert noise.scale == pytest.approx(math.ceil(math.sqrt(3) * 10) / math.sqrt(2 * 0.03))
 
@@ -109,7 +111,25 @@ def test_private_keys_add_a_partition_selection_budget():
     plan = plan_aggregation(spec.aggregation, REGIONS)
     assert plan.private_keys == ("domain",) and list(plan.public_keys) == ["hour"]
     assert plan.epsilon == pytest.approx(2.0) and plan.delta == pytest.approx(1e-6)
-    assert plan.selection.threshold == mechanisms.partition_selection_threshold(0.5, 1e-6, 3)
+    # partition selection composes on its own track; the geometric metric's epsilon as rho
+    assert (plan.cost.approx_epsilon, plan.cost.approx_delta) == (0.5, 1e-6)
+    assert plan.cost.rho == pytest.approx(sum(m.epsilon**2 / 2 for m in plan.metrics))
+    selection = plan.selection
+    assert selection.keep_probabilities == mechanisms.partition_keep_probabilities(0.5, 1e-6, 3)
+    assert selection.keep_probabilities[1] == pytest.approx(1e-6 / 3)
+    # the optimal mechanism: released half the time from fewer subscribers than the old threshold
+    assert selection.even_odds < mechanisms.partition_selection_threshold(0.5, 1e-6, 3) == 87
+
+
+def test_zcdp_takes_geometric_noise_where_a_metric_gives_an_epsilon():
+    spec = _spec(accounting="zcdp", delta=1e-6, metrics=[
+        {"name": "subscribers", "kind": "count_distinct_subscribers", "rho": 0.02},
+        {"name": "flows", "kind": "count", "epsilon": 0.2},
+    ])
+    plan = plan_aggregation(spec.aggregation, REGIONS)
+    assert plan.metrics[0].part("value").kind == "discrete_gaussian"
+    assert plan.metrics[1].part("value").kind == "geometric"
+    assert plan.rho == pytest.approx(0.02 + 0.2**2 / 2)
 
 
 def test_unsamplable_discrete_gaussian_is_refused_at_plan_time():
@@ -123,7 +143,8 @@ def test_unsamplable_discrete_gaussian_is_refused_at_plan_time():
         ({"metrics": [{"name": "b", "kind": "sum", "column": "bytes", "epsilon": 1.0}]},
          "needs column, lower and upper"),
         ({"delta": 1e-6}, "pure_dp accounting has delta 0"),
-        ({"accounting": "zcdp", "delta": 1e-6}, "zcdp accounting needs rho"),
+        ({"accounting": "approx_dp", "delta": 1e-6, "metrics": [
+            {"name": "n", "kind": "count", "rho": 0.1}]}, "approx_dp accounting needs epsilon"),
         ({"group_by": [{"column": "domain", "private": True}]}, "need a partition_selection budget"),
         ({"min_subscribers": 5, "metrics": [{"name": "f", "kind": "count", "epsilon": 1}]},
          "needs a count_distinct_subscribers metric"),

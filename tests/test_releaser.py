@@ -79,13 +79,13 @@ def test_a_release_is_charged_stored_and_served_again_without_new_noise(tmp_path
 
 
 def test_an_internal_aggregation_is_charged_to_the_same_ledger_and_refused_alike(tmp_path, flows):
-    tight = Budget(dataset="x", window_days=30, epsilon=5.0)
+    tight = Budget(window_days=30, epsilon=5.0)
     releaser = open_releaser(tmp_path, budget=tight, random_state=np.random.RandomState(0))
     releaser.release(flows, _aggregation(), DAY, DELIVERY)  # a scheduled report: epsilon 2
     adhoc = releaser.release(flows, _aggregation(name="adhoc"), DAY)  # an analyst's query: 2 more
     assert adhoc.record["partner"] is None
     assert [c.partner for c in releaser.ledger.charges()] == ["metro-planning", "internal"]
-    with pytest.raises(BudgetExceeded, match="network_flows"):
+    with pytest.raises(BudgetExceeded, match="report 'adhoc2' .* refused"):
         releaser.release(flows, _aggregation(name="adhoc2"), DAY)
     assert releaser.store.numbers("adhoc2", DAY.isoformat()) == []
 
