@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import sqlalchemy as sa
-from scipy.optimize import brentq
 from matplotlib.ticker import NullFormatter
+from scipy.optimize import brentq
 
 from flows.catalog import Catalog
 from flows.delivery import parse_delivery_folder, verify_checksums

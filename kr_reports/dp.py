@@ -239,8 +239,8 @@ def _part_noise(aggregation: Aggregation, metric: Metric, part: str, share: int)
     groups = aggregation.contribution.max_groups_per_subscriber
     l1_cell, l2_cell = _per_cell_sensitivity(metric, part, aggregation.contribution.max_rows_per_group)
     what = f"aggregation '{aggregation.name}', metric '{metric.name}' ({part})"
-    geometric = aggregation.accounting == "pure_dp" or (aggregation.accounting == "zcdp" and metric.rho is None)
-    if geometric:  # zCDP takes geometric noise where a metric gives an epsilon
+    # zCDP takes geometric noise where a metric gives an epsilon (no rho)
+    if aggregation.accounting == "pure_dp" or (aggregation.accounting == "zcdp" and metric.rho is None):
         return mech.geometric(metric.epsilon / share, groups * l1_cell, what)
     l2 = math.sqrt(groups) * l2_cell
     if aggregation.accounting == "zcdp":

@@ -20,9 +20,9 @@ from flows.catalog import Catalog
 from flows.delivery import ChecksumMismatch
 from kr_reports import analysis as A
 from kr_reports import mechanisms as mech
+from kr_reports.accounting import pure_dp_cost
 from kr_reports.config import Budget, ReportSpec
 from kr_reports.dp import CONFIDENCE, TREE_HEIGHT, plan_aggregation, quantile_rank_sd
-from kr_reports.accounting import pure_dp_cost
 from kr_reports.ledger import ChargeRequest, Ledger
 
 ROOT_CONFIG = Path(__file__).resolve().parents[1] / "config"

@@ -85,7 +85,7 @@ def test_an_internal_aggregation_is_charged_to_the_same_ledger_and_refused_alike
     adhoc = releaser.release(flows, _aggregation(name="adhoc"), DAY)  # an analyst's query: 2 more
     assert adhoc.record["partner"] is None
     assert [c.partner for c in releaser.ledger.charges()] == ["metro-planning", "internal"]
-    with pytest.raises(BudgetExceeded, match="report 'adhoc2' .* refused"):
+    with pytest.raises(BudgetExceeded, match=r"report 'adhoc2' for .* refused"):
         releaser.release(flows, _aggregation(name="adhoc2"), DAY)
     assert releaser.store.numbers("adhoc2", DAY.isoformat()) == []
 

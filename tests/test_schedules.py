@@ -21,8 +21,6 @@ from uuid import UUID
 
 import httpx
 import pytest
-
-from kr_reports.accounting import guarantee, total
 import yaml
 
 from flows.daily import StageFailed, daily_partner_reports, release_artifact_key, stage_failure_message
@@ -34,6 +32,7 @@ from flows.schedules import (
     days_missing_a_release,
     load_schedules,
 )
+from kr_reports.accounting import guarantee, total
 from kr_reports.config import ConfigError, load_pipeline_config, load_report_specs
 from kr_reports.ledger import Ledger
 
