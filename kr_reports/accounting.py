@@ -44,6 +44,14 @@ class Cost:
     approx_epsilon: float = 0.0
     approx_delta: float = 0.0
 
+    def __post_init__(self) -> None:
+        # Each statement must account for the whole cost: a rho that the basic epsilon leaves out,
+        # or a basic epsilon that neither rho nor the approximate part covers, would spend nothing.
+        whole_basic = self.epsilon >= self.approx_epsilon and (self.rho == 0 or self.epsilon > 0)
+        whole_zcdp = self.epsilon <= self.approx_epsilon + 1e-12 or self.rho > 0
+        if not (whole_basic and whole_zcdp) or min(getattr(self, f) for f in _PARTS) < 0:
+            raise ValueError(f"inconsistent release cost {self}: each statement must cover all of it")
+
     def __add__(self, other: Cost) -> Cost:
         return total([self, other])
 

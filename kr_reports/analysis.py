@@ -847,11 +847,11 @@ def plot_status_counts(ax, delivery: Delivery):
 
 
 def plot_budget_over_time(ax, timeline: pd.DataFrame, measure: str = "spent_epsilon"):
-    """One line per dataset; for spent epsilon, its budget as a dashed line."""
+    """One line per limit (the privacy budget, each cap); for spent epsilon, its budget dashed."""
     if timeline.empty:
         return _no_data(ax, "no charges in the ledger")
-    for dataset, rows in timeline.groupby("dataset", sort=False):
-        line, = ax.step(rows["day"], rows[measure], where="post", label=dataset)
+    for scope, rows in timeline.groupby("scope", sort=False):
+        line, = ax.step(rows["day"], rows[measure], where="post", label=scope)
         if measure == "spent_epsilon":
             ax.axhline(rows["budget_epsilon"].iloc[0], color=line.get_color(), linestyle="--", alpha=0.5)
     ax.set_ylabel(measure.replace("_", " ") + " in the rolling window")
@@ -861,7 +861,7 @@ def plot_budget_over_time(ax, timeline: pd.DataFrame, measure: str = "spent_epsi
 
 
 def plot_spend_by_period(ax, spend: pd.DataFrame):
-    """Stacked epsilon charged per period, by report."""
+    """Stacked rho charged per period, by report (rhos add up in the window)."""
     if spend.empty:
         return _no_data(ax, "no charges in the ledger")
     bottom = np.zeros(len(spend))
@@ -869,7 +869,7 @@ def plot_spend_by_period(ax, spend: pd.DataFrame):
     for report in spend.columns:
         ax.bar(labels, spend[report].to_numpy(), bottom=bottom, label=report)
         bottom += spend[report].to_numpy()
-    ax.set_ylabel("epsilon charged")
+    ax.set_ylabel("rho charged")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
     return ax
 

@@ -256,10 +256,10 @@ def _plan_metric(aggregation: Aggregation, metric: Metric) -> MetricPlan:
     except CalibrationError as exc:
         raise PlanError(str(exc)) from None
     if aggregation.accounting == "zcdp" and metric.rho is not None:
-        return MetricPlan(metric, parts, math.nan, math.nan, metric.rho, Cost(rho=metric.rho))
+        return MetricPlan(metric, parts, math.nan, math.nan, metric.rho, zcdp_cost(metric.rho, aggregation.delta))
     if aggregation.accounting == "zcdp":  # geometric noise: its epsilon^2 / 2 composes in rho
-        rho = pure_dp_cost(noise.epsilon for _, noise in parts).rho
-        return MetricPlan(metric, parts, math.nan, math.nan, rho, Cost(rho=rho))
+        cost = pure_dp_cost(noise.epsilon for _, noise in parts)
+        return MetricPlan(metric, parts, math.nan, math.nan, cost.rho, cost)
     if aggregation.accounting == "pure_dp":
         cost = pure_dp_cost(noise.epsilon for _, noise in parts)
         return MetricPlan(metric, parts, metric.epsilon, 0.0, cost.rho, cost)

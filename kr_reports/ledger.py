@@ -295,24 +295,32 @@ def overdrawn_window(rows: Sequence, limit: LimitLike, day: dt.date,
     return max(over, key=lambda w: guarantee(w[1], limit.delta).epsilon, default=None)
 
 
-def _returns_on(rows: Sequence, limit: LimitLike, day: dt.date, cost: Cost) -> dt.date | None:
-    """The first later period this release would fit on, with the charges as they are."""
-    for k in range(1, 2 * limit.window_days + 1):
+def _returns_on(rows: Sequence, limits: Sequence[LimitLike], day: dt.date, cost: Cost) -> dt.date | None:
+    """The first later period this release would fit every limit on, with the charges as they are.
+
+    `rows` must reach a window past the last day searched (two windows after `day`).
+    """
+    for k in range(1, 2 * max(limit.window_days for limit in limits) + 1):
         later = day + dt.timedelta(days=k)
-        if overdrawn_window(rows, limit, later, cost) is None:
+        if all(overdrawn_window(rows, limit, later, cost) is None for limit in limits):
             return later
-    return None  # the release alone is more than the limit
+    return None
 
 
 def _refusal(request: ChargeRequest, limit: LimitLike, window: tuple[dt.date, Cost],
-             rows: Sequence) -> BudgetExceeded:
+             rows: Sequence, later_rows: Sequence, limits: Sequence[LimitLike]) -> BudgetExceeded:
     end, with_release = window
     start, _ = _rolling_window(end, limit.window_days)
     spent, _ = _spent(rows, limit, start, end.isoformat())
     before = guarantee(spent, limit.delta).epsilon
-    returns = _returns_on(rows, limit, request.period, request.cost)
-    when = (f"budget for it returns on {returns.isoformat()}" if returns
-            else "it alone is more than the limit")
+    returns = _returns_on(later_rows, limits, request.period, request.cost)
+    reach = 2 * max(lim.window_days for lim in limits)
+    if not fits(request.cost, limit.epsilon, limit.delta):
+        when = "it alone is more than the limit"
+    elif returns:
+        when = f"budget for it returns on {returns.isoformat()}"
+    else:
+        when = f"no day in the next {reach} has room for it"
     message = (
         f"report '{request.report}' for {request.period.isoformat()} refused: it needs epsilon "
         f"{request.cost.epsilon:.3g} (rho {request.cost.rho:.3g}), and the window {start} to "
@@ -394,12 +402,14 @@ def _charged_or_refused(conn: sa.Connection, request: ChargeRequest,
     if existing is not None:
         return _reusable_or_refused(existing, request)
     rows = _charges_between(conn, request.privacy_unit, *_span(request.period, limits))
-    for limit in limits:
-        if not limit.applies_to(request.dataset, request.partner):
-            continue
+    applicable = [limit for limit in limits if limit.applies_to(request.dataset, request.partner)]
+    for limit in applicable:
         window = overdrawn_window(rows, limit, request.period, request.cost)
         if window is not None:
-            raise _refusal(request, limit, window, rows)
+            first, _ = _span(request.period, limits)
+            reach = request.period + dt.timedelta(days=3 * max(lim.window_days for lim in limits))
+            later_rows = _charges_between(conn, request.privacy_unit, first, reach.isoformat())
+            raise _refusal(request, limit, window, rows, later_rows, applicable)
     return None
 
 

@@ -615,14 +615,14 @@ def test_plot_true_vs_released_titles_the_coverage(ax):
     plt.close(fig)
 
 
-def test_ledger_plots_draw_one_line_or_bar_per_dataset_or_report(ledger_file):
+def test_ledger_plots_draw_one_line_or_bar_per_limit_or_report(ledger_file):
     history = A.ledger_history(ledger_file)
     timeline = A.budget_over_time(history, BUDGETS)
     fig, (spent, left, spend) = plt.subplots(1, 3)
     A.plot_budget_over_time(spent, timeline, "spent_epsilon")
     A.plot_budget_over_time(left, timeline, "remaining_epsilon")
     A.plot_spend_by_period(spend, A.spend_by_period(history))
-    assert [line.get_label() for line in left.get_lines()] == ["network_flows", "web_visits", "devices"]
+    assert [line.get_label() for line in left.get_lines()] == [ALL, WEB, DEVICES]
     assert len(spent.get_lines()) == 2 * 3  # each spent line with its dashed budget
     assert len(spend.patches) == 2 * 2  # two periods, two reports
     plt.close(fig)

@@ -18,6 +18,7 @@ from releasing import ample_config, open_releaser
 from specs import report_spec
 
 import kr_reports
+from kr_reports.accounting import pure_dp_cost
 from kr_reports.config import Budget, Delivery
 from kr_reports.ledger import BudgetExceeded, ChargeMismatch, ChargeRequest, Ledger
 from kr_reports.releaser import Releaser, ReleaseRefused
@@ -178,12 +179,13 @@ def test_a_spec_changed_after_its_release_is_not_served_as_the_old_one(tmp_path,
 def test_a_stored_charge_never_pays_for_another_release(tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite")
     request = ChargeRequest(release_id="r/2026-11-01", dataset="d", privacy_unit="subscriber", period=DAY,
-                            report="r", partner="p", purpose="aggregate_reports", epsilon=1.0, delta=0.0)
-    charge, new = ledger.charge(request, 10, 0, 30)
-    assert new and ledger.charge(request, 10, 0, 30) == (charge, False)  # charged, not stored: reusable
+                            report="r", partner="p", purpose="aggregate_reports", cost=pure_dp_cost([1.0]))
+    limits = [Budget(window_days=30, epsilon=10)]
+    charge, new = ledger.charge(request, limits)
+    assert new and ledger.charge(request, limits) == (charge, False)  # charged, not stored: reusable
     ledger.mark_stored(charge.id)
     with pytest.raises(ChargeMismatch, match="not paid for again"):
-        ledger.charge(request, 10, 0, 30)
+        ledger.charge(request, limits)
 
 
 def test_a_ledger_is_never_created_by_a_reader(tmp_path):
