@@ -256,7 +256,8 @@ def _plan_metric(aggregation: Aggregation, metric: Metric) -> MetricPlan:
     except CalibrationError as exc:
         raise PlanError(str(exc)) from None
     if aggregation.accounting == "zcdp" and metric.rho is not None:
-        return MetricPlan(metric, parts, math.nan, math.nan, metric.rho, zcdp_cost(metric.rho, aggregation.delta))
+        cost = zcdp_cost(metric.rho, aggregation.delta)
+        return MetricPlan(metric, parts, math.nan, math.nan, metric.rho, cost)
     if aggregation.accounting == "zcdp":  # geometric noise: its epsilon^2 / 2 composes in rho
         cost = pure_dp_cost(noise.epsilon for _, noise in parts)
         return MetricPlan(metric, parts, math.nan, math.nan, cost.rho, cost)
