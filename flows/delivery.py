@@ -171,6 +171,7 @@ def _manifest(spec: ReportSpec, release: dict, validation: dict, files: dict[str
         "release_id": release["release_id"],
         "ledger_entry_id": release["ledger_entry_id"],
         "privacy": {
+            "guarantee": release.get("guarantee"),
             "unit": aggregation.privacy_unit,
             "accounting": release["accounting"],
             "epsilon": release["epsilon"],

@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kr_reports.accounting import Cost, Guarantee, guarantee, total
+from kr_reports.accounting import Cost, Guarantee, approx_dp_cost, guarantee, total
 from kr_reports.config import Budget, PipelineConfig, ReportSpec
 from kr_reports.dp import ReportPlan, plan_aggregation
 from kr_reports.ledger import overdrawn_window
@@ -115,6 +115,39 @@ def plan_schedule(pipeline: PipelineConfig, specs: Sequence[ReportSpec], days: i
         limits=tuple(_fullest(charges, lim, reserves[lim], first_day, last_day) for lim in pipeline.limits),
         reserved=reserves[pipeline.privacy_budget],
     )
+
+
+def window_rho(pipeline: PipelineConfig, specs: Sequence[ReportSpec]) -> float:
+    """The rho the privacy budget's window holds for the catalog's metrics, released daily.
+
+    What is left once the daily partition selections (approximate DP, added as they are) and
+    the capped partners' reservation are set aside: the largest rho that still fits.
+    """
+    budget = pipeline.privacy_budget
+    plans = [plan_aggregation(spec.aggregation, pipeline.regions) for spec in specs]
+    approx = total(p.selection.cost for p in plans if p.selection is not None)
+    selections = approx_dp_cost(approx.approx_epsilon * budget.window_days,
+                                approx.approx_delta * budget.window_days)
+    fixed = selections + reservation(budget, pipeline.caps, specs)
+    if guarantee(fixed, budget.delta).epsilon > budget.epsilon:
+        return 0.0
+    low, high = 0.0, 1.0
+    while guarantee(fixed + Cost(epsilon=math.inf, rho=high), budget.delta).epsilon <= budget.epsilon:
+        low, high = high, 2 * high
+    for _ in range(60):  # bisection: the largest rho that fits, to float precision
+        middle = (low + high) / 2
+        fitting = guarantee(fixed + Cost(epsilon=math.inf, rho=middle), budget.delta).epsilon <= budget.epsilon
+        low, high = (middle, high) if fitting else (low, middle)
+    return low
+
+
+def metric_shares(pipeline: PipelineConfig, specs: Sequence[ReportSpec], report: str) -> dict[str, float]:
+    """Each metric's share of the window's rho when the catalog is released daily."""
+    capacity = window_rho(pipeline, specs)
+    spec = next(s for s in specs if s.name == report)
+    plan = plan_aggregation(spec.aggregation, pipeline.regions)
+    days = pipeline.privacy_budget.window_days
+    return {m.name: m.cost.rho * days / capacity if capacity else math.inf for m in plan.metrics}
 
 
 def _limits_for(pipeline: PipelineConfig, spec: ReportSpec) -> list[Budget]:

@@ -93,6 +93,7 @@ def _schedule_refusals(config_dir: Path) -> dict[str, int]:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from kr_reports.budget_plan import metric_shares
     from kr_reports.config import ConfigError, load_pipeline_config, load_report_specs
     from kr_reports.dp import plan_aggregation
     from kr_reports.explain import explain
@@ -103,7 +104,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         raise ConfigError(f"no report '{args.report}' in {config_dir / 'reports'} "
                           f"(reports: {', '.join(sorted(specs))})")
     spec = specs[args.report]
-    plan = plan_aggregation(spec.aggregation, load_pipeline_config(config_dir).regions)
+    pipeline = load_pipeline_config(config_dir)
+    plan = plan_aggregation(spec.aggregation, pipeline.regions)
+    shares = metric_shares(pipeline, list(specs.values()), spec.name)
     shuffles = None
     if not args.no_spark:
         from kr_reports.spark import get_spark
@@ -111,7 +114,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         from transforms.report_inputs import UNIT
 
         shuffles = count_shuffles(get_spark("kr-reports-explain"), plan, UNIT)
-    print(explain(plan, shuffles, spec.delivery))
+    print(explain(plan, shuffles, spec.delivery, shares))
     return 0
 
 

@@ -82,6 +82,7 @@ MANIFEST_FIELDS: dict[str, str] = {
     **_each(RECORD, "", "period", "release_id", "ledger_entry_id", "delivered_at"),
     **_each(CONFIG, "privacy.", "unit", "accounting", "epsilon", "delta", "rho", "min_subscribers",
             "sparse_cells"),
+    **_each(CONFIG, "privacy.guarantee.", "statement", "window_days", "epsilon", "delta"),
     **_each(CONFIG, "privacy.contribution_bounds.", "max_groups_per_subscriber", "max_rows_per_group"),
     **_each(CONFIG, "privacy.partition_selection.", "epsilon", "delta", "mechanism", "even_odds_from",
            "always_from"),

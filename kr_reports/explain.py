@@ -81,9 +81,11 @@ def _expected_error(metric: MetricPlan) -> str:
             f"no quantile ({insufficient_column(metric.name)})")
 
 
-def _metric_lines(metric: MetricPlan, accounting: str) -> list[str]:
+def _metric_lines(metric: MetricPlan, accounting: str, window_share: float | None = None) -> list[str]:
     m = metric.metric
-    share = f"rho {m.rho:g}" if accounting == "zcdp" else f"epsilon {m.epsilon:g}"
+    share = f"rho {m.rho:g}" if accounting == "zcdp" and m.rho is not None else f"epsilon {m.epsilon:g}"
+    if window_share is not None:
+        share += f" ({window_share:.1%} of the window's budget, the catalog released daily)"
     what = m.kind if m.column is None else f"{m.kind} of {m.column}"
     if m.lower is not None:
         what += f", clamped to [{m.lower:g}, {m.upper:g}]"
@@ -109,7 +111,8 @@ def _delivery_lines(delivery: Delivery | None) -> list[str]:
 
 
 def explain(plan: ReportPlan, shuffles: dict[str, int] | None = None,
-            delivery: Delivery | None = None) -> str:
+            delivery: Delivery | None = None, window_shares: dict[str, float] | None = None) -> str:
+    """`window_shares`: each metric's share of the privacy budget's window (budget_plan.metric_shares)."""
     spec = plan.aggregation
     bounds = spec.contribution
     lines = [
@@ -124,7 +127,7 @@ def explain(plan: ReportPlan, shuffles: dict[str, int] | None = None,
         "Metrics (each part is noised once per cell):",
     ]
     for metric in plan.metrics:
-        lines += _metric_lines(metric, spec.accounting)
+        lines += _metric_lines(metric, spec.accounting, (window_shares or {}).get(metric.name))
     if plan.selection is not None:
         s = plan.selection
         lines.append(

@@ -163,6 +163,7 @@ class Releaser:
         charge, _ = self.ledger.charge(request, self.config.limits)
         table = self._noisy_table(plan, found, buckets, partitions)
         record = _record(plan, charge, self.ledger.id, period, number, table, delivery)
+        record["guarantee"] = _guarantee_record(self.config)
         self.store.bind_to_ledger(self.ledger.id)
         written = self.store.write(aggregation.name, period.isoformat(), number, table, record)
         self.ledger.mark_stored(charge.id)
@@ -260,6 +261,13 @@ def _record(plan: dp.ReportPlan, charge: Charge, ledger_id: str, period: dt.date
         "partition_selection": _selection_record(plan.selection),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def _guarantee_record(config: PipelineConfig) -> dict:
+    """The budget every release counts against, stated for a partner."""
+    budget = config.privacy_budget
+    return {"statement": config.guarantee(), "window_days": budget.window_days,
+            "epsilon": budget.epsilon, "delta": budget.delta}
 
 
 def _selection_record(selection: dp.Selection | None) -> dict | None:
