@@ -131,13 +131,15 @@ def window_rho(pipeline: PipelineConfig, specs: Sequence[ReportSpec]) -> float:
     fixed = selections + reservation(budget, pipeline.caps, specs)
     if guarantee(fixed, budget.delta).epsilon > budget.epsilon:
         return 0.0
+    def fits_with(rho: float) -> bool:
+        return guarantee(fixed + Cost(epsilon=math.inf, rho=rho), budget.delta).epsilon <= budget.epsilon
+
     low, high = 0.0, 1.0
-    while guarantee(fixed + Cost(epsilon=math.inf, rho=high), budget.delta).epsilon <= budget.epsilon:
+    while fits_with(high):
         low, high = high, 2 * high
     for _ in range(60):  # bisection: the largest rho that fits, to float precision
         middle = (low + high) / 2
-        fitting = guarantee(fixed + Cost(epsilon=math.inf, rho=middle), budget.delta).epsilon <= budget.epsilon
-        low, high = (middle, high) if fitting else (low, middle)
+        low, high = (middle, high) if fits_with(middle) else (low, middle)
     return low
 
 
