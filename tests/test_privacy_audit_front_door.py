@@ -18,7 +18,7 @@ with the clamping would let its contribution exceed the planned sensitivity.
 
 Negative controls: the same audit, on the same data, through the same front door, with the
 sensitivity understated by monkeypatching the mechanism constructors the plan calls (or, for
-partition selection, its threshold), must refute the claim. They show that each audit has
+partition selection, its release probabilities), must refute the claim. They show that each audit has
 the power to fail.
 
 Seeds are fixed, so the results are reproducible; the margins were checked on other seeds too
@@ -72,11 +72,13 @@ def understated_sensitivity(factor: float) -> Understate:
     return patch
 
 
-def understated_threshold(threshold: int) -> Understate:
-    """Partition selection releases a private key whose noisy count reaches `threshold`."""
+def understated_selection(delta: float) -> Understate:
+    """Partition selection's release probabilities computed for a far larger `delta`."""
 
     def patch(monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(mechanisms, "partition_selection_threshold", lambda *_: threshold)
+        keep = mechanisms.partition_keep_probabilities
+        monkeypatch.setattr(mechanisms, "partition_keep_probabilities",
+                            lambda epsilon, _delta, groups: keep(epsilon, delta, groups))
 
     return patch
 
@@ -259,14 +261,16 @@ def gaussian_sum(accounting: str, budget: dict) -> Scenario:
 APPROX_DP = gaussian_sum("approx_dp", {"epsilon": 1.0})
 ZCDP = gaussian_sum("zcdp", {"rho": 0.02})  # (epsilon 1.07, delta 1e-6)
 
-# Partition selection: private keys only, the replica in their values. The added subscriber
-# joins the replica's `shared` key, whose n subscribers leave it two steps under the threshold
-# (released with probability a^2 / (1 + a) on D, a / (1 + a) on D': the e^(epsilon / 2) of
-# one of its two partitions), and brings its `own` key, absent from D, which may be released
-# with probability at most delta. Understating the threshold releases `own` far more often.
+# Partition selection (truncated geometric): private keys only, the replica in their values. The
+# added subscriber joins the replica's `shared` key, whose n subscribers put it where the release
+# probability still grows by e^(epsilon / 2) a subscriber (one of the subscriber's two partitions):
+# the last n whose next step stays at or under 1/2. It also brings its `own` key, absent from D,
+# released with probability delta / 2 at most. Computed for a delta of 0.2, `own` is released
+# one time in ten: far more than the claimed delta allows.
 SELECTION_BUDGET = {"epsilon": 2.0, "delta": 1e-5}
-SHARED = mechanisms.partition_selection_threshold(
-    SELECTION_BUDGET["epsilon"], SELECTION_BUDGET["delta"], max_partitions=2) - 2
+_KEEP = mechanisms.partition_keep_probabilities(
+    SELECTION_BUDGET["epsilon"], SELECTION_BUDGET["delta"], max_partitions=2)
+SHARED = max(n for n in range(len(_KEEP) - 1) if _KEEP[n + 1] <= 0.5)
 SELECTION = Scenario(
     name="selection",
     schema="person string, domain string",
@@ -276,7 +280,7 @@ SELECTION = Scenario(
     keys=({"column": "domain", "private": True},),
     contribution={"max_groups_per_subscriber": 2, "max_rows_per_group": 1},
     metrics=({"name": "subs", "kind": "count_distinct_subscribers", "epsilon": 1.0},),
-    understate=understated_threshold(2),
+    understate=understated_selection(0.2),
     replica_keys=False,
     settings={"partition_selection": SELECTION_BUDGET},
 )
