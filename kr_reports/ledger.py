@@ -321,12 +321,16 @@ def _refusal(request: ChargeRequest, limit: LimitLike, window: tuple[dt.date, Co
         when = f"budget for it returns on {returns.isoformat()}"
     else:
         when = f"no day in the next {reach} has room for it"
+    after = guarantee(with_release, limit.delta).epsilon
+    if math.isinf(after):  # no composition proves it within the limit's delta
+        state = f"needs more delta than the limit's {limit.delta:g} with it"
+    else:
+        state = (f"has epsilon {before:.3g} of {limit.epsilon:g} spent at delta {limit.delta:g} "
+                 f"({max(0.0, limit.epsilon - before):.3g} left; with it {after:.3g})")
     message = (
         f"report '{request.report}' for {request.period.isoformat()} refused: it needs epsilon "
         f"{request.cost.epsilon:.3g} (rho {request.cost.rho:.3g}), and the window {start} to "
-        f"{end.isoformat()} of {limit.scope} has epsilon {before:.3g} of {limit.epsilon:g} spent at "
-        f"delta {limit.delta:g} ({max(0.0, limit.epsilon - before):.3g} left; with it "
-        f"{guarantee(with_release, limit.delta).epsilon:.3g}); {when}"
+        f"{end.isoformat()} of {limit.scope} {state}; {when}"
     )
     return BudgetExceeded(message, request.report, request.period, returns)
 

@@ -69,7 +69,7 @@ def test_a_release_the_budget_cannot_take_is_news_not_a_crash(eight_days, config
     config = tmp_path / "config"
     shutil.copytree(config_dir, config)
     pipeline = yaml.safe_load((config / "pipeline.yaml").read_text())
-    pipeline["caps"].append({"dataset": "web_visits", "window_days": 30, "epsilon": 1.0})
+    pipeline["caps"].append({"dataset": "web_visits", "window_days": 30, "epsilon": 1.0, "delta": 1e-7})
     (config / "pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     last = (FIRST + dt.timedelta(days=DAYS - 1)).isoformat()
     capfd.readouterr()
