@@ -53,8 +53,9 @@ def test_the_ledgers_window_totals_match_the_plan(eight_days, config_dir):
     planned = {r.name: r.plan.cost for r in plan.reports}
     ledger = Ledger(eight_days["data"] / "ledger.sqlite")
     for charge in ledger.charges():  # each release charged what the plan says
+        plan_cost = planned[charge.report]
         for part in COST_PARTS:
-            assert getattr(charge.cost, part) == pytest.approx(getattr(planned[charge.report], part), rel=1e-12)
+            assert getattr(charge.cost, part) == pytest.approx(getattr(plan_cost, part), rel=1e-12)
     budget = pipeline.privacy_budget
     for offset in range(DAYS):
         day = FIRST + dt.timedelta(days=offset)
