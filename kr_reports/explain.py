@@ -48,7 +48,7 @@ def _noise_line(part: str, noise: IntegerNoise, unit: float) -> str:
     norm = "L1" if noise.kind == "geometric" else "L2"
     half = noise.ci_half_width(CONFIDENCE)
     return (
-        f"    {part}: {noise.kind}, {norm} sensitivity {noise.sensitivity:,}, "
+        f"    {part}: {noise.kind}, {norm} sensitivity {noise.sensitivity:,.4g}, "
         f"noise sd {noise.sd / unit:,.4g}, 95% interval +-{half / unit:,.4g}"
     )
 
