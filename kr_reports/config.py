@@ -257,10 +257,16 @@ class Metric(Frozen):
 
 
 class PartitionSelection(Frozen):
-    """Budget for releasing private keys: a threshold on a noisy distinct-subscriber count."""
+    """Budget for releasing private keys, each with a probability its distinct subscribers give.
+
+    `max_partitions_per_subscriber`: how many private keys a subscriber counts in for the
+    selection alone (default: the contribution's max groups). A smaller bound makes the
+    selection cheaper per key, while the released values keep the contribution's wider one.
+    """
 
     epsilon: float = Field(gt=0)
     delta: float = Field(gt=0, lt=1)
+    max_partitions_per_subscriber: int | None = Field(default=None, gt=0)
 
 
 # The privacy unit's column in every report input; no key or metric may take its name.
@@ -331,6 +337,11 @@ class Aggregation(Frozen):
             raise ValueError("pure_dp accounting has delta 0; use approx_dp or zcdp for delta > 0")
         if self.accounting != "pure_dp" and self.delta == 0:
             raise ValueError(f"{self.accounting} accounting needs delta > 0")
+        selection = self.partition_selection
+        if (selection is not None and selection.max_partitions_per_subscriber is not None
+                and selection.max_partitions_per_subscriber > self.contribution.max_groups_per_subscriber):
+            raise ValueError("partition_selection.max_partitions_per_subscriber cannot exceed "
+                             "contribution.max_groups_per_subscriber")
 
     def _check_shares(self) -> None:
         for metric in self.metrics:

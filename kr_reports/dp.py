@@ -285,7 +285,8 @@ def plan_aggregation(aggregation: Aggregation, regions: tuple[str, ...]) -> Repo
     metrics = tuple(_plan_metric(aggregation, m) for m in aggregation.metrics)
     selection = None
     if aggregation.partition_selection is not None:
-        budget, groups = aggregation.partition_selection, aggregation.contribution.max_groups_per_subscriber
+        budget = aggregation.partition_selection
+        groups = budget.max_partitions_per_subscriber or aggregation.contribution.max_groups_per_subscriber
         probabilities = mech.partition_keep_probabilities(budget.epsilon, budget.delta, groups)
         selection = Selection(budget.epsilon, budget.delta, groups, probabilities)
     return ReportPlan(aggregation=aggregation, public_keys=public_keys, metrics=metrics, selection=selection)

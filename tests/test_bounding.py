@@ -20,6 +20,7 @@ from transforms.bounding import (
     bucket_counts,
     encode_metric_inputs,
     filter_public_keys,
+    units_per_partition,
 )
 from transforms.report_aggregate import aggregate_report
 
@@ -303,3 +304,16 @@ def test_rows_kept_do_not_depend_on_how_the_input_is_partitioned(spark):
     first, *others = (kept(layout) for layout in layouts)
     assert all(other == first for other in others)
     assert {r[0] for r in first} == {"a", "b", "c"} and all(r[3] == 3 for r in first)
+
+
+def test_partition_selection_may_count_a_subscriber_in_fewer_keys_than_the_values(spark):
+    """The selection's own bound: each subscriber counts in at most 2 of the keys it kept."""
+    rows = [(f"u{u}", f"d{d}") for u in range(40) for d in range(5)]
+    bounded = spark.createDataFrame(rows, "subscriber string, domain string")
+    wide = units_per_partition(bounded, "subscriber", ["domain"]).toPandas()
+    assert wide["distinct_units"].sum() == 40 * 5
+    narrow = units_per_partition(bounded, "subscriber", ["domain"], max_partitions=2, salt=7).toPandas()
+    assert narrow["distinct_units"].sum() == 40 * 2 and len(narrow) == 5  # spread over the keys
+    again = units_per_partition(bounded, "subscriber", ["domain"], max_partitions=2, salt=7).toPandas()
+    assert narrow.sort_values("domain").reset_index(drop=True).equals(
+        again.sort_values("domain").reset_index(drop=True))

@@ -121,6 +121,21 @@ def test_private_keys_add_a_partition_selection_budget():
     assert selection.even_odds < mechanisms.partition_selection_threshold(0.5, 1e-6, 3) == 87
 
 
+def test_partition_selection_may_have_a_tighter_bound_of_its_own():
+    spec = _spec(
+        group_by=[{"column": "domain", "private": True}],
+        contribution={"max_groups_per_subscriber": 12, "max_rows_per_group": 2},
+        partition_selection={"epsilon": 0.5, "delta": 1e-6, "max_partitions_per_subscriber": 2},
+    )
+    selection = plan_aggregation(spec.aggregation, REGIONS).selection
+    assert selection.max_partitions == 2
+    assert selection.keep_probabilities == mechanisms.partition_keep_probabilities(0.5, 1e-6, 2)
+    with pytest.raises(ValueError, match="cannot exceed"):
+        _spec(group_by=[{"column": "domain", "private": True}],
+              contribution={"max_groups_per_subscriber": 2, "max_rows_per_group": 2},
+              partition_selection={"epsilon": 0.5, "delta": 1e-6, "max_partitions_per_subscriber": 3})
+
+
 def test_zcdp_takes_geometric_noise_where_a_metric_gives_an_epsilon():
     spec = _spec(accounting="zcdp", delta=1e-6, metrics=[
         {"name": "subscribers", "kind": "count_distinct_subscribers", "rho": 0.02},

@@ -208,11 +208,16 @@ def bucket_counts(bounded: DataFrame, groups: Sequence[str], column: str) -> Dat
     )
 
 
-def units_per_partition(bounded: DataFrame, unit: str, private_keys: Sequence[str]) -> DataFrame:
-    """Distinct units per value of the private keys (the input of partition selection)."""
-    return (
-        bounded.select(unit, *private_keys)
-        .distinct()
-        .groupBy(*private_keys)
-        .agg(F.count(F.lit(1)).alias(UNITS_COLUMN))
-    )
+def units_per_partition(bounded: DataFrame, unit: str, private_keys: Sequence[str],
+                        max_partitions: int | None = None, salt: int = 0) -> DataFrame:
+    """Distinct units per value of the private keys (the input of partition selection).
+
+    With `max_partitions`, each unit counts in at most that many of its (already bounded)
+    private partitions, chosen by a salted hash: the selection's own, tighter bound.
+    """
+    pairs = bounded.select(unit, *private_keys).distinct()
+    if max_partitions is not None:
+        order = Window.partitionBy(unit).orderBy(_salted_hash(salt, [unit, *private_keys]), *private_keys)
+        pairs = (pairs.withColumn("_partition_rank", F.row_number().over(order))
+                 .where(F.col("_partition_rank") <= max_partitions).drop("_partition_rank"))
+    return pairs.groupBy(*private_keys).agg(F.count(F.lit(1)).alias(UNITS_COLUMN))

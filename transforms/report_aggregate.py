@@ -72,7 +72,10 @@ def aggregate_report(
     )
     if cache and (inputs.buckets or plan.private_keys):
         bounded = bounded.persist()
-    partitions = units_per_partition(bounded, unit, plan.private_keys) if plan.private_keys else None
+    partitions = None
+    if plan.private_keys:
+        selection_bound = plan.aggregation.partition_selection.max_partitions_per_subscriber
+        partitions = units_per_partition(bounded, unit, plan.private_keys, selection_bound, salt)
     return TrueAggregates(
         cells=aggregate_cells(bounded, groups, inputs),
         buckets={name: bucket_counts(bounded, groups, name) for name in inputs.buckets},
