@@ -10,9 +10,10 @@ import yaml
 
 from flows.daily import daily_partner_reports
 from flows.delivery import ChecksumMismatch, verify_checksums
-from kr_reports.config import ConfigError
+from kr_reports.config import ConfigError, load_report_specs
 from kr_reports.keys import KEY_ENV, PseudonymKeyError
 from kr_reports.ledger import Ledger
+from kr_reports.mechanisms import zcdp_epsilon
 
 IDENTIFIER_COLUMNS = {
     "subscribers": ["account_id", "name", "email", "msisdn", "postcode", "card_number",
@@ -48,14 +49,20 @@ def test_every_row_is_kept_or_quarantined(run):
     assert run["summary"]["rows_quarantined"] == total_bad
 
 
-def test_delivery_matches_its_manifest(run):
+def test_delivery_matches_its_manifest(run, config_dir):
     delivery = _delivery(run)
     verify_checksums(delivery)
     manifest = json.loads((delivery / "manifest.json").read_text())
     assert manifest["partner"] == "metro-planning"
-    assert manifest["privacy"]["epsilon"] == pytest.approx(1.0)
+    spec = next(s for s in load_report_specs(config_dir) if s.name == manifest["report"]).aggregation
+    rho = manifest["privacy"]["rho"]
+    assert rho == pytest.approx(sum(m.rho for m in spec.metrics))
+    assert manifest["privacy"]["epsilon"] == pytest.approx(zcdp_epsilon(rho, spec.delta))  # stated once
     mechanisms = {p["mechanism"] for m in manifest["privacy"]["metrics"] for p in m["parts"]}
-    assert mechanisms == {"geometric"}
+    assert mechanisms == {"discrete_gaussian"}
+    guarantee = manifest["privacy"]["guarantee"]
+    assert (guarantee["window_days"], guarantee["epsilon"], guarantee["delta"]) == (30, 8.0, 1e-6)
+    assert guarantee["statement"].startswith("Over any 30 consecutive days of data")
     assert "inputs" not in manifest  # exact row counts stay in the internal run record
     assert manifest["validation"]["success"] is True
     assert {"pyspark", "diffprivlib", "prefect", "great-expectations"} <= set(manifest["software"])
@@ -227,11 +234,10 @@ def test_an_over_budget_release_is_refused_and_nothing_is_written(run, config_di
     config = tmp_path / "config"
     shutil.copytree(config_dir, config)
     pipeline_yaml = yaml.safe_load((config / "pipeline.yaml").read_text())
-    for budget in pipeline_yaml["budgets"]:
-        budget["epsilon"] = 0.5
+    pipeline_yaml["privacy_budget"]["epsilon"] = 0.3  # less than the report alone needs
     (config / "pipeline.yaml").write_text(yaml.safe_dump(pipeline_yaml))
     before = (catalog.release_numbers(spec.name, day), len(Ledger(run["data"] / "ledger.sqlite").charges()))
-    with pytest.raises(BudgetExceeded, match="needs epsilon 1"):
+    with pytest.raises(BudgetExceeded, match=f"report '{spec.name}' for {day} refused"):
         release(catalog, spec, config, day, new_release=True)
     after = (catalog.release_numbers(spec.name, day), len(Ledger(run["data"] / "ledger.sqlite").charges()))
     assert after == before
@@ -243,7 +249,7 @@ def test_explain_prints_the_plan_without_touching_data(capsys, config_dir):
 
     assert main(["explain", "network_traffic_region_hour", "--config-dir", str(config_dir)]) == 0
     printed = capsys.readouterr().out
-    assert "L1 sensitivity 6, noise sd 21.21" in printed  # distinct subscribers: G = 6, epsilon 0.4
+    assert "L2 sensitivity 4, noise sd 56.57" in printed  # distinct subscribers: sqrt(16), rho 0.0025
     assert "Public cells: 408" in printed
     assert "Spark shuffles (physical plan): cells 2" in printed
     assert main(["explain", "no_such_report", "--config-dir", str(config_dir), "--no-spark"]) == 2

@@ -205,7 +205,7 @@ def test_each_report_has_a_release_artifact_with_its_budget(daily_run, config_di
         assert table["release id"] == f"`{spec.name}/{DAY.isoformat()}`"
         assert table["ledger entry"] == str(charge.id)
         assert table["reused"].startswith("no:")
-        assert float(table["epsilon"]) == pytest.approx(charge.epsilon)
+        assert float(table["epsilon"]) == pytest.approx(charge.epsilon, rel=1e-5)  # printed with %g
         assert table["data docs"] == summary["data_docs"]
         stored = json.loads((daily_run["data"] / "releases" / spec.name / DAY.isoformat() / "1"
                              / "release.json").read_text())
