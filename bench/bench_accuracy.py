@@ -29,7 +29,13 @@ per cell. Each metric output is compared in the cells the release published as
 
 Target: counts and distinct counts within 10% median relative error in cells of at
 least 500 subscribers (PASS/FAIL per row). Sums and quantiles: figures only.
-Prints a Markdown table, the wall time and the command that reproduces it.
+
+A second table sets each report's contribution bounds against the data: the share of
+subscriber-cells within max_groups_per_subscriber and of rows within max_rows_per_group,
+each bound alone. What they drop is a bias no epsilon removes, and where it is large it,
+not the noise, decides the counts' error.
+
+Prints both tables in Markdown, the wall time and the command that reproduces them.
 """
 
 from __future__ import annotations
@@ -223,27 +229,74 @@ def compare(report: str, plan: ReportPlan, table: pd.DataFrame, truth: pd.DataFr
     return results
 
 
-def report_accuracy(releases: ScratchReleaser, catalog: Catalog, spec: ReportSpec) -> list[Accuracy]:
-    """Release one report through the front door and compare it with its truth."""
+@dataclass(frozen=True)
+class BoundsKept:
+    """How much of the true data a report's contribution bounds leave, bound by bound.
+
+    Each share is that bound's alone, on the report's rows: the subscriber-cells within
+    `max_groups_per_subscriber` (what distinct counts can reach), and the rows within
+    `max_rows_per_group` in every cell a subscriber touches (the row cap before the group cap).
+    """
+
+    report: str
+    max_groups: int
+    cells_per_subscriber: float  # mean true cells a subscriber touches
+    groups_kept: float
+    max_rows: int
+    rows_kept: float
+
+
+def bounds_kept(data: DataFrame, plan: ReportPlan) -> BoundsKept:
+    contribution = plan.aggregation.contribution
+    groups, rows = contribution.max_groups_per_subscriber, contribution.max_rows_per_group
+    per_cell = report_rows(data, plan, UNIT_COLUMN).groupBy(*plan.group_columns, UNIT_COLUMN).count()
+    per_unit = per_cell.groupBy(UNIT_COLUMN).agg(
+        F.count(F.lit(1)).alias("cells"), F.sum("count").alias("rows"),
+        F.sum(F.least(F.col("count"), F.lit(rows))).alias("capped"))
+    total = per_unit.agg(
+        F.count(F.lit(1)).alias("units"), F.sum("cells").alias("cells"), F.sum("rows").alias("rows"),
+        F.sum("capped").alias("capped"), F.sum(F.least(F.col("cells"), F.lit(groups))).alias("kept"),
+    ).first()
+    share = lambda part, whole: part / whole if whole else math.nan  # noqa: E731
+    return BoundsKept(
+        report=plan.aggregation.name, max_groups=groups,
+        cells_per_subscriber=share(total["cells"], total["units"]),
+        groups_kept=share(total["kept"], total["cells"]), max_rows=rows,
+        rows_kept=share(total["capped"], total["rows"]),
+    )
+
+
+def report_accuracy(releases: ScratchReleaser, catalog: Catalog, spec: ReportSpec,
+                    day: dt.date) -> tuple[list[Accuracy], BoundsKept]:
+    """Release one report of a day's protected data through the front door and compare it with its truth."""
     aggregation = spec.aggregation
     plan = releases.plan(aggregation)
-    data = stages.report_data(catalog, aggregation, DAY).persist(StorageLevel.MEMORY_AND_DISK)
+    data = stages.report_data(catalog, aggregation, day).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         made = releases.release(data, aggregation)
         truth = true_cells(data, plan)
+        kept = bounds_kept(data, plan)
     finally:
         data.unpersist()
-    return compare(spec.name, plan, made.table, truth)
+    return compare(spec.name, plan, made.table, truth), kept
 
 
-def measure(catalog: Catalog, config_dir: Path, subscribers: int, seed: int = 7,
-            scratch: Path | None = None) -> tuple[list[Accuracy], dict[str, int]]:
-    """Generate, protect and release every catalog report; its accuracy rows and the rows generated."""
+@dataclass(frozen=True)
+class Measurement:
+    results: list[Accuracy]
+    bounds: list[BoundsKept]
+
+
+def measure_reports(catalog: Catalog, config_dir: Path, day: dt.date, scratch: Path) -> Measurement:
+    """Release every catalog report of the catalog's protected `day` and measure it.
+
+    Reads the protected zone only; the releases' ledger and store go to `scratch`.
+    """
     specs = load_report_specs(config_dir)
-    rows = prepare_protected(catalog, config_dir, specs, subscribers, seed)
-    releases = ScratchReleaser((scratch or catalog.data_dir) / "bench-releases", config_dir)
-    results = [row for spec in specs for row in report_accuracy(releases, catalog, spec)]
-    return results, rows
+    releases = ScratchReleaser(scratch / "bench-releases", config_dir)
+    measured = [report_accuracy(releases, catalog, spec, day) for spec in specs]
+    return Measurement(results=[row for accuracy, _ in measured for row in accuracy],
+                       bounds=[kept for _, kept in measured])
 
 
 # ---- output ----------------------------------------------------------------------------------
@@ -280,6 +333,17 @@ def markdown_table(results: list[Accuracy]) -> str:
     return "\n".join(lines)
 
 
+def bounds_table(bounds: list[BoundsKept]) -> str:
+    lines = [
+        "| report | max cells / subscriber | true cells / subscriber (mean) | subscriber-cells within it "
+        "| max rows / cell | rows within it |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {b.report} | {b.max_groups} | {b.cells_per_subscriber:.2f} | {_percent(b.groups_kept)} "
+              f"| {b.max_rows} | {_percent(b.rows_kept)} |" for b in bounds]
+    return "\n".join(lines)
+
+
 def footnotes(results: list[Accuracy]) -> list[str]:
     rollups = {r.report: r.rollups for r in results if r.rollups}
     notes = [f"{report}: {n:,} roll-up rows (remainders, published or suppressed) sum several cells and "
@@ -301,15 +365,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
         root = Path(scratch)
         catalog = Catalog(data_dir=root / "data", out_dir=root / "out")
-        results, rows = measure(catalog, config, args.subscribers, args.seed, root)
-    wall = time.perf_counter() - start
+        rows = prepare_protected(catalog, config, load_report_specs(config), args.subscribers, args.seed)
+        prepared = time.perf_counter()
+        measured = measure_reports(catalog, config, DAY, root)
+    wall, released = time.perf_counter() - start, time.perf_counter() - prepared
+    results = measured.results
 
     print()
     print(f"machine: {spark.sparkContext.defaultParallelism} cores (Spark {spark.version})")
     print(f"data: {args.subscribers:,} subscribers, one day ({DAY}), seed {args.seed}: "
           + ", ".join(f"{name} {n:,}" for name, n in rows.items()) + " rows")
     print("each report released once through the front door (ample scratch budget); truth: plain "
-          "Spark, unbounded, on the same rows")
+          "Spark, unbounded and unclamped, on the same rows")
     print()
     print(markdown_table(results))
     print()
@@ -319,8 +386,14 @@ def main() -> None:
     passed = sum(r.verdict == "PASS" for r in counted)
     print(f"target (counts and distinct counts, median rel. error <= {TARGET:.0%} in cells >= "
           f"{LARGE_CELL} subscribers): {passed} of {len(counted)} rows pass")
-    print(f"wall time: {wall:.0f} s (generate, ingest, protect, {len({r.report for r in results})} "
-          "releases, truth)")
+    print()
+    print("contribution bounds against the data (each bound alone; what they drop is a bias no "
+          "epsilon removes):")
+    print()
+    print(bounds_table(measured.bounds))
+    print()
+    print(f"wall time: {wall:.0f} s (of which {len(measured.bounds)} report inputs, releases and "
+          f"truths {released:.0f} s; before them Spark's start, generate, ingest and protect)")
     seed = f" --seed {args.seed}" if args.seed != 7 else ""
     print(f"reproduce: .venv/bin/python bench/bench_accuracy.py --subscribers {args.subscribers}{seed}")
 
