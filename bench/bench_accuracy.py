@@ -75,6 +75,7 @@ DAY = dt.date(2026, 11, 1)
 TARGET = 0.10  # median relative error of counts in large cells
 LARGE_CELL = 500  # true distinct subscribers of a "large" cell
 COUNT_KINDS = ("count", "count_distinct_subscribers")
+UNDEFINED_WHEN_EMPTY = ("mean", "variance", "quantiles")  # a cell with no rows has no true value
 RELEASED = "released"
 REMAINDER = "remainder"
 SUBSCRIBERS = "_true_subscribers"  # the truth's distinct subscribers per cell
@@ -217,8 +218,8 @@ def compare(report: str, plan: ReportPlan, table: pd.DataFrame, truth: pd.DataFr
     results = []
     for metric, out in outputs:
         true = merged[f"{out}__true"].astype("float64")
-        if metric.kind != "quantiles":
-            true = true.mask(empty, 0.0)  # no rows: no quantile, but zero counts and sums
+        if metric.kind not in UNDEFINED_WHEN_EMPTY:
+            true = true.mask(empty, 0.0)  # no rows: zero counts and sums
         true = true.loc[released.index].to_numpy()
         noisy = released[out].astype("float64").to_numpy()
         signed = (noisy - true) / np.maximum(np.abs(true), 1.0)
