@@ -122,18 +122,11 @@ def _bench_protect_pieces(spark, raw: Path, rules, repeats: int) -> list[tuple[s
 
 
 def _plain_report(spark, path: Path) -> None:
-    """The same aggregation without privacy: distinct subscribers, total bytes, flow-bytes quantiles.
-
-    Two aggregations joined: in one, countDistinct next to percentile_approx
-    makes Spark keep a quantile summary per (cell, subscriber), 10-30x slower.
-    """
+    """The same aggregation without privacy: distinct subscribers and total bytes per cell."""
     traffic = spark.read.parquet(str(path))
-    keys = ["region", "hour"]
-    counts = traffic.groupBy(*keys).agg(
+    traffic.groupBy("region", "hour").agg(
         F.countDistinct("subscriber").alias("subscribers"), F.sum("bytes").alias("bytes")
-    )
-    quantiles = traffic.groupBy(*keys).agg(F.percentile_approx("bytes", [0.5, 0.9]).alias("flow_bytes"))
-    counts.join(quantiles, on=keys).collect()
+    ).collect()
 
 
 def traffic_aggregation(config: Path) -> Aggregation:

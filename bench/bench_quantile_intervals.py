@@ -42,13 +42,13 @@ from simulated_cells import (  # noqa: E402
     check_tree_noise,
     keyed,
     parse_args,
+    quantile_reports,
     release_cells,
     replica_aggregation,
     simulated_rows,
     true_quantiles,
 )
 
-from kr_reports.config import load_report_specs  # noqa: E402
 from kr_reports.dp import MetricPlan, insufficient_column  # noqa: E402
 from kr_reports.spark import get_spark  # noqa: E402
 
@@ -98,14 +98,14 @@ def figures(table: pd.DataFrame, truth: pd.DataFrame, plan: MetricPlan, draws: i
 def main() -> None:
     args = parse_args(__doc__, "draws", 40, "cells (each with its own noise) per figure")
     config = ROOT / "config"
-    specs = {s.name: s for s in load_report_specs(config)}
+    reports = quantile_reports()
     spark = get_spark("kr-reports-bench-quantile-intervals")
     rng = np.random.default_rng(args.seed)
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
         releases = ScratchReleaser(Path(scratch) / "releases", config)
         for (report, metric), shapes in CELLS.items():
-            catalog = specs[report].aggregation
+            catalog = reports[report]
             tree = catalog_tree(releases, catalog, metric)
             spec = next(m for m in catalog.metrics if m.name == metric)
             print(f"{report}.{metric}: [{spec.lower:g}, {spec.upper:g}], "

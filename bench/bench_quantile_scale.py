@@ -37,13 +37,14 @@ from simulated_cells import (  # noqa: E402
     check_tree_noise,
     keyed,
     parse_args,
+    quantile_reports,
     release_cells,
     replica_aggregation,
     simulated_rows,
     true_quantiles,
 )
 
-from kr_reports.config import Aggregation, Metric, load_report_specs  # noqa: E402
+from kr_reports.config import Aggregation, Metric  # noqa: E402
 from kr_reports.dp import MetricPlan  # noqa: E402
 from kr_reports.spark import get_spark  # noqa: E402
 
@@ -100,14 +101,14 @@ def scale_errors(table: pd.DataFrame, truth: pd.DataFrame, metric: MetricPlan) -
 def main() -> None:
     args = parse_args(__doc__, "replicas", 60, "cells (and noise draws) per figure")
     config = ROOT / "config"
-    specs = {s.name: s for s in load_report_specs(config)}
+    reports = quantile_reports()
     spark = get_spark("kr-reports-bench-quantile-scale")
     rng = np.random.default_rng(args.seed)
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
         releases = ScratchReleaser(Path(scratch) / "releases", config)
         for (report, metric), (draw, sizes) in CELLS.items():
-            catalog = specs[report].aggregation
+            catalog = reports[report]
             tree = catalog_tree(releases, catalog, metric)
             aggregation = replica_aggregation(catalog, scale_metrics(catalog, metric), sizes, args.replicas,
                                               f"bench-{catalog.name}-scales")
