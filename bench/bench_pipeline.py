@@ -13,7 +13,7 @@
   bounding and aggregation in Spark, charge, noise, roll-up, store) on a
   throwaway ledger and store with an ample budget, a new day per release
   (bench/scratch_releaser.py), vs a plain Spark groupBy of the same
-  aggregation (countDistinct, sum, percentile_approx).
+  aggregation (countDistinct, sum).
 
 KR_JVM_FUNCTIONS=off runs protect on Spark's built-in functions instead of
 the project's JVM functions, for comparison.
