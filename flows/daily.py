@@ -234,8 +234,9 @@ def _summary_markdown(summary: dict) -> str:
         f"# Daily partner reports, {summary['day']}",
         "",
         f"Rows read: {summary['rows_in']:,}; quarantined: {summary['rows_quarantined']:,}; "
-        f"reports released: {len(summary['reports'])}; epsilon spent this run: "
-        f"{summary['epsilon_spent']:g}",
+        f"reports released: {len(summary['reports'])}, refused: {len(summary['refused_reports'])}; "
+        f"rho charged this run: {summary['rho_spent']:.4g} (the reports' own epsilons add to "
+        f"{summary['epsilon_spent']:.4g}; the window's total composes them, see each release's artifact)",
         "",
         "| source | rows in | kept | quarantined |",
         "|---|---:|---:|---:|",
@@ -315,6 +316,7 @@ def daily_partner_reports(
         "sources": sources,
         "reports": reports,
         "epsilon_spent": math.fsum(r["epsilon"] for r in reports if not r["reused"]),
+        "rho_spent": math.fsum(r["rho"] for r in reports if not r["reused"]),
         "analyst_zone": {
             "path": analyst["path"],
             "k": analyst["verification"]["k"],
@@ -401,6 +403,7 @@ def _release_and_deliver_one(catalog: Catalog, spec, pipeline, day: dt.date, rel
         "release_id": released["release_id"],
         "epsilon": released["epsilon"],
         "delta": released["delta"],
+        "rho": released["rho"],
         "reused": released["reused"],
         "ledger_entry_id": released["ledger_entry_id"],
         "cells_by_status": released["cells_by_status"],
