@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -285,6 +285,18 @@ SELECTION = Scenario(
     settings={"partition_selection": SELECTION_BUDGET},
 )
 
+# The same, with the selection's own bound: a subscriber counts in 1 of its 2 keys for the
+# selection (per-key budget epsilon, not epsilon / 2), while the released values count both.
+NARROW_BUDGET = {**SELECTION_BUDGET, "max_partitions_per_subscriber": 1}
+_NARROW_KEEP = mechanisms.partition_keep_probabilities(
+    SELECTION_BUDGET["epsilon"], SELECTION_BUDGET["delta"], max_partitions=1)
+NARROW_SHARED = max(n for n in range(len(_NARROW_KEEP) - 1) if _NARROW_KEEP[n + 1] <= 0.5)
+SELECTION_NARROW = replace(
+    SELECTION, name="selection-narrow",
+    base=tuple((f"s{i}", "shared") for i in range(NARROW_SHARED)),
+    settings={"partition_selection": NARROW_BUDGET},
+)
+
 
 # ---------------------------------------------------------------- what is audited
 
@@ -366,6 +378,7 @@ CASES = [
     Case("sum-approx_dp", APPROX_DP, "total", 0.2),
     Case("sum-zcdp", ZCDP, "total", 0.2),
     Case("partition-selection", SELECTION, None, 0.4),
+    Case("partition-selection-own-bound", SELECTION_NARROW, None, 0.2),
 ]
 
 
