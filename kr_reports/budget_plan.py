@@ -80,8 +80,9 @@ def reservation(limit: Budget, caps: Sequence[Budget], specs: Sequence[ReportSpe
     less than what they add to a window's zCDP composition.
     """
     delivered = {spec.delivery.partner for spec in specs}
+    # Such a partner may query any dataset: its worst is held aside in every limit it can reach.
     held = [cap for cap in caps if cap is not limit and cap.partner is not None
-            and cap.partner not in delivered and limit.applies_to("", cap.partner)]
+            and cap.partner not in delivered and limit.partner in (None, cap.partner)]
     return total(_worst_within(cap, math.ceil(limit.window_days / cap.window_days)) for cap in held)
 
 
@@ -184,8 +185,13 @@ def format_plan(plan: SchedulePlan, guarantee_sentence: str) -> str:
     """The plan for people: spend per window, refusals, and the noise each metric gets."""
     lines = [guarantee_sentence, "",
              f"Schedule: every report once a day, {plan.days} days from {plan.first_day.isoformat()}."]
+    scheduled = {(r.dataset, r.partner) for r in plan.reports}
     for spend in plan.limits:
         lim, g = spend.limit, spend.fullest
+        if not any(lim.applies_to(*key) for key in scheduled):
+            lines.append(f"- {lim.scope}: no scheduled report; its cap (epsilon {lim.epsilon:g} at delta "
+                         f"{lim.delta:g} per {lim.window_days} days) is held aside in the other limits")
+            continue
         lines.append(f"- {lim.scope}: fullest {lim.window_days}-day window epsilon {g.epsilon:.3f} of "
                      f"{lim.epsilon:g} at delta {lim.delta:g} ({g.method})")
     if plan.reserved != Cost():

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from kr_reports import budget_plan
-from kr_reports.accounting import guarantee, total
+from kr_reports.accounting import Cost, guarantee, total
 from kr_reports.cli import main
-from kr_reports.config import load_pipeline_config, load_report_specs
+from kr_reports.config import Budget, load_pipeline_config, load_report_specs
 
 FIRST = dt.date(2026, 11, 1)
 
@@ -138,3 +138,19 @@ def _greedy_copy(config_dir: Path, tmp_path: Path, report: str, factor: float) -
             metric["rho"] *= factor
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return config
+
+
+def test_the_analysts_cap_is_held_aside_in_every_limit_they_can_reach(shipped):
+    pipeline, specs = shipped
+    web = Budget(window_days=30, epsilon=3.0, delta=1e-7, dataset="web_visits")
+    other_partner = Budget(window_days=30, epsilon=3.0, delta=1e-7, partner="adreach")
+    weekly = Budget(window_days=7, epsilon=0.1, delta=1e-9, partner="internal")
+    limits = pipeline.model_copy(update={"caps": (*pipeline.caps, web, other_partner)})
+    internal = pipeline.caps[0]
+    assert internal.partner == "internal"
+    held = budget_plan.reservation(web, limits.caps, specs)  # analysts may query web visits
+    assert (held.rho, held.approx_epsilon) == (internal.epsilon**2 / 2, internal.epsilon)
+    assert budget_plan.reservation(other_partner, limits.caps, specs) == Cost()  # another partner's cap
+    # a weekly cap fills a 30-day window five times over: held aside five times
+    five = budget_plan.reservation(pipeline.privacy_budget, (weekly,), specs)
+    assert five.approx_epsilon == pytest.approx(0.5) and five.rho == pytest.approx(0.5**2 / 2)
