@@ -6,9 +6,11 @@ the same way again); the release task does not (the release store and the
 ledger make a re-run safe: it reuses what exists and never draws noise twice).
 
 A failed run says where it stopped: the flow raises StageFailed naming the
-stage, the dataset and the day. A run publishes the artifact
-`daily-partner-reports` and one `release-<report>` per report (what was
-released, and the budget left in its dataset's window), and renders every
+stage, the dataset and the day; a report the privacy budget cannot take is
+reported as refused (one line), the others are delivered, and the run ends
+Failed naming it. A run publishes the artifact `daily-partner-reports` and one
+`release-<report>` per report (what was released, and the privacy budget left
+in the window ending on the day), and renders every
 validation it made as Great Expectations Data Docs in
 <data dir>/data_docs/<day>/<flow run id>/, a failed run included.
 """
