@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from kr_reports.accounting import Cost, Guarantee, approx_dp_cost, guarantee, total
 from kr_reports.config import Budget, PipelineConfig, ReportSpec
 from kr_reports.dp import ReportPlan, plan_aggregation
-from kr_reports.ledger import overdrawn_window
+from kr_reports.ledger import overdrawn_window, spent_between
 
 
 @dataclass(frozen=True)
@@ -169,16 +169,11 @@ def _fullest(charges: list[PlannedCharge], limit: Budget, reserve: Cost, first: 
     for offset in range((last - first).days + 1):
         end = first + dt.timedelta(days=offset)
         start = (end - dt.timedelta(days=limit.window_days - 1)).isoformat()
-        inside = [c for c in charges if start <= c.period <= end.isoformat()
-                  and limit.applies_to(c.dataset, c.partner)]
-        window = guarantee(total([*(_cost(c) for c in inside), reserve]), limit.delta)
+        spent, _ = spent_between(charges, limit, start, end.isoformat())
+        window = guarantee(spent + reserve, limit.delta)
         if window.epsilon > best.epsilon:
             best, best_end = window, end
     return LimitSpend(limit, best, best_end)
-
-
-def _cost(charge: PlannedCharge) -> Cost:
-    return Cost(charge.epsilon, charge.delta, charge.rho, charge.approx_epsilon, charge.approx_delta)
 
 
 def format_plan(plan: SchedulePlan, guarantee_sentence: str) -> str:

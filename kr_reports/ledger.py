@@ -264,8 +264,11 @@ def _charges_between(conn: sa.Connection, unit: str, first: str, last: str) -> l
     return list(conn.execute(query))
 
 
-def _spent(rows: Sequence, limit: LimitLike, first: str, last: str) -> tuple[Cost, int]:
-    """What the limit's releases with periods in [first, last] cost together, and how many."""
+def spent_between(rows: Sequence, limit: LimitLike, first: str, last: str) -> tuple[Cost, int]:
+    """What the limit's releases with periods in [first, last] (ISO) cost together, and how many.
+
+    `rows`: charges with period, dataset, partner and the cost columns.
+    """
     inside = [r for r in rows if first <= r.period <= last and limit.applies_to(r.dataset, r.partner)]
     return total(_cost(r) for r in inside), len(inside)
 
@@ -311,7 +314,7 @@ def _refusal(request: ChargeRequest, limit: LimitLike, window: tuple[dt.date, Co
              rows: Sequence, later_rows: Sequence, limits: Sequence[LimitLike]) -> BudgetExceeded:
     end, with_release = window
     start, _ = _rolling_window(end, limit.window_days)
-    spent, _ = _spent(rows, limit, start, end.isoformat())
+    spent, _ = spent_between(rows, limit, start, end.isoformat())
     before = guarantee(spent, limit.delta).epsilon
     returns = _returns_on(later_rows, limits, request.period, request.cost)
     reach = 2 * max(lim.window_days for lim in limits)
@@ -338,7 +341,7 @@ def _refusal(request: ChargeRequest, limit: LimitLike, window: tuple[dt.date, Co
 def budget_status(limit: LimitLike, as_of: dt.date, unit: str, rows: Sequence) -> BudgetStatus:
     """A limit's status from charges (rows with period, dataset, partner and cost columns)."""
     first, last = _rolling_window(as_of, limit.window_days)
-    spent, releases = _spent(rows, limit, first, last)
+    spent, releases = spent_between(rows, limit, first, last)
     proven = guarantee(spent, limit.delta)
     return BudgetStatus(
         scope=limit.scope,

@@ -69,7 +69,7 @@ def test_budget_plan_command_prints_spend_refusals_and_noise(config_dir, capsys)
     out = capsys.readouterr().out
     assert "Over any 30 consecutive days of data" in out and "epsilon 8 at delta 1e-06" in out
     assert "No report is ever refused." in out
-    assert ("first refused: never" in out and "noise" not in out.lower()) or "sd" in out
+    assert "first refused: never" in out and "discrete_gaussian sd" in out  # refusals, and each noise
     for spec in load_report_specs(config_dir):
         assert spec.name in out
     assert main(["budget", "--plan", "--json", "--days", "120", "--config-dir", str(config_dir)]) == 0

@@ -53,24 +53,12 @@ CREATE TABLE charges (
 
 # The table as ledgers were written before costs had parts: rho, hash and state, but
 # no approximate-DP track.
-BEFORE_PARTS_SCHEMA = """
-CREATE TABLE charges (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    release_id TEXT NOT NULL UNIQUE,
-    dataset TEXT NOT NULL,
-    privacy_unit TEXT NOT NULL,
-    period TEXT NOT NULL,
-    report TEXT NOT NULL,
-    partner TEXT NOT NULL,
-    purpose TEXT NOT NULL,
-    epsilon FLOAT NOT NULL,
-    delta FLOAT NOT NULL,
-    rho FLOAT NOT NULL DEFAULT 0,
-    charged_at TEXT NOT NULL,
-    aggregation_hash TEXT NOT NULL DEFAULT '',
-    state TEXT NOT NULL DEFAULT 'stored'
+BEFORE_PARTS_SCHEMA = (
+    LEGACY_SCHEMA
+    .replace("delta REAL NOT NULL,", "delta REAL NOT NULL,\n    rho FLOAT NOT NULL DEFAULT 0,")
+    .replace("charged_at TEXT NOT NULL", "charged_at TEXT NOT NULL,\n"
+             "    aggregation_hash TEXT NOT NULL DEFAULT '',\n    state TEXT NOT NULL DEFAULT 'stored'")
 )
-"""
 
 
 def _days(n):
