@@ -49,6 +49,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from kr_reports import disclosure, report_page
 from kr_reports.config import ConfigError, Partner, ReportSpec
+from kr_reports.names import check_identifier, path_under
 from kr_reports.signing import (
     SignatureInvalid,
     SigningKey,
@@ -254,8 +255,12 @@ def deliver(catalog: Catalog, spec: ReportSpec, release: dict, validation: dict,
     key = _signing_key(catalog, partner, demo)
     fs, root = _filesystem(target_root(catalog, partner), partner.id)
     _publish_public_key(fs, root, key.public)
-    root, relative = root.rstrip("/"), f"{spec.name}/{delivery_folder(release)}"
+    report, folder = check_identifier(spec.name, "report name"), delivery_folder(release)
+    check_identifier(folder, "delivery folder")
+    root, relative = root.rstrip("/"), f"{report}/{folder}"
     final, local = f"{root}/{relative}", isinstance(fs, LocalFileSystem)
+    if local:  # what may be replaced (and removed) stays inside the partner's folder
+        path_under(root, report, folder)
     result = {"path": final if local else fs.unstrip_protocol(final), "created": False, "demo_key": key.demo}
     if fs.isfile(f"{final}/{SIGNATURE}"):
         return result  # delivered before: kept as it is

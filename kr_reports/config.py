@@ -11,11 +11,12 @@ import itertools
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from kr_reports.names import check_identifier
 from kr_reports.schemas import SOURCES
 from kr_reports.signing import parse_reference
 
@@ -28,6 +29,17 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Names used in paths, release ids and key-derivation contexts.
+REPORT_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+PARTNER_ID = r"^[a-z0-9][a-z0-9_-]*$"
+Purpose = Annotated[str, AfterValidator(lambda name: check_identifier(name, "purpose"))]
+
+
+def _repeated(values) -> list[str]:
+    values = list(values)
+    return sorted({str(v) for v in values if values.count(v) > 1})
+
+
 class Partner(Frozen):
     """A partner: what it may receive, where its deliveries go, and which key signs them.
 
@@ -38,8 +50,8 @@ class Partner(Frozen):
     `env:VARIABLE` or `file:path/to/key.pem` (see kr_reports/signing.py).
     """
 
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")  # used in paths
-    allowed_purposes: tuple[str, ...]
+    id: str = Field(pattern=PARTNER_ID)  # used in paths
+    allowed_purposes: tuple[Purpose, ...]
     delivery_target: str | None = Field(default=None, min_length=1)
     signing_key: str
 
@@ -84,7 +96,7 @@ class Budget(Frozen):
 
 class PipelineConfig(Frozen):
     regions: tuple[str, ...] = Field(min_length=1)
-    purposes: tuple[str, ...] = ("advertising_campaign_delivery", "aggregate_reports")
+    purposes: tuple[Purpose, ...] = ("advertising_campaign_delivery", "aggregate_reports")
     partners: tuple[Partner, ...]
     privacy_budget: Budget
     caps: tuple[Budget, ...] = ()
@@ -107,6 +119,22 @@ class PipelineConfig(Frozen):
         for cap in self.caps:
             if cap.dataset is None and cap.partner is None:
                 raise ValueError("a cap needs a dataset or a partner (privacy_budget holds all releases)")
+        return self
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> PipelineConfig:
+        """A partner, purpose or cap given twice is a mistake, never meant: which one would hold?"""
+        for what, values in (("partner id", [p.id for p in self.partners]), ("purpose", self.purposes),
+                             ("region", self.regions),
+                             ("cap", [f"{c.scope} over {c.window_days} days" for c in self.caps])):
+            repeated = _repeated(values)
+            if repeated:
+                raise ValueError(f"{what} given twice: {', '.join(repeated)}")
+        for partner in self.partners:
+            unknown = [p for p in partner.allowed_purposes if p not in self.purposes]
+            if unknown:
+                raise ValueError(f"partner '{partner.id}': allowed purpose(s) {', '.join(unknown)} "
+                                 f"not among purposes ({', '.join(self.purposes)})")
         return self
 
     @property
@@ -282,7 +310,7 @@ class Aggregation(Frozen):
     analyst's ad-hoc query is an Aggregation alone; a scheduled report adds a Delivery.
     """
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")  # used in paths and release ids
+    name: str = Field(pattern=REPORT_NAME)  # used in paths and release ids
     source: str
     privacy_unit: Literal["subscriber"] = "subscriber"
     period: Literal["day"] = "day"
@@ -385,8 +413,8 @@ class Aggregation(Frozen):
 class Delivery(Frozen):
     """Where a report's releases go and why they may: the partner, purpose and policy clause."""
 
-    partner: str
-    purpose: str
+    partner: str = Field(pattern=PARTNER_ID)
+    purpose: Purpose
     policy_clause: str
 
 
@@ -396,7 +424,7 @@ class ReportSpec(Frozen):
     The report's `name` is written once, at the top of its file, and names its aggregation.
     """
 
-    name: str
+    name: str = Field(pattern=REPORT_NAME)  # its file's name; used in paths and release ids
     delivery: Delivery
     aggregation: Aggregation
 
@@ -409,6 +437,13 @@ class ReportSpec(Frozen):
                 raise ValueError("aggregation.name: leave it out; the report's name names its aggregation")
             data = {**data, "aggregation": {"name": data["name"], **aggregation}}
         return data
+
+    @model_validator(mode="after")
+    def _one_name(self) -> ReportSpec:
+        if self.aggregation.name != self.name:
+            raise ValueError(f"aggregation.name '{self.aggregation.name}' is not the report's name "
+                             f"'{self.name}'")
+        return self
 
 
 class AnalystConfig(Frozen):
@@ -460,10 +495,17 @@ def load_pipeline_config(config_dir: Path) -> PipelineConfig:
 
 
 def load_report_specs(config_dir: Path) -> list[ReportSpec]:
+    """Every report of the catalog; each file is named after its report (<name>.yaml), so no
+    two reports share a name (a name is a folder in the release store and the deliveries)."""
     report_dir = config_dir / "reports"
-    specs = [_validated(ReportSpec, path) for path in sorted(report_dir.glob("*.yaml"))]
+    paths = sorted(report_dir.glob("*.yaml"))
+    specs = [_validated(ReportSpec, path) for path in paths]
     if not specs:
         raise ConfigError(f"{report_dir}: no report specs (*.yaml) found")
+    for path, spec in zip(paths, specs, strict=True):
+        if spec.name != path.stem:
+            raise ConfigError(f"{path}: report name '{spec.name}' is not its file's name "
+                              f"(expected name: {path.stem}, or rename the file {spec.name}.yaml)")
     return specs
 
 
