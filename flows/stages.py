@@ -108,7 +108,7 @@ def protect_source(
     """Raw -> protected, as the policy says, with the day's derived pseudonymization key."""
     source = SOURCES[source_name]
     rules = policy.resolve(source)
-    key = derive_key(master_key(demo), f"protected/{day.isoformat()}")
+    key = derive_key(master_key(demo), "protected", day.isoformat())
     raw = read_parquet(get_spark(), catalog.raw(source, day))
     protected_df = protect(raw, rules, key, day, references_for(rules))
     write_parquet(protected_df, catalog.protected(source, day))

@@ -3,8 +3,9 @@
 The master key comes from KR_PSEUDONYM_KEY (hex, at least 32 bytes), or
 from the Prefect Secret block named by KR_PSEUDONYM_KEY_BLOCK. Demo runs on
 the embedded synthetic data may use a random per-process key instead.
-Derived keys (HMAC of the master over a context string such as
-"protected/2026-11-01") make pseudonyms of two contexts impossible to join.
+A key with too little entropy (one byte repeated, a short pattern) is refused.
+Derived keys (HMAC of the master over a length-prefixed context such as
+("protected", "2026-11-01")) make pseudonyms of two contexts impossible to join.
 Keys are never logged, never put in exception messages, and never passed
 as Prefect parameters (which Prefect stores).
 """
@@ -13,12 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 import secrets
 
 KEY_ENV = "KR_PSEUDONYM_KEY"
 KEY_BLOCK_ENV = "KR_PSEUDONYM_KEY_BLOCK"
 MIN_KEY_BYTES = 32
+MIN_DISTINCT_BYTES = 16
+MAX_PATTERN_BYTES = 8
+KDF_LABEL = b"kr-reports/kdf/v2"
 _demo_key: bytes | None = None
 
 
@@ -53,7 +58,29 @@ def _parsed(text: str, origin: str) -> bytes:
         raise PseudonymKeyError(f"{origin}: the key must be hex-encoded") from None
     if len(key) < MIN_KEY_BYTES:
         raise PseudonymKeyError(f"{origin}: the key must hold at least {MIN_KEY_BYTES} bytes")
+    if _too_regular(key):
+        raise PseudonymKeyError(
+            f"{origin}: the key is not random (one byte repeated, a short repeating pattern or "
+            f"sequence, or fewer than {MIN_DISTINCT_BYTES} distinct bytes); generate one with "
+            f"`python -c 'import secrets; print(secrets.token_hex(32))'`"
+        )
     return key
+
+
+def _too_regular(key: bytes) -> bool:
+    """True for a key a person typed: a repeated pattern of up to MAX_PATTERN_BYTES, the same
+    of its successive differences (counting sequences), or few distinct bytes.
+
+    32 random bytes hold about 30 distinct values; a random key fails this with
+    probability below 2^-50.
+    """
+    steps = bytes((b - a) % 256 for a, b in itertools.pairwise(key))
+    return len(set(key)) < MIN_DISTINCT_BYTES or _periodic(key) or _periodic(steps)
+
+
+def _periodic(data: bytes) -> bool:
+    return any(data == (data[:period] * (len(data) // period + 1))[: len(data)]
+               for period in range(1, MAX_PATTERN_BYTES + 1))
 
 
 def _secret_block_value(name: str) -> str:
@@ -65,10 +92,19 @@ def _secret_block_value(name: str) -> str:
         raise PseudonymKeyError(f"Prefect Secret block '{name}' not found") from None
 
 
-def derive_key(master: bytes, context: str) -> bytes:
-    return hmac.new(master, f"kr-reports/v1/{context}".encode(), hashlib.sha256).digest()
+def derive_key(master: bytes, *context: str) -> bytes:
+    """HMAC of the master over the context's parts, each length-prefixed.
+
+    The encoding is unambiguous: no two different part lists give the same
+    message, whatever characters ('/' included) a part holds.
+    """
+    message = bytearray(KDF_LABEL)
+    for part in context:
+        encoded = part.encode()
+        message += len(encoded).to_bytes(4, "big") + encoded
+    return hmac.new(master, bytes(message), hashlib.sha256).digest()
 
 
 def release_key(master: bytes, purpose: str, release: str) -> bytes:
     """Per purpose and release: pseudonyms of two releases or purposes never join."""
-    return derive_key(master, f"release/{purpose}/{release}")
+    return derive_key(master, "release", purpose, release)

@@ -601,7 +601,7 @@ def test_the_run_stops_on_a_missing_signing_key_before_reading_data(
     from flows.daily import daily_partner_reports
     from kr_reports.keys import KEY_ENV as PSEUDONYM_KEY_ENV
 
-    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "ab" * 32)
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "da1e6bed5d4ff7824db17c4b4a7928ff8fea7fa7af3992cc036c52526eaa61da")
     for partner in load_pipeline_config(config_dir).partners:
         monkeypatch.delenv(partner.signing_key.removeprefix("env:"), raising=False)
     with pytest.raises(SigningKeyError, match=r"partner '[a-z-]+': signing key 'env:KR_SIGNING_KEY_"):

@@ -167,7 +167,7 @@ def test_the_key_can_come_from_a_prefect_secret_block(prefect_harness, monkeypat
 
     from kr_reports.keys import KEY_BLOCK_ENV, master_key
 
-    key = "cd" * 32
+    key = "0461eacf066825b766b46766fcc08aa2e0bd1d3c37b78343a6b2d806e0c2c661"  # random (a pattern is refused)
     Secret(value=key).save("kr-test-pseudonym-key", overwrite=True)
     monkeypatch.delenv(KEY_ENV, raising=False)
     monkeypatch.setenv(KEY_BLOCK_ENV, "kr-test-pseudonym-key")
