@@ -18,7 +18,8 @@ A cut file: the last line of a file that does not end with a line
 terminator is marked `truncated` and rejected ('malformed:truncated'),
 since its last field may be cut short without looking wrong. Pass
 `allow_unterminated_last_line=True` for writers that omit the final newline.
-(Gzipped files are not checked: a cut gzip stream fails to decompress.)
+(A gzipped file is decompressed once before Spark reads it: a cut stream is
+an error naming the file.)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import csv
 import functools
 import gzip
 import re
+import zlib
 from pathlib import Path
 from typing import IO, Any
 
@@ -85,20 +87,18 @@ def read_format(
     (binetflow), `source` and `file_format` (canonical), and
     `allow_unterminated_last_line` (text formats).
     Raises MissingInput when the path is missing, FormatError when a file is
-    empty or lacks its header, ValueError for an unknown format or option,
-    and SchemaMismatch when canonical files have other columns.
+    empty, unreadable, cut short or lacks its header, or for an unknown format,
+    option or option value, and SchemaMismatch when canonical files have other columns.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format '{fmt}' (one of {', '.join(FORMATS)})")
+    path = Path(path)
+    allowed = format_options(fmt)
     base = FORMATS[fmt]
-    allowed = (*base.options, *READER_OPTIONS[base.layout])
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(
-            f"format '{fmt}' takes no option(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})"
+        raise FormatError(
+            f"{path}: format '{fmt}' takes no option(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})"
         )
-    path = Path(path)
-    if not path.exists():
+    if not _exists(path):
         raise MissingInput(f"{path}: input not found")
     allow_unterminated = bool(options.pop("allow_unterminated_last_line", False))
     if base.layout == "canonical":
@@ -114,12 +114,30 @@ def read_format(
     lines = functools.reduce(
         DataFrame.unionByName, [read_lines(spark, f, allow_unterminated) for f in files]
     )
-    mapped, rejected = map_lines(fmt, lines, **options)
+    try:
+        mapped, rejected = map_lines(fmt, lines, **options)
+    except ValueError as exc:  # an option value the mapping cannot use (e.g. an unknown time zone)
+        raise FormatError(f"{path}: {exc}") from None
     facts = _facts(base, files, columns_in_files or base.input_columns, options)
     return mapped, rejected, facts
 
 
+def format_options(fmt: str) -> tuple[str, ...]:
+    """The options format `fmt` takes; FormatError for a format that is not known."""
+    if fmt not in FORMATS:
+        raise FormatError(f"unknown format '{fmt}' (one of {', '.join(FORMATS)})")
+    base = FORMATS[fmt]
+    return (*base.options, *READER_OPTIONS[base.layout])
+
+
 # --- files and headers -----------------------------------------------------------
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except PermissionError:  # a folder on the way cannot be entered
+        raise FormatError(f"{path}: cannot be reached (permission denied on a folder above it)") from None
 
 
 def _is_data(path: Path, root: Path) -> bool:
@@ -129,17 +147,43 @@ def _is_data(path: Path, root: Path) -> bool:
 
 def _input_files(path: Path, recursive: bool = False) -> list[Path]:
     """The file itself, or a folder's data files (Spark's rule: names starting '.' or '_' are not data)."""
-    if path.is_file():
+    if not path.is_dir():
         files = [path]
     else:
-        found = path.rglob("*") if recursive else path.iterdir()
-        files = sorted(p for p in found if _is_data(p, path))
+        try:
+            found = path.rglob("*") if recursive else path.iterdir()
+            files = sorted(p for p in found if _is_data(p, path))
+        except PermissionError:
+            raise FormatError(f"{path}: folder cannot be read (permission denied)") from None
         if not files:
             raise FormatError(f"{path}: folder holds no input files")
     for file in files:
-        if file.stat().st_size == 0:
-            raise FormatError(f"{file}: empty file")
+        _check_readable(file)
     return files
+
+
+def _check_readable(file: Path) -> None:
+    """FormatError naming the file unless it is a non-empty regular file that can be read whole.
+
+    A gzip file is decompressed once here: Spark would otherwise fail mid-job on a cut stream.
+    """
+    if not file.is_file():
+        raise FormatError(f"{file}: not a regular file (expected a file or a folder of files)")
+    if file.stat().st_size == 0:
+        raise FormatError(f"{file}: empty file")
+    try:
+        with file.open("rb") as handle:
+            handle.read(1)
+        if file.suffix == ".gz":
+            with gzip.open(file, "rb") as stream:
+                while stream.read(1 << 20):
+                    pass
+    except PermissionError:
+        raise FormatError(f"{file}: cannot be read (permission denied)") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        raise FormatError(f"{file}: truncated or corrupt gzip file (expected a whole gzip stream)") from None
+    except OSError as exc:
+        raise FormatError(f"{file}: cannot be read ({exc.strerror or type(exc).__name__})") from None
 
 
 def _open_text(file: Path) -> IO[str]:
@@ -270,7 +314,25 @@ def _canonical_file_format(files: list[Path], path: Path) -> str:
         for suffix in file.suffixes:
             if suffix in CANONICAL_FILE_FORMATS:
                 return CANONICAL_FILE_FORMATS[suffix]
-    raise FormatError(f"{path}: cannot tell parquet, csv or json from the file names; pass file_format")
+    suffixes = ", ".join(CANONICAL_FILE_FORMATS)
+    raise FormatError(f"{path}: cannot tell parquet, csv or json from the file names (expected a suffix "
+                      f"{suffixes}); name it (file_format, or --file-format of kr-reports protect)")
+
+
+PARQUET_MAGIC = b"PAR1"
+
+
+def _check_parquet(file: Path) -> None:
+    """FormatError unless the file has Parquet's magic at both ends and a footer that fits in it."""
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        head = handle.read(4)
+        handle.seek(max(size - 8, 0))
+        tail = handle.read(8)
+    footer = int.from_bytes(tail[:4], "little") if len(tail) == 8 else -1
+    if head != PARQUET_MAGIC or tail[4:] != PARQUET_MAGIC or not 0 < footer <= size - 12:
+        raise FormatError(f"{file}: not a Parquet file, or cut short (expected 'PAR1' at both ends "
+                          "around a footer)")
 
 
 def _check_columns(spark: SparkSession, columns: list[str], source: str, location: str) -> None:
@@ -290,12 +352,14 @@ def _read_canonical(
 ) -> tuple[DataFrame, DataFrame, dict]:
     """Parquet through Spark's reader; CSV and JSON lines line by line, so rejects keep their line."""
     if not source:
-        raise ValueError(f"format 'canonical' needs the source option (one of {', '.join(SOURCES)})")
+        raise FormatError(f"{path}: format 'canonical' needs the source option (one of {', '.join(SOURCES)})")
     spec = canonical_spec(source)
     target = SOURCES[source]
     files = _input_files(path, recursive=True)
     file_format = file_format or _canonical_file_format(files, path)
     if file_format == "parquet":
+        for file in files:
+            _check_parquet(file)
         df = spark.read.parquet(str(path)).select("*", F.col("_metadata.file_path").alias("file"))
         mapped, rejected = map_canonical(df, source)
     elif file_format == "csv":
@@ -316,6 +380,6 @@ def _read_canonical(
         _check_columns(spark, keys, source, str(path))
         mapped, rejected = map_canonical_json(lines, source)
     else:
-        raise ValueError(f"{path}: file_format must be parquet, csv or json, not '{file_format}'")
+        raise FormatError(f"{path}: file_format must be parquet, csv or json, not '{file_format}'")
     facts = _facts(spec, files, target.column_names, {"source": source, "file_format": file_format})
     return mapped, rejected, facts

@@ -10,15 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from py4j.protocol import Py4JError, Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from expectations.runner import validate_dataframe
 from expectations.suites import build_protected_suite
 from flows.catalog import read_parquet, write_parquet
-from flows.formats import read_format
+from flows.formats import FormatError, read_format
 from flows.stages import (
     RowConservationError,
     count_by_reason,
@@ -26,6 +30,7 @@ from flows.stages import (
     treatment_summary,
 )
 from kr_reports.keys import master_key, release_key
+from kr_reports.names import check_identifier
 from kr_reports.policy import Policy, UnclassifiedColumn
 from kr_reports.schemas import SOURCES, describe_column_names
 from kr_reports.spark import get_spark
@@ -34,6 +39,7 @@ from transforms.protect import protect, protected_columns
 
 log = logging.getLogger(__name__)
 UNKNOWN_FIELD = "not a known"
+READ_FAILURES = ("FAILED_READ_FILE", "CANNOT_READ_FILE", "PATH_NOT_FOUND")
 
 
 def _check_all_fields_known(facts: dict, input_path: Path) -> None:
@@ -68,9 +74,54 @@ def protect_file(
     day: dt.date | None = None,
     **options,
 ) -> dict:
-    """Map, ingest, protect and validate one input; return the summary also written to OUT."""
-    spark = get_spark()
+    """Map, ingest, protect and validate one input; return the summary also written to OUT.
+
+    Release id and purpose must be plain names (kr_reports.names); the quarantine
+    folder is the caller's to choose (it is replaced).
+    """
+    check_identifier(release, "release id")
+    check_identifier(purpose, "purpose")
     key = release_key(master_key(demo), purpose, release)  # fail before reading on no key
+    spark = get_spark()
+    with _read_failures_named(input_path, fmt):
+        return _protect(spark, fmt, input_path, out_dir, quarantine_dir, policy, purpose, release,
+                        key, day, options)
+
+
+def spark_error_condition(exc: BaseException) -> str | None:
+    """Spark's error class of a failure (e.g. FAILED_READ_FILE.NO_HINT), from Python or the JVM."""
+    if isinstance(exc, PySparkException):
+        return exc.getCondition()
+    java = exc.java_exception if isinstance(exc, Py4JJavaError) else None
+    while java is not None:  # the first Spark error class along the JVM's causes
+        try:
+            condition = java.getCondition()
+        except Py4JError:  # not a SparkThrowable
+            condition = None
+        if condition:
+            return condition
+        java = java.getCause()
+    return None
+
+
+@contextmanager
+def _read_failures_named(input_path: Path, fmt: str) -> Iterator[None]:
+    """Spark's failure to read the input, as one FormatError naming the file and Spark's error class.
+
+    Spark's message is left out: it may quote the data. Other failures pass unchanged.
+    """
+    try:
+        yield
+    except Exception as exc:
+        condition = spark_error_condition(exc)
+        if condition is None or not condition.startswith(READ_FAILURES):
+            raise
+        raise FormatError(f"{input_path}: cannot be read as {fmt} ({condition}); expected an intact "
+                          "file of that format") from None
+
+
+def _protect(spark, fmt: str, input_path: Path, out_dir: Path, quarantine_dir: Path, policy: Policy,
+             purpose: str, release: str, key: bytes, day: dt.date | None, options: dict) -> dict:
     mapped, rejected, facts = read_format(spark, fmt, input_path, **options)
     _check_all_fields_known(facts, input_path)
     source = SOURCES[facts["target"]]

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from kr_reports.names import UnsafeName, check_identifier, path_under
+
 
 def _quiet_environment() -> None:
     """Offline-safe defaults, set before Prefect, GX or Spark are imported."""
@@ -127,9 +129,11 @@ def _cmd_kanon(args: argparse.Namespace) -> int:
         k=args.k, l=args.l, l_kind=args.l_kind, c=args.c, t=args.t, t_distance=args.t_distance,
         sensitive=args.sensitive, suppression_limit=args.suppression_limit,
     )
-    quarantine = Path(args.quarantine) if args.quarantine else (
-        Catalog.from_env(args.data_dir, None).data_dir / "quarantine" / "kanon" / Path(args.input).stem
-    )
+    if args.quarantine:
+        quarantine = _empty_or_new(Path(args.quarantine), "--quarantine")
+    else:
+        stem = check_identifier(Path(args.input).stem, "input name (names the quarantine; pass --quarantine)")
+        quarantine = path_under(Catalog.from_env(args.data_dir, None).data_dir / "quarantine" / "kanon", stem)
     report = kanon_file(
         Path(args.input), Path(args.out), [c.strip() for c in args.qi.split(",") if c.strip()],
         Path(args.hierarchies), req, sep=args.sep, metric=args.metric, algorithm=args.algorithm,
@@ -144,19 +148,63 @@ def _cmd_protect(args: argparse.Namespace) -> int:
     from flows.protect_file import protect_file
     from kr_reports.policy import load_policy
 
-    policy = load_policy(Path(args.config_dir))
-    release = args.release or f"{Path(args.input).name}-{dt.date.today().isoformat()}"
-    quarantine = Path(args.quarantine) if args.quarantine else (
-        Catalog.from_env(args.data_dir, None).data_dir / "quarantine" / "protect" / release
-    )
-    given = {"site_domain": args.site_domain, "timezone": args.timezone, "source": args.source}
-    options = {k: v for k, v in given.items() if v is not None}
+    config_dir = Path(args.config_dir)
+    policy = load_policy(config_dir)
+    purpose = _configured_purpose(args.purpose, config_dir)
+    given = args.release is not None
+    release = check_identifier(
+        args.release if given else f"{Path(args.input).name}-{dt.date.today().isoformat()}",
+        "release id" if given else "release id (from the input's name; pass --release)")
+    if args.quarantine:
+        quarantine = _empty_or_new(Path(args.quarantine), "--quarantine")
+    else:
+        data_dir = Catalog.from_env(args.data_dir, None).data_dir
+        quarantine = path_under(data_dir / "quarantine" / "protect", release)
+    options = _format_options(args)
     summary = protect_file(
         args.format, Path(args.input), Path(args.out), quarantine, policy,
-        purpose=args.purpose, release=release, demo=args.demo, day=args.day, **options,
+        purpose=purpose, release=release, demo=args.demo, day=args.day, **options,
     )
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
+
+
+def _configured_purpose(purpose: str, config_dir: Path) -> str:
+    from kr_reports.config import ConfigError, load_pipeline_config
+
+    purposes = load_pipeline_config(config_dir).purposes
+    if purpose not in purposes:
+        raise ConfigError(f"--purpose {purpose!r} is not a configured purpose "
+                          f"({config_dir / 'pipeline.yaml'}: {', '.join(purposes)})")
+    return purpose
+
+
+def _empty_or_new(folder: Path, option: str) -> Path:
+    """A folder the command may fill (and replace): a new or empty one, never one holding data."""
+    if folder.exists() and not (folder.is_dir() and not any(folder.iterdir())):
+        raise UnsafeName(f"{option} {folder}: exists and is not empty; name a new or empty folder "
+                         "(its contents would be replaced)")
+    return folder
+
+
+PROTECT_OPTIONS = {"site_domain": "--site-domain", "timezone": "--timezone", "source": "--source",
+                   "file_format": "--file-format"}
+
+
+def _format_options(args: argparse.Namespace) -> dict[str, str]:
+    """The format options given, each one the format takes; --format canonical needs --source."""
+    from flows.formats import FormatError, format_options
+
+    given = {name: getattr(args, name) for name in PROTECT_OPTIONS if getattr(args, name) is not None}
+    allowed = format_options(args.format)
+    for name in given:
+        if name not in allowed:
+            takes = ", ".join(PROTECT_OPTIONS[o] for o in allowed if o in PROTECT_OPTIONS)
+            raise FormatError(f"{args.input}: {PROTECT_OPTIONS[name]} does not apply to --format "
+                              f"{args.format} (it takes {takes or 'none of the format options'})")
+    if args.format == "canonical" and "source" not in given:
+        raise FormatError(f"{args.input}: --format canonical needs --source (which source the files hold)")
+    return given
 
 
 def _open_ledger(args: argparse.Namespace):
@@ -370,8 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
                                "telco_customers", "canonical"))
     prot.add_argument("--input", required=True, help="input file or folder")
     prot.add_argument("--out", required=True, help="output folder")
-    prot.add_argument("--purpose", default="aggregate_reports", help="purpose of this release")
-    prot.add_argument("--release", help="release id (default: <input name>-<today>)")
+    prot.add_argument("--purpose", default="aggregate_reports",
+                      help="purpose of this release: one of the purposes in pipeline.yaml")
+    prot.add_argument("--release", help="release id: letters, digits, '.', '_', '-' "
+                                        "(default: <input name>-<today>)")
     prot.add_argument("--day", type=dt.date.fromisoformat,
                       help="quarantine events outside this day (YYYY-MM-DD)")
     prot.add_argument("--site-domain", help="combined_log: the site the log belongs to")
@@ -379,10 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     prot.add_argument("--source", choices=("subscribers", "devices", "call_records",
                                            "network_flows", "web_visits"),
                       help="canonical: which source the files hold")
+    prot.add_argument("--file-format", choices=("parquet", "csv", "json"),
+                      help="canonical: the files' format when their names do not tell it")
     prot.add_argument("--quarantine",
-                      help="quarantine folder (default: $KR_DATA_DIR/quarantine/protect/<release>)")
+                      help="quarantine folder, new or empty "
+                           "(default: $KR_DATA_DIR/quarantine/protect/<release>)")
     prot.add_argument("--data-dir", help="data folder (default: $KR_DATA_DIR or ./data)")
-    prot.add_argument("--config-dir", default="config", help="folder with policy.yaml")
+    prot.add_argument("--config-dir", default="config", help="folder with policy.yaml and pipeline.yaml")
     prot.add_argument("--demo", action="store_true",
                       help="allow a random per-run pseudonymization key (test data only)")
     prot.set_defaults(handler=_cmd_protect)
@@ -416,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     kan.add_argument("--unit", help="privacy-unit column (e.g. subscriber): k counts its distinct values")
     kan.add_argument("--out", required=True, help="output folder (must not exist)")
     kan.add_argument("--quarantine",
-                     help="where unusable rows go (default: $KR_DATA_DIR/quarantine/kanon/<input name>)")
+                     help="where unusable rows go, new or empty "
+                          "(default: $KR_DATA_DIR/quarantine/kanon/<input name>)")
     kan.add_argument("--data-dir", help="data folder (default: $KR_DATA_DIR or ./data)")
     kan.set_defaults(handler=_cmd_kanon)
 
@@ -510,7 +564,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         ConfigError, MissingInput, SchemaMismatch, ValidationFailed, BudgetExceeded,
         PseudonymKeyError, PlanError, RowConservationError, ScanError, FormatError,
         MissingReportColumn, KAnonymityError, HierarchyError, SigningKeyError, StageFailed,
-        ChargeMismatch, LedgerMissing, ReleaseRefused,
+        ChargeMismatch, LedgerMissing, ReleaseRefused, UnsafeName,
     )
 
 
