@@ -69,8 +69,12 @@ def _one_line_error(code: int, lines: list[str]) -> str:
 # ---- names and the folders they make ------------------------------------------------------
 
 
-@pytest.mark.parametrize("release", ["../..", "..", "a/../../b", "/etc", ".hidden", "x" * 129, "", "a b"])
+# Every escape stays inside tmp_path even where the code under test is wrong: an absolute
+# release id is a folder of the test's own (never a system folder that a regression would wipe).
+@pytest.mark.parametrize("release", ["../..", "..", "a/../../b", "ABSOLUTE", ".hidden", "x" * 129, "", "a b"])
 def test_protect_refuses_a_release_that_would_leave_its_folder(release, tmp_path, config_dir, capsys):
+    if release == "ABSOLUTE":
+        release = str(tmp_path / "work")
     data = tmp_path / "work" / "data"
     for name, payload in (("ledger.sqlite", b"ledger"), ("keys/p.ed25519.pem", b"key"),
                           ("quarantine/protect/old/part-0.parquet", b"rows")):
