@@ -37,6 +37,7 @@ import io
 import json
 import os
 import platform
+import posixpath
 import shutil
 import uuid
 from collections.abc import Iterable
@@ -434,7 +435,7 @@ def _check_demo(manifest: dict, allow_demo: bool, location) -> bool:
 
 def _check_place(root: str, manifest: dict, partner: str | None, location) -> None:
     """MisplacedDelivery unless the manifest's partner, report, period and release are its folders'."""
-    parts = PurePosixPath(root.rstrip("/")).parts
+    parts = PurePosixPath(posixpath.normpath(root)).parts  # `d/x/..` is `d`
     if len(parts) < 3:
         raise MisplacedDelivery(f"{location}: not in a <partner>/<report>/<period> folder")
     in_folder = {"partner": partner or parts[-3], "report": parts[-2], "period": parts[-1]}
