@@ -27,6 +27,7 @@ from kr_reports.schemas import SourceSpec
 from kr_reports.store import ReleaseStore
 
 LANDING_MARKER = ".complete"
+SYNTHETIC_GENERATOR = "kr-reports generate"  # the landing marker's `generator` when the generator wrote it
 
 
 class MissingInput(FileNotFoundError):
@@ -89,6 +90,13 @@ class Catalog:
                 f"{marker}: no landing data; run `kr-reports generate --out {self.landing_root}`"
             )
         return json.loads(marker.read_text())
+
+    def landing_is_synthetic(self) -> bool:
+        """Whether the landing zone holds the embedded synthetic data: its marker names the generator."""
+        try:
+            return self.landing_manifest().get("generator") == SYNTHETIC_GENERATOR
+        except (MissingInput, ValueError, AttributeError):  # no marker, not JSON, not an object
+            return False
 
 
 def read_landing(spark: SparkSession, path: Path, file_format: str) -> DataFrame:

@@ -22,7 +22,11 @@ is never reported as delivered, fails `verify`, and is cleaned up and
 rewritten by the next attempt.
 
 Verification needs no Spark, ledger or configuration: only the delivery and
-the partner's public key.
+the partner's public key, whose fingerprint the partner pins out of band (the
+copy beside the deliveries is only as safe as that folder). It is strict: a
+file the manifest does not list, a manifest whose partner, report, period or
+release is not its folder's (a genuine delivery of another day copied in), and
+a demo-signed delivery (the manifest says which) all fail.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ import io
 import json
 import os
 import platform
+import posixpath
 import shutil
 import uuid
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import fsspec
@@ -70,7 +75,7 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
 PUBLIC_KEY = "signing_key.pub.pem"
 STAGING = ".staging"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: the manifest says which release it is and whether a demo key signed it
 VERSIONED_PACKAGES = (
     "kr-reports", "pyspark", "great-expectations", "diffprivlib", "prefect", "cryptography", "fsspec",
 )
@@ -94,6 +99,22 @@ class ChecksumMismatch(DeliveryInvalid):
 
 class BadSignature(DeliveryInvalid):
     """The signature does not verify with the given public key."""
+
+
+class UntrustedKey(DeliveryInvalid):
+    """The public key given is not the one whose fingerprint the partner pinned."""
+
+
+class DemoSigned(DeliveryInvalid):
+    """A demo key signed the delivery (or its manifest does not say one did not)."""
+
+
+class MisplacedDelivery(DeliveryInvalid):
+    """The manifest's partner, report, period or release is not that of the folder it is in."""
+
+
+class UnlistedFile(DeliveryInvalid):
+    """A file in the delivery is not listed in its manifest (so nothing vouches for it)."""
 
 
 # ---- configuration and keys, checked before any data is read --------------------------------
@@ -170,6 +191,7 @@ def _manifest(spec: ReportSpec, release: dict, validation: dict, files: dict[str
         "policy_clause": spec.delivery.policy_clause,
         "period": release["period"],
         "release_id": release["release_id"],
+        "release_number": release.get("number", 1),
         "ledger_entry_id": release["ledger_entry_id"],
         "privacy": {
             "guarantee": release.get("guarantee"),
@@ -193,6 +215,7 @@ def _manifest(spec: ReportSpec, release: dict, validation: dict, files: dict[str
         "signing": {
             "algorithm": "Ed25519",
             "public_key_fingerprint": key.fingerprint,
+            "demo_key": key.demo,
             "public_key_file": f"../../{PUBLIC_KEY}",
             "signature_file": SIGNATURE,
         },
@@ -352,14 +375,28 @@ class Verified:
     period: str
     fingerprint: str
     files: tuple[str, ...]
-    unlisted: tuple[str, ...]  # present but not in the manifest: reported, not trusted
+    unlisted: tuple[str, ...]  # not in the manifest, accepted unverified: the partner named them
+    demo_key: bool  # signed by a demo key, or the manifest does not say it was not
 
 
-def verify_delivery(location: str | Path, public_key: Ed25519PublicKey) -> Verified:
-    """Check the signature over manifest.json, then every file's SHA-256; raise DeliveryInvalid."""
+def verify_delivery(location: str | Path, public_key: Ed25519PublicKey, *, pinned: str | None = None,
+                    partner: str | None = None, allow_extra: Iterable[str] = (),
+                    allow_demo: bool = False) -> Verified:
+    """Verify a delivery as its partner should trust it; raise DeliveryInvalid naming what fails.
+
+    In order: the public key is the one whose fingerprint the partner pinned
+    (`pinned`, given to them out of band: the key file beside the deliveries is
+    only as safe as that folder); the signature over manifest.json; a demo key
+    did not sign it (unless `allow_demo`); the manifest's partner, report,
+    period and release are those of the folders it sits in (`partner` when the
+    partner's folder is not named by its id), so a genuine delivery of another
+    day does not pass for this one; every listed file's SHA-256; and no file
+    is there that the manifest does not list, but those named in `allow_extra`.
+    """
     fs, root = _filesystem(str(location))
     if not fs.isdir(root):
         raise DeliveryIncomplete(f"{location}: no delivery here")
+    _check_pin(public_key, pinned, location)
     manifest_bytes = _read(fs, root, MANIFEST, location)
     signature = _read(fs, root, SIGNATURE, location, missing="the delivery is not signed: it is "
                       "incomplete (the signature is written last) or was tampered with")
@@ -371,11 +408,62 @@ def verify_delivery(location: str | Path, public_key: Ed25519PublicKey) -> Verif
     signing = manifest.get("signing")
     if not isinstance(signing, dict) or signing.get("public_key_fingerprint") != fingerprint(public_key):
         raise BadSignature(f"{location}: manifest.json names another key than the one that signed it")
+    demo = _check_demo(manifest, allow_demo, location)
+    _check_place(root, manifest, partner, location)
     listed = _check_files(fs, root, manifest, location)
-    present = {Path(p).name for p in fs.ls(root, detail=False)}
-    unlisted = tuple(sorted(present - set(listed) - {MANIFEST, SIGNATURE}))
+    unlisted = _check_unlisted(fs, root, listed, set(allow_extra), location)
     return Verified(str(location), str(manifest.get("partner")), str(manifest.get("report")),
-                    str(manifest.get("period")), fingerprint(public_key), listed, unlisted)
+                    str(manifest.get("period")), fingerprint(public_key), listed, unlisted, demo)
+
+
+def _check_pin(public_key: Ed25519PublicKey, pinned: str | None, location) -> None:
+    actual = fingerprint(public_key)
+    if pinned is not None and actual != pinned:
+        raise UntrustedKey(f"{location}: the public key given is {actual}, not the pinned {pinned}: "
+                           "it is not the key the operator gave you (replaced, or another partner's)")
+
+
+def _check_demo(manifest: dict, allow_demo: bool, location) -> bool:
+    """Whether the delivery may be demo-signed; DemoSigned unless the manifest says it is not, or allowed."""
+    said = manifest["signing"].get("demo_key")
+    if said is False:
+        return False
+    if allow_demo:
+        return True
+    if said is True:
+        raise DemoSigned(f"{location}: signed with a DEMO key (synthetic data only, never real partner "
+                         "data); pass --allow-demo to accept a demo delivery")
+    raise DemoSigned(f"{location}: manifest.json (version {manifest.get('manifest_version')}) does not say "
+                     "whether a demo key signed it; pass --allow-demo only if the key's fingerprint "
+                     "was given to you as the partner's real key")
+
+
+def _check_place(root: str, manifest: dict, partner: str | None, location) -> None:
+    """MisplacedDelivery unless the manifest's partner, report, period and release are its folders'."""
+    parts = PurePosixPath(posixpath.normpath(root)).parts  # `d/x/..` is `d`
+    if len(parts) < 3:
+        raise MisplacedDelivery(f"{location}: not in a <partner>/<report>/<period> folder")
+    in_folder = {"partner": partner or parts[-3], "report": parts[-2], "period": parts[-1]}
+    release = {"period": manifest.get("period"), "number": manifest.get("release_number", 1)}
+    in_manifest = {"partner": manifest.get("partner"), "report": manifest.get("report"),
+                   "period": delivery_folder(release)}
+    wrong = [f"{what} '{in_manifest[what]}', not '{in_folder[what]}'"
+             for what in in_folder if in_manifest[what] != in_folder[what]]
+    if wrong:
+        hint = "" if partner else " (give --partner when your folder is not named by your partner id)"
+        raise MisplacedDelivery(f"{location}: manifest.json is for another place: {'; '.join(wrong)}: a "
+                                f"genuine delivery of another report, day or partner was put here{hint}")
+
+
+def _check_unlisted(fs, root: str, listed: tuple[str, ...], allowed: set[str], location) -> tuple[str, ...]:
+    """The allowed unlisted files present; UnlistedFile naming the others."""
+    present = {PurePosixPath(p.rstrip("/")).name for p in fs.ls(root, detail=False)}
+    unlisted = present - set(listed) - {MANIFEST, SIGNATURE}
+    refused = sorted(unlisted - allowed)
+    if refused:
+        raise UnlistedFile(f"{location}: {', '.join(refused)}: not listed in manifest.json, so not signed "
+                           "(remove it, or accept it unverified with --allow-extra NAME)")
+    return tuple(sorted(unlisted))
 
 
 def verify_checksums(delivery: Path | str) -> None:

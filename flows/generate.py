@@ -5,7 +5,7 @@ Layout under `out_dir` (the landing zone, files as an operator exports them):
     subscribers/                      one dataset
     devices/                          one dataset
     <daily source>/date=YYYY-MM-DD/   one dataset per day and source
-    .complete                         JSON marker written last: parameters and row counts
+    .complete                         JSON marker written last: generator, parameters and row counts
 
 Each dataset is written once (overwrite mode) and counted while it is written
 (a Spark Observation), so generating costs one action per dataset.
@@ -22,6 +22,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
+from flows.catalog import SYNTHETIC_GENERATOR
 from kr_reports.schemas import SOURCES
 from kr_reports.spark import get_spark
 from transforms.generate import (
@@ -86,6 +87,7 @@ def write_landing(
         subscribers.unpersist()
 
     record = {
+        "generator": SYNTHETIC_GENERATOR,  # what `serve` with demo keys requires (flows.schedules)
         "seed": seed,
         "subscribers": n_subscribers,
         "days": days,

@@ -24,7 +24,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 from pydantic import Field, field_validator
 
-from flows.catalog import Catalog
+from flows.catalog import SYNTHETIC_GENERATOR, Catalog
 from flows.daily import daily_partner_reports, landing_days
 from kr_reports.config import ConfigError, Frozen, _validated, load_report_specs
 
@@ -164,7 +164,26 @@ def check_api_url() -> str:
     return url
 
 
+def check_demo_data(config: SchedulesConfig) -> None:
+    """ConfigError when the runs would use demo keys on anything but the embedded synthetic data.
+
+    Demo keys pseudonymize with a key that is not kept and sign with a key made
+    on the spot: fine for the generator's data, never for real subscribers.
+    """
+    parameters = config.parameters
+    if not parameters.demo:
+        return
+    catalog = Catalog.from_env(parameters.data_dir, parameters.out_dir)
+    if not catalog.landing_is_synthetic():
+        raise ConfigError(
+            f"schedules say demo: true, but {catalog.landing_root} does not hold the embedded synthetic "
+            f"data (its marker does not name `{SYNTHETIC_GENERATOR}`): set demo: false for real data, with "
+            "KR_PSEUDONYM_KEY and the partners' signing keys configured"
+        )
+
+
 def serve_schedules(config: SchedulesConfig) -> None:
     """Register the deployments on the server and run their scheduled runs, one at a time, until stopped."""
+    check_demo_data(config)
     check_api_url()
     serve(*build_deployments(config), limit=1)

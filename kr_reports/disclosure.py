@@ -79,7 +79,7 @@ _PART = "privacy.metrics[].parts[]."
 
 MANIFEST_FIELDS: dict[str, str] = {
     **_each(CONFIG, "", "manifest_version", "report", "partner", "purpose", "policy_clause"),
-    **_each(RECORD, "", "period", "release_id", "ledger_entry_id", "delivered_at"),
+    **_each(RECORD, "", "period", "release_id", "release_number", "ledger_entry_id", "delivered_at"),
     **_each(CONFIG, "privacy.", "unit", "accounting", "epsilon", "delta", "rho", "min_subscribers",
             "sparse_cells"),
     **_each(CONFIG, "privacy.guarantee.", "statement", "window_days", "epsilon", "delta"),
@@ -94,7 +94,8 @@ MANIFEST_FIELDS: dict[str, str] = {
     "validation.suite": CONFIG,
     **_each(NOISY, "validation.", "success", "evaluated", "failed"),  # expectations, not rows
     f"software.{ANY_KEY}": CONFIG,
-    **_each(CONFIG, "signing.", "algorithm", "public_key_fingerprint", "public_key_file", "signature_file"),
+    **_each(CONFIG, "signing.", "algorithm", "public_key_fingerprint", "demo_key", "public_key_file",
+            "signature_file"),
     f"files.{ANY_KEY}": RECORD,  # SHA-256 of each file, by file name
 }
 

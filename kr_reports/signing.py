@@ -99,12 +99,18 @@ def resolve_signing_key(partner: str, reference: str, key_dir: Path, demo: bool)
 
 def operator_public_key(partner: str, reference: str, key_dir: Path) -> Ed25519PublicKey:
     """The public half of the partner's configured key, else of an existing demo key (never made here)."""
+    return operator_key(partner, reference, key_dir).public
+
+
+def operator_key(partner: str, reference: str, key_dir: Path) -> SigningKey:
+    """The partner's configured key, else its existing demo key (never made here)."""
     private = _private_from_reference(partner, reference)
     if private is not None:
-        return private.public_key()
+        return SigningKey(partner, reference, demo=False, private=private)
     path = demo_key_path(key_dir, partner)
     if path.is_file():
-        return _read_private_pem(path.read_bytes(), f"demo key {path}").public_key()
+        return SigningKey(partner, str(path), demo=True,
+                          private=_read_private_pem(path.read_bytes(), f"demo key {path}"))
     raise SigningKeyError(
         f"partner '{partner}': signing key '{reference}' {_why_unresolved(reference)}, "
         f"and there is no demo key at {path}; give the partner's public key with --public-key"
@@ -191,6 +197,16 @@ def load_public_key(data: bytes, origin: str) -> Ed25519PublicKey:
 def fingerprint(public: Ed25519PublicKey) -> str:
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return f"sha256:{hashlib.sha256(raw).hexdigest()}"
+
+
+def parse_fingerprint(text: str) -> str:
+    """A fingerprint as `fingerprint` writes it, from `sha256:HEX` or bare HEX; ValueError otherwise."""
+    normal = text.strip().lower()
+    normal = normal if normal.startswith("sha256:") else f"sha256:{normal}"
+    if not _FINGERPRINT.match(normal):
+        raise ValueError("a key fingerprint is 64 hex digits (the SHA-256 of the raw public key), "
+                         "optionally after 'sha256:'")
+    return normal
 
 
 def sign_document(key: SigningKey, payload: bytes) -> bytes:

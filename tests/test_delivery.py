@@ -36,6 +36,7 @@ from flows.delivery import (
     BadSignature,
     ChecksumMismatch,
     DeliveryIncomplete,
+    DemoSigned,
     ManifestInvalid,
     build_delivery,
     check_delivery_setup,
@@ -346,12 +347,136 @@ def test_a_manifest_resigned_with_another_key_fails_verification(tmp_path, store
         verify_delivery(delivery, signing_env.public_key())
 
 
-def test_an_extra_unlisted_file_is_a_warning_not_a_failure(tmp_path, stored_release, signing_env, capsys):
+def _verify(delivery, public: Path, *options: str) -> int:
+    return main(["verify", str(delivery), "--public-key", str(public), *options])
+
+
+def test_an_unlisted_file_fails_unless_the_partner_names_it(tmp_path, stored_release, signing_env, capsys):
     delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    public = _public_key_file(tmp_path, signing_env)
     (delivery / "notes.txt").write_text("added later")
-    assert main(["verify", str(delivery), "--public-key", str(_public_key_file(tmp_path, signing_env))]) == 0
+    assert _verify(delivery, public) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "FAILED" in captured.err and "notes.txt: not listed in manifest.json" in captured.err
+    assert _verify(delivery, public, "--allow-extra", "notes.txt") == 0
     captured = capsys.readouterr()
     assert "warning: notes.txt is not listed" in captured.err and "signature valid" in captured.out
+    (delivery / ".hidden").write_text("")  # naming one extra does not let another through
+    assert _verify(delivery, public, "--allow-extra", "notes.txt") == 1
+    assert ".hidden: not listed" in capsys.readouterr().err
+    assert _verify(delivery, public, "--allow-extra", "notes.txt", "--allow-extra", ".hidden") == 0
+
+
+def test_a_genuine_delivery_of_another_day_copied_into_a_days_folder_fails(
+        tmp_path, stored_release, signing_env, capsys):
+    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    public = _public_key_file(tmp_path, signing_env)
+    next_day = delivery.with_name((PERIOD + dt.timedelta(days=1)).isoformat())
+    shutil.copytree(delivery, next_day)
+    assert _verify(next_day, public) == 1
+    err = capsys.readouterr().err
+    assert f"period '{DAY}', not '{next_day.name}'" in err and "another report, day or partner" in err
+    second_release = delivery.with_name(f"{DAY}.release-2")  # the first release passed off as the second
+    shutil.copytree(delivery, second_release)
+    assert _verify(second_release, public) == 1
+    assert f"period '{DAY}', not '{DAY}.release-2'" in capsys.readouterr().err
+    other_report = delivery.parents[1] / "web_category_age_band" / DAY
+    shutil.copytree(delivery, other_report)
+    assert _verify(other_report, public) == 1
+    assert "report 'traffic_region_hour', not 'web_category_age_band'" in capsys.readouterr().err
+    other_partner = tmp_path / "out/deliveries/adreach/traffic_region_hour" / DAY
+    shutil.copytree(delivery, other_partner)
+    assert _verify(other_partner, public) == 1
+    assert "partner 'metro-planning', not 'adreach'" in capsys.readouterr().err
+    assert _verify(delivery, public) == 0
+
+
+def test_a_target_not_named_by_the_partner_verifies_with_partner(
+        tmp_path, stored_release, signing_env, capsys):
+    target = tmp_path / "shared" / "metro-exports"
+    delivery = Path(_deliver(tmp_path, stored_release, _partner(str(target)))["path"])
+    public = _public_key_file(tmp_path, signing_env)
+    assert _verify(delivery, public) == 1
+    assert "give --partner" in capsys.readouterr().err
+    assert _verify(delivery, public, "--partner", "metro-planning") == 0
+    assert _verify(delivery, public, "--partner", "adreach") == 1
+
+
+def test_a_pinned_fingerprint_catches_a_replaced_key_and_resigned_delivery(
+        tmp_path, stored_release, signing_env, capsys, monkeypatch):
+    """Who can write the partner's folder can replace signing_key.pub.pem and re-sign: the pin stops it."""
+    from kr_reports.signing import SigningKey, sign_document
+
+    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    genuine = fingerprint(signing_env.public_key())
+    config = _config_with_test_keys(tmp_path)
+    assert main(["key-fingerprint", "metro-planning", "--config-dir", str(config)]) == 0
+    handed_out = capsys.readouterr().out.strip()
+    assert handed_out == genuine
+    published = delivery.parents[1] / PUBLIC_KEY
+    assert _verify(delivery, published, "--fingerprint", handed_out) == 0
+    assert f"pinned Ed25519 key {genuine}" in capsys.readouterr().out
+    assert _verify(delivery, published, "--fingerprint", handed_out.removeprefix("sha256:").upper()) == 0
+    capsys.readouterr()
+
+    attacker = Ed25519PrivateKey.generate()
+    _alter_manifest(delivery)
+    manifest = json.loads((delivery / "manifest.json").read_text())
+    manifest["signing"]["public_key_fingerprint"] = fingerprint(attacker.public_key())
+    (delivery / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    forged = SigningKey("metro-planning", "attacker", demo=False, private=attacker)
+    (delivery / SIGNATURE).write_bytes(sign_document(forged, (delivery / "manifest.json").read_bytes()))
+    published.write_bytes(_public_key_file(tmp_path, attacker).read_bytes())
+    assert _verify(delivery, published) == 0  # the key beside the deliveries vouches for anything
+    capsys.readouterr()
+    assert _verify(delivery, published, "--fingerprint", handed_out) == 1
+    err = capsys.readouterr().err
+    assert f"is {fingerprint(attacker.public_key())}, not the pinned {genuine}" in err
+    assert err.count("\n") == 1
+    with pytest.raises(SystemExit) as usage:
+        _verify(delivery, published, "--fingerprint", "sha256:abc")
+    assert usage.value.code == 2
+    assert "64 hex digits" in capsys.readouterr().err
+
+
+def test_a_demo_signed_delivery_fails_unless_allowed(tmp_path, stored_release, monkeypatch, capsys):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    result = _deliver(tmp_path, stored_release, _partner(), demo=True)
+    delivery = Path(result["path"])
+    assert result["demo_key"]
+    manifest = json.loads((delivery / "manifest.json").read_text())
+    assert manifest["signing"]["demo_key"] is True and manifest["manifest_version"] == 2
+    published = delivery.parents[1] / PUBLIC_KEY
+    assert _verify(delivery, published) == 1
+    err = capsys.readouterr().err
+    assert "signed with a DEMO key" in err and "--allow-demo" in err and err.count("\n") == 1
+    assert _verify(delivery, published, "--allow-demo") == 0
+    captured = capsys.readouterr()
+    assert "signature valid" in captured.out and "DEMO key signed this delivery" in captured.err
+    config = _config_with_test_keys(tmp_path)
+    options = ["--config-dir", str(config), "--data-dir", str(tmp_path / "data")]
+    assert main(["key-fingerprint", "metro-planning", *options]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == manifest["signing"]["public_key_fingerprint"]
+    assert "DEMO key" in captured.err
+
+
+def test_a_manifest_that_does_not_say_its_key_is_not_a_demo_key_fails(tmp_path, stored_release, signing_env,
+                                                                     capsys):
+    from kr_reports.signing import SigningKey, sign_document
+
+    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    manifest = json.loads((delivery / "manifest.json").read_text())
+    del manifest["signing"]["demo_key"]  # as version 1 manifests were written
+    manifest["manifest_version"] = 1
+    (delivery / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    key = SigningKey("metro-planning", "test", demo=False, private=signing_env)
+    (delivery / SIGNATURE).write_bytes(sign_document(key, (delivery / "manifest.json").read_bytes()))
+    public = _public_key_file(tmp_path, signing_env)
+    assert _verify(delivery, public) == 1
+    assert "does not say whether a demo key signed it" in capsys.readouterr().err
+    assert _verify(delivery, public, "--allow-demo") == 0
 
 
 def test_verify_without_a_usable_public_key_exits_2(tmp_path, stored_release, signing_env, capsys):
@@ -463,14 +588,20 @@ def test_verify_with_a_public_key_needs_no_spark_ledger_or_config(tmp_path, stor
     assert "signature valid" in done.stdout
 
 
-def test_the_operator_can_verify_with_the_configured_key(tmp_path, stored_release, signing_env, capsys):
-    delivery = _deliver(tmp_path, stored_release, _partner())["path"]
+def _config_with_test_keys(tmp_path) -> Path:
+    """The shipped pipeline.yaml with every partner's key read from KEY_ENV."""
     config = tmp_path / "config"
-    config.mkdir()
+    config.mkdir(exist_ok=True)
     pipeline = yaml.safe_load((ROOT / "config" / "pipeline.yaml").read_text())
     for partner in pipeline["partners"]:
         partner["signing_key"] = f"env:{KEY_ENV}"
     (config / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    return config
+
+
+def test_the_operator_can_verify_with_the_configured_key(tmp_path, stored_release, signing_env, capsys):
+    delivery = _deliver(tmp_path, stored_release, _partner())["path"]
+    config = _config_with_test_keys(tmp_path)
     assert main(["verify", delivery, "--config-dir", str(config), "--data-dir", str(tmp_path / "data")]) == 0
     assert fingerprint(signing_env.public_key()) in capsys.readouterr().out
 
@@ -815,7 +946,10 @@ def test_the_daily_run_delivers_signed_verifiable_reports(daily_run):
         delivery = Path(report["delivery"])
         public_file = out / "deliveries" / report["partner"] / PUBLIC_KEY
         public = load_public_key(public_file.read_bytes(), str(public_file))
-        verified = verify_delivery(delivery, public)
+        with pytest.raises(DemoSigned, match="signed with a DEMO key"):
+            verify_delivery(delivery, public)
+        verified = verify_delivery(delivery, public, allow_demo=True)
+        assert verified.demo_key
         assert "report.html" in verified.files
         demo_key = demo_key_path(data / "keys", report["partner"])
         assert stat.S_IMODE(demo_key.stat().st_mode) == 0o600

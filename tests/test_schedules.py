@@ -64,7 +64,7 @@ def test_the_shipped_schedules_become_two_cron_deployments(config_dir):
     crons = [(d.schedules[0].schedule.cron, d.schedules[0].schedule.timezone) for d in (daily, catch_up)]
     assert crons == [("30 2 * * *", "UTC"), ("15 * * * *", "UTC")]
     assert daily.parameters == {"config_dir": str(config_dir.resolve()), "data_dir": None,
-                                "out_dir": None, "demo": True}
+                                "out_dir": None, "demo": False}  # demo keys are for synthetic data only
     assert catch_up.parameters == {**daily.parameters, "lookback_days": 7}
 
 
@@ -76,6 +76,34 @@ def test_the_time_zone_and_folders_come_from_the_schedules_file(tmp_path, monkey
     assert daily.schedules[0].schedule.timezone == "Asia/Seoul"
     assert daily.parameters["data_dir"] == str(tmp_path / "d")  # relative to where serve starts
     assert daily.parameters["out_dir"] == "/srv/out" and daily.parameters["demo"] is False
+
+
+def test_serve_with_demo_keys_refuses_anything_but_the_generated_data(
+        daily_run, config_dir, tmp_path, monkeypatch, capsys):
+    from kr_reports.cli import main
+
+    served = []
+    monkeypatch.setattr("flows.schedules.check_api_url", lambda: "http://127.0.0.1:1/api")
+    monkeypatch.setattr("flows.schedules.serve", lambda *deployments, limit: served.append(deployments))
+    exported = tmp_path / "real" / "landing"  # an operator's exports, with their own complete marker
+    exported.mkdir(parents=True)
+    (exported / ".complete").write_text(json.dumps({"dates": [DAY.isoformat()], "format": "parquet"}))
+
+    def serve(data_dir: Path, demo: bool = True) -> int:
+        schedules = _write_schedules(tmp_path / "schedules.yaml", parameters__config_dir=str(config_dir),
+                                     parameters__data_dir=str(data_dir), parameters__demo=demo)
+        return main(["serve", "--schedules", str(schedules)])
+
+    for data_dir in (exported.parent, tmp_path / "nothing-landed"):
+        assert serve(data_dir) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("kr-reports serve: error: schedules say demo: true") and err.count("\n") == 1
+        assert f"{data_dir / 'landing'} does not hold the embedded synthetic data" in err
+        assert "set demo: false" in err
+    assert served == []
+    assert serve(exported.parent, demo=False) == 0
+    assert serve(daily_run["data"]) == 0  # what `kr-reports generate` wrote
+    assert len(served) == 2
 
 
 @pytest.mark.parametrize(
