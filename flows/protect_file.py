@@ -25,6 +25,7 @@ from flows.stages import (
     references_for,
     treatment_summary,
 )
+from kr_reports.config import DEFAULT_PLAUSIBLE_TIME, PlausibleTime
 from kr_reports.keys import master_key, release_key
 from kr_reports.policy import Policy, UnclassifiedColumn
 from kr_reports.schemas import SOURCES, describe_column_names
@@ -66,6 +67,7 @@ def protect_file(
     release: str,
     demo: bool,
     day: dt.date | None = None,
+    plausible_time: PlausibleTime = DEFAULT_PLAUSIBLE_TIME,
     **options,
 ) -> dict:
     """Map, ingest, protect and validate one input; return the summary also written to OUT."""
@@ -76,7 +78,8 @@ def protect_file(
     source = SOURCES[facts["target"]]
     rules = policy.resolve(source)
 
-    flagged = with_typed_and_reasons(mapped, source, day).persist()
+    plausible = plausible_time.time_range(dt.datetime.now(dt.UTC).date())
+    flagged = with_typed_and_reasons(mapped, source, day, plausible).persist()
     try:
         records = flagged.count()
         quarantine = filter_quarantined(flagged, source).withColumn(

@@ -142,6 +142,7 @@ def _cmd_kanon(args: argparse.Namespace) -> int:
 def _cmd_protect(args: argparse.Namespace) -> int:
     from flows.catalog import Catalog
     from flows.protect_file import protect_file
+    from kr_reports.config import load_pipeline_config
     from kr_reports.policy import load_policy
 
     policy = load_policy(Path(args.config_dir))
@@ -153,7 +154,8 @@ def _cmd_protect(args: argparse.Namespace) -> int:
     options = {k: v for k, v in given.items() if v is not None}
     summary = protect_file(
         args.format, Path(args.input), Path(args.out), quarantine, policy,
-        purpose=args.purpose, release=release, demo=args.demo, day=args.day, **options,
+        purpose=args.purpose, release=release, demo=args.demo, day=args.day,
+        plausible_time=load_pipeline_config(Path(args.config_dir)).plausible_time, **options,
     )
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
