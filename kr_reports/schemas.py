@@ -37,18 +37,18 @@ _HEXTET = "[0-9A-Fa-f]{1,4}"
 
 
 def _ipv6_text() -> str:
-    """RFC 4291 text forms: eight hextets, or fewer around one "::", the last two may be IPv4.
+    """RFC 4291 text forms: eight hextets, or at most seven around one "::".
 
-    No zone id ("%eth0") and no prefix length ("/64"): those are not one host's address.
+    No zone id ("%eth0"), no prefix length ("/64"): those are not one host's
+    address. No dotted IPv4 tail ("::ffff:192.0.2.1") either: protect cuts an
+    IPv6 network on hextets (transforms.protect), so every address let in
+    here has a network there.
     """
     h = _HEXTET
-    forms = [rf"(?:{h}:){{6}}(?:{h}:{h}|{IPV4_TEXT})"]
+    forms = [rf"(?:{h}:){{7}}{h}"]
     for left in range(8):  # hextets written before the "::"
         before = "" if left == 0 else rf"{h}(?::{h}){{{left - 1}}}"
-        tails = [rf"(?:{h}:){{0,{6 - left}}}{h}"] if left <= 6 else []
-        if left <= 5:
-            tails.append(rf"(?:{h}:){{0,{5 - left}}}{IPV4_TEXT}")
-        after = f"(?:{'|'.join(tails)})?" if tails else ""
+        after = rf"(?:(?:{h}:){{0,{6 - left}}}{h})?" if left <= 6 else ""
         forms.append(f"{before}::{after}")
     return "|".join(forms)
 

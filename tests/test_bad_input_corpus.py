@@ -154,6 +154,32 @@ def test_a_malformed_server_address_is_quarantined_too(tmp_path, spark, capsys):
     assert summary["rows_kept"] == 2
 
 
+VALID_ADDRESSES = ("192.0.2.10", "0.0.0.0", "255.255.255.255", "::", "::1", "2001:db8::1",
+                   "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "FE80::A")
+OTHER_SPELLINGS = ("10.0.0.1\n", "010.0.0.1", ":1:2:3:4:5:6:7", "1::2::3", "::ffff:192.0.2.1")
+
+
+@pytest.mark.parametrize("route", ["jvm", "builtin"])
+def test_every_address_ingest_accepts_has_a_network_on_both_routes(route, spark, monkeypatch):
+    """Ingest lets in exactly one spelling per address, and protect cuts a network from each."""
+    from pyspark.sql import functions as F
+
+    from kr_reports import jvm
+    from kr_reports.schemas import IP_ADDRESS
+    from transforms.protect import generalize_ip
+
+    if route == "builtin":
+        monkeypatch.setattr(jvm, "has_function", lambda name: False)
+    else:
+        assert jvm.has_function(jvm.IPV4_NETWORK)
+    texts = [*VALID_ADDRESSES, *MALFORMED_ADDRESSES, *OTHER_SPELLINGS]
+    df = spark.createDataFrame([(t,) for t in texts], "ip string")
+    rows = df.select("ip", F.col("ip").rlike(IP_ADDRESS.anchored).alias("ok"),
+                     generalize_ip(F.col("ip")).alias("network")).collect()
+    assert [r["ip"] for r in rows if r["ok"]] == list(VALID_ADDRESSES)
+    assert [r["ip"] for r in rows if r["ok"] and r["network"] is None] == []
+
+
 # ---- implausible timestamps ------------------------------------------------------------------
 
 
