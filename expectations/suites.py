@@ -213,6 +213,8 @@ def _raw_field_expectations(field: FieldSpec) -> Iterator[Expectation]:
         )
     if field.allowed is not None:
         yield E.ExpectColumnValuesToBeInSet(column=field.name, value_set=list(field.allowed))
+    if field.pattern is not None:
+        yield E.ExpectColumnValuesToMatchRegex(column=field.name, regex=field.pattern.anchored)
 
 
 def _detector_expectations(columns: Iterable[str]) -> Iterator[Expectation]:

@@ -105,7 +105,11 @@ def read_landing(spark: SparkSession, path: Path, file_format: str) -> DataFrame
         raise MissingInput(f"{path}: landing dataset not found")
     reader = spark.read
     if file_format == "csv":
-        return reader.option("header", True).option("inferSchema", False).csv(str(path))
+        # multiLine: a quoted value may hold a line break (valid CSV); without it each
+        # piece became a row of its own. Each file is then read whole by one task,
+        # which landing folders of many part files keep parallel.
+        return (reader.option("header", True).option("inferSchema", False)
+                .option("multiLine", True).csv(str(path)))
     if file_format == "json":
         return reader.option("primitivesAsString", True).json(str(path))
     if file_format == "parquet":

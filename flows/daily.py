@@ -37,6 +37,7 @@ from flows.analyst import build_analyst_zone
 from flows.catalog import Catalog
 from flows.delivery import check_delivery_setup, deliver
 from kr_reports.config import (
+    PlausibleTime,
     check_report_allowed,
     load_analyst_config,
     load_pipeline_config,
@@ -97,8 +98,9 @@ def _stage(stage: str, dataset: str, day: dt.date) -> Iterator[None]:
 
 
 @task(name="ingest", **IO_RETRIES)
-def ingest_task(catalog: Catalog, source: str, day: dt.date, landing_format: str) -> dict:
-    result = stages.ingest(catalog, source, day, landing_format)
+def ingest_task(catalog: Catalog, source: str, day: dt.date, landing_format: str,
+                plausible_time: PlausibleTime) -> dict:
+    result = stages.ingest(catalog, source, day, landing_format, plausible_time)
     get_run_logger().info(
         "ingest %s: %d rows in, %d kept, %d quarantined",
         source, result["rows_in"], result["rows_kept"], result["rows_quarantined"],
@@ -299,7 +301,8 @@ def daily_partner_reports(
 
     with recording_validations() as validations:
         try:
-            sources = _ingest_and_protect(catalog, run_day, landing_format, demo, policy)
+            sources = _ingest_and_protect(catalog, run_day, landing_format, demo, policy,
+                                          pipeline.plausible_time)
             with _stage("analyst-zone", "analyst zone", run_day):
                 analyst = analyst_zone_task(catalog, run_day, analyst_config)
             releasing = Releasing(config_dir, demo, new_release, recover_lost)
@@ -346,11 +349,11 @@ def daily_partner_reports(
 
 
 def _ingest_and_protect(catalog: Catalog, day: dt.date, landing_format: str, demo: bool,
-                        policy) -> list[dict]:
+                        policy, plausible_time: PlausibleTime) -> list[dict]:
     sources = []
     for source in SOURCES:
         with _stage("ingest", source, day):
-            sources.append(ingest_task(catalog, source, day, landing_format))
+            sources.append(ingest_task(catalog, source, day, landing_format, plausible_time))
         with _stage("validate-raw", source, day):
             validate_raw_task(catalog, source, day)
         with _stage("protect", source, day):

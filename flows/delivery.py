@@ -235,13 +235,36 @@ def build_delivery(spec: ReportSpec, release: dict, data: pd.DataFrame, validati
     parquet, csv = DATA_FILES
     files = {
         parquet: _parquet_bytes(data),
-        csv: data.to_csv(index=False).encode(),
+        csv: _csv_bytes(data),
         REPORT_PAGE: report_page.render_report(data, report_page.page_info(spec, release)).encode(),
     }
     manifest = _manifest(spec, release, validation, files, key, delivered_at)
     disclosure.check_manifest(manifest)
     manifest_bytes = (json_text(manifest, sort_keys=True) + "\n").encode()
     return {**files, MANIFEST: manifest_bytes, SIGNATURE: sign_document(key, manifest_bytes)}
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP, CSV injection).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutralised(value: object) -> object:
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def _csv_bytes(data: pd.DataFrame) -> bytes:
+    """data.csv, where a text cell a spreadsheet would run as a formula gets a leading "'".
+
+    Only text cells: numeric columns are written as numbers, and a negative
+    noisy count ("-3") is a number to a spreadsheet, not a formula; quoting it
+    would turn the partner's numbers into text. data.parquet keeps every value as is.
+    Lines end CRLF (RFC 4180), so a cell holding a CR is quoted, not a row break.
+    """
+    text_columns = [c for c in data.columns if not pd.api.types.is_numeric_dtype(data[c])]
+    safe = data.assign(**{c: data[c].map(_neutralised) for c in text_columns})
+    return safe.to_csv(index=False, lineterminator="\r\n").encode()
 
 
 def _parquet_bytes(data: pd.DataFrame) -> bytes:

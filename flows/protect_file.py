@@ -29,6 +29,7 @@ from flows.stages import (
     references_for,
     treatment_summary,
 )
+from kr_reports.config import DEFAULT_PLAUSIBLE_TIME, PlausibleTime
 from kr_reports.keys import master_key, release_key
 from kr_reports.names import check_identifier
 from kr_reports.policy import Policy, UnclassifiedColumn
@@ -72,6 +73,7 @@ def protect_file(
     release: str,
     demo: bool,
     day: dt.date | None = None,
+    plausible_time: PlausibleTime = DEFAULT_PLAUSIBLE_TIME,
     **options,
 ) -> dict:
     """Map, ingest, protect and validate one input; return the summary also written to OUT.
@@ -127,7 +129,8 @@ def _protect(spark, fmt: str, input_path: Path, out_dir: Path, quarantine_dir: P
     source = SOURCES[facts["target"]]
     rules = policy.resolve(source)
 
-    flagged = with_typed_and_reasons(mapped, source, day).persist()
+    plausible = plausible_time.time_range(dt.datetime.now(dt.UTC).date())
+    flagged = with_typed_and_reasons(mapped, source, day, plausible).persist()
     try:
         records = flagged.count()
         quarantine = filter_quarantined(flagged, source).withColumn(

@@ -18,7 +18,7 @@ from expectations.suites import build_protected_suite, build_raw_suite, build_re
 from flows.catalog import Catalog, MissingInput, read_landing, read_parquet, write_parquet
 from flows.reference import load_domain_categories, load_oui_table
 from kr_reports import dp
-from kr_reports.config import Aggregation, ReportSpec
+from kr_reports.config import DEFAULT_PLAUSIBLE_TIME, Aggregation, PlausibleTime, ReportSpec
 from kr_reports.keys import derive_key, master_key
 from kr_reports.policy import Policy
 from kr_reports.releaser import Releaser
@@ -51,7 +51,8 @@ def count_by_reason(quarantine: DataFrame) -> dict[str, int]:
     return {row["reason"]: row["count"] for row in sorted(counts, key=lambda r: r["reason"])}
 
 
-def ingest(catalog: Catalog, source_name: str, day: dt.date, landing_format: str) -> dict:
+def ingest(catalog: Catalog, source_name: str, day: dt.date, landing_format: str,
+           plausible_time: PlausibleTime = DEFAULT_PLAUSIBLE_TIME) -> dict:
     """Landing -> raw + quarantine, proving that every row is in one of them."""
     spark = get_spark()
     source = SOURCES[source_name]
@@ -59,7 +60,8 @@ def ingest(catalog: Catalog, source_name: str, day: dt.date, landing_format: str
     landing = read_landing(spark, landing_path, landing_format)
     check_landing_columns(landing, source, str(landing_path))
     event_day = day if source.is_daily else None
-    flagged = with_typed_and_reasons(landing, source, event_day).persist()
+    plausible = plausible_time.time_range(dt.datetime.now(dt.UTC).date())
+    flagged = with_typed_and_reasons(landing, source, event_day, plausible).persist()
     try:
         rows_in = flagged.count()
         write_parquet(filter_usable(flagged, source), catalog.raw(source, day))

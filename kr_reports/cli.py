@@ -146,11 +146,13 @@ def _cmd_kanon(args: argparse.Namespace) -> int:
 def _cmd_protect(args: argparse.Namespace) -> int:
     from flows.catalog import Catalog
     from flows.protect_file import protect_file
+    from kr_reports.config import load_pipeline_config
     from kr_reports.policy import load_policy
 
     config_dir = Path(args.config_dir)
     policy = load_policy(config_dir)
-    purpose = _configured_purpose(args.purpose, config_dir)
+    pipeline = load_pipeline_config(config_dir)
+    purpose = _configured_purpose(args.purpose, pipeline.purposes, config_dir)
     given = args.release is not None
     release = check_identifier(
         args.release if given else f"{Path(args.input).name}-{dt.date.today().isoformat()}",
@@ -163,16 +165,16 @@ def _cmd_protect(args: argparse.Namespace) -> int:
     options = _format_options(args)
     summary = protect_file(
         args.format, Path(args.input), Path(args.out), quarantine, policy,
-        purpose=purpose, release=release, demo=args.demo, day=args.day, **options,
+        purpose=purpose, release=release, demo=args.demo, day=args.day,
+        plausible_time=pipeline.plausible_time, **options,
     )
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
 
-def _configured_purpose(purpose: str, config_dir: Path) -> str:
-    from kr_reports.config import ConfigError, load_pipeline_config
+def _configured_purpose(purpose: str, purposes: tuple[str, ...], config_dir: Path) -> str:
+    from kr_reports.config import ConfigError
 
-    purposes = load_pipeline_config(config_dir).purposes
     if purpose not in purposes:
         raise ConfigError(f"--purpose {purpose!r} is not a configured purpose "
                           f"({config_dir / 'pipeline.yaml'}: {', '.join(purposes)})")

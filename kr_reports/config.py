@@ -6,6 +6,7 @@ the code turns a spec into a plan and executes it.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import itertools
 import json
@@ -17,7 +18,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kr_reports.names import check_identifier
-from kr_reports.schemas import SOURCES
+from kr_reports.schemas import SOURCES, TimeRange
 from kr_reports.signing import parse_reference
 
 
@@ -94,12 +95,36 @@ class Budget(Frozen):
         return self.dataset in (None, dataset) and self.partner in (None, partner)
 
 
+class PlausibleTime(Frozen):
+    """Event times ingest accepts; any other is quarantined as `implausible_time`.
+
+    From `earliest` (00:00 UTC) to the end of the UTC day `latest_days_ahead`
+    days after the run's today: a Zeek ts of 0, an Argus year 9999 or a counter
+    read as seconds is a broken clock, not an event, with or without `--day`.
+    """
+
+    earliest: dt.date = dt.date(2000, 1, 1)
+    latest_days_ahead: int = Field(default=1, ge=0, le=366)
+
+    def time_range(self, today: dt.date) -> TimeRange:
+        end_day = today + dt.timedelta(days=self.latest_days_ahead + 1)
+        if self.earliest >= end_day:
+            raise ConfigError(f"plausible_time.earliest {self.earliest} is after today ({today}) "
+                              f"plus latest_days_ahead ({self.latest_days_ahead})")
+        return TimeRange(dt.datetime.combine(self.earliest, dt.time(), tzinfo=dt.UTC),
+                         dt.datetime.combine(end_day, dt.time(), tzinfo=dt.UTC))
+
+
+DEFAULT_PLAUSIBLE_TIME = PlausibleTime()
+
+
 class PipelineConfig(Frozen):
     regions: tuple[str, ...] = Field(min_length=1)
     purposes: tuple[Purpose, ...] = ("advertising_campaign_delivery", "aggregate_reports")
     partners: tuple[Partner, ...]
     privacy_budget: Budget
     caps: tuple[Budget, ...] = ()
+    plausible_time: PlausibleTime = DEFAULT_PLAUSIBLE_TIME
 
     @model_validator(mode="before")
     @classmethod

@@ -9,8 +9,55 @@ column is the privacy policy's decision (config/policy.yaml).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ValuePattern:
+    """The form every value of a string column must have: a regular expression matched whole.
+
+    Java regex syntax (Spark's rlike); `name` makes the quarantine reason `bad_<name>:<column>`.
+    """
+
+    name: str
+    regex: str
+
+    @property
+    def anchored(self) -> str:
+        # \z, not $: "$" would let a value with a final line break by, a second spelling
+        # of the same address (and so a second pseudonymous subscriber).
+        return rf"^(?:{self.regex})\z"
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # 0-255, no leading zero
+IPV4_TEXT = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
+_HEXTET = "[0-9A-Fa-f]{1,4}"
+
+
+def _ipv6_text() -> str:
+    """RFC 4291 text forms: eight hextets, or at most seven around one "::".
+
+    No zone id ("%eth0"), no prefix length ("/64"): those are not one host's
+    address. No dotted IPv4 tail ("::ffff:192.0.2.1") either: protect cuts an
+    IPv6 network on hextets (transforms.protect), so every address let in
+    here has a network there.
+    """
+    h = _HEXTET
+    forms = [rf"(?:{h}:){{7}}{h}"]
+    for left in range(8):  # hextets written before the "::"
+        before = "" if left == 0 else rf"{h}(?::{h}){{{left - 1}}}"
+        after = rf"(?:(?:{h}:){{0,{6 - left}}}{h})?" if left <= 6 else ""
+        forms.append(f"{before}::{after}")
+    return "|".join(forms)
+
+
+IPV6_TEXT = _ipv6_text()
+IP_ADDRESS = ValuePattern("ip_address", f"{IPV4_TEXT}|{IPV6_TEXT}")
+# The generator's cell ids: C, the two-digit region number, a three-digit cell number. The
+# reports' cell_area is the first four characters, so anything else would publish free text.
+CELL_ID = ValuePattern("cell_id", "C[0-9]{5}")
 
 
 @dataclass(frozen=True)
@@ -23,6 +70,19 @@ class FieldSpec:
     min_value: float | None = None
     max_value: float | None = None
     allowed: tuple[str, ...] | None = None
+    pattern: ValuePattern | None = None  # string columns only
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Event times a run accepts as plausible: `start` <= t < `end` (both time-zone aware)."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    def __post_init__(self) -> None:
+        if self.start >= self.end:
+            raise ValueError(f"time range is empty: {self.start} is not before {self.end}")
 
 
 @dataclass(frozen=True)
@@ -93,7 +153,7 @@ CALL_RECORDS = SourceSpec(
         FieldSpec("start_time", "timestamp", required=True),
         FieldSpec("duration_s", "int", required=True, min_value=0, max_value=MAX_DURATION_S),
         FieldSpec("call_type", "string", required=True, allowed=("voice", "sms", "data")),
-        FieldSpec("cell_id", "string"),
+        FieldSpec("cell_id", "string", pattern=CELL_ID),
         FieldSpec("roaming", "boolean"),
     ),
 )
@@ -103,8 +163,8 @@ NETWORK_FLOWS = SourceSpec(
     event_time="start_time",
     fields=(
         FieldSpec("account_id", "string", required=True),
-        FieldSpec("src_ip", "string"),
-        FieldSpec("dst_ip", "string"),
+        FieldSpec("src_ip", "string", pattern=IP_ADDRESS),
+        FieldSpec("dst_ip", "string", pattern=IP_ADDRESS),
         FieldSpec("src_port", "int", min_value=0, max_value=65_535),
         FieldSpec("dst_port", "int", min_value=0, max_value=65_535),
         FieldSpec("protocol", "string", required=True, allowed=("tcp", "udp", "icmp")),
@@ -120,7 +180,7 @@ WEB_VISITS = SourceSpec(
     event_time="visit_time",
     fields=(
         FieldSpec("account_id", "string", required=True),
-        FieldSpec("client_ip", "string"),
+        FieldSpec("client_ip", "string", pattern=IP_ADDRESS),
         FieldSpec("domain", "string", required=True),
         FieldSpec("url", "string"),  # paths and queries can carry identifiers
         FieldSpec("visit_time", "timestamp", required=True),

@@ -70,3 +70,23 @@ def test_a_flat_report_file_is_refused_naming_the_file(tmp_path):
     (tmp_path / "reports" / "traffic.yaml").write_text(yaml.safe_dump(flat))
     with pytest.raises(ConfigError, match=r"traffic\.yaml: .*delivery: Field required"):
         load_report_specs(tmp_path)
+
+
+def test_the_plausible_time_range_is_configured_and_checked(config_dir, tmp_path):
+    import datetime as dt
+
+    from kr_reports.config import load_pipeline_config
+
+    shipped = load_pipeline_config(config_dir).plausible_time
+    window = shipped.time_range(dt.date(2026, 11, 1))
+    assert window.start == dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    assert window.end == dt.datetime(2026, 11, 3, tzinfo=dt.UTC)  # the end of tomorrow
+    pipeline = yaml.safe_load((config_dir / "pipeline.yaml").read_text())
+    for bad, named in (({"earliest": "soon"}, "plausible_time.earliest"),
+                       ({"latest_days_ahead": -1}, "plausible_time.latest_days_ahead"),
+                       ({"latest": "2030-01-01"}, "plausible_time.latest")):
+        (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump({**pipeline, "plausible_time": bad}))
+        with pytest.raises(ConfigError, match=named):
+            load_pipeline_config(tmp_path)
+    with pytest.raises(ConfigError, match="after today"):
+        shipped.model_copy(update={"earliest": dt.date(2030, 1, 1)}).time_range(dt.date(2026, 11, 1))

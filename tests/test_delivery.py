@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import math
 import os
@@ -550,6 +551,29 @@ def test_a_record_with_nan_epsilons_is_delivered_with_nulls(tmp_path):
     files = build_delivery(spec, record, frame, validation, key, "2026-11-02T00:00:00+00:00")
     manifest = strict_json(files["manifest.json"].decode())
     assert manifest["privacy"]["metrics"][0]["epsilon"] is None
+
+
+FORMULA_KEYS = ("=1+2", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "Seoul")
+
+
+def test_data_csv_neutralises_text_cells_a_spreadsheet_would_run(tmp_path):
+    """A key starting = + - @ TAB or CR gets a leading quote; numbers stay numbers, Parquet as is."""
+    spec = _spec()
+    frame = _release_frame(spec, _region_hour_keys(FORMULA_KEYS))
+    frame.loc[0, "total_bytes"] = -5.0  # noise makes negative sums: a number, not a formula
+    key = resolve_signing_key("metro-planning", f"env:{KEY_ENV}", tmp_path, demo=True)
+    validation = {"suite": "release", "success": True, "evaluated": 12, "failed": 0}
+    files = build_delivery(spec, _release_record(spec, frame, tmp_path), frame, validation, key,
+                           "2026-11-02T00:00:00+00:00")
+    text = files["data.csv"].decode()
+    cells = pd.read_csv(io.StringIO(text), dtype={"region": str})
+    neutralised = {k if k == "Seoul" else "'" + k for k in FORMULA_KEYS}
+    assert set(cells["region"]) == neutralised
+    assert cells["total_bytes"].iloc[0] == -5.0
+    assert ",-5.0," in text and "'-5" not in text  # the number is not quoted or prefixed
+    assert set(pd.read_parquet(io.BytesIO(files["data.parquet"]))["region"]) == set(FORMULA_KEYS)
+    assert delivery_module.sha256_bytes(files["data.csv"]) in json.loads(files["manifest.json"])[
+        "files"].values()
 
 
 def test_verify_checksums_reports_a_truncated_manifest_clearly(tmp_path, stored_release, signing_env):

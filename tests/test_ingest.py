@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 from pyspark.sql import functions as F
 
-from kr_reports.schemas import NETWORK_FLOWS, SUBSCRIBERS
+from kr_reports.schemas import NETWORK_FLOWS, SUBSCRIBERS, TimeRange
 from transforms.ingest import (
     SchemaMismatch,
     check_landing_columns,
@@ -39,6 +39,10 @@ CASES = [
     (_flow(start_time="1970-01-01 00:00:00"), "outside_day:start_time"),
     (_flow(start_time="2026-13-45 99:00:00"), "unparseable:start_time"),
     (_flow(src_port="", dst_port="", protocol="icmp"), None),  # ICMP has no ports
+    (_flow(src_ip="999.1.1.1"), "bad_ip_address:src_ip"),
+    (_flow(src_ip="10.0.0.1\n"), "bad_ip_address:src_ip"),  # another spelling of one address
+    (_flow(dst_ip="fe80::1%eth0"), "bad_ip_address:dst_ip"),
+    (_flow(src_ip="2001:db8::1"), None),
 ]
 
 
@@ -70,6 +74,20 @@ def test_a_row_keeps_every_reason_it_has(spark):
     flagged = with_typed_and_reasons(spark.createDataFrame([row], FLOW_TEXT_SCHEMA), NETWORK_FLOWS, DAY)
     assert flagged.first()["_reasons"] == [
         "not_allowed:protocol", "unparseable:bytes", "outside_day:start_time"
+    ]
+
+
+def test_an_implausible_event_time_is_quarantined_with_or_without_a_day(spark):
+    plausible = TimeRange(dt.datetime(2000, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 11, 3, tzinfo=dt.UTC))
+    times = ["2026-11-01 10:15:00", "1970-01-01 00:00:00", "5138-11-16 09:46:39"]
+    df = spark.createDataFrame([_flow(start_time=t) for t in times], FLOW_TEXT_SCHEMA)
+    without_day = with_typed_and_reasons(df, NETWORK_FLOWS, None, plausible).select("_reasons")
+    assert [r["_reasons"] for r in without_day.collect()] == [
+        [], ["implausible_time:start_time"], ["implausible_time:start_time"]
+    ]
+    with_day = with_typed_and_reasons(df, NETWORK_FLOWS, DAY, plausible).select("_reasons")
+    assert [r["_reasons"] for r in with_day.collect()][1] == [
+        "outside_day:start_time", "implausible_time:start_time"
     ]
 
 

@@ -935,14 +935,50 @@ def _map_canonical_records(lines: DataFrame, source: str, record: Column) -> For
     )
 
 
+def join_quoted_lines(lines: DataFrame) -> DataFrame:
+    """CSV lines with each record whole: a quoted field holding line breaks joins its lines.
+
+    A line with an odd number of double quotes opens or closes a quoted field
+    (a doubled quote counts two, a backslash-escaped one none, as Spark's CSV
+    parser reads them); a line that starts inside one continues the record
+    above it. The record keeps its first line's number, its lines are joined
+    with '\n' (a CRLF inside the field becomes LF) and it is `truncated` when
+    any of its lines is. A quote never closed runs to the end of its file and
+    fails to parse there, as one malformed record.
+
+    Cost: one sort of each file's lines (a window per file), as Spark's own
+    multiLine CSV reading makes each file one task.
+    """
+    lines = _with_line_defaults(lines)
+    unescaped = F.regexp_replace(F.col("value"), r"\\.", "")
+    quotes = F.length(unescaped) - F.length(F.regexp_replace(unescaped, '"', ""))
+    in_file = Window.partitionBy("file").orderBy("line_number")
+    above = in_file.rowsBetween(Window.unboundedPreceding, -1)
+    so_far = in_file.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    continues = F.coalesce(F.sum(quotes % F.lit(2)).over(above), F.lit(0)) % F.lit(2) == F.lit(1)
+    opened = lines.select("*", continues.alias("_continues"))
+    record = F.max(F.when(~F.col("_continues"), F.col("line_number"))).over(so_far)
+    ordered = F.array_sort(F.collect_list(F.struct("line_number", "value")))
+    return (
+        opened.select("*", record.alias("_record"))
+        .groupBy("file", "_record")
+        .agg(
+            F.concat_ws("\n", F.transform(ordered, lambda part: part["value"])).alias("value"),
+            F.max("truncated").alias("truncated"),
+        )
+        .select("file", F.col("_record").alias("line_number"), "value", "truncated")
+    )
+
+
 def map_canonical_csv(lines: DataFrame, source: str, header: list[str]) -> FormatResult:
     """Lines of the project's landing CSV files (header line 1 = `header`) -> canonical text.
 
     Parsed with Spark's own CSV options (`from_csv`: double quotes, backslash
     escapes, as Spark writes them); a record with another number of fields is
-    'malformed:record'. Values spanning lines inside quotes are not supported.
+    'malformed:record'. A quoted value spanning lines is one record
+    (`join_quoted_lines`), numbered by its first line.
     """
-    lines = _with_line_defaults(lines)
+    lines = join_quoted_lines(lines)
     data = lines.where((F.col("line_number") > F.lit(1)) & ~_is_blank(F.col("value")))
     return _map_canonical_records(data, source, F.from_csv(F.col("value"), _text_schema(header), _PERMISSIVE))
 

@@ -12,7 +12,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from kr_reports.schemas import FieldSpec, SourceSpec, describe_column_names
+from kr_reports.schemas import FieldSpec, SourceSpec, TimeRange, describe_column_names
 
 TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
 DATE_FORMAT = "yyyy-MM-dd"
@@ -71,6 +71,9 @@ def _reasons_for(field: FieldSpec, text: Column, typed: Column) -> list[Column]:
     if field.allowed is not None:
         outside = typed.isNotNull() & ~typed.isin(*field.allowed)
         reasons.append(F.when(outside, F.lit(f"not_allowed:{name}")))
+    if field.pattern is not None:
+        malformed = text.isNotNull() & ~text.rlike(field.pattern.anchored)
+        reasons.append(F.when(malformed, F.lit(f"bad_{field.pattern.name}:{name}")))
     return reasons
 
 
@@ -81,11 +84,20 @@ def _outside_day(typed: Column, name: str, day: dt.date) -> Column:
     return F.when(outside, F.lit(f"outside_day:{name}"))
 
 
-def with_typed_and_reasons(df: DataFrame, source: SourceSpec, day: dt.date | None) -> DataFrame:
+def _implausible(typed: Column, name: str, plausible: TimeRange) -> Column:
+    outside = (typed < F.lit(plausible.start)) | (typed >= F.lit(plausible.end))
+    return F.when(outside, F.lit(f"implausible_time:{name}"))
+
+
+def with_typed_and_reasons(
+    df: DataFrame, source: SourceSpec, day: dt.date | None, plausible: TimeRange | None = None
+) -> DataFrame:
     """Typed canonical columns, the original row as JSON (`_record`), and `_reasons`.
 
     `_reasons` lists every broken rule of the row (empty for a usable row), in
-    field order, so the first reason is stable and all of them are kept.
+    field order, so the first reason is stable and all of them are kept. With
+    `plausible`, an event time outside it is a reason too, whether or not a
+    `day` is given (a clock at 0 or a counter read as seconds is not an event).
     """
     texts = {f.name: _blank_to_null(F.col(f.name)) for f in source.fields}
     typed = {f.name: _parse(texts[f.name], f.dtype) for f in source.fields}
@@ -94,6 +106,8 @@ def with_typed_and_reasons(df: DataFrame, source: SourceSpec, day: dt.date | Non
         reasons.extend(_reasons_for(field, texts[field.name], typed[field.name]))
         if day is not None and field.name == source.event_time:
             reasons.append(_outside_day(typed[field.name], field.name, day))
+        if plausible is not None and field.name == source.event_time:
+            reasons.append(_implausible(typed[field.name], field.name, plausible))
     return df.select(
         *[typed[f.name].alias(f.name) for f in source.fields],
         F.to_json(F.struct(*[F.col(f.name) for f in source.fields])).alias("_record"),
