@@ -35,7 +35,7 @@ from expectations.runner import build_data_docs, recording_validations
 from flows import stages
 from flows.analyst import build_analyst_zone
 from flows.catalog import Catalog
-from flows.delivery import check_delivery_setup, deliver
+from flows.delivery import check_delivery_setup, deliver, remove_staging_leftovers
 from kr_reports.config import (
     check_report_allowed,
     load_analyst_config,
@@ -44,8 +44,10 @@ from kr_reports.config import (
 )
 from kr_reports.keys import master_key
 from kr_reports.ledger import BudgetExceeded, BudgetStatus, Ledger, ledger_location
+from kr_reports.locking import data_folder_lock
 from kr_reports.policy import load_policy
 from kr_reports.schemas import SOURCES
+from kr_reports.store import remove_staging
 
 PROJECT_PACKAGES = ("flows", "kr_reports", "expectations", "transforms")
 
@@ -277,7 +279,21 @@ def daily_partner_reports(
     Stops with StageFailed at the first failing stage before the reports; the Data
     Docs of what was validated until then are still built. A failing report does
     not stop the others: they are delivered, and the run then fails naming it.
+    One run at a time on a data folder: another one is refused (RunInProgress).
     """
+    with data_folder_lock(Catalog.from_env(data_dir, out_dir).data_dir):
+        return _daily_partner_reports(day, data_dir, out_dir, config_dir, demo, new_release, recover_lost)
+
+
+def _daily_partner_reports(
+    day: str | None,
+    data_dir: str | None,
+    out_dir: str | None,
+    config_dir: str,
+    demo: bool,
+    new_release: bool,
+    recover_lost: bool,
+) -> dict:
     logger = get_run_logger()
     pipeline = load_pipeline_config(Path(config_dir))
     policy = load_policy(Path(config_dir))
@@ -293,6 +309,7 @@ def daily_partner_reports(
     # signing keys and delivery targets: a missing key stops the run here, before any data is read
     for note in check_delivery_setup(catalog, [pipeline.partner(s.delivery.partner) for s in specs], demo):
         logger.warning(note)
+    _remove_staging_leftovers(catalog, [pipeline.partner(s.delivery.partner) for s in specs])
     run_day = dt.date.fromisoformat(day) if day else latest_landing_day(catalog)
     landing_format = catalog.landing_manifest().get("format", "parquet")
     docs_dir = catalog.data_docs(run_day, str(flow_run.id))  # internal: suites, columns, counts
@@ -423,3 +440,13 @@ def _data_docs_after_failure(validations: list[dict], docs_dir: Path) -> None:
         get_run_logger().warning("Data Docs of the failed run were not built: %s", type(exc).__name__)
     else:
         get_run_logger().info("Data Docs of the failed run: %s", index)
+
+
+def _remove_staging_leftovers(catalog: Catalog, partners) -> None:
+    """Hidden staging entries an interrupted run left behind (this run holds the data folder)."""
+    removed = remove_staging(catalog.release_store.root)
+    for partner in {p.id: p for p in partners}.values():
+        removed += remove_staging_leftovers(catalog, partner)
+    if removed:
+        get_run_logger().info("removed %d staging leftover(s) of an interrupted run: %s",
+                              len(removed), ", ".join(map(str, removed)))
