@@ -18,6 +18,8 @@ validation it made as Great Expectations Data Docs in
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
 import math
 import re
 from collections.abc import Iterator
@@ -35,7 +37,7 @@ from expectations.runner import build_data_docs, recording_validations
 from flows import stages
 from flows.analyst import build_analyst_zone
 from flows.catalog import Catalog
-from flows.delivery import check_delivery_setup, deliver
+from flows.delivery import check_delivery_setup, deliver, remove_staging_leftovers
 from kr_reports.config import (
     PlausibleTime,
     check_report_allowed,
@@ -45,8 +47,10 @@ from kr_reports.config import (
 )
 from kr_reports.keys import master_key
 from kr_reports.ledger import BudgetExceeded, BudgetStatus, Ledger, ledger_location
+from kr_reports.locking import data_folder_lock
 from kr_reports.policy import load_policy
 from kr_reports.schemas import SOURCES
+from kr_reports.store import remove_staging
 
 PROJECT_PACKAGES = ("flows", "kr_reports", "expectations", "transforms")
 
@@ -57,8 +61,9 @@ def is_project_error(exc: BaseException) -> bool:
 
 
 def _worth_retrying(task, task_run, state) -> bool:
-    """Retry what may pass next time (storage, Spark); not a check of ours that failed."""
-    return not is_project_error(state.result(raise_on_failure=False))
+    """Retry what may pass next time (storage, Spark); not a check of ours, nor a file Spark cannot parse."""
+    error = state.result(raise_on_failure=False)
+    return getattr(error, "retryable", not is_project_error(error))
 
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _worth_retrying,
@@ -82,11 +87,89 @@ class ReportsRefused(StageFailed):
         self.refusals, self.summary = refusals, summary
 
 
+class TaskFailed(StageFailed):
+    """A task met an error from outside this project, whose text may quote data values.
+
+    Prefect stores a failed task's exception text and traceback in its API, so the task
+    raises this instead: it names the error's type (and the file, when Spark could not
+    read one of the data folder's files), and the original is logged only locally, at
+    debug level. `retryable` says whether another attempt may pass.
+    """
+
+    def __init__(self, message: str, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
+
+
 def stage_failure_message(stage: str, dataset: str, day: dt.date, cause: BaseException) -> str:
     """Where the run stopped, and why when the cause is ours (other messages may quote data)."""
     reason = type(cause).__name__
     reason += f": {cause}" if is_project_error(cause) else " (details in the task run's log)"
+    if isinstance(cause, TaskFailed):
+        reason = str(cause)
     return f"stage '{stage}' failed for {dataset} on {day.isoformat()}: {reason}"
+
+
+local_log = logging.getLogger(__name__)  # not Prefect's run logger: nothing here reaches its API
+
+# Spark's error conditions for a file it cannot parse: the next attempt fails alike.
+UNPARSABLE_FILE = ("FAILED_READ_FILE", "CANNOT_READ_FILE_FOOTER", "MALFORMED_RECORD_IN_PARSING",
+                   "UNABLE_TO_INFER_SCHEMA")
+_JAVA_CONDITION = re.compile(r"(?:Exception|Error): \[([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)\]")
+_FILE_URI = re.compile(r"file:(/[^\s'\"]+)")
+
+
+def keeping_data_out(task_fn):
+    """A task body whose foreign errors leave it as TaskFailed, their text only in the local debug log."""
+    @functools.wraps(task_fn)
+    def run(*args, **kwargs):
+        try:
+            return task_fn(*args, **kwargs)
+        except Exception as exc:
+            local_log.debug("%s failed", task_fn.__name__, exc_info=True)
+            if is_project_error(exc):  # its message is clean; a cause it chains to may not be
+                exc.__cause__, exc.__suppress_context__ = None, True
+                raise
+            catalog = next((a for a in (*args, *kwargs.values()) if isinstance(a, Catalog)), None)
+            error = foreign_error(exc, catalog.data_dir if catalog else None)
+        raise error  # outside the handler: no chain back to the original, not even an implicit one
+    return run
+
+
+def foreign_error(exc: BaseException, data_dir: Path | None) -> TaskFailed:
+    """The project's error for a foreign one: its type, Spark's error condition, the unreadable file."""
+    text = str(exc)  # read for the condition and the file only, never repeated
+    condition = spark_condition(exc, text)
+    unparsable = (condition is not None and condition.startswith(UNPARSABLE_FILE)
+                  and condition != "FAILED_READ_FILE.FILE_NOT_EXIST")
+    kind = type(exc).__name__ + (f" {condition}" if condition else "")
+    file = _file_in(text, data_dir) if condition else None
+    if file and unparsable:
+        return TaskFailed(f"{file}: cannot be parsed, corrupt or not in the landing format ({kind}; "
+                          "details in the local debug log)", retryable=False)
+    where = f" reading {file}" if file else ""
+    return TaskFailed(f"{kind}{where} (its text may quote data: details in the local debug log)",
+                      retryable=not unparsable)
+
+
+def spark_condition(exc: BaseException, text: str) -> str | None:
+    """Spark's error condition (a fixed name such as FAILED_READ_FILE.NO_HINT), when it gave one."""
+    get_condition = getattr(exc, "getCondition", None)
+    if callable(get_condition) and get_condition():
+        return get_condition()
+    found = _JAVA_CONDITION.search(text)
+    return found.group(1) if found else None
+
+
+def _file_in(text: str, data_dir: Path | None) -> Path | None:
+    """The first file the text names inside the data folder (a path of ours, not a data value)."""
+    if data_dir is None:
+        return None
+    for uri in _FILE_URI.findall(text):
+        path = Path(uri.rstrip(".,;:)"))
+        if path.is_relative_to(data_dir) and path.is_file():
+            return path
+    return None
 
 
 @contextmanager
@@ -98,6 +181,7 @@ def _stage(stage: str, dataset: str, day: dt.date) -> Iterator[None]:
 
 
 @task(name="ingest", **IO_RETRIES)
+@keeping_data_out
 def ingest_task(catalog: Catalog, source: str, day: dt.date, landing_format: str,
                 plausible_time: PlausibleTime) -> dict:
     result = stages.ingest(catalog, source, day, landing_format, plausible_time)
@@ -109,11 +193,13 @@ def ingest_task(catalog: Catalog, source: str, day: dt.date, landing_format: str
 
 
 @task(name="validate-raw", cache_policy=NO_CACHE)
+@keeping_data_out
 def validate_raw_task(catalog: Catalog, source: str, day: dt.date) -> dict:
     return stages.validate_raw(catalog, source, day)
 
 
 @task(name="protect", **IO_RETRIES)
+@keeping_data_out
 def protect_task(catalog: Catalog, source: str, day: dt.date, demo: bool, policy) -> dict:
     result = stages.protect_source(catalog, source, day, demo, policy)
     get_run_logger().info("protect %s: written and validated", source)
@@ -121,6 +207,7 @@ def protect_task(catalog: Catalog, source: str, day: dt.date, demo: bool, policy
 
 
 @task(name="analyst-zone", **IO_RETRIES)
+@keeping_data_out
 def analyst_zone_task(catalog: Catalog, day: dt.date, config) -> dict:
     result = build_analyst_zone(catalog, day, config)
     get_run_logger().info(
@@ -131,6 +218,7 @@ def analyst_zone_task(catalog: Catalog, day: dt.date, config) -> dict:
 
 
 @task(name="release", retries=0, cache_policy=NO_CACHE)
+@keeping_data_out
 def release_task(catalog: Catalog, spec, config_dir: str, day: dt.date, new_release: bool,
                  recover_lost: bool = False) -> dict:
     """The release, or {"refused": one line} when the budget cannot take it (news, not a crash)."""
@@ -146,11 +234,13 @@ def release_task(catalog: Catalog, spec, config_dir: str, day: dt.date, new_rele
 
 
 @task(name="validate-release", cache_policy=NO_CACHE)
+@keeping_data_out
 def validate_release_task(catalog: Catalog, spec, config_dir: str, day: dt.date) -> dict:
     return stages.validate_release(catalog, spec, config_dir, day)
 
 
 @task(name="deliver", **IO_RETRIES)
+@keeping_data_out
 def deliver_task(catalog: Catalog, spec, release: dict, validation: dict, partner, demo: bool) -> dict:
     return deliver(catalog, spec, release, validation, partner, demo)
 
@@ -168,6 +258,7 @@ def latest_landing_day(catalog: Catalog) -> dt.date:
 
 
 @task(name="data-docs", **IO_RETRIES)
+@keeping_data_out
 def data_docs_task(validations: list[dict], site_dir: Path, run_name: str) -> str:
     index = build_data_docs(validations, site_dir, run_name)
     get_run_logger().info("Data Docs of %d validations: %s", len(validations), index)
@@ -215,6 +306,7 @@ def release_markdown(report: dict, budget: BudgetStatus, data_docs: str) -> str:
 
 
 @task(name="release-artifacts", **IO_RETRIES)
+@keeping_data_out
 def release_artifacts_task(catalog: Catalog, pipeline, day: dt.date, reports: list[dict],
                            data_docs: str) -> list[str]:
     """One artifact per report; the budget is read from the ledger after every release of the run."""
@@ -279,7 +371,21 @@ def daily_partner_reports(
     Stops with StageFailed at the first failing stage before the reports; the Data
     Docs of what was validated until then are still built. A failing report does
     not stop the others: they are delivered, and the run then fails naming it.
+    One run at a time on a data folder: another one is refused (RunInProgress).
     """
+    with data_folder_lock(Catalog.from_env(data_dir, out_dir).data_dir):
+        return _daily_partner_reports(day, data_dir, out_dir, config_dir, demo, new_release, recover_lost)
+
+
+def _daily_partner_reports(
+    day: str | None,
+    data_dir: str | None,
+    out_dir: str | None,
+    config_dir: str,
+    demo: bool,
+    new_release: bool,
+    recover_lost: bool,
+) -> dict:
     logger = get_run_logger()
     pipeline = load_pipeline_config(Path(config_dir))
     policy = load_policy(Path(config_dir))
@@ -295,6 +401,7 @@ def daily_partner_reports(
     # signing keys and delivery targets: a missing key stops the run here, before any data is read
     for note in check_delivery_setup(catalog, [pipeline.partner(s.delivery.partner) for s in specs], demo):
         logger.warning(note)
+    _remove_staging_leftovers(catalog, [pipeline.partner(s.delivery.partner) for s in specs])
     run_day = dt.date.fromisoformat(day) if day else latest_landing_day(catalog)
     landing_format = catalog.landing_manifest().get("format", "parquet")
     docs_dir = catalog.data_docs(run_day, str(flow_run.id))  # internal: suites, columns, counts
@@ -426,3 +533,13 @@ def _data_docs_after_failure(validations: list[dict], docs_dir: Path) -> None:
         get_run_logger().warning("Data Docs of the failed run were not built: %s", type(exc).__name__)
     else:
         get_run_logger().info("Data Docs of the failed run: %s", index)
+
+
+def _remove_staging_leftovers(catalog: Catalog, partners) -> None:
+    """Hidden staging entries an interrupted run left behind (this run holds the data folder)."""
+    removed = remove_staging(catalog.release_store.root)
+    for partner in {p.id: p for p in partners}.values():
+        removed += remove_staging_leftovers(catalog, partner)
+    if removed:
+        get_run_logger().info("removed %d staging leftover(s) of an interrupted run: %s",
+                              len(removed), ", ".join(map(str, removed)))

@@ -64,7 +64,7 @@ from kr_reports.signing import (
     resolve_signing_key,
     sign_document,
 )
-from kr_reports.store import json_text, write_atomically
+from kr_reports.store import json_text, remove_staging, write_atomically
 
 if TYPE_CHECKING:
     from flows.catalog import Catalog
@@ -347,6 +347,23 @@ def _publish_local(final: Path, files: dict[str, bytes]) -> bool:
             (folder / name).write_bytes(payload)
 
     return write_atomically(final, fill)
+
+
+STAGING_GRACE_SECONDS = 3600  # a delivery is staged for seconds; one older than this was abandoned
+
+
+def remove_staging_leftovers(catalog: Catalog, partner: Partner) -> list[Path]:
+    """Hidden staging folders an interrupted run left in the partner's local delivery folder.
+
+    The delivery folder may be shared with runs on other data folders, which the
+    data folder's lock does not hold off: only staging older than STAGING_GRACE_SECONDS
+    is removed, never one a concurrent run may still be filling. (On other filesystems
+    the next delivery of the same report and day clears its own staging prefix.)
+    """
+    fs, root = _filesystem(target_root(catalog, partner), partner.id)
+    if not isinstance(fs, LocalFileSystem):
+        return []
+    return remove_staging(Path(root), older_than_seconds=STAGING_GRACE_SECONDS)
 
 
 def _publish_staged(fs, final: str, staging_root: str, files: dict[str, bytes]) -> bool:

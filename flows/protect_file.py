@@ -87,7 +87,7 @@ def protect_file(
     spark = get_spark()
     with _read_failures_named(input_path, fmt):
         return _protect(spark, fmt, input_path, out_dir, quarantine_dir, policy, purpose, release,
-                        key, day, options)
+                        key, day, plausible_time, options)
 
 
 def spark_error_condition(exc: BaseException) -> str | None:
@@ -123,7 +123,8 @@ def _read_failures_named(input_path: Path, fmt: str) -> Iterator[None]:
 
 
 def _protect(spark, fmt: str, input_path: Path, out_dir: Path, quarantine_dir: Path, policy: Policy,
-             purpose: str, release: str, key: bytes, day: dt.date | None, options: dict) -> dict:
+             purpose: str, release: str, key: bytes, day: dt.date | None,
+             plausible_time: PlausibleTime, options: dict) -> dict:
     mapped, rejected, facts = read_format(spark, fmt, input_path, **options)
     _check_all_fields_known(facts, input_path)
     source = SOURCES[facts["target"]]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from kr_reports.names import UnsafeName, check_identifier, path_under
@@ -610,6 +613,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from kr_reports.kanon.hierarchy import HierarchyError
     from kr_reports.keys import PseudonymKeyError
     from kr_reports.ledger import BudgetExceeded, ChargeMismatch, LedgerMissing
+    from kr_reports.locking import RunInProgress
     from kr_reports.releaser import ReleaseRefused
     from kr_reports.scan import ScanError
     from kr_reports.signing import SigningKeyError
@@ -620,15 +624,39 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         ConfigError, MissingInput, SchemaMismatch, ValidationFailed, BudgetExceeded,
         PseudonymKeyError, PlanError, RowConservationError, ScanError, FormatError,
         MissingReportColumn, KAnonymityError, HierarchyError, SigningKeyError, StageFailed,
-        ChargeMismatch, LedgerMissing, ReleaseRefused, UnsafeName,
+        ChargeMismatch, LedgerMissing, ReleaseRefused, UnsafeName, RunInProgress,
     )
+
+
+@contextlib.contextmanager
+def _ending_cleanly(args: argparse.Namespace):
+    """SIGTERM ends the command as Ctrl-C would, so its cleanup runs; the temporary Prefect server of
+    a run is stopped however the command ends, kill -9 included (flows.api_server)."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
+    try:
+        if args.command == "run":
+            from flows.api_server import temporary_api_server
+
+            with temporary_api_server():
+                yield
+        else:
+            yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_environment()
     try:
-        return args.handler(args)
+        with _ending_cleanly(args):
+            return args.handler(args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

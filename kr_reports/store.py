@@ -18,6 +18,7 @@ import math
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -150,3 +151,41 @@ class ReleaseStore:
         if not write_atomically(final, fill):
             raise StoreError(f"{final}: release {number} of '{name}' for {period} is already stored")
         return self.read(name, period, number)
+
+
+_STAGING = re.compile(r"^\..+\.(tmp|unsigned)-[0-9a-f]{32}$")  # write_atomically, retired deliveries
+
+
+def remove_staging(root: Path, older_than_seconds: float = 0.0) -> list[Path]:
+    """Remove hidden `.<name>.tmp-<uuid>` staging entries (and `.unsigned-` retirees) an interrupted
+    writer left under `root`.
+
+    A staging entry lives only while its writer fills it, so one found by a run that
+    holds its folder's lock is a leftover. Where other writers may be at work (a
+    shared delivery folder), pass `older_than_seconds` to leave the young ones alone.
+    Returns what was removed.
+    """
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - older_than_seconds
+    removed = []
+    for folder, subfolders, files in os.walk(root):
+        for name in [*subfolders, *files]:
+            path = Path(folder) / name
+            if _STAGING.match(name) and _remove_if_older(path, cutoff):
+                removed.append(path)
+        subfolders[:] = [name for name in subfolders if not _STAGING.match(name)]
+    return removed
+
+
+def _remove_if_older(path: Path, cutoff: float) -> bool:
+    try:  # a writer may rename its staging entry into place meanwhile: then it is not ours to remove
+        if path.lstat().st_mtime > cutoff:
+            return False
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
