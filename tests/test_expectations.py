@@ -90,11 +90,11 @@ RAW_GOOD = {
     ],
     "call_records": [
         ("c-000001", "KR00012345", "+821012345678", "+821098765432", ts(15, 0, 0, 0), 125,
-         "voice", "450-05-1101-20345", False),
+         "voice", "C01203", False),
         ("c-000002", "KR00012346", "+821098765432", "+821055550000", ts(15, 23, 59, 59), 0,
          "sms", None, None),
         ("c-000003", "KR00012345", "+821012345678", None, ts(15, 12, 30, 5), 3600,
-         "data", "450-05-1101-20346", True),
+         "data", "C01204", True),
     ],
     "network_flows": [
         ("KR00012345", "10.20.30.40", "142.250.196.110", 51234, 443, "tcp", 18234, 42,
@@ -231,9 +231,9 @@ PROTECTED_GOOD = {
         (P2, "49015420", "LG", "V50", None, None),
     ],
     "call_records": [
-        (P1, ts(15, 0), 125, "voice", "450-05-1101-20345", False),
+        (P1, ts(15, 0), 125, "voice", "C01203", False),
         (P2, ts(15, 23), 0, "sms", None, None),
-        (P1, ts(15, 12), 3600, "data", "450-05-1101-20346", True),
+        (P1, ts(15, 12), 3600, "data", "C01204", True),
     ],
     "network_flows": [
         (P1, "10.1.2.0/24", "142.250.196.0/24", 51234, 443, "tcp", 18234, 42, ts(15, 8), 1.25),
@@ -372,7 +372,7 @@ NEGATIVE = {
         "12345678901234567890",
         "2024-03-15 10:00:00",
         "010-1234-5678",
-        "450-05-1101-20345",
+        "C01203",
         "4111 1111-1111 1111",
         "1710496800007",  # epoch milliseconds, Luhn-valid: no card opens with 1
         "20240315100006",  # yyyymmddhhmmss, Luhn-valid: nor with 20 or 21
@@ -402,7 +402,7 @@ def test_detector_ignores_non_identifiers(detector):
 
 def test_detectors_ignore_pseudonyms_and_protected_values():
     values = [P1, P2, P3, "10.1.2.0/24", "2001:db8:1::/48", "35209900", "30-39"]
-    values += ["450-05-1101-20345", "5G Standard", "iOS 17.4", "naver.com", "LTE Basic"]
+    values += ["C01203", "5G Standard", "iOS 17.4", "naver.com", "LTE Basic"]
     patterns = {name: re.compile(regex) for name, regex in identifier_patterns().items()}
     flagged = [(n, v) for n, p in patterns.items() for v in values if p.search(v)]
     assert not flagged
