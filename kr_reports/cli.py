@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from kr_reports.private import use_private_umask
+
 
 def _quiet_environment() -> None:
     """Offline-safe defaults, set before Prefect, GX or Spark are imported."""
@@ -497,9 +499,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from flows.stages import RowConservationError
     from kr_reports.config import ConfigError
     from kr_reports.dp import PlanError
+    from kr_reports.jvm import JarMismatch
     from kr_reports.kanon.hierarchy import HierarchyError
     from kr_reports.keys import PseudonymKeyError
     from kr_reports.ledger import BudgetExceeded, ChargeMismatch, LedgerMissing
+    from kr_reports.private import PrivateFolderError
     from kr_reports.releaser import ReleaseRefused
     from kr_reports.scan import ScanError
     from kr_reports.signing import SigningKeyError
@@ -510,13 +514,14 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         ConfigError, MissingInput, SchemaMismatch, ValidationFailed, BudgetExceeded,
         PseudonymKeyError, PlanError, RowConservationError, ScanError, FormatError,
         MissingReportColumn, KAnonymityError, HierarchyError, SigningKeyError, StageFailed,
-        ChargeMismatch, LedgerMissing, ReleaseRefused,
+        ChargeMismatch, LedgerMissing, ReleaseRefused, PrivateFolderError, JarMismatch,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_environment()
+    use_private_umask()  # raw rows, keys and ledgers: files 0600, folders 0700
     try:
         return args.handler(args)
     except KeyboardInterrupt:
