@@ -63,3 +63,14 @@ def test_protect_writes_private_files_under_a_shared_umask(tmp_path, spark, caps
     assert code == 0, capsys.readouterr().err
     assert list(quarantine.rglob("*.parquet")) and list((out / "protected").rglob("*.parquet"))
     assert _open_to_others(out) == [] and _open_to_others(quarantine) == []
+
+
+def test_the_cli_refuses_a_world_writable_scratch_folder_in_one_line(tmp_path, monkeypatch, capsys):
+    scratch = tmp_path / "shared-scratch"
+    scratch.mkdir()
+    scratch.chmod(0o1777)  # like /tmp itself
+    monkeypatch.setenv("KR_SPARK_LOCAL_DIR", str(scratch))
+    assert main(["scan", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"kr-reports scan: error: {scratch}: owned by uid {os.getuid()} with mode 1777")
+    assert "\n" not in error and list(scratch.iterdir()) == []
