@@ -268,6 +268,20 @@ def deliver(catalog: Catalog, spec: ReportSpec, release: dict, validation: dict,
     return {**result, "created": _publish_staged(fs, final, f"{root}/{STAGING}/{relative}", files)}
 
 
+def _shared_folders(folder: Path) -> None:
+    """Make `folder` and its missing parents with the mode the operator's own umask gives.
+
+    The internal zones are private (kr_reports.private sets the process umask
+    to 077). A local delivery is not internal: it is what the partner receives
+    (noisy, signed), and an account that picks it up may not be the operator's,
+    so its folders and files keep the modes they had before that umask.
+    """
+    for path in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+        with suppress(FileExistsError):
+            path.mkdir()
+        path.chmod(shared_mode(0o777))
+
+
 def _publish_public_key(fs, root: str, public: Ed25519PublicKey) -> None:
     """signing_key.pub.pem beside the partner's deliveries, rewritten only when the key changed."""
     path, pem = f"{root.rstrip('/')}/{PUBLIC_KEY}", public_key_pem(public)
@@ -301,20 +315,6 @@ def _publish_local(final: Path, files: dict[str, bytes]) -> bool:
 
     _shared_folders(final.parent)
     return write_atomically(final, fill)
-
-
-def _shared_folders(folder: Path) -> None:
-    """Make `folder` and its missing parents with the mode the operator's own umask gives.
-
-    The internal zones are private (kr_reports.private sets the process umask
-    to 077). A local delivery is not internal: it is what the partner receives
-    (noisy, signed), and an account that picks it up may not be the operator's,
-    so its folders and files keep the modes they had before that umask.
-    """
-    for path in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
-        with suppress(FileExistsError):
-            path.mkdir()
-        path.chmod(shared_mode(0o777))
 
 
 def _publish_staged(fs, final: str, staging_root: str, files: dict[str, bytes]) -> bool:

@@ -9,8 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-from kr_reports.private import use_private_umask
-
 
 def _quiet_environment() -> None:
     """Offline-safe defaults, set before Prefect, GX or Spark are imported."""
@@ -18,6 +16,9 @@ def _quiet_environment() -> None:
     os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from kr_reports.private import use_private_umask
+
+    use_private_umask()  # raw rows, keys and ledgers: files 0600, folders 0700
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -511,17 +512,17 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from transforms.report_aggregate import MissingReportColumn
 
     return (
+        PrivateFolderError, JarMismatch,
         ConfigError, MissingInput, SchemaMismatch, ValidationFailed, BudgetExceeded,
         PseudonymKeyError, PlanError, RowConservationError, ScanError, FormatError,
         MissingReportColumn, KAnonymityError, HierarchyError, SigningKeyError, StageFailed,
-        ChargeMismatch, LedgerMissing, ReleaseRefused, PrivateFolderError, JarMismatch,
+        ChargeMismatch, LedgerMissing, ReleaseRefused,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_environment()
-    use_private_umask()  # raw rows, keys and ledgers: files 0600, folders 0700
     try:
         return args.handler(args)
     except KeyboardInterrupt:
