@@ -151,10 +151,32 @@ _loaded: dict[Path, FunctionsJar] = {}
 
 def _private_copy(payload: bytes, folder: Path, name: str) -> FunctionsJar:
     """The checked bytes in a fresh file of a fresh 0700 folder, removed when the process ends."""
-    load = Path(tempfile.mkdtemp(prefix=".load-", dir=folder))
+    _remove_copies_of_ended_processes(folder)
+    load = Path(tempfile.mkdtemp(prefix=f"{_LOAD_PREFIX}{os.getpid()}-", dir=folder))
     atexit.register(shutil.rmtree, load, ignore_errors=True)
     _write_new(load / name, payload)
     return FunctionsJar(load / name, _sha256(payload))
+
+
+_LOAD_PREFIX = ".load-"
+
+
+def _remove_copies_of_ended_processes(folder: Path) -> None:
+    """Copies a killed process could not remove; a live process's copy may still be read."""
+    for load in folder.glob(f"{_LOAD_PREFIX}*-*"):
+        pid = load.name.removeprefix(_LOAD_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(load, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def functions_jar(scratch: Path) -> FunctionsJar | None:

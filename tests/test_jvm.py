@@ -144,3 +144,15 @@ def test_a_jar_changed_after_its_check_is_not_handed_to_a_session(tmp_path, monk
     monkeypatch.setattr(jvm, "functions_jar", lambda scratch: jar)
     with pytest.raises(jvm.JarMismatch, match="not loaded"):
         spark.get_spark("kr-reports-tests")
+
+
+def test_copies_left_by_ended_processes_are_removed_and_live_ones_kept(tmp_path, monkeypatch):
+    jvm.functions_jar(tmp_path)
+    folder = tmp_path / "jvm"
+    ended, live = folder / ".load-4194305-x1", folder / f".load-{os.getppid()}-x2"  # past pid_max
+    for load in (ended, live):
+        load.mkdir(mode=0o700)
+        (load / jvm._jar_name()).write_bytes(b"PK")
+    monkeypatch.setattr(jvm, "_loaded", {})  # a later process
+    jvm.functions_jar(tmp_path)
+    assert not ended.exists() and live.exists()
