@@ -67,12 +67,10 @@ def private_dir(path: Path, what: str) -> Path:
 
 def _check_private(path: Path, what: str) -> None:
     info = os.lstat(path)
-    expected = (f"{what} must be a folder (not a link) owned by uid {os.getuid()} "
+    expected = (f"{path}: {what} must be a folder (not a link) owned by uid {os.getuid()} "
                 "with no access for group or others (mode 0700)")
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise PrivateFolderError(f"{path}: not a plain folder; {expected}")
+        raise PrivateFolderError(f"{expected}; it is not a plain folder")
     mode = stat.S_IMODE(info.st_mode)
     if info.st_uid != os.getuid() or mode & 0o077:
-        raise PrivateFolderError(
-            f"{path}: owned by uid {info.st_uid} with mode {mode:04o}; {expected}"
-        )
+        raise PrivateFolderError(f"{expected}; it is owned by uid {info.st_uid} with mode {mode:04o}")

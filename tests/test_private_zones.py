@@ -72,5 +72,6 @@ def test_the_cli_refuses_a_world_writable_scratch_folder_in_one_line(tmp_path, m
     monkeypatch.setenv("KR_SPARK_LOCAL_DIR", str(scratch))
     assert main(["scan", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith(f"kr-reports scan: error: {scratch}: owned by uid {os.getuid()} with mode 1777")
+    assert error.startswith(f"kr-reports scan: error: {scratch}: Spark's scratch folder")
+    assert error.endswith(f"it is owned by uid {os.getuid()} with mode 1777")
     assert "\n" not in error and list(scratch.iterdir()) == []
