@@ -11,6 +11,10 @@ data/                            internal zones, never shared
   keys/                          demo signing keys (never beside deliveries)
   data_docs/<D>/<run id>/        Great Expectations Data Docs of one flow run
 out/deliveries/<partner>/<report>/<D>[.release-<n>]   what partners receive (flows.delivery)
+
+Everything under data/ is the operator's alone (files 0600, folders 0700):
+kr_reports.private sets the process umask, kr_reports.spark Hadoop's. A
+delivery keeps the modes the operator's own umask gives: a pickup may read it.
 """
 
 from __future__ import annotations

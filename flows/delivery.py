@@ -55,6 +55,7 @@ from fsspec.implementations.local import LocalFileSystem
 from kr_reports import disclosure, report_page
 from kr_reports.config import ConfigError, Partner, ReportSpec
 from kr_reports.names import check_identifier, path_under
+from kr_reports.private import shared_mode
 from kr_reports.signing import (
     SignatureInvalid,
     SigningKey,
@@ -318,6 +319,20 @@ def deliver(catalog: Catalog, spec: ReportSpec, release: dict, validation: dict,
     return {**result, "created": _publish_staged(fs, final, f"{root}/{STAGING}/{relative}", files)}
 
 
+def _shared_folders(folder: Path) -> None:
+    """Make `folder` and its missing parents with the mode the operator's own umask gives.
+
+    The internal zones are private (kr_reports.private sets the process umask
+    to 077). A local delivery is not internal: it is what the partner receives
+    (noisy, signed), and an account that picks it up may not be the operator's,
+    so its folders and files keep the modes they had before that umask.
+    """
+    for path in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+        with suppress(FileExistsError):
+            path.mkdir()
+        path.chmod(shared_mode(0o777))
+
+
 def _publish_public_key(fs, root: str, public: Ed25519PublicKey) -> None:
     """signing_key.pub.pem beside the partner's deliveries, rewritten only when the key changed."""
     path, pem = f"{root.rstrip('/')}/{PUBLIC_KEY}", public_key_pem(public)
@@ -325,9 +340,10 @@ def _publish_public_key(fs, root: str, public: Ed25519PublicKey) -> None:
         return
     if isinstance(fs, LocalFileSystem):
         local = Path(path)
-        local.parent.mkdir(parents=True, exist_ok=True)
+        _shared_folders(local.parent)
         temporary = local.parent / f".{local.name}.tmp-{uuid.uuid4().hex}"
         temporary.write_bytes(pem)
+        temporary.chmod(shared_mode(0o666))
         os.replace(temporary, local)
     else:
         fs.pipe_file(path, pem)  # one object, written whole
@@ -345,7 +361,10 @@ def _publish_local(final: Path, files: dict[str, bytes]) -> bool:
     def fill(folder: Path) -> None:
         for name, payload in files.items():
             (folder / name).write_bytes(payload)
+            (folder / name).chmod(shared_mode(0o666))
+        folder.chmod(shared_mode(0o777))
 
+    _shared_folders(final.parent)
     return write_atomically(final, fill)
 
 

@@ -21,6 +21,9 @@ def _quiet_environment() -> None:
     os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from kr_reports.private import use_private_umask
+
+    use_private_umask()  # raw rows, keys and ledgers: files 0600, folders 0700
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -610,10 +613,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from flows.stages import RowConservationError
     from kr_reports.config import ConfigError
     from kr_reports.dp import PlanError
+    from kr_reports.jvm import JarMismatch
     from kr_reports.kanon.hierarchy import HierarchyError
     from kr_reports.keys import PseudonymKeyError
     from kr_reports.ledger import BudgetExceeded, ChargeMismatch, LedgerMissing
     from kr_reports.locking import RunInProgress
+    from kr_reports.private import PrivateFolderError
     from kr_reports.releaser import ReleaseRefused
     from kr_reports.scan import ScanError
     from kr_reports.signing import SigningKeyError
@@ -621,6 +626,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from transforms.report_aggregate import MissingReportColumn
 
     return (
+        PrivateFolderError, JarMismatch,
         ConfigError, MissingInput, SchemaMismatch, ValidationFailed, BudgetExceeded,
         PseudonymKeyError, PlanError, RowConservationError, ScanError, FormatError,
         MissingReportColumn, KAnonymityError, HierarchyError, SigningKeyError, StageFailed,

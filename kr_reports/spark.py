@@ -2,10 +2,16 @@
 
 `local[*]` by default; KR_SPARK_MASTER (any master URL), KR_SPARK_SHUFFLE_PARTITIONS
 and KR_SPARK_DRIVER_MEMORY point the same code at a cluster. Spark's scratch
-files and warehouse go under KR_SPARK_LOCAL_DIR (default: the system temp
-folder), never into the working tree. The project's JVM functions
-(kr_reports.jvm) ride along in spark.jars and are registered in every session;
-KR_JVM_FUNCTIONS=off leaves them out (protect then uses Spark's built-ins).
+files and warehouse go under KR_SPARK_LOCAL_DIR (default: kr-reports-spark-<uid>
+in the system temp folder), never into the working tree. That folder holds
+shuffles and spills of raw rows and the jar of code that runs beside the
+pseudonymization key: it is created 0700, and one that exists is used only when
+it is this user's and closed to others (kr_reports.private). Every file Spark
+writes is private too (Hadoop's umask 077; the JVM inherits the process's).
+The project's JVM functions (kr_reports.jvm) ride along in spark.jars, checked
+against their SHA-256 just before the session starts, and are registered in
+every session; KR_JVM_FUNCTIONS=off leaves them out (protect then uses Spark's
+built-ins).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from kr_reports import jvm
+from kr_reports.private import private_dir, use_private_umask
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +41,8 @@ def _setting(name: str, overrides: dict[str, str]) -> str:
 
 
 def spark_local_dir() -> Path:
-    default = Path(tempfile.gettempdir()) / "kr-reports-spark"
-    return Path(os.environ.get("KR_SPARK_LOCAL_DIR", default))
+    default = Path(tempfile.gettempdir()) / f"kr-reports-spark-{os.getuid()}"
+    return Path(os.environ.get("KR_SPARK_LOCAL_DIR") or default)
 
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
@@ -56,8 +63,8 @@ def get_spark(app_name: str = "kr-reports", **overrides: str) -> SparkSession:
     # Workers must run the same interpreter as the driver (the project venv).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    scratch = spark_local_dir()
-    scratch.mkdir(parents=True, exist_ok=True)
+    use_private_umask()  # before the JVM starts: it inherits the umask
+    scratch = private_dir(spark_local_dir(), "Spark's scratch folder (KR_SPARK_LOCAL_DIR)")
     builder = (
         SparkSession.builder.appName(app_name)
         .master(_setting("KR_SPARK_MASTER", overrides))
@@ -70,11 +77,14 @@ def get_spark(app_name: str = "kr-reports", **overrides: str) -> SparkSession:
         .config("spark.ui.enabled", os.environ.get("KR_SPARK_UI", "false"))
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.adaptive.enabled", "true")
+        # Hadoop's file system applies its own umask (default 022) to what Spark writes.
+        .config("spark.hadoop.fs.permissions.umask-mode", "077")
     )
     use_jvm_functions = os.environ.get("KR_JVM_FUNCTIONS", "on").lower() not in ("off", "0", "false")
     functions_jar = jvm.functions_jar(scratch) if use_jvm_functions else None
     if functions_jar is not None:
-        builder = builder.config("spark.jars", str(functions_jar))
+        builder = builder.config("spark.jars", str(functions_jar.path))
+        functions_jar.verify()  # the bytes pinned are the bytes the session loads
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("KR_SPARK_LOG_LEVEL", "ERROR"))
     if functions_jar is not None:
