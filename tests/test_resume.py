@@ -81,6 +81,10 @@ def runs(folder, config_dir):
         patch.setattr(ReleaseStore, "write", write)
         results["interrupted"] = (_run(folder, config_dir, "--new-release"), *capture.take(),
                                   _ledger(folder).charges())
+    with capture:  # what the operator sees of the interrupted run's leftover charge
+        main(["ledger", "--data-dir", str(folder / "data")])
+        main(["budget", "--data-dir", str(folder / "data"), "--config-dir", str(config_dir), "--as-of", DAY])
+        results["ledger"], _ = capture.take()
     with capture:
         results["plain"] = (_run(folder, config_dir), *capture.take(), _ledger(folder).charges())
     with capture:
@@ -136,12 +140,13 @@ def test_a_partly_failed_run_lists_what_it_delivered_and_counts_only_as_it_is(ru
     assert [c.state for c in new if c.report == second] == ["charged"]
 
 
-def test_the_ledger_flags_the_charge_left_without_its_release(runs, folder, capsys):
-    second = runs["names"][1]
-    assert main(["ledger", "--data-dir", str(folder / "data")]) == 0
-    lines = capsys.readouterr().out.splitlines()
+def test_the_ledger_flags_the_charge_left_without_its_release_and_budget_counts_no_release(runs):
+    second, count = runs["names"][1], len(runs["names"])
+    lines = runs["ledger"].splitlines()
     flagged = [line for line in lines if line.endswith("[NOT STORED]")]
     assert [line.split()[2] for line in flagged] == [f"{second}/{DAY}#2"]
+    [budget] = [line for line in lines if line.startswith("all releases ")]
+    assert budget.split()[-3:] == [str(count + 1), "(+1", "unstored)"]  # 7 releases, 8 charges
 
 
 def test_a_plain_rerun_does_not_serve_the_old_release_of_what_the_new_release_left(runs):
