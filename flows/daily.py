@@ -8,7 +8,18 @@ ledger make a re-run safe: it reuses what exists and never draws noise twice).
 A failed run says where it stopped: the flow raises StageFailed naming the
 stage, the dataset and the day; a report the privacy budget cannot take is
 reported as refused (one line), the others are delivered, and the run ends
-Failed naming it. A run publishes the artifact `daily-partner-reports` and one
+Failed naming it. A report that fails does not stop the others either: the run
+ends with ReportsFailed, which carries the summary of what was delivered.
+
+A `new_release` run opens the day's new release in the ledger before anything
+is charged and closes it when no report failed; an interrupted one is resumed by
+the next `new_release` run of the day (reports it already released are served,
+a charge it left without a stored release is taken up: no new charge for either),
+and a plain run refuses the reports it has not released yet rather than serve
+their previous release. The summary's spend is read from the ledger's charges
+made by this run (its flow run id), never from a charge an earlier run made.
+
+A run publishes the artifact `daily-partner-reports` and one
 `release-<report>` per report (what was released, and the privacy budget left
 in the window ending on the day), and renders every
 validation it made as Great Expectations Data Docs in
@@ -24,7 +35,7 @@ import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -46,7 +57,7 @@ from kr_reports.config import (
     load_report_specs,
 )
 from kr_reports.keys import master_key
-from kr_reports.ledger import BudgetExceeded, BudgetStatus, Ledger, ledger_location
+from kr_reports.ledger import BudgetExceeded, BudgetStatus, Ledger, NewRelease, ledger_location
 from kr_reports.locking import data_folder_lock
 from kr_reports.policy import load_policy
 from kr_reports.schemas import SOURCES
@@ -72,6 +83,14 @@ IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _wor
 
 class StageFailed(RuntimeError):
     """A stage of the run failed; the message names the stage, the dataset and the day."""
+
+
+class ReportsFailed(StageFailed):
+    """Some reports failed; the run's summary says which others were delivered (and where)."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
 
 
 class ReportsRefused(StageFailed):
@@ -219,16 +238,17 @@ def analyst_zone_task(catalog: Catalog, day: dt.date, config) -> dict:
 
 @task(name="release", retries=0, cache_policy=NO_CACHE)
 @keeping_data_out
-def release_task(catalog: Catalog, spec, config_dir: str, day: dt.date, new_release: bool,
-                 recover_lost: bool = False) -> dict:
+def release_task(catalog: Catalog, spec, config_dir: str, day: dt.date, new_release,
+                 recover_lost: bool = False, run: str = "") -> dict:
     """The release, or {"refused": one line} when the budget cannot take it (news, not a crash)."""
     try:
         result = stages.release(catalog, spec, config_dir, day, new_release=new_release,
-                                recover_lost=recover_lost)
+                                recover_lost=recover_lost, run=run)
     except BudgetExceeded as refusal:
         get_run_logger().warning("%s", refusal)
         return {"refused": str(refusal)}
-    how = "reused stored release (no new noise, no charge)" if result["reused"] else "released"
+    how = ("reused stored release (no new noise, no charge)" if result["reused"] else "released"
+           if result["charged_this_run"] else "released under the charge an interrupted run left unstored")
     get_run_logger().info("%s %s: %s, epsilon %.3g", spec.name, day, how, result["epsilon"])
     return result
 
@@ -331,8 +351,9 @@ def _summary_markdown(summary: dict) -> str:
         "",
         f"Rows read: {summary['rows_in']:,}; quarantined: {summary['rows_quarantined']:,}; "
         f"reports released: {len(summary['reports'])}, refused: {len(summary['refused_reports'])}; "
-        f"rho charged this run: {summary['rho_spent']:.4g} (the reports' own epsilons add to "
-        f"{summary['epsilon_spent']:.4g}; the window's total composes them, see each release's artifact)",
+        f"rho charged this run: {summary['rho_spent']:.4g} (the own epsilons of its "
+        f"{len(summary['charged_this_run'])} new charge(s) add to {summary['epsilon_spent']:.4g}; the "
+        "window's total composes them, see each release's artifact)",
         "",
         "| source | rows in | kept | quarantined |",
         "|---|---:|---:|---:|",
@@ -412,8 +433,12 @@ def _daily_partner_reports(
                                           pipeline.plausible_time)
             with _stage("analyst-zone", "analyst zone", run_day):
                 analyst = analyst_zone_task(catalog, run_day, analyst_config)
-            releasing = Releasing(config_dir, demo, new_release, recover_lost)
+            releasing = Releasing(config_dir, demo, new_release, recover_lost, str(flow_run.id))
+            with _stage("release", "the day's new release", run_day):
+                releasing = _with_new_release(catalog, releasing, run_day)
             reports, failed, refused = _release_and_deliver(catalog, specs, pipeline, run_day, releasing)
+            if isinstance(releasing.new_release, NewRelease) and not failed:
+                stages.close_new_release(catalog, releasing.new_release)
         except StageFailed:
             _data_docs_after_failure(list(validations), docs_dir)
             raise
@@ -427,8 +452,7 @@ def _daily_partner_reports(
         "rows_quarantined": sum(s["rows_quarantined"] for s in sources),
         "sources": sources,
         "reports": reports,
-        "epsilon_spent": math.fsum(r["epsilon"] for r in reports if not r["reused"]),
-        "rho_spent": math.fsum(r["rho"] for r in reports if not r["reused"]),
+        **_spent_by_run(catalog, releasing.run),
         "analyst_zone": {
             "path": analyst["path"],
             "k": analyst["verification"]["k"],
@@ -447,8 +471,7 @@ def _daily_partner_reports(
         description="What the daily run read, quarantined, released and delivered",
     )
     if failed:
-        raise StageFailed(f"{len(failed)} of {len(specs)} reports failed, the others were delivered: "
-                          + "; ".join(failed + refused))
+        raise ReportsFailed(reports_failed_message(len(specs), failed, len(reports), refused), summary)
     if refused:  # a Failed state, not an exception: the refusal is news, and has no traceback
         refusal = ReportsRefused(refused, summary)
         return Failed(message=str(refusal), data=refusal)
@@ -468,14 +491,53 @@ def _ingest_and_protect(catalog: Catalog, day: dt.date, landing_format: str, dem
     return sources
 
 
+def reports_failed_message(total: int, failed: list[str], delivered: int, refused: list[str]) -> str:
+    """"k of n reports failed", and what became of the others, only as it is."""
+    head = (f"all {total} reports failed" if len(failed) == total
+            else f"{len(failed)} of {total} reports failed")
+    others = []
+    if delivered:
+        others.append(f"{delivered} {'was' if delivered == 1 else 'were'} delivered")
+    if refused:
+        others.append(f"{len(refused)} refused by the privacy budget")
+    tail = f"; of the others, {' and '.join(others)}" if others else ""
+    return f"{head}{tail}: " + "; ".join(failed + refused)
+
+
+def _spent_by_run(catalog: Catalog, run: str) -> dict:
+    """What the ledger grew by in this run: its own charges (a reused or taken-up charge costs 0)."""
+    charges = stages.charged_by_run(catalog, run)
+    return {"epsilon_spent": math.fsum(c.epsilon for c in charges),
+            "rho_spent": math.fsum(c.rho for c in charges),
+            "charged_this_run": [c.release_id for c in charges]}
+
+
 @dataclass(frozen=True)
 class Releasing:
-    """How this run releases: its configuration, demo keys, and the operator's release options."""
+    """How this run releases: its configuration, demo keys, and the operator's release options.
+
+    `new_release`: the operator's flag, then the day's NewRelease it opened or resumed.
+    `run`: this run's id, recorded with every charge it makes.
+    """
 
     config_dir: str
     demo: bool
-    new_release: bool
+    new_release: bool | NewRelease
     recover_lost: bool
+    run: str = ""
+
+
+def _with_new_release(catalog: Catalog, releasing: Releasing, day: dt.date) -> Releasing:
+    """Open the day's new release before anything is charged, or resume the one a run left open."""
+    if releasing.new_release is not True:
+        return releasing
+    opened, resumed = stages.open_new_release(catalog, releasing.config_dir, day)
+    if resumed:
+        get_run_logger().warning(
+            "resuming the new release of %s opened %s by an interrupted run: reports it released are "
+            "served, the others released (a charge it left unstored is taken up, not charged again)",
+            day.isoformat(), opened.opened_at)
+    return replace(releasing, new_release=opened)
 
 
 def _release_and_deliver(catalog: Catalog, specs, pipeline, day: dt.date,
@@ -500,7 +562,7 @@ def _release_and_deliver(catalog: Catalog, specs, pipeline, day: dt.date,
 def _release_and_deliver_one(catalog: Catalog, spec, pipeline, day: dt.date, releasing: Releasing) -> dict:
     with _stage("release", spec.name, day):
         released = release_task(catalog, spec, releasing.config_dir, day, releasing.new_release,
-                                releasing.recover_lost)
+                                releasing.recover_lost, releasing.run)
     if "refused" in released:
         return released
     with _stage("validate-release", spec.name, day):
@@ -517,6 +579,7 @@ def _release_and_deliver_one(catalog: Catalog, spec, pipeline, day: dt.date, rel
         "delta": released["delta"],
         "rho": released["rho"],
         "reused": released["reused"],
+        "charged_this_run": released["charged_this_run"],
         "ledger_entry_id": released["ledger_entry_id"],
         "cells_by_status": released["cells_by_status"],
         "delivery": delivery["path"],

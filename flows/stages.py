@@ -20,6 +20,7 @@ from flows.reference import load_domain_categories, load_oui_table
 from kr_reports import dp
 from kr_reports.config import DEFAULT_PLAUSIBLE_TIME, Aggregation, PlausibleTime, ReportSpec
 from kr_reports.keys import derive_key, master_key
+from kr_reports.ledger import Ledger, NewRelease, ledger_location
 from kr_reports.policy import Policy
 from kr_reports.releaser import Releaser
 from kr_reports.schemas import SOURCES
@@ -158,21 +159,38 @@ def release(
     spec: ReportSpec,
     config_dir: Path | str,
     day: dt.date,
-    new_release: bool = False,
+    new_release: bool | NewRelease = False,
     recover_lost: bool = False,
+    run: str = "",
 ) -> dict:
     """Release a report through the front door: served from the store when it exists.
 
     A stored release is returned as it is: drawing fresh noise for the same
     numbers would let anyone average the noise away. `new_release` makes a
-    deliberate new release, charged again (kr_reports.releaser).
+    deliberate new release, charged again (kr_reports.releaser); a NewRelease
+    serves what it already released. `charged_this_run`: this call added the charge.
     """
     door = releaser(catalog, config_dir)
-    stored = None if new_release else door.stored(spec.aggregation, day)
+    stored = door.served(spec.aggregation, day, new_release)
     data = report_data(catalog, spec.aggregation, day) if stored is None else None  # served: no read
     made = door.release(data, spec.aggregation, day, spec.delivery, new_release=new_release,
-                        recover_lost=recover_lost)
-    return {**made.record, "reused": made.reused, "path": str(made.path)}
+                        recover_lost=recover_lost, run=run)
+    return {**made.record, "reused": made.reused, "path": str(made.path),
+            "charged_this_run": made.newly_charged}
+
+
+def open_new_release(catalog: Catalog, config_dir: Path | str, day: dt.date) -> tuple[NewRelease, bool]:
+    """The day's new release of every report: an interrupted one resumed (True), else a new one."""
+    return releaser(catalog, config_dir).ledger.open_new_release(day)
+
+
+def close_new_release(catalog: Catalog, new_release: NewRelease) -> None:
+    Ledger(ledger_location(catalog.data_dir), create=False).close_new_release(new_release.id)
+
+
+def charged_by_run(catalog: Catalog, run: str) -> list:
+    """The ledger's charges this run made itself: what the ledger grew by in it."""
+    return Ledger(ledger_location(catalog.data_dir), create=False).charges_of_run(run)
 
 
 def validate_release(catalog: Catalog, spec: ReportSpec, config_dir: Path | str, day: dt.date) -> dict:

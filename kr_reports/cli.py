@@ -42,9 +42,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_EXIT_STATUS = (
+    "exit status: 0 every report delivered; 3 the privacy budget refused some reports (not charged), "
+    "the others were delivered; 2 a stage or a report failed, or the input or configuration is wrong "
+    "(reports delivered before or beside the failure are listed; with both failures and refusals the "
+    "status is 2); 1 an unexpected error (a traceback)"
+)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    """0: every report delivered; 3: the ones that fit delivered, some refused by the budget."""
-    from flows.daily import ReportsRefused, daily_partner_reports
+    """0: every report delivered; 3: the ones that fit delivered, some refused by the budget;
+    2: some reports failed (the delivered ones are printed), or the run stopped at a stage."""
+    from flows.daily import ReportsFailed, ReportsRefused, daily_partner_reports
 
     try:
         summary = daily_partner_reports(
@@ -61,6 +70,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for line in refused.refusals:
             print(f"kr-reports run: refused: {line}", file=sys.stderr)
         return 3
+    except ReportsFailed as failed:  # the others were delivered: say where before the error
+        _print_run(failed.summary)
+        print(f"kr-reports run: error: {failed}", file=sys.stderr)
+        return 2
     _print_run(summary)
     return 0
 
@@ -69,10 +82,14 @@ def _print_run(summary: dict) -> None:
     print()
     print(f"Day {summary['day']}: {summary['rows_in']:,} rows read, "
           f"{summary['rows_quarantined']:,} quarantined, "
-          f"{len(summary['reports'])} report(s) released, {len(summary['refused_reports'])} refused")
+          f"{len(summary['reports'])} report(s) released, {len(summary['refused_reports'])} refused, "
+          f"{len(summary['failed_reports'])} failed")
     for report in summary["reports"]:
-        note = " (stored release reused)" if report["reused"] else ""
+        note = (" (stored release reused)" if report["reused"] else "" if report["charged_this_run"]
+                else " (under the charge an interrupted run left unstored)")
         print(f"  {report['report']} -> {report['delivery']}{note}")
+    print(f"Charged this run: {len(summary['charged_this_run'])} release(s), rho {summary['rho_spent']:.4g} "
+          f"(their own epsilons add to {summary['epsilon_spent']:.4g})")
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -226,14 +243,35 @@ def _open_ledger(args: argparse.Namespace):
 
 
 def _cmd_ledger(args: argparse.Namespace) -> int:
+    from flows.catalog import Catalog
+
     charges = _open_ledger(args).charges(args.dataset)
     if not charges:
         print("no charges recorded")
+    store = Catalog.from_env(args.data_dir, None).release_store
+    stored = {(r["release_id"], r["ledger_entry_id"]) for r in store.records()}
+    flagged = 0
     for c in charges:
-        print(f"{c.id:>4}  {c.charged_at}  {c.dataset:<14} {c.period}  {c.report:<32} "
-              f"{c.partner:<16} eps={c.epsilon:.4g} delta={c.delta:g} rho={c.rho:.4g}"
-              + (f" approx={c.approx_epsilon:g}/{c.approx_delta:g}" if c.approx_epsilon else ""))
+        flag = _unstored_flag(c, (c.release_id, c.id) in stored)
+        flagged += bool(flag)
+        print(f"{c.id:>4}  {c.charged_at}  {c.release_id:<48} {c.dataset:<14} {c.partner:<16} "
+              f"eps={c.epsilon:.4g} delta={c.delta:g} rho={c.rho:.4g}"
+              + (f" approx={c.approx_epsilon:g}/{c.approx_delta:g}" if c.approx_epsilon else "") + flag)
+    if flagged:
+        print(f"{flagged} charge(s) have no stored release: their spend counts in the budget, they are no "
+              "release. NOT STORED: a run stopped between charge and store (the next run of the release "
+              "takes the charge up; noise drawn for it was never stored or delivered); LOST: the stored "
+              "copy is gone (`kr-reports run --recover-lost`)")
     return 0
+
+
+def _unstored_flag(charge, in_store: bool) -> str:
+    """'' for a charge whose release is in the store; else why it has none."""
+    from kr_reports.ledger import CHARGED
+
+    if in_store:
+        return ""
+    return "  [NOT STORED]" if charge.state == CHARGED else "  [LOST]"
 
 
 def _cmd_budget(args: argparse.Namespace) -> int:
@@ -405,7 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="run the daily partner-report flow",
         description="Ingest, validate, protect, release (DP) and deliver every report in the "
-        "catalog for one day.",
+        "catalog for one day. An interrupted --new-release run is finished by running it again: reports "
+        "it released are served, the others released, and a charge it left without a stored release is "
+        "taken up (nothing is charged twice); until then a plain run refuses the reports it has not "
+        "released rather than serve their previous release.",
+        epilog=RUN_EXIT_STATUS,
     )
     run.add_argument("--day", help="day to report (YYYY-MM-DD); default: latest landing day")
     run.add_argument("--data-dir", help="data folder (default: $KR_DATA_DIR or ./data)")
@@ -414,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--demo", action="store_true",
                      help="synthetic data: allow a random per-run pseudonymization key")
     run.add_argument("--new-release", action="store_true",
-                     help="make a new release even when one is stored for the day (charged again)")
+                     help="make a new release of every report even when one is stored for the day "
+                          "(charged again); run again to resume one that was interrupted")
     run.add_argument("--recover-lost", action="store_true",
                      help="a release charged and stored whose stored copy is lost is made again under a "
                           "new release number, charged again (without it such a release is refused)")
@@ -515,7 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ledger = commands.add_parser(
         "ledger", help="list the privacy ledger's charges",
-        description="List every charge in the privacy ledger.",
+        description="List every charge in the privacy ledger with its release id; a charge without a "
+        "stored release is flagged NOT STORED (a run stopped between charge and store) or LOST (its "
+        "stored copy is gone).",
     )
     ledger.add_argument("--data-dir", help="data folder (default: $KR_DATA_DIR or ./data)")
     ledger.add_argument("--ledger-url", help=LEDGER_URL_HELP)

@@ -14,6 +14,15 @@ store) returns that charge only when it matches the request in every term
 else is refused: a release whose noise may have left, or whose spec changed
 after it was paid for, is never paid for twice with one charge.
 
+A deliberate new release of a day's reports (`kr-reports run --new-release`) is
+opened here before anything is charged for it (`open_new_release`), each of its
+charges names it, and it is closed when every report has been through it. A run
+killed in between leaves it open: the next `--new-release` run of that day
+resumes it (a report already charged in it is not charged again), and a plain
+run refuses the reports it left at their previous release instead of serving
+those silently. Each charge names the run that made it (`run`), so a run's
+summary states what the ledger grew by in that run, never another run's charge.
+
 A ledger has an identity (a random id written when it is created), which the
 release store records: a deleted, emptied or swapped ledger is noticed
 rather than silently replaced by a fresh budget. `Ledger(location,
@@ -37,7 +46,7 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -74,6 +83,9 @@ charges_table = sa.Table(
     sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'stored'")),
     sa.Column("approx_epsilon", sa.Float, nullable=False, server_default=sa.text("0")),
     sa.Column("approx_delta", sa.Float, nullable=False, server_default=sa.text("0")),
+    # The run that made the charge ('' before runs were recorded), and the new release it belongs to.
+    sa.Column("run", sa.Text, nullable=False, server_default=sa.text("''")),
+    sa.Column("new_release", sa.Integer, nullable=True),
     sqlite_autoincrement=True,  # as the first ledgers were: ids are never reused
 )
 meta_table = sa.Table(
@@ -81,6 +93,15 @@ meta_table = sa.Table(
     _metadata,
     sa.Column("key", sa.Text, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+new_releases_table = sa.Table(
+    "new_releases",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("period", sa.Text, nullable=False),
+    sa.Column("opened_at", sa.Text, nullable=False),
+    sa.Column("closed_at", sa.Text, nullable=True),  # null while a run still has reports to release
+    sqlite_autoincrement=True,
 )
 CHARGED, STORED = "charged", "stored"
 COST_PARTS = ("epsilon", "delta", "rho", "approx_epsilon", "approx_delta")
@@ -93,6 +114,8 @@ _ADD_COLUMNS = {
     "state": sa.text("ALTER TABLE charges ADD COLUMN state TEXT NOT NULL DEFAULT 'stored'"),
     "approx_epsilon": sa.text("ALTER TABLE charges ADD COLUMN approx_epsilon FLOAT NOT NULL DEFAULT 0"),
     "approx_delta": sa.text("ALTER TABLE charges ADD COLUMN approx_delta FLOAT NOT NULL DEFAULT 0"),
+    "run": sa.text("ALTER TABLE charges ADD COLUMN run TEXT NOT NULL DEFAULT ''"),
+    "new_release": sa.text("ALTER TABLE charges ADD COLUMN new_release INTEGER"),
 }
 # Charges written before costs had parts state only their (epsilon, delta): that is all they
 # may compose by, so their whole cost goes on the approximate-DP track (never less than true).
@@ -147,6 +170,8 @@ class Charge:
     state: str = STORED
     approx_epsilon: float = 0.0
     approx_delta: float = 0.0
+    run: str = ""
+    new_release: int | None = None
 
     @property
     def cost(self) -> Cost:
@@ -170,6 +195,18 @@ class ChargeRequest:
     purpose: str
     cost: Cost
     aggregation_hash: str = ""
+    run: str = ""  # the run asking (a flow run's id), recorded with a new charge
+    new_release: int | None = None  # the open new release (NewRelease.id) it is part of
+
+
+@dataclass(frozen=True)
+class NewRelease:
+    """A deliberate new release of one day's reports, open until every report has been through it."""
+
+    id: int
+    period: str
+    opened_at: str
+    closed_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +215,9 @@ class BudgetStatus:
 
     `spent_epsilon` is the smallest epsilon the window's releases are proven
     (epsilon, `spent_delta`)-DP at, composed by `method`; `spent_rho` and
-    `spent_basic_epsilon` are the sums it is computed from.
+    `spent_basic_epsilon` are the sums it is computed from. `releases` counts the
+    charges whose release was stored; `unstored` those charged without a stored
+    release (a run stopped between charge and store): their spend counts all the same.
     """
 
     scope: str
@@ -195,6 +234,7 @@ class BudgetStatus:
     spent_basic_epsilon: float
     remaining_epsilon: float
     releases: int
+    unstored: int = 0
 
 
 def ledger_location(data_dir: Path, url: str | None = None) -> str | Path:
@@ -260,17 +300,27 @@ def _charges_between(conn: sa.Connection, unit: str, first: str, last: str) -> l
     """Charges of one privacy unit with periods in [first, last], every dataset and partner."""
     c = charges_table.c
     query = sa.select(c.period, c.dataset, c.partner, c.epsilon, c.delta, c.rho, c.approx_epsilon,
-                      c.approx_delta).where(c.privacy_unit == unit, c.period.between(first, last))
+                      c.approx_delta, c.state).where(c.privacy_unit == unit, c.period.between(first, last))
     return list(conn.execute(query))
 
 
-def spent_between(rows: Sequence, limit: LimitLike, first: str, last: str) -> tuple[Cost, int]:
-    """What the limit's releases with periods in [first, last] (ISO) cost together, and how many.
+def _inside(rows: Sequence, limit: LimitLike, first: str, last: str) -> list:
+    return [r for r in rows if first <= r.period <= last and limit.applies_to(r.dataset, r.partner)]
 
-    `rows`: charges with period, dataset, partner and the cost columns.
+
+def _is_stored(row) -> bool:
+    """A charge whose release was stored (planned charges, which have no state, count as stored)."""
+    return getattr(row, "state", STORED) == STORED
+
+
+def spent_between(rows: Sequence, limit: LimitLike, first: str, last: str) -> tuple[Cost, int]:
+    """What the limit's charges with periods in [first, last] (ISO) cost together, and how many of
+    them are stored releases (a charge left without its release costs, but is no release).
+
+    `rows`: charges with period, dataset, partner and the cost columns (and state, if any).
     """
-    inside = [r for r in rows if first <= r.period <= last and limit.applies_to(r.dataset, r.partner)]
-    return total(_cost(r) for r in inside), len(inside)
+    inside = _inside(rows, limit, first, last)
+    return total(_cost(r) for r in inside), sum(1 for r in inside if _is_stored(r))
 
 
 def _windows_with(rows: Sequence, limit: LimitLike, day: dt.date, cost: Cost) -> list[tuple[dt.date, Cost]]:
@@ -358,6 +408,7 @@ def budget_status(limit: LimitLike, as_of: dt.date, unit: str, rows: Sequence) -
         spent_basic_epsilon=spent.epsilon,
         remaining_epsilon=max(0.0, limit.epsilon - proven.epsilon),
         releases=releases,
+        unstored=sum(1 for r in _inside(rows, limit, first, last) if not _is_stored(r)),
     )
 
 
@@ -418,6 +469,22 @@ def _charged_or_refused(conn: sa.Connection, request: ChargeRequest,
             later_rows = _charges_between(conn, request.privacy_unit, first, reach.isoformat())
             raise _refusal(request, limit, window, rows, later_rows, applicable)
     return None
+
+
+def _open_new_release(conn: sa.Connection, period: dt.date) -> NewRelease | None:
+    t = new_releases_table.c
+    row = conn.execute(sa.select(new_releases_table).where(
+        t.period == period.isoformat(), t.closed_at.is_(None)).order_by(t.id.desc())).first()
+    return NewRelease(**row._mapping) if row is not None else None
+
+
+def _adopted(conn: sa.Connection, charge: Charge, new_release: int | None) -> Charge:
+    """A charge left unstored, taken up by a new release: it is that new release's from now on."""
+    if new_release is None or charge.new_release == new_release:
+        return charge
+    conn.execute(sa.update(charges_table).where(charges_table.c.id == charge.id)
+                 .values(new_release=new_release))
+    return replace(charge, new_release=new_release)
 
 
 def _charge_from(row: sa.Row) -> Charge:
@@ -490,8 +557,10 @@ class Ledger:
         with self._locked() as conn:
             existing = _charged_or_refused(conn, request, limits)
             if existing is not None:
-                return _charge_from(existing), False
+                return _adopted(conn, _charge_from(existing), request.new_release), False
             values = {
+                "run": request.run,
+                "new_release": request.new_release,
                 "aggregation_hash": request.aggregation_hash,
                 "state": CHARGED,
                 "release_id": request.release_id,
@@ -506,6 +575,35 @@ class Ledger:
             }
             inserted = conn.execute(sa.insert(charges_table).values(**values))
         return Charge(id=inserted.inserted_primary_key[0], **values), True
+
+    def open_new_release(self, period: dt.date) -> tuple[NewRelease, bool]:
+        """The day's open new release, else a new one: (it, True when an interrupted one is resumed)."""
+        with self._locked() as conn:
+            found = _open_new_release(conn, period)
+            if found is not None:
+                return found, True
+            opened_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            inserted = conn.execute(sa.insert(new_releases_table).values(
+                period=period.isoformat(), opened_at=opened_at))
+        return NewRelease(inserted.inserted_primary_key[0], period.isoformat(), opened_at), False
+
+    def open_new_release_of(self, period: dt.date) -> NewRelease | None:
+        """The new release of a day that a run left unfinished, if any."""
+        with self.engine.connect() as conn:
+            return _open_new_release(conn, period)
+
+    def close_new_release(self, new_release_id: int) -> None:
+        """Every report has been through the new release: the next one of the day starts afresh."""
+        closed_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._locked() as conn:
+            conn.execute(sa.update(new_releases_table).where(new_releases_table.c.id == new_release_id)
+                         .values(closed_at=closed_at))
+
+    def charges_of_run(self, run: str) -> list[Charge]:
+        """The charges a run made itself (not those it took up from an earlier run)."""
+        query = sa.select(charges_table).where(charges_table.c.run == run).order_by(charges_table.c.id)
+        with self.engine.connect() as conn:
+            return [_charge_from(row) for row in conn.execute(query)] if run else []
 
     def mark_stored(self, charge_id: int) -> None:
         """The charge's release is stored: from now on the charge can pay for nothing else."""
@@ -550,15 +648,18 @@ def format_status(statuses: Sequence[BudgetStatus], as_of: dt.date) -> str:
     rows = [
         (s.scope, f"{s.window_start} to {s.window_end}", f"{s.budget_epsilon:g} at {s.budget_delta:g}",
          f"{s.spent_epsilon:.4g}", f"{s.remaining_epsilon:.4g}", s.method, f"{s.spent_rho:.4g}",
-         str(s.releases))
+         str(s.releases) + (f" (+{s.unstored} unstored)" if s.unstored else ""))
         for s in statuses
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
                       for row in [header, *rows])
+    unstored = any(s.unstored for s in statuses)
     return "\n".join([
         f"Privacy budget per {statuses[0].privacy_unit}, rolling windows ending {as_of.isoformat()}",
         table,
         "spent eps: the window's releases composed (basic: epsilons add; zcdp: rhos add, converted "
         "once),\nwhichever proves the smaller epsilon at the limit's delta.",
+        *(["unstored: charged, but no release was stored (a run stopped in between); their spend "
+           "counts,\nthey are no release (`kr-reports ledger` flags them)"] if unstored else []),
     ])

@@ -44,6 +44,7 @@ from kr_reports.ledger import (
     ChargeRequest,
     Ledger,
     LedgerMissing,
+    NewRelease,
     ledger_location,
 )
 from kr_reports.shares import with_shares
@@ -67,6 +68,7 @@ class Release:
     record: dict
     reused: bool
     path: Path  # the stored release's folder
+    newly_charged: bool = False  # this call added the charge (False: served, or an earlier charge taken up)
 
     @property
     def release_id(self) -> str:
@@ -132,9 +134,16 @@ class Releaser:
     def plan(self, aggregation: Aggregation) -> dp.ReportPlan:
         return dp.plan_aggregation(aggregation, self.config.regions)
 
-    def stored(self, aggregation: Aggregation, period: dt.date) -> StoredRelease | None:
-        """The latest stored release of an aggregation for a period, if it is of this aggregation."""
-        stored = self.store.latest(aggregation.name, period.isoformat())
+    def stored(self, aggregation: Aggregation, period: dt.date,
+               number: int | None = None) -> StoredRelease | None:
+        """The latest (or the numbered) stored release of an aggregation for a period, if it is of
+        this aggregation."""
+        if number is None:
+            stored = self.store.latest(aggregation.name, period.isoformat())
+        elif number in self.store.numbers(aggregation.name, period.isoformat()):
+            stored = self.store.read(aggregation.name, period.isoformat(), number)
+        else:
+            stored = None
         if stored is not None and stored.record["aggregation_hash"] != aggregation.fingerprint():
             raise ReleaseRefused(
                 f"release '{stored.record['release_id']}' is stored from another version of aggregation "
@@ -142,36 +151,75 @@ class Releaser:
                 "make a deliberate new release")
         return stored
 
-    def release(self, data: DataFrame, aggregation: Aggregation, period: dt.date,
-                delivery: Delivery | None = None, *, new_release: bool = False,
-                recover_lost: bool = False) -> Release:
+    def served(self, aggregation: Aggregation, period: dt.date,
+               new_release: bool | NewRelease = False) -> StoredRelease | None:
+        """The stored release a request is served from, or None when it is to be made (and charged).
+
+        Plain: the latest stored release, unless an interrupted new release of the day has not
+        released this aggregation yet (refused: serving the old release would hide that). In a
+        new release (NewRelease): the release it already stored for this aggregation, if any.
+        `True`: none (a new release of this aggregation alone).
+        """
+        if new_release is True:
+            return None
+        if isinstance(new_release, NewRelease):
+            mine = [c for c in self.ledger.charges_of(aggregation.name, period)
+                    if c.new_release == new_release.id and c.state != CHARGED]
+            return self.stored(aggregation, period, mine[-1].number) if mine else None
+        unfinished = self.ledger.open_new_release_of(period)
+        if unfinished is not None and self._not_released_in(unfinished, aggregation, period):
+            raise ReleaseRefused(
+                f"a new release of {period.isoformat()} (opened {unfinished.opened_at}) was interrupted "
+                f"before it released '{aggregation.name}': it is not served at its previous release. "
+                f"Finish it with `kr-reports run --day {period.isoformat()} --new-release` (it charges "
+                "only the reports it has not released)")
+        return self.stored(aggregation, period)
+
+    def _not_released_in(self, new_release: NewRelease, aggregation: Aggregation, period: dt.date) -> bool:
+        charges = self.ledger.charges_of(aggregation.name, period)
+        return not any(c.new_release == new_release.id and c.state != CHARGED for c in charges)
+
+    def release(self, data: DataFrame | None, aggregation: Aggregation, period: dt.date,
+                delivery: Delivery | None = None, *, new_release: bool | NewRelease = False,
+                recover_lost: bool = False, run: str = "") -> Release:
         """Release `aggregation` of `data` for `period`: served from the store if it exists.
 
         `delivery` names the partner and purpose the ledger records (none: an internal
-        aggregation). `new_release` makes a deliberate new release, charged again.
+        aggregation). `new_release` makes a deliberate new release, charged again: `True`
+        for this aggregation alone, or the day's open NewRelease (Ledger.open_new_release)
+        of a run that releases every report anew, which serves what that new release
+        already stored and so can be resumed after an interruption without a new charge.
         `recover_lost` lets a release whose stored copy was lost be made again under a new
-        number, charged again; without it such a release is refused.
+        number, charged again; without it such a release is refused. `run` names the run in
+        the ledger's new charges (its summary sums them).
         """
-        stored = None if new_release else self.stored(aggregation, period)
+        stored = self.served(aggregation, period, new_release)
         if stored is not None:
             return Release(stored.table(), stored.record, True, stored.folder)
         plan = self.plan(aggregation)
         number = self._number(aggregation, period, recover_lost)
-        request = self._request(plan, period, number, delivery)
+        opened = new_release if isinstance(new_release, NewRelease) else None
+        request = self._request(plan, period, number, delivery, run, opened)
         self.ledger.check(request, self.config.limits)  # before any Spark job
         found, buckets, partitions = _true_aggregates(data, plan)
-        charge, _ = self.ledger.charge(request, self.config.limits)
+        charge, newly_charged = self.ledger.charge(request, self.config.limits)
         table = self._noisy_table(plan, found, buckets, partitions)
         record = _record(plan, charge, self.ledger.id, period, number, table, delivery)
         record["guarantee"] = _guarantee_record(self.config)
         self.store.bind_to_ledger(self.ledger.id)
         written = self.store.write(aggregation.name, period.isoformat(), number, table, record)
         self.ledger.mark_stored(charge.id)
-        return Release(written.table(), written.record, False, written.folder)
+        return Release(written.table(), written.record, False, written.folder, newly_charged)
 
     def _number(self, aggregation: Aggregation, period: dt.date, recover_lost: bool) -> int:
         """The release number to charge: a charge left unstored by a crash is taken up again;
-        a stored charge whose release is missing from the store is refused unless recovered."""
+        a stored charge whose release is missing from the store is refused unless recovered.
+
+        Taking up an unstored charge (no new charge) draws noise once for it: the noise of
+        the stopped run lived only in its memory (the store is written before the charge is
+        marked stored, and delivery reads the store), so nobody saw it, and drawing now is
+        as if drawn once. The ledger refuses the charge if its terms changed since.
+        """
         in_store = set(self.store.numbers(aggregation.name, period.isoformat()))
         charges = self.ledger.charges_of(aggregation.name, period)
         lost = [c for c in charges if c.state != CHARGED and c.number not in in_store]
@@ -187,8 +235,8 @@ class Releaser:
         taken = in_store | {c.number for c in charges}
         return max(taken, default=0) + 1
 
-    def _request(self, plan: dp.ReportPlan, period: dt.date, number: int,
-                 delivery: Delivery | None) -> ChargeRequest:
+    def _request(self, plan: dp.ReportPlan, period: dt.date, number: int, delivery: Delivery | None,
+                 run: str = "", new_release: NewRelease | None = None) -> ChargeRequest:
         aggregation = plan.aggregation
         return ChargeRequest(
             release_id=release_id(aggregation.name, period, number),
@@ -200,6 +248,8 @@ class Releaser:
             purpose=delivery.purpose if delivery else INTERNAL_PURPOSE,
             cost=plan.cost,
             aggregation_hash=aggregation.fingerprint(),
+            run=run,
+            new_release=new_release.id if new_release else None,
         )
 
     def _noisy_table(self, plan: dp.ReportPlan, found, buckets, partitions) -> pd.DataFrame:

@@ -66,12 +66,19 @@ def _days(n):
 
 
 def _request(release_id="r/2026-11-01", epsilon=1.0, day=DAY, dataset="network_flows", cost=None,
-             unit="subscriber", partner="p", report="r", aggregation_hash=""):
+             unit="subscriber", partner="p", report="r", aggregation_hash="", run="", new_release=None):
     """A request for a pure-DP release of `epsilon`, unless a `cost` is given."""
     return ChargeRequest(release_id=release_id, dataset=dataset, privacy_unit=unit,
                          period=day, report=report, partner=partner, purpose="aggregate_reports",
                          cost=pure_dp_cost([epsilon]) if cost is None else cost,
-                         aggregation_hash=aggregation_hash)
+                         aggregation_hash=aggregation_hash, run=run, new_release=new_release)
+
+
+def _released(ledger, request, limits):
+    """Charge a release and mark it stored, as the releaser does once its table is written."""
+    charge, new = ledger.charge(request, limits)
+    ledger.mark_stored(charge.id)
+    return charge, new
 
 
 # ---------------------------------------------------------------- charged once, refused whole
@@ -274,7 +281,7 @@ def test_one_subscriber_budget_holds_every_dataset_and_caps_hold_their_own(tmp_p
               Budget(window_days=30, epsilon=3.0, partner="adreach")]
 
     def charge(release_id, epsilon, dataset, partner, day=DAY):
-        return ledger.charge(_request(release_id, epsilon, day, dataset=dataset, partner=partner), limits)
+        return _released(ledger, _request(release_id, epsilon, day, dataset=dataset, partner=partner), limits)
 
     charge("flows", 2.0, "network_flows", "metro-planning")
     charge("web", 1.0, "web_visits", "metro-planning")  # budget 3 of 4 spent, web cap full
@@ -304,8 +311,8 @@ def test_one_subscriber_budget_holds_every_dataset_and_caps_hold_their_own(tmp_p
 
 def test_another_privacy_unit_has_its_own_budget(tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite")
-    ledger.charge(_request("subscribers", 4.0), limit())
-    ledger.charge(_request("devices", 4.0, unit="device"), limit())
+    _released(ledger, _request("subscribers", 4.0), limit())
+    _released(ledger, _request("devices", 4.0, unit="device"), limit())
     [status] = ledger.status(limit(), DAY, privacy_unit="device")
     assert (status.privacy_unit, status.spent_epsilon, status.releases) == ("device", 4.0, 1)
 
@@ -320,7 +327,7 @@ def test_ten_zcdp_releases_compose_in_zcdp_not_by_adding_converted_epsilons(tmp_
     ledger = Ledger(tmp_path / "ledger.sqlite")
     budget = limit(8.0, 1e-6)
     for k in range(10):
-        ledger.charge(_request(f"gauss/{k}", cost=zcdp_cost(0.05, 1e-6), day=_days(-k)), budget)
+        _released(ledger, _request(f"gauss/{k}", cost=zcdp_cost(0.05, 1e-6), day=_days(-k)), budget)
     assert sum(zcdp_epsilon_bun_steinke(0.05, 1e-6) for _ in range(10)) == pytest.approx(17.12, abs=5e-3)
     [status] = ledger.status(budget, DAY)
     assert status.method == "zcdp" and status.releases == 10
@@ -461,9 +468,9 @@ def test_a_ledger_written_before_cost_parts_counts_old_charges_as_approximate_dp
 
     budget = limit(10.0, 1e-6)
     for k in range(10):
-        ledger.charge(_request(f"gauss/{k}", cost=zcdp_cost(0.05, 1e-6), day=_days(-k)), budget)
-    [status] = ledger.status(budget, DAY)
-    assert status.method == "zcdp" and status.releases == 12
+        _released(ledger, _request(f"gauss/{k}", cost=zcdp_cost(0.05, 1e-6), day=_days(-k)), budget)
+    [status] = ledger.status(budget, DAY)  # the old charged-only release costs, and is no release
+    assert status.method == "zcdp" and (status.releases, status.unstored) == (11, 1)
     assert status.spent_rho == pytest.approx(0.5)  # the old charges' rhos are not in it
     assert status.spent_epsilon == pytest.approx(zcdp_epsilon(0.5, 1e-6 - 1e-7) + 4.0, rel=1e-6)
 
@@ -493,7 +500,7 @@ def spent_ledger(tmp_path):
         ("device-unit", 2.0, DAY, {"unit": "device"}),  # another privacy unit's budget
         ("web", 2.0, DAY, {"dataset": "web_visits"}),
     ]:
-        ledger.charge(_request(release_id, epsilon, day, **extra), ROOMY)
+        _released(ledger, _request(release_id, epsilon, day, **extra), ROOMY)
     return ledger
 
 
@@ -653,3 +660,76 @@ def test_two_processes_at_once_cannot_overspend(tmp_path, as_url):
     outcomes = sorted(results.get(timeout=5) for _ in workers)
     assert outcomes == ["charged", "refused", "refused", "refused"]
     assert total(c.cost for c in Ledger(path).charges()).epsilon == 3.0
+
+
+# ---------------------------------------------------------------- interrupted runs: unstored charges,
+# resumable new releases, each run's own charges
+
+
+def test_a_charge_without_its_stored_release_costs_but_is_no_release(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    _released(ledger, _request("stored", 1.0), ROOMY)
+    ledger.charge(_request("killed-before-store", 0.5), ROOMY)  # its run stopped before the store
+    [status] = ledger.status(limit(), DAY)
+    assert (status.spent_epsilon, status.releases, status.unstored) == (1.5, 1, 1)
+    table = format_status([status], DAY)
+    assert _table_row(table, "all releases")[-3:] == ["1", "(+1", "unstored)"]
+    assert "unstored: charged, but no release was stored" in table
+
+
+def test_a_new_release_is_resumed_until_it_is_closed(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    assert ledger.open_new_release_of(DAY) is None
+    opened, resumed = ledger.open_new_release(DAY)
+    assert not resumed and opened.period == DAY.isoformat() and opened.closed_at is None
+    charge, _ = ledger.charge(_request("r/2026-11-01#2", new_release=opened.id), ROOMY)
+    assert charge.new_release == opened.id == ledger.charges()[0].new_release
+    # The run was killed: the day's new release is still open, and the next run resumes it.
+    assert ledger.open_new_release_of(DAY) == opened
+    assert ledger.open_new_release(DAY) == (opened, True)
+    assert ledger.open_new_release_of(_days(1)) is None  # another day's is its own
+    ledger.close_new_release(opened.id)
+    assert ledger.open_new_release_of(DAY) is None
+    after, resumed = ledger.open_new_release(DAY)  # a later new release of the day starts afresh
+    assert not resumed and after.id != opened.id
+
+
+def test_an_unstored_charge_taken_up_by_a_new_release_becomes_its_own_and_costs_that_run_nothing(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    first, new = ledger.charge(_request(run="run-1"), ROOMY)  # run 1 stopped before the store
+    opened, _ = ledger.open_new_release(DAY)
+    taken, new_again = ledger.charge(_request(run="run-2", new_release=opened.id), ROOMY)
+    assert new and not new_again and taken.id == first.id and taken.new_release == opened.id
+    assert [c.new_release for c in ledger.charges()] == [opened.id]
+    assert [c.release_id for c in ledger.charges_of_run("run-1")] == [first.release_id]
+    assert ledger.charges_of_run("run-2") == []  # the ledger did not grow in run 2
+    assert ledger.charges_of_run("") == []
+
+
+def _store_release(data: Path, charge) -> None:
+    import pandas as pd
+
+    from kr_reports.store import ReleaseStore
+
+    store = ReleaseStore(data / "releases")
+    name, period = charge.release_id.split("/")
+    store.write(name, period, 1, pd.DataFrame({"cells": [1]}),
+                {"release_id": charge.release_id, "ledger_entry_id": charge.id})
+
+
+def test_cli_ledger_shows_release_ids_and_flags_charges_without_a_stored_release(tmp_path, cli_config,
+                                                                                 capsys):
+    data = tmp_path / "data"
+    ledger = Ledger(data / "ledger.sqlite")
+    kept, _ = _released(ledger, _request("kept/2026-11-01", 1.0), ROOMY)
+    _store_release(data, kept)
+    ledger.charge(_request("killed/2026-11-01", 0.5), ROOMY)
+    _released(ledger, _request("lost/2026-11-01", 0.25), ROOMY)  # stored, then its copy was lost
+    assert main(["ledger", "--data-dir", str(data)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[2]: line for line in lines[:3]}
+    assert set(rows) == {"kept/2026-11-01", "killed/2026-11-01", "lost/2026-11-01"}
+    assert "[" not in rows["kept/2026-11-01"]
+    assert rows["killed/2026-11-01"].endswith("[NOT STORED]")
+    assert rows["lost/2026-11-01"].endswith("[LOST]")
+    assert lines[3].startswith("2 charge(s) have no stored release: their spend counts")

@@ -157,6 +157,51 @@ def test_a_retry_after_a_crash_takes_up_its_charge(tmp_path, flows, monkeypatch)
     assert release.record["ledger_entry_id"] == charge.id and charge.state == "stored"
 
 
+def test_an_interrupted_new_release_is_resumed_with_no_new_charge(tmp_path, flows, monkeypatch):
+    """A new release of three aggregations stopped after the first, between the second's charge
+    and its store: a plain run refuses what it has not released; resumed, it finishes exactly
+    those, taking up the second's charge (its noise was never stored), and charges the third once."""
+    names = ("first", "second", "third")
+    releaser = open_releaser(tmp_path, random_state=np.random.RandomState(0))
+    for name in names:
+        releaser.release(flows, _aggregation(name=name), DAY, DELIVERY)
+    opened, resumed = releaser.ledger.open_new_release(DAY)
+    assert not resumed
+    done = releaser.release(flows, _aggregation(name="first"), DAY, DELIVERY, new_release=opened)
+    assert done.newly_charged and done.record["number"] == 2
+
+    def killed(*args, **kwargs):
+        raise OSError("killed")
+
+    monkeypatch.setattr(releaser.store, "write", killed)
+    with pytest.raises(OSError):
+        releaser.release(flows, _aggregation(name="second"), DAY, DELIVERY, new_release=opened)
+    monkeypatch.undo()  # the third never started
+
+    plain = _reopen(tmp_path)
+    assert plain.release(flows, _aggregation(name="first"), DAY, DELIVERY).record["number"] == 2
+    for name in ("second", "third"):  # not served at release 1 as if nothing happened
+        with pytest.raises(ReleaseRefused, match=f"interrupted before it released '{name}'.*--new-release"):
+            plain.release(flows, _aggregation(name=name), DAY, DELIVERY)
+    before = plain.ledger.charges()
+    assert len(before) == 5 and [c.state for c in before if c.release_id == "second/2026-11-01#2"] == [
+        "charged"]
+
+    again = _reopen(tmp_path)
+    assert again.ledger.open_new_release(DAY) == (opened, True)
+    first, second, third = (again.release(flows, _aggregation(name=name), DAY, DELIVERY, new_release=opened)
+                            for name in names)
+    assert first.reused and first.table.equals(done.table)
+    unstored = next(c for c in before if c.release_id == "second/2026-11-01#2")
+    assert not second.reused and not second.newly_charged
+    assert second.record["ledger_entry_id"] == unstored.id
+    assert not third.reused and third.newly_charged and third.record["number"] == 2
+    charges = again.ledger.charges()
+    assert len(charges) == 6 and {c.state for c in charges} == {"stored"}
+    assert sorted(c.release_id for c in charges if c.new_release == opened.id) == [
+        f"{name}/2026-11-01#2" for name in names]
+
+
 def test_a_spec_changed_between_charge_and_store_is_refused(tmp_path, flows, monkeypatch):
     releaser = _crash_between_charge_and_store(tmp_path, flows, monkeypatch)
     with pytest.raises(ChargeMismatch, match=r"epsilon 2\.0 vs 3\.0"):
