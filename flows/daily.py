@@ -61,6 +61,7 @@ from kr_reports.ledger import BudgetExceeded, BudgetStatus, Ledger, NewRelease, 
 from kr_reports.locking import data_folder_lock
 from kr_reports.policy import load_policy
 from kr_reports.schemas import SOURCES
+from kr_reports.spark import error_condition
 from kr_reports.store import remove_staging
 
 PROJECT_PACKAGES = ("flows", "kr_reports", "expectations", "transforms")
@@ -172,10 +173,10 @@ def foreign_error(exc: BaseException, data_dir: Path | None) -> TaskFailed:
 
 
 def spark_condition(exc: BaseException, text: str) -> str | None:
-    """Spark's error condition (a fixed name such as FAILED_READ_FILE.NO_HINT), when it gave one."""
-    get_condition = getattr(exc, "getCondition", None)
-    if callable(get_condition) and get_condition():
-        return get_condition()
+    """Spark's error condition, when it gave one; else as a Java error's text names it."""
+    condition = error_condition(exc)
+    if condition:
+        return condition
     found = _JAVA_CONDITION.search(text)
     return found.group(1) if found else None
 

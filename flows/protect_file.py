@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from py4j.protocol import Py4JError, Py4JJavaError
-from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -34,7 +32,7 @@ from kr_reports.keys import master_key, release_key
 from kr_reports.names import check_identifier
 from kr_reports.policy import Policy, UnclassifiedColumn
 from kr_reports.schemas import SOURCES, describe_column_names
-from kr_reports.spark import get_spark
+from kr_reports.spark import error_condition, get_spark
 from transforms.ingest import filter_quarantined, filter_usable, with_typed_and_reasons
 from transforms.protect import protect, protected_columns
 
@@ -90,22 +88,6 @@ def protect_file(
                         key, day, plausible_time, options)
 
 
-def spark_error_condition(exc: BaseException) -> str | None:
-    """Spark's error class of a failure (e.g. FAILED_READ_FILE.NO_HINT), from Python or the JVM."""
-    if isinstance(exc, PySparkException):
-        return exc.getCondition()
-    java = exc.java_exception if isinstance(exc, Py4JJavaError) else None
-    while java is not None:  # the first Spark error class along the JVM's causes
-        try:
-            condition = java.getCondition()
-        except Py4JError:  # not a SparkThrowable
-            condition = None
-        if condition:
-            return condition
-        java = java.getCause()
-    return None
-
-
 @contextmanager
 def _read_failures_named(input_path: Path, fmt: str) -> Iterator[None]:
     """Spark's failure to read the input, as one FormatError naming the file and Spark's error class.
@@ -115,7 +97,7 @@ def _read_failures_named(input_path: Path, fmt: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        condition = spark_error_condition(exc)
+        condition = error_condition(exc)
         if condition is None or not condition.startswith(READ_FAILURES):
             raise
         raise FormatError(f"{input_path}: cannot be read as {fmt} ({condition}); expected an intact "

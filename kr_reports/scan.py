@@ -33,13 +33,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from py4j.protocol import Py4JError, Py4JJavaError
+from py4j.protocol import Py4JError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from expectations.detectors import detector_predicates, quote_identifier
+from kr_reports.spark import error_condition
 
 FORMATS = {
     ".parquet": "parquet",
@@ -363,17 +364,8 @@ def _flagged_names(
 
 
 def _condition(exc: Exception) -> str:
-    """Spark's error condition (a class name such as FAILED_READ_FILE), never its message,
-    which can quote file contents."""
-    condition = None
-    try:
-        if isinstance(exc, PySparkException):
-            condition = exc.getCondition()
-        elif isinstance(exc, Py4JJavaError):
-            condition = exc.java_exception.getCondition()  # a SparkThrowable
-    except (AttributeError, Py4JError):  # not every error carries one
-        condition = None
-    return f" ({condition})" if condition else f" ({type(exc).__name__})"
+    """Spark's error condition, else the error's type: never its message, which can quote file contents."""
+    return f" ({error_condition(exc) or type(exc).__name__})"
 
 
 def _plural(n: int, noun: str) -> str:

@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from py4j.protocol import Py4JError, Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
 from kr_reports import jvm
@@ -98,3 +100,20 @@ def _register_jvm_functions(spark: SparkSession) -> None:
     except Exception as error:  # a session made elsewhere, without the jar: built-ins serve
         log.warning("The project's JVM functions are not on this session's class path (%s): "
                     "protect uses Spark's built-in functions.", type(error).__name__)
+
+
+def error_condition(exc: BaseException) -> str | None:
+    """Spark's error condition of a failure (a fixed name such as FAILED_READ_FILE.NO_HINT), from
+    Python or along the JVM's causes; never its message, which may quote the data."""
+    if isinstance(exc, PySparkException):
+        return exc.getCondition()
+    java = exc.java_exception if isinstance(exc, Py4JJavaError) else None
+    while java is not None:  # the first Spark error condition along the JVM's causes
+        try:
+            condition = java.getCondition()
+        except Py4JError:  # not a SparkThrowable
+            condition = None
+        if condition:
+            return condition
+        java = java.getCause()
+    return None
