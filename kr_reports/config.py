@@ -82,12 +82,28 @@ class Budget(Frozen):
         return self.dataset in (None, dataset) and self.partner in (None, partner)
 
 
+class Retention(Frozen):
+    """Days each internal zone keeps a day's partition (`kr-reports purge`, kr_reports/retention.py).
+
+    Raw and quarantine hold full records, protected pseudonymized ones. The release store
+    and the ledger are never purged.
+    """
+
+    raw: int = Field(default=7, ge=1, strict=True)
+    quarantine: int = Field(default=30, ge=1, strict=True)
+    protected: int = Field(default=30, ge=1, strict=True)
+
+    def keep_days(self) -> dict[str, int]:
+        return {"raw": self.raw, "quarantine": self.quarantine, "protected": self.protected}
+
+
 class PipelineConfig(Frozen):
     regions: tuple[str, ...] = Field(min_length=1)
     purposes: tuple[str, ...] = ("advertising_campaign_delivery", "aggregate_reports")
     partners: tuple[Partner, ...]
     privacy_budget: Budget
     caps: tuple[Budget, ...] = ()
+    retention: Retention = Retention()
 
     @model_validator(mode="before")
     @classmethod
