@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: java-check $(STAMP)
 
-# Only the report-page browser tests need it; they skip, saying so, where it cannot be had.
+# Only the report-page browser tests need it; they skip, saying so, where it cannot be had
+# (under CI=true, or as root with apt, it must be had: the script fails).
 browser-check:
 	@scripts/ensure_chromium.sh
 

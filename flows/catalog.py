@@ -69,6 +69,10 @@ class Catalog:
     def protected(self, source: SourceSpec, day: dt.date) -> Path:
         return self._zone("protected", source, day)
 
+    def zone_root(self, zone: str) -> Path:
+        """The folder of an internal zone (raw, quarantine, protected): what retention purges."""
+        return self.data_dir / zone
+
     def analyst(self, day: dt.date) -> Path:
         return self.data_dir / "analyst" / f"date={day.isoformat()}"
 

@@ -26,12 +26,13 @@ from flows.catalog import SYNTHETIC_GENERATOR
 from kr_reports.schemas import SOURCES
 from kr_reports.spark import get_spark
 from transforms.generate import (
+    CORRUPTED,
     generate_call_records,
     generate_devices,
     generate_network_flows,
     generate_subscribers,
     generate_web_visits,
-    inject_bad_rows,
+    with_bad_rows,
 )
 
 FILE_FORMATS = ("parquet", "csv", "json")
@@ -68,20 +69,23 @@ def write_landing(
     try:
         rows: dict[str, int] = {}
         rows_by_date: dict[str, dict[str, int]] = {name: {} for name in DAILY_GENERATORS}
-        rows["subscribers"] = write_source(
+        corrupted: dict[str, int] = {}
+        rows["subscribers"], corrupted["subscribers"] = write_source(
             subscribers, "subscribers", out_dir / "subscribers", file_format, bad_row_rate, seed
         )
-        rows["devices"] = write_source(
+        rows["devices"], corrupted["devices"] = write_source(
             generate_devices(subscribers, seed),
             "devices", out_dir / "devices", file_format, bad_row_rate, seed,
         )
         for name, generate in DAILY_GENERATORS.items():
+            corrupted[name] = 0
             for day in dates:
                 path = out_dir / name / f"date={day.isoformat()}"
                 daily = generate(subscribers, day, seed)
-                rows_by_date[name][day.isoformat()] = write_source(
+                rows_by_date[name][day.isoformat()], bad = write_source(
                     daily, name, path, file_format, bad_row_rate, seed, day
                 )
+                corrupted[name] += bad
             rows[name] = sum(rows_by_date[name].values())
     finally:
         subscribers.unpersist()
@@ -97,6 +101,7 @@ def write_landing(
         "format": file_format,
         "rows": rows,
         "rows_by_date": rows_by_date,
+        "rows_corrupted": corrupted,  # rows made to fail a rule: what ingest must quarantine
     }
     marker.write_text(json.dumps(record, indent=2) + "\n")
     print(f"generate: complete, {sum(rows.values()):,} rows in {out_dir}", flush=True)
@@ -111,23 +116,31 @@ def write_source(
     bad_row_rate: float,
     seed: int,
     day: dt.date | None = None,
-) -> int:
-    """Corrupt a share of rows, write one dataset and return its row count (one action)."""
+) -> tuple[int, int]:
+    """Corrupt a share of rows, write one dataset; return its rows and corrupted rows (one action)."""
     if bad_row_rate > 0:
-        df = inject_bad_rows(df, SOURCES[name], bad_row_rate, seed, day)
-    rows = write_dataset(df, path, file_format)
+        df = with_bad_rows(df, SOURCES[name], bad_row_rate, seed, day)
+    else:
+        df = df.withColumn(CORRUPTED, F.lit(False))
+    rows, corrupted = write_dataset(df, path, file_format)
     when = f" {day.isoformat()}" if day else ""
     print(f"generate: {name}{when} ... {rows:,} rows", flush=True)
-    return rows
+    return rows, corrupted
 
 
-def write_dataset(df: DataFrame, path: Path, file_format: str) -> int:
-    """Write `df` to `path` (overwrite) and count its rows during the same job."""
+def write_dataset(df: DataFrame, path: Path, file_format: str) -> tuple[int, int]:
+    """Write `df` but its `_corrupted` flag to `path` (overwrite); count its rows and the
+    flagged ones during the same job."""
     observation = Observation()
-    writer = df.observe(observation, F.count(F.lit(1)).alias("rows")).write.mode("overwrite")
+    counted = df.observe(
+        observation,
+        F.count(F.lit(1)).alias("rows"),
+        F.coalesce(F.sum(F.col(CORRUPTED).cast("int")), F.lit(0)).alias("corrupted"),
+    )
+    writer = counted.drop(CORRUPTED).write.mode("overwrite")
     if file_format == "csv":
         writer = writer.option("header", True)
     if file_format == "json":
         writer = writer.option("ignoreNullFields", False)
     writer.format(file_format).save(str(path))
-    return int(observation.get["rows"])
+    return int(observation.get["rows"]), int(observation.get["corrupted"])

@@ -325,6 +325,33 @@ def plan_json(plan, pipeline) -> dict:
     }
 
 
+def _cmd_purge(args: argparse.Namespace) -> int:
+    from flows.catalog import Catalog
+    from flows.retention import format_purge, purge
+    from kr_reports.config import load_pipeline_config
+    from kr_reports.retention import PURGED_ZONES
+
+    if args.older_than is not None:
+        keep_days = dict.fromkeys(PURGED_ZONES, args.older_than)
+    else:
+        keep_days = load_pipeline_config(Path(args.config_dir)).retention.keep_days()
+    as_of = args.as_of or dt.datetime.now(dt.UTC).date()
+    result = purge(Catalog.from_env(args.data_dir, None), keep_days, as_of, dry_run=args.dry_run)
+    print(format_purge(result))
+    return 0
+
+
+def _days(text: str) -> int:
+    """A whole number of days, at least 1 (argparse type)."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days, not '{text}'") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 day, not {days}")
+    return days
+
+
 def _cmd_scan(args: argparse.Namespace) -> int:
     from kr_reports.scan import format_report, scan_path
     from kr_reports.spark import get_spark
@@ -585,6 +612,23 @@ def build_parser() -> argparse.ArgumentParser:
                              "refused and each metric's noise (exit 1 if any report is refused)")
     budget.add_argument("--days", type=int, default=120, help="days to plan (default 120)")
     budget.set_defaults(handler=_cmd_budget)
+
+    purge = commands.add_parser(
+        "purge", help="remove internal zone partitions past their retention",
+        description="Remove the day partitions (<zone>/<source>/date=D) of the raw, quarantine and "
+        "protected zones older than their retention: --older-than DAYS for all three, else each zone's "
+        "days under `retention` in pipeline.yaml. A partition is older than N days when its day is more "
+        "than N days before the as-of day. The release store, the ledger, keys, landing, the analyst "
+        "zone and deliveries are never touched; symbolic links are left alone, not followed.",
+    )
+    purge.add_argument("--older-than", type=_days, metavar="DAYS",
+                       help="retention of every purged zone (default: pipeline.yaml's retention)")
+    purge.add_argument("--data-dir", help="data folder (default: $KR_DATA_DIR or ./data)")
+    purge.add_argument("--config-dir", default="config", help="folder with pipeline.yaml")
+    purge.add_argument("--as-of", type=dt.date.fromisoformat,
+                       help="the day retention counts back from (YYYY-MM-DD); default: today (UTC)")
+    purge.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    purge.set_defaults(handler=_cmd_purge)
 
     scan = commands.add_parser(
         "scan", help="look for identifier-shaped values in data files",

@@ -118,6 +118,21 @@ class PlausibleTime(Frozen):
 DEFAULT_PLAUSIBLE_TIME = PlausibleTime()
 
 
+class Retention(Frozen):
+    """Days each internal zone keeps a day's partition (`kr-reports purge`, kr_reports/retention.py).
+
+    Raw and quarantine hold full records, protected pseudonymized ones. The release store
+    and the ledger are never purged.
+    """
+
+    raw: int = Field(default=7, ge=1, strict=True)
+    quarantine: int = Field(default=30, ge=1, strict=True)
+    protected: int = Field(default=30, ge=1, strict=True)
+
+    def keep_days(self) -> dict[str, int]:
+        return {"raw": self.raw, "quarantine": self.quarantine, "protected": self.protected}
+
+
 class PipelineConfig(Frozen):
     regions: tuple[str, ...] = Field(min_length=1)
     purposes: tuple[Purpose, ...] = ("advertising_campaign_delivery", "aggregate_reports")
@@ -125,6 +140,7 @@ class PipelineConfig(Frozen):
     privacy_budget: Budget
     caps: tuple[Budget, ...] = ()
     plausible_time: PlausibleTime = DEFAULT_PLAUSIBLE_TIME
+    retention: Retention = Retention()
 
     @model_validator(mode="before")
     @classmethod

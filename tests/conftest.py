@@ -1,4 +1,7 @@
-"""Session-wide fixtures: one Spark session and one Prefect harness per test run."""
+"""Session-wide fixtures: one Spark session and one Prefect harness per test run.
+
+Under `CI=true` every skip is reported as a failure (tests/strict_ci.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from strict_ci import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (hooks)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -27,7 +27,32 @@ IDENTIFIER_COLUMNS = {
 
 @pytest.fixture(scope="module")
 def run(daily_run):
+    """The session's run, read only (tests/conftest.py): a test that writes uses `own_run`."""
     return daily_run
+
+
+@pytest.fixture
+def own_run(daily_run, tmp_path):
+    """A copy of the session's run for a test that writes (re-runs, new releases, refusals)."""
+    root = tmp_path / "run"
+    shutil.copytree(daily_run["root"], root, symlinks=True)
+    moved = json.dumps(daily_run["summary"]).replace(str(daily_run["root"]), str(root))
+    return {**daily_run, "root": root, "data": root / "data", "out": root / "out",
+            "summary": json.loads(moved)}
+
+
+def _run_state(run) -> dict:
+    """The ledger's charges and every file under the run's folders, to show nothing changed."""
+    files = {str(p.relative_to(run["root"])): p.stat().st_mtime_ns
+             for p in run["root"].rglob("*") if p.is_file() and not p.name.startswith("ledger.sqlite")}
+    charges = [(c.id, c.report, c.release_id) for c in Ledger(run["data"] / "ledger.sqlite").charges()]
+    return {"files": files, "charges": charges}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def run_state_before(run) -> dict:
+    """Taken before this module's first test (autouse), checked after its last."""
+    return _run_state(run)
 
 
 NETWORK_REPORT = "network_traffic_region_hour"
@@ -40,12 +65,16 @@ def _delivery(run, report: str = NETWORK_REPORT) -> Path:
 def test_every_row_is_kept_or_quarantined(run):
     sources = {s["source"]: s for s in run["summary"]["sources"]}
     assert set(sources) == set(IDENTIFIER_COLUMNS)
+    day = run["summary"]["day"]
     for name, s in sources.items():
         assert s["rows_in"] == s["rows_kept"] + s["rows_quarantined"]
         assert s["rows_in"] == run["generated"]["rows"][name]
+        # exactly the rows the generator made bad are quarantined, no good row with them
+        assert s["rows_quarantined"] == run["generated"]["rows_corrupted"][name] > 0, name
         assert sum(s["quarantined_by_reason"].values()) == s["rows_quarantined"]
-    total_bad = sum(s["rows_quarantined"] for s in sources.values())
-    assert total_bad > 0
+        quarantined = pd.read_parquet(run["data"] / "quarantine" / name / f"date={day}")
+        assert len(quarantined) == s["rows_quarantined"], name
+    total_bad = sum(run["generated"]["rows_corrupted"].values())
     assert run["summary"]["rows_quarantined"] == total_bad
 
 
@@ -70,8 +99,10 @@ def test_delivery_matches_its_manifest(run, config_dir):
     cells = data[data["hour"].notna()]  # remainder rows have no hour
     assert len(cells) == 17 * 24  # every region x hour, empty cells too
     published = data[data["status"].isin(["released", "remainder"])]
-    assert (published["distinct_subscribers"] >= 0).all()
-    assert data.loc[data["status"] == "merged", "distinct_subscribers"].isna().all()
+    assert len(published) > 0  # else the checks below hold for nothing
+    assert (published["distinct_subscribers"] >= 5).all()  # the spec's min_subscribers
+    merged = data["status"] == "merged"
+    assert merged.any() and data.loc[merged, "distinct_subscribers"].isna().all()
     assert not list(delivery.parent.glob(".*tmp*"))
 
 
@@ -96,11 +127,18 @@ def test_every_report_in_the_catalog_is_released_and_delivered(run, config_dir):
         # A private key appears only through partition selection; in every report
         # no published cell is under k noisy subscribers.
         distinct = next(m.name for m in spec.metrics if m.kind == "count_distinct_subscribers")
-        published = data[data["status"].isin(["released", "remainder"])]
-        assert (published[distinct] >= (spec.min_subscribers or 0)).all(), name
+        metrics = [m.name for m in spec.metrics]
+        published = data["status"].isin(["released", "remainder"])
+        assert spec.min_subscribers, name
+        if not any(key.private for key in spec.group_by):  # private keys may select no cell here
+            assert published.any(), name  # else the checks below hold for nothing
+        assert (data.loc[published, distinct] >= spec.min_subscribers).all(), name
+        assert data.loc[published, metrics].notna().all().all(), name
+        assert data.loc[~published, metrics].isna().all().all(), name  # held back: no value at all
 
 
-def test_rerun_serves_the_stored_release_without_new_noise_or_charge(run, config_dir):
+def test_rerun_serves_the_stored_release_without_new_noise_or_charge(own_run, config_dir):
+    run = own_run
     before = (_delivery(run) / "data.csv").read_bytes()
     again = daily_partner_reports(data_dir=str(run["data"]), out_dir=str(run["out"]),
                                   config_dir=str(config_dir), demo=True)
@@ -198,9 +236,10 @@ def _stage_args(run, config_dir):
     return Catalog(run["data"], run["out"]), spec, day
 
 
-def test_a_deliberate_new_release_is_charged_again_with_fresh_noise(run, config_dir):
+def test_a_deliberate_new_release_is_charged_again_with_fresh_noise(own_run, config_dir):
     from flows.stages import release
 
+    run = own_run
     catalog, spec, day = _stage_args(run, config_dir)
     first = release(catalog, spec, config_dir, day)
     assert first["reused"] and first["number"] == 1
@@ -216,12 +255,13 @@ def test_a_deliberate_new_release_is_charged_again_with_fresh_noise(run, config_
 
 
 @pytest.mark.parametrize("refused_by", ["check before aggregation", "charge under the lock"])
-def test_an_over_budget_release_is_refused_and_nothing_is_written(run, config_dir, tmp_path, monkeypatch,
+def test_an_over_budget_release_is_refused_and_nothing_is_written(own_run, config_dir, tmp_path, monkeypatch,
                                                                  refused_by):
     from flows.stages import release
     from kr_reports import releaser
     from kr_reports.ledger import BudgetExceeded
 
+    run = own_run
     if refused_by == "check before aggregation":  # a refusal costs no Spark job
         def no_aggregation(*args, **kwargs):
             raise AssertionError("aggregated for a release the budget cannot take")
@@ -288,3 +328,11 @@ def test_a_release_with_no_rows_keeps_its_column_types(tmp_path, config_dir):
     schema = pq.read_schema(tmp_path / "release.parquet")
     assert str(schema.field("cell_area").type) == "string"
     assert str(schema.field("status").type) == "string"
+
+
+def test_no_test_here_changed_the_sessions_run(run, run_state_before):
+    # Last in this module: the shared run other modules read is as the first test found it.
+    after = _run_state(run)
+    assert after["charges"] == run_state_before["charges"]
+    assert len(after["charges"]) == len(run["summary"]["reports"])
+    assert after["files"] == run_state_before["files"]

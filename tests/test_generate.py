@@ -384,9 +384,15 @@ def test_write_landing_writes_every_dataset_and_the_marker(spark, tmp_path, file
         return spark.read.format(file_format).schema(schema).option("header", True).load(str(path))
 
     for name in ("subscribers", "devices"):
-        assert read(out / name, name).count() == marker["rows"][name]
+        written = read(out / name, name)
+        assert written.count() == marker["rows"][name]
+        assert written.filter(is_invalid(SOURCES[name], None)).count() == marker["rows_corrupted"][name]
     for name in DAILY:
+        invalid = 0
         for day in dates:
             written = read(out / name / f"date={day}", name)
             assert written.count() == marker["rows_by_date"][name][day] > 0
+            invalid += written.filter(is_invalid(SOURCES[name], dt.date.fromisoformat(day))).count()
         assert marker["rows"][name] == sum(marker["rows_by_date"][name].values())
+        assert marker["rows_corrupted"][name] == invalid  # every row made bad is counted, no other
+    assert sum(marker["rows_corrupted"].values()) > 0

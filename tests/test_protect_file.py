@@ -5,17 +5,24 @@ direct identifiers out of the input with plain Python and looks for them in
 everything the command wrote and logged.
 """
 
+import base64
+import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from kr_reports.cli import main
-from kr_reports.keys import KEY_ENV
+from kr_reports.keys import KEY_ENV, release_key
+from transforms.protect import _hmac_pads
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not available")
 
 IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
@@ -133,18 +140,76 @@ def test_no_key_outside_demo_mode_is_a_clear_error(tmp_path, spark, capsys, monk
     assert KEY_ENV in capsys.readouterr().err
 
 
-def test_key_and_pseudonyms_never_reach_the_logs(tmp_path, spark, capsys, caplog, monkeypatch):
-    key = "da1e6bed5d4ff7824db17c4b4a7928ff8fea7fa7af3992cc036c52526eaa61da"  # random (a pattern is refused)
-    monkeypatch.setenv(KEY_ENV, key)
-    out = tmp_path / "out"
+KEY_HEX = hashlib.sha256(b"kr-reports leak test").hexdigest()  # 32 bytes without a pattern
+PURPOSE, RELEASE = "aggregate_reports", "r9"  # protect's default purpose, and the release below
+
+
+def _secrets() -> dict[str, bytes]:
+    """The master key, the per-release key derived from it (what Spark receives, JVM route),
+    and that key's HMAC pads (what Spark receives on its built-in route): any one gives the key."""
+    derived = release_key(bytes.fromhex(KEY_HEX), PURPOSE, RELEASE)
+    ipad, opad = _hmac_pads(derived)
+    return {"master key": bytes.fromhex(KEY_HEX), "derived key": derived,
+            "derived key's inner pad": bytes(ipad), "derived key's outer pad": bytes(opad)}
+
+
+def _renderings(secret: bytes) -> dict[str, str]:
+    """How bytes show up as text: hex (either case), hex bytes apart as Spark shows a binary
+    value (`[AB CD ...]`), base64, and Python's bytes repr."""
+    return {"hex": secret.hex(), "spaced hex": " ".join(f"{b:02x}" for b in secret),
+            "base64": base64.b64encode(secret).decode(), "repr": repr(secret)[2:-1]}
+
+
+def _leaked_secrets(text: str) -> list[str]:
+    """Which secret, in which rendering, `text` holds (the names only, never the values)."""
+    lowered = text.lower()
+    found = []
+    for name, secret in _secrets().items():
+        for kind, shown in _renderings(secret).items():
+            haystack = lowered if kind.endswith("hex") else text
+            if shown in haystack:
+                found.append(f"{name} ({kind})")
+    return found
+
+
+def test_the_leak_check_finds_each_key_in_each_rendering():
+    for name, secret in _secrets().items():
+        for kind, shown in _renderings(secret).items():
+            assert _leaked_secrets(f"log line: {shown.upper() if 'hex' in kind else shown}\n") == [
+                f"{name} ({kind})"], (name, kind)
+    assert _leaked_secrets(KEY_HEX[:-2] + "zz") == []
+
+
+def test_key_and_pseudonyms_never_reach_the_logs(tmp_path, spark, capfd, caplog, monkeypatch):
+    # capfd: what Python and native code of this process write to its stdout and stderr
+    monkeypatch.setenv(KEY_ENV, KEY_HEX)
+    out, quarantine = tmp_path / "out", tmp_path / "q"
     with caplog.at_level("DEBUG"):
         code = main(["protect", "--format", "zeek_http", "--input", str(REAL_FILES["zeek_http"]),
-                     "--out", str(out), "--quarantine", str(tmp_path / "q"), "--release", "r9"])
-    captured = capsys.readouterr()
+                     "--out", str(out), "--quarantine", str(quarantine), "--release", RELEASE])
+    captured = capfd.readouterr()
     assert code == 0, captured.err
     logged = captured.out + captured.err + caplog.text
     pseudonyms = set(pd.read_parquet(out / "protected")["subscriber"])
     assert pseudonyms
-    assert key not in logged.lower()
+    assert _leaked_secrets(logged) == []
+    assert _leaked_secrets(_written_text(out) + _written_text(quarantine)) == []
     assert [p for p in pseudonyms if p in logged] == []
     assert [v for v in _identifiers("zeek_http", REAL_FILES["zeek_http"]) if v in logged] == []
+
+
+def test_nothing_the_spark_jvm_prints_holds_a_key(tmp_path):
+    # The session's Spark JVM was started before this test and writes to its own stderr, which
+    # no in-process capture (capfd included) sees. So protect runs as an operator runs it, in a
+    # process of its own with Spark's logging at INFO, and everything it printed is read.
+    out = tmp_path / "out"
+    env = {**os.environ, KEY_ENV: KEY_HEX, "KR_SPARK_LOG_LEVEL": "INFO"}
+    command = [sys.executable, "-m", "kr_reports.cli", "protect", "--format", "zeek_http",
+               "--input", str(REAL_FILES["zeek_http"]), "--out", str(out),
+               "--quarantine", str(tmp_path / "q"), "--release", RELEASE]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r" INFO [A-Za-z]+: ", done.stderr), "the JVM's log lines were not captured"
+    assert _leaked_secrets(done.stdout + done.stderr) == []
+    assert (out / "summary.json").is_file()

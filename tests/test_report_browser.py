@@ -1,7 +1,8 @@
 """report.html as a partner sees it: rendered by headless Chromium, not only parsed.
 
 Chromium is Debian's package (`make test` installs it where it can, see
-scripts/ensure_chromium.sh); without it these tests are skipped, saying why.
+scripts/ensure_chromium.sh); without it these tests are skipped, saying why
+(under CI=true that skip is a failure, tests/strict_ci.py).
 The page's Content-Security-Policy blocks every load and script, so any
 console message from Chromium means the page asked for something it may
 not have: the tests require none.

@@ -869,10 +869,21 @@ def with_visit_details(df: DataFrame, day: dt.date, seed: int, tag: str) -> Data
 # --- malformed rows ----------------------------------------------------------
 
 
+CORRUPTED = "_corrupted"  # with_bad_rows' flag: the rows it corrupted, counted by the generator
+
+
 def inject_bad_rows(
     df: DataFrame, source: SourceSpec, rate: float, seed: int, day: dt.date | None
 ) -> DataFrame:
-    """Corrupt one column in about `rate` of the rows, each failing a FieldSpec rule.
+    """Corrupt one column in about `rate` of the rows, each failing a FieldSpec rule."""
+    return with_bad_rows(df, source, rate, seed, day).drop(CORRUPTED)
+
+
+def with_bad_rows(
+    df: DataFrame, source: SourceSpec, rate: float, seed: int, day: dt.date | None
+) -> DataFrame:
+    """Corrupt one column in about `rate` of the rows, each failing a FieldSpec rule,
+    and flag them in a boolean `_corrupted` column (so the count of bad rows is known).
 
     Kinds, drawn with equal chance among those the source has: a required
     value nulled, an unparseable number/date/time, a negative number, an
@@ -895,7 +906,10 @@ def inject_bad_rows(
                 "_bad_u": uniform(seed, "bad:value", F.col("_row")),
             }
         )
-        .select(*[corrupt_column(c, candidates) for c in columns])
+        .select(
+            *[corrupt_column(c, candidates) for c in columns],
+            (F.col("_corruption") >= F.lit(0)).alias(CORRUPTED),
+        )
     )
 
 
