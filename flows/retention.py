@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flows.catalog import Catalog
+from kr_reports.locking import data_folder_lock
 from kr_reports.retention import PURGED_ZONES, Partition, expired_partitions, partition_day
 
 
@@ -62,7 +63,17 @@ def find_partitions(catalog: Catalog, links: list[str]) -> Iterator[tuple[Partit
 def purge(
     catalog: Catalog, keep_days: Mapping[str, int], as_of: dt.date, dry_run: bool = False
 ) -> PurgeResult:
-    """Remove the partitions past retention as of `as_of` (nothing with `dry_run`)."""
+    """Remove the partitions past retention as of `as_of` (nothing with `dry_run`).
+
+    Holds the data folder's run lock: a run in progress may be reading the partitions.
+    """
+    if not catalog.data_dir.is_dir():  # nothing to purge, and no folder to create for a lock
+        return PurgeResult(as_of, dict(keep_days), (), (), dry_run)
+    with data_folder_lock(catalog.data_dir):
+        return _purge(catalog, keep_days, as_of, dry_run)
+
+
+def _purge(catalog: Catalog, keep_days: Mapping[str, int], as_of: dt.date, dry_run: bool) -> PurgeResult:
     links: list[str] = []
     found = dict(find_partitions(catalog, links))
     expired = sorted(expired_partitions(found, keep_days, as_of), key=lambda p: (p.zone, p.source, p.day))

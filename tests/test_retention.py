@@ -15,6 +15,7 @@ from flows.catalog import Catalog
 from flows.retention import purge
 from kr_reports.cli import main
 from kr_reports.config import ConfigError, Retention, load_pipeline_config
+from kr_reports.locking import LOCK_FILE, data_folder_lock
 from kr_reports.retention import (
     PURGED_ZONES,
     Partition,
@@ -128,6 +129,8 @@ def _snapshot(root: Path) -> dict[str, str]:
     """Every file and link under `root`: relative path -> content hash (or link target)."""
     files = {}
     for path in root.rglob("*"):
+        if path.name == LOCK_FILE:  # the data folder's run lock, taken by the purge
+            continue
         if path.is_symlink():
             files[str(path.relative_to(root))] = f"-> {path.readlink()}"
         elif path.is_file():
@@ -218,3 +221,14 @@ def test_an_empty_or_missing_data_folder_purges_nothing(tmp_path):
     result = purge(Catalog(tmp_path / "none", tmp_path / "out"), dict.fromkeys(PURGED_ZONES, 1), AS_OF)
     assert result.removed == () and result.links_skipped == ()
     assert not (tmp_path / "none").exists()
+
+
+def test_purge_is_refused_while_a_run_holds_the_data_folder(tmp_path, config_dir, capsys):
+    data = _data_folder(tmp_path)
+    before = _snapshot(tmp_path)
+    with data_folder_lock(data):
+        code = main(["purge", "--data-dir", str(data), "--config-dir", str(config_dir),
+                     "--as-of", AS_OF.isoformat()])
+    assert code == 2
+    assert "another run is in progress" in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before
