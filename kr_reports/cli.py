@@ -759,6 +759,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kr-reports {args.command}: error: {exc}", file=sys.stderr)
             return 2
         raise
+    except BaseException as ended:
+        if _is_prefect_termination(ended):
+            return 128 + ended.signal
+        raise
+
+
+def _is_prefect_termination(ended: BaseException) -> bool:
+    """Inside a flow run, Prefect's own SIGTERM handler ends it with TerminationSignal: the same
+    ending as ours (the temporary server is stopped all the same), so the same exit status."""
+    exceptions = sys.modules.get("prefect.exceptions")  # only a command that ran a flow loaded it
+    return exceptions is not None and isinstance(ended, exceptions.TerminationSignal)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,17 @@ def test_the_temporary_prefect_server_ends_with_the_run(run_cli, ending):
     assert _gone(server, port), f"the temporary Prefect server (pid {server}, port {port}) outlived the run"
     expected = -signal.SIGKILL if ending == signal.SIGKILL else 128 + signal.SIGTERM
     assert cli.wait(timeout=60) == expected
+
+
+def test_a_sigterm_inside_a_flow_run_exits_as_a_sigterm(monkeypatch):
+    # Once a flow runs, Prefect's own SIGTERM handler is in place and ends the run with its
+    # TerminationSignal (a BaseException), which must not become a traceback and exit 1.
+    from prefect.exceptions import TerminationSignal
+
+    from kr_reports import cli
+
+    def terminated(args):
+        raise TerminationSignal(signal.SIGTERM)
+
+    monkeypatch.setattr(cli, "_cmd_ledger", terminated)  # the parser is built when main runs
+    assert cli.main(["ledger"]) == 128 + signal.SIGTERM
