@@ -50,7 +50,10 @@ from flows.analyst import build_analyst_zone
 from flows.catalog import Catalog
 from flows.delivery import check_delivery_setup, deliver, remove_staging_leftovers
 from kr_reports.config import (
+    AnalystConfig,
+    PipelineConfig,
     PlausibleTime,
+    ReportSpec,
     check_report_allowed,
     load_analyst_config,
     load_pipeline_config,
@@ -59,7 +62,7 @@ from kr_reports.config import (
 from kr_reports.keys import master_key
 from kr_reports.ledger import BudgetExceeded, BudgetStatus, Ledger, NewRelease, ledger_location
 from kr_reports.locking import data_folder_lock
-from kr_reports.policy import load_policy
+from kr_reports.policy import Policy, load_policy
 from kr_reports.schemas import SOURCES
 from kr_reports.spark import error_condition
 from kr_reports.store import remove_staging
@@ -395,35 +398,58 @@ def daily_partner_reports(
     not stop the others: they are delivered, and the run then fails naming it.
     One run at a time on a data folder: another one is refused (RunInProgress).
     """
-    with data_folder_lock(Catalog.from_env(data_dir, out_dir).data_dir):
-        return _daily_partner_reports(day, data_dir, out_dir, config_dir, demo, new_release, recover_lost)
+    setup = _checked_setup(data_dir, out_dir, config_dir, demo)  # touches no data folder
+    with data_folder_lock(setup.catalog.data_dir):
+        return _daily_partner_reports(setup, day, config_dir, demo, new_release, recover_lost)
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What a run checked before taking its data folder: configuration, keys, delivery targets."""
+
+    catalog: Catalog
+    pipeline: PipelineConfig
+    policy: Policy
+    specs: list[ReportSpec]
+    analyst_config: AnalystConfig
+
+
+def _checked_setup(data_dir: str | None, out_dir: str | None, config_dir: str, demo: bool) -> RunSetup:
+    """Refuse what the configuration, the policy, the keys or a partner forbid, before any data
+    is read and before the data folder is locked (or created)."""
+    pipeline = load_pipeline_config(Path(config_dir))
+    policy = load_policy(Path(config_dir))
+    specs = load_report_specs(Path(config_dir))
+    for spec in specs:
+        check_report_allowed(spec, pipeline)
+        policy.check_report(spec.aggregation, SOURCES[spec.aggregation.source], SOURCES["subscribers"])
+    master_key(demo)  # fail fast when no key is configured outside demo mode
+    catalog = Catalog.from_env(data_dir, out_dir)
+    if not demo:  # a missing signing key stops the run here (demo keys are made under the lock)
+        check_delivery_setup(catalog, _partners(pipeline, specs), demo)
+    return RunSetup(catalog, pipeline, policy, specs, load_analyst_config(Path(config_dir)))
+
+
+def _partners(pipeline: PipelineConfig, specs: list[ReportSpec]) -> list:
+    return [pipeline.partner(s.delivery.partner) for s in specs]
 
 
 def _daily_partner_reports(
+    setup: RunSetup,
     day: str | None,
-    data_dir: str | None,
-    out_dir: str | None,
     config_dir: str,
     demo: bool,
     new_release: bool,
     recover_lost: bool,
 ) -> dict:
     logger = get_run_logger()
-    pipeline = load_pipeline_config(Path(config_dir))
-    policy = load_policy(Path(config_dir))
-    specs = load_report_specs(Path(config_dir))
-    analyst_config = load_analyst_config(Path(config_dir))
-    for spec in specs:  # refuse what the policy or the partner forbids before reading any data
-        check_report_allowed(spec, pipeline)
-        policy.check_report(spec.aggregation, SOURCES[spec.aggregation.source], SOURCES["subscribers"])
-    master_key(demo)  # fail fast when no key is configured outside demo mode
+    catalog, pipeline, policy, specs = setup.catalog, setup.pipeline, setup.policy, setup.specs
+    analyst_config = setup.analyst_config
     if demo:
         logger.info("demo mode: pseudonyms use a random key that lives only in this run")
-    catalog = Catalog.from_env(data_dir, out_dir)
-    # signing keys and delivery targets: a missing key stops the run here, before any data is read
-    for note in check_delivery_setup(catalog, [pipeline.partner(s.delivery.partner) for s in specs], demo):
+    for note in check_delivery_setup(catalog, _partners(pipeline, specs), demo):
         logger.warning(note)
-    _remove_staging_leftovers(catalog, [pipeline.partner(s.delivery.partner) for s in specs])
+    _remove_staging_leftovers(catalog, _partners(pipeline, specs))
     run_day = dt.date.fromisoformat(day) if day else latest_landing_day(catalog)
     landing_format = catalog.landing_manifest().get("format", "parquet")
     docs_dir = catalog.data_docs(run_day, str(flow_run.id))  # internal: suites, columns, counts
