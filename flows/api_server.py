@@ -91,5 +91,17 @@ def temporary_api_server() -> Iterator[str | None]:
         server.start()
         yield server.api_url
     finally:
+        _send_what_prefect_holds()
         server.stop()
         watchdog.dismiss()
+
+
+def _send_what_prefect_holds() -> None:
+    """The runs' queued logs and events reach the server before it stops; left queued, Prefect
+    would send them at exit to a stopped server and print "Error logging to API"."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        with suppress(Exception):  # what cannot be sent now is lost either way; the run's end is not
+            service.drain_all(timeout=5)

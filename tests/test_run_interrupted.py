@@ -148,3 +148,11 @@ def test_a_sigterm_inside_a_flow_run_exits_as_a_sigterm(monkeypatch):
 
     monkeypatch.setattr(cli, "_cmd_ledger", terminated)  # the parser is built when main runs
     assert cli.main(["ledger"]) == 128 + signal.SIGTERM
+
+
+def test_a_run_that_ends_leaves_nothing_for_prefect_to_send_to_its_stopped_server(run_cli):
+    cli = run_cli()  # a landing zone without files: the run fails in its first stage, rc 2
+    assert cli.wait(timeout=SERVER_START + 120) == 2
+    printed = cli.log.read_text()
+    assert "Stopping temporary server" in printed
+    assert "Error logging to API" not in printed, printed[-2000:]
