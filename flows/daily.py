@@ -126,10 +126,12 @@ class TaskFailed(StageFailed):
 
 def stage_failure_message(stage: str, dataset: str, day: dt.date, cause: BaseException) -> str:
     """Where the run stopped, and why when the cause is ours (other messages may quote data)."""
-    reason = type(cause).__name__
-    reason += f": {cause}" if is_project_error(cause) else " (details in the task run's log)"
-    if isinstance(cause, TaskFailed):
+    if isinstance(cause, TaskFailed):  # already says what and where, without data
         reason = str(cause)
+    elif is_project_error(cause):
+        reason = f"{type(cause).__name__}: {cause}"
+    else:
+        reason = f"{type(cause).__name__} (details in the task run's log)"
     return f"stage '{stage}' failed for {dataset} on {day.isoformat()}: {reason}"
 
 
@@ -251,8 +253,12 @@ def release_task(catalog: Catalog, spec, config_dir: str, day: dt.date, new_rele
     except BudgetExceeded as refusal:
         get_run_logger().warning("%s", refusal)
         return {"refused": str(refusal)}
-    how = ("reused stored release (no new noise, no charge)" if result["reused"] else "released"
-           if result["charged_this_run"] else "released under the charge an interrupted run left unstored")
+    if result["reused"]:
+        how = "reused stored release (no new noise, no charge)"
+    elif result["charged_this_run"]:
+        how = "released"
+    else:
+        how = "released under the charge an interrupted run left unstored"
     get_run_logger().info("%s %s: %s, epsilon %.3g", spec.name, day, how, result["epsilon"])
     return result
 

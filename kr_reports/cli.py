@@ -85,8 +85,11 @@ def _print_run(summary: dict) -> None:
           f"{len(summary['reports'])} report(s) released, {len(summary['refused_reports'])} refused, "
           f"{len(summary['failed_reports'])} failed")
     for report in summary["reports"]:
-        note = (" (stored release reused)" if report["reused"] else "" if report["charged_this_run"]
-                else " (under the charge an interrupted run left unstored)")
+        note = ""
+        if report["reused"]:
+            note = " (stored release reused)"
+        elif not report["charged_this_run"]:
+            note = " (under the charge an interrupted run left unstored)"
         print(f"  {report['report']} -> {report['delivery']}{note}")
     print(f"Charged this run: {len(summary['charged_this_run'])} release(s), rho {summary['rho_spent']:.4g} "
           f"(their own epsilons add to {summary['epsilon_spent']:.4g})")
