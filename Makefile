@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export KR_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test lint bench java-check browser-check venv clean bench-pipelinedp
+.PHONY: run test lint layers bench java-check browser-check venv clean bench-pipelinedp
 
 java-check:
 	@scripts/check_java.sh
@@ -40,10 +40,14 @@ $(DEFAULT_DATA): | venv
 run: venv $(DEFAULT_DATA)
 	$(VENV)/bin/kr-reports run --demo
 
-test: venv browser-check
+test: venv browser-check layers
 	$(PY) -m pytest
 
-lint: venv
+# The import contract in pyproject.toml: no module imports from a layer above its own.
+layers: venv
+	$(VENV)/bin/lint-imports
+
+lint: venv layers
 	$(VENV)/bin/ruff check .
 
 bench: venv

@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/bench_accuracy.py [--subscribers 200000] [--seed 7] [--workdir DIR]
 
-One day of the five sources is generated for N subscribers (flows.generate), ingested,
+One day of the five sources is generated for N subscribers (stages.generate), ingested,
 protected with demo keys and joined into each report's input by the daily flow's own
-stages (flows.stages: ingest, protect_source, report_data) in a scratch data folder.
+stages (stages.daily: ingest, protect_source, report_data) in a scratch data folder.
 Every report of config/reports/*.yaml, read at run time, is then released once through
 `Releaser.release` on a throwaway ledger and store with an ample budget
 (bench/scratch_releaser.py): bounding, aggregation, noise, partition selection,
@@ -61,13 +61,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from scratch_releaser import ScratchReleaser  # noqa: E402
 
-from flows import stages  # noqa: E402
-from flows.catalog import Catalog  # noqa: E402
-from flows.generate import write_landing  # noqa: E402
-from kr_reports.config import UNIT_COLUMN, ReportSpec, load_report_specs  # noqa: E402
-from kr_reports.dp import ReportPlan  # noqa: E402
-from kr_reports.policy import load_policy  # noqa: E402
-from kr_reports.spark import get_spark  # noqa: E402
+from core.config import UNIT_COLUMN, ReportSpec, load_report_specs  # noqa: E402
+from core.dp import ReportPlan  # noqa: E402
+from core.policy import load_policy  # noqa: E402
+from stages import daily as stages  # noqa: E402
+from stages.catalog import Catalog  # noqa: E402
+from stages.generate import write_landing  # noqa: E402
+from stages.spark import get_spark  # noqa: E402
 from transforms.report_aggregate import report_rows  # noqa: E402
 from transforms.report_inputs import sources_read  # noqa: E402
 

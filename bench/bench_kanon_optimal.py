@@ -23,12 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kr_reports.kanon.hierarchy import find_hierarchies  # noqa: E402
-from kr_reports.kanon.lattice import search_optimal  # noqa: E402
-from kr_reports.kanon.metrics import METRICS, information_loss, reidentification_risk  # noqa: E402
-from kr_reports.kanon.models import DistinctLDiversity, KAnonymity  # noqa: E402
-from kr_reports.spark import get_spark  # noqa: E402
-from transforms.kanon import frequency_table  # noqa: E402
+from core.kanon.hierarchy import find_hierarchies  # noqa: E402
+from core.kanon.lattice import search_optimal  # noqa: E402
+from core.kanon.metrics import METRICS, information_loss, reidentification_risk  # noqa: E402
+from core.kanon.models import DistinctLDiversity, KAnonymity  # noqa: E402
+from stages.spark import get_spark  # noqa: E402
+from transforms.kanon.full_domain import frequency_table  # noqa: E402
 
 ADULT = ROOT.parent / "shared" / "data" / "adult"
 QUASI_IDENTIFIERS = [

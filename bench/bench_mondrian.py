@@ -38,9 +38,9 @@ from pyspark.sql import functions as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kr_reports.kanon.hierarchy import from_mapping, load_arx_hierarchy  # noqa: E402
-from kr_reports.spark import get_spark  # noqa: E402
-from transforms.mondrian import (  # noqa: E402
+from core.kanon.hierarchy import from_mapping, load_arx_hierarchy  # noqa: E402
+from stages.spark import get_spark  # noqa: E402
+from transforms.kanon.mondrian import (  # noqa: E402
     HierarchyQI,
     NumericQI,
     OrderedQI,

@@ -9,7 +9,7 @@
   plain select of its own input columns, written to Spark's noop sink so the
   figure is compute, not Parquet;
 - the DP report of config/reports/network_traffic_region_hour.yaml, released
-  through the project's front door (kr_reports.releaser: budget check,
+  through the project's front door (stages.releaser: budget check,
   bounding and aggregation in Spark, charge, noise, roll-up, store) on a
   throwaway ledger and store with an ample budget, a new day per release
   (bench/scratch_releaser.py), vs a plain Spark groupBy of the same
@@ -40,13 +40,13 @@ sys.path.insert(0, str(ROOT))
 
 from scratch_releaser import ScratchReleaser  # noqa: E402
 
-from flows.generate import write_landing  # noqa: E402
-from kr_reports import jvm  # noqa: E402
-from kr_reports.config import Aggregation, load_report_specs  # noqa: E402
-from kr_reports.policy import load_policy  # noqa: E402
-from kr_reports.releaser import Release  # noqa: E402
-from kr_reports.schemas import NETWORK_FLOWS  # noqa: E402
-from kr_reports.spark import get_spark  # noqa: E402
+from core.config import Aggregation, load_report_specs  # noqa: E402
+from core.policy import load_policy  # noqa: E402
+from core.schemas import NETWORK_FLOWS  # noqa: E402
+from stages.generate import write_landing  # noqa: E402
+from stages.releaser import Release  # noqa: E402
+from stages.spark import get_spark  # noqa: E402
+from transforms import jvm_functions as jvm  # noqa: E402
 from transforms.ingest import filter_usable, with_typed_and_reasons  # noqa: E402
 from transforms.protect import protect  # noqa: E402
 

@@ -49,8 +49,8 @@ from simulated_cells import (  # noqa: E402
     true_quantiles,
 )
 
-from kr_reports.dp import MetricPlan, insufficient_column  # noqa: E402
-from kr_reports.spark import get_spark  # noqa: E402
+from core.dp import MetricPlan, insufficient_column  # noqa: E402
+from stages.spark import get_spark  # noqa: E402
 
 SIZES = (2_000, 5_000, 8_000, 10_000, 50_000)
 CELLS = {

@@ -44,9 +44,9 @@ from simulated_cells import (  # noqa: E402
     true_quantiles,
 )
 
-from kr_reports.config import Aggregation, Metric  # noqa: E402
-from kr_reports.dp import MetricPlan  # noqa: E402
-from kr_reports.spark import get_spark  # noqa: E402
+from core.config import Aggregation, Metric  # noqa: E402
+from core.dp import MetricPlan  # noqa: E402
+from stages.spark import get_spark  # noqa: E402
 
 CELLS = {
     ("network_traffic_region_hour", "flow_bytes"): (

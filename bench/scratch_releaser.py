@@ -1,6 +1,6 @@
 """The benchmarks' way to release: the project's front door on a throwaway ledger and store.
 
-A benchmark that draws noise does it through `kr_reports.releaser.Releaser`, as
+A benchmark that draws noise does it through `stages.releaser.Releaser`, as
 the flows do, so what it times and measures is the real release (plan, budget
 check, bounding and aggregation in Spark, charge, noise, post-processing, store).
 Its ledger and release store live in a scratch folder and vanish with it; its
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame
 
-from kr_reports.config import Aggregation, PipelineConfig, load_pipeline_config
-from kr_reports.ledger import Ledger
-from kr_reports.releaser import Release, Releaser
-from kr_reports.store import ReleaseStore
+from core.config import Aggregation, PipelineConfig, load_pipeline_config
+from core.ledger import Ledger
+from core.store import ReleaseStore
+from stages.releaser import Release, Releaser
 
 # Budgets no benchmark exhausts: 10^9 epsilon per subscriber per window (delta must stay < 1).
 AMPLE_EPSILON = 1e9

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from kr_reports.config import Aggregation, GroupKey, Metric
-from kr_reports.mechanisms import IntegerNoise
+from core.config import Aggregation, GroupKey, Metric
+from core.mechanisms import IntegerNoise
 
 KEYS = ["replica", "cell_rows"]
 UNIT = "subscriber"

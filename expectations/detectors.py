@@ -5,7 +5,7 @@ the numbers that carry a Luhn check digit (IMEI, ICCID, payment card), that
 check on the digits of each candidate. `detector_predicates` turns every
 detector into one Spark SQL boolean expression over a column; the protected
 and release suites (`expectations.suites`) and `kr-reports scan`
-(`kr_reports.scan`) evaluate exactly those expressions, natively in Spark.
+(`stages.scan`) evaluate exactly those expressions, natively in Spark.
 
 The regexes are *searches* (Java's `rlike`, `regexp_extract_all`): a pattern
 may match anywhere inside a value. They therefore carry their own boundaries,

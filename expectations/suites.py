@@ -45,8 +45,8 @@ from great_expectations.expectations.row_conditions import Column as GxColumn
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from core.schemas import FieldSpec, SourceSpec
 from expectations.detectors import detector_sql, detectors, identifier_patterns
-from kr_reports.schemas import FieldSpec, SourceSpec
 
 E = gx.expectations
 

@@ -44,12 +44,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from expectations.runner import build_data_docs, recording_validations
-from flows import stages
-from flows.analyst import build_analyst_zone
-from flows.catalog import Catalog
-from flows.delivery import check_delivery_setup, deliver, remove_staging_leftovers
-from kr_reports.config import (
+from core.config import (
     AnalystConfig,
     PipelineConfig,
     PlausibleTime,
@@ -59,15 +54,20 @@ from kr_reports.config import (
     load_pipeline_config,
     load_report_specs,
 )
-from kr_reports.keys import master_key
-from kr_reports.ledger import BudgetExceeded, BudgetStatus, Ledger, NewRelease, ledger_location
-from kr_reports.locking import data_folder_lock
-from kr_reports.policy import Policy, load_policy
-from kr_reports.schemas import SOURCES
-from kr_reports.spark import error_condition
-from kr_reports.store import remove_staging
+from core.keys import master_key
+from core.ledger import BudgetExceeded, BudgetStatus, Ledger, NewRelease, ledger_location
+from core.locking import data_folder_lock
+from core.policy import Policy, load_policy
+from core.schemas import SOURCES
+from core.store import remove_staging
+from expectations.runner import build_data_docs, recording_validations
+from stages import daily as stages
+from stages.analyst import build_analyst_zone
+from stages.catalog import Catalog
+from stages.delivery import check_delivery_setup, deliver, remove_staging_leftovers
+from stages.spark import error_condition
 
-PROJECT_PACKAGES = ("flows", "kr_reports", "expectations", "transforms")
+PROJECT_PACKAGES = ("kr_reports", "flows", "stages", "expectations", "transforms", "core")
 
 
 def is_project_error(exc: BaseException) -> bool:

@@ -6,7 +6,7 @@
   that landed late, a run that failed).
 
 Re-running a day is safe: a stored release is served again, never re-noised
-and never charged twice (flows.stages.release). Cron strings, the time zone
+and never charged twice (stages.daily.release). Cron strings, the time zone
 and the flows' parameters come from config/schedules.yaml, validated into
 frozen models. The runner executes one run at a time: each run is a Spark
 application, and two runs of one day must not race for its releases.
@@ -24,9 +24,9 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 from pydantic import Field, field_validator
 
-from flows.catalog import SYNTHETIC_GENERATOR, Catalog
+from core.config import ConfigError, Frozen, _validated, load_report_specs
 from flows.daily import daily_partner_reports, landing_days
-from kr_reports.config import ConfigError, Frozen, _validated, load_report_specs
+from stages.catalog import SYNTHETIC_GENERATOR, Catalog
 
 DEFAULT_SCHEDULES = Path("config") / "schedules.yaml"
 DAILY_DEPLOYMENT = "daily"

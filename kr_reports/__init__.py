@@ -6,7 +6,7 @@ The public API is the release front door and what it takes:
     releaser = Releaser.open(data_dir="data", config_dir="config")
     release = releaser.release(df, aggregation, period=day)
 
-Names are loaded on first use: `import kr_reports.config` stays free of Spark.
+Names are loaded on first use: `import core.config` stays free of Spark.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Aggregation": "kr_reports.config",
-    "Delivery": "kr_reports.config",
-    "ReportSpec": "kr_reports.config",
-    "Ledger": "kr_reports.ledger",
-    "BudgetExceeded": "kr_reports.ledger",
-    "ChargeMismatch": "kr_reports.ledger",
-    "ReleaseStore": "kr_reports.store",
-    "Release": "kr_reports.releaser",
-    "ReleaseRefused": "kr_reports.releaser",
-    "Releaser": "kr_reports.releaser",
+    "Aggregation": "core.config",
+    "Delivery": "core.config",
+    "ReportSpec": "core.config",
+    "Ledger": "core.ledger",
+    "BudgetExceeded": "core.ledger",
+    "ChargeMismatch": "core.ledger",
+    "ReleaseStore": "core.store",
+    "Release": "stages.releaser",
+    "ReleaseRefused": "stages.releaser",
+    "Releaser": "stages.releaser",
 }
 __all__ = sorted(_EXPORTS)
 

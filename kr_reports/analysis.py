@@ -26,11 +26,8 @@ import sqlalchemy as sa
 from matplotlib.ticker import NullFormatter
 from scipy.optimize import brentq
 
-from flows.catalog import Catalog
-from flows.delivery import parse_delivery_folder, verify_checksums
-from flows.reference import parse_domain_categories, shipped_reference
-from kr_reports import mechanisms as mech
-from kr_reports.config import (
+from core import mechanisms as mech
+from core.config import (
     Aggregation,
     Budget,
     Contribution,
@@ -39,11 +36,14 @@ from kr_reports.config import (
     load_analyst_config,
     load_pipeline_config,
 )
-from kr_reports.dp import METRIC_PARTS, MetricPlan, PlanError, ReportPlan, plan_aggregation, quantile_rank_sd
-from kr_reports.kanon.metrics import SUPPRESSED
-from kr_reports.ledger import LEDGER_FILE, LEDGER_URL_ENV, budget_status, charges_table
-from kr_reports.policy import ADDON_PREFIX, derived_origin
-from kr_reports.schemas import SOURCES
+from core.dp import METRIC_PARTS, MetricPlan, PlanError, ReportPlan, plan_aggregation, quantile_rank_sd
+from core.kanon.metrics import SUPPRESSED
+from core.ledger import LEDGER_FILE, LEDGER_URL_ENV, budget_status, charges_table
+from core.policy import ADDON_PREFIX, derived_origin
+from core.schemas import SOURCES
+from stages.catalog import Catalog
+from stages.delivery import parse_delivery_folder, verify_checksums
+from stages.reference import parse_domain_categories, shipped_reference
 from transforms.generalize import UNCATEGORIZED
 from transforms.report_inputs import (
     CELL_AREA_LENGTH,

@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from kr_reports.names import UnsafeName, check_identifier, path_under
+from core.names import UnsafeName, check_identifier, path_under
 
 
 def _quiet_environment() -> None:
@@ -21,13 +21,14 @@ def _quiet_environment() -> None:
     os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from kr_reports.private import use_private_umask
+    from core.private import use_private_umask
 
     use_private_umask()  # raw rows, keys and ledgers: files 0600, folders 0700
+    import flows  # noqa: F401  registers Prefect Secret blocks as the key store (Prefect loads lazily)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from flows.generate import write_landing
+    from stages.generate import write_landing
 
     result = write_landing(
         Path(args.out),
@@ -112,8 +113,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _schedule_refusals(config_dir: Path) -> dict[str, int]:
     """Each report the daily schedule would see refused within two windows, by day number (1 first)."""
-    from kr_reports.budget_plan import plan_schedule
-    from kr_reports.config import load_pipeline_config, load_report_specs
+    from core.budget_plan import plan_schedule
+    from core.config import load_pipeline_config, load_report_specs
 
     pipeline = load_pipeline_config(config_dir)
     plan = plan_schedule(pipeline, load_report_specs(config_dir), 2 * pipeline.privacy_budget.window_days)
@@ -121,10 +122,10 @@ def _schedule_refusals(config_dir: Path) -> dict[str, int]:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from kr_reports.budget_plan import metric_shares
-    from kr_reports.config import ConfigError, load_pipeline_config, load_report_specs
-    from kr_reports.dp import plan_aggregation
-    from kr_reports.explain import explain
+    from core.budget_plan import metric_shares
+    from core.config import ConfigError, load_pipeline_config, load_report_specs
+    from core.dp import plan_aggregation
+    from core.explain import explain
 
     config_dir = Path(args.config_dir)
     specs = {s.name: s for s in load_report_specs(config_dir)}
@@ -137,7 +138,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     shares = metric_shares(pipeline, list(specs.values()), spec.name)
     shuffles = None
     if not args.no_spark:
-        from kr_reports.spark import get_spark
+        from stages.spark import get_spark
         from transforms.report_aggregate import count_shuffles
         from transforms.report_inputs import UNIT
 
@@ -147,8 +148,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_kanon(args: argparse.Namespace) -> int:
-    from flows.catalog import Catalog
-    from flows.kanon_file import Requirements, kanon_file
+    from stages.catalog import Catalog
+    from stages.kanon_file import Requirements, kanon_file
 
     mapping = dict(item.split("=", 1) for item in args.hierarchy or [])
     req = Requirements(
@@ -170,10 +171,10 @@ def _cmd_kanon(args: argparse.Namespace) -> int:
 
 
 def _cmd_protect(args: argparse.Namespace) -> int:
-    from flows.catalog import Catalog
-    from flows.protect_file import protect_file
-    from kr_reports.config import load_pipeline_config
-    from kr_reports.policy import load_policy
+    from core.config import load_pipeline_config
+    from core.policy import load_policy
+    from stages.catalog import Catalog
+    from stages.protect_file import protect_file
 
     config_dir = Path(args.config_dir)
     policy = load_policy(config_dir)
@@ -199,7 +200,7 @@ def _cmd_protect(args: argparse.Namespace) -> int:
 
 
 def _configured_purpose(purpose: str, purposes: tuple[str, ...], config_dir: Path) -> str:
-    from kr_reports.config import ConfigError
+    from core.config import ConfigError
 
     if purpose not in purposes:
         raise ConfigError(f"--purpose {purpose!r} is not a configured purpose "
@@ -221,7 +222,7 @@ PROTECT_OPTIONS = {"site_domain": "--site-domain", "timezone": "--timezone", "so
 
 def _format_options(args: argparse.Namespace) -> dict[str, str]:
     """The format options given, each one the format takes; --format canonical needs --source."""
-    from flows.formats import FormatError, format_options
+    from stages.formats import FormatError, format_options
 
     given = {name: getattr(args, name) for name in PROTECT_OPTIONS if getattr(args, name) is not None}
     allowed = format_options(args.format)
@@ -238,15 +239,15 @@ def _format_options(args: argparse.Namespace) -> dict[str, str]:
 def _open_ledger(args: argparse.Namespace):
     """The ledger at --ledger-url, else $KR_LEDGER_URL, else in the data folder; created only
     beside an empty release store (else a missing ledger is an error, not a fresh budget)."""
-    from flows.catalog import Catalog
-    from kr_reports.ledger import Ledger, ledger_location
+    from core.ledger import Ledger, ledger_location
+    from stages.catalog import Catalog
 
     catalog = Catalog.from_env(args.data_dir, None)
     return Ledger(ledger_location(catalog.data_dir, args.ledger_url), create=catalog.release_store.is_empty())
 
 
 def _cmd_ledger(args: argparse.Namespace) -> int:
-    from flows.catalog import Catalog
+    from stages.catalog import Catalog
 
     charges = _open_ledger(args).charges(args.dataset)
     if not charges:
@@ -270,7 +271,7 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
 
 def _unstored_flag(charge, in_store: bool) -> str:
     """'' for a charge whose release is in the store; else why it has none."""
-    from kr_reports.ledger import CHARGED
+    from core.ledger import CHARGED
 
     if in_store:
         return ""
@@ -280,12 +281,12 @@ def _unstored_flag(charge, in_store: bool) -> str:
 def _cmd_budget(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from kr_reports.config import load_pipeline_config
+    from core.config import load_pipeline_config
 
     pipeline = load_pipeline_config(Path(args.config_dir))
     if args.plan:
         return _print_plan(pipeline, args)
-    from kr_reports.ledger import format_status
+    from core.ledger import format_status
 
     as_of = args.as_of or dt.datetime.now(dt.UTC).date()
     statuses = _open_ledger(args).status(pipeline.limits, as_of)
@@ -300,8 +301,8 @@ def _cmd_budget(args: argparse.Namespace) -> int:
 
 def _print_plan(pipeline, args: argparse.Namespace) -> int:
     """The schedule's spend, refusals and noise, planned on an empty ledger; 1 when a report is refused."""
-    from kr_reports.budget_plan import format_plan, plan_schedule
-    from kr_reports.config import load_report_specs
+    from core.budget_plan import format_plan, plan_schedule
+    from core.config import load_report_specs
 
     first = args.as_of or dt.datetime.now(dt.UTC).date()
     plan = plan_schedule(pipeline, load_report_specs(Path(args.config_dir)), args.days, first)
@@ -329,10 +330,10 @@ def plan_json(plan, pipeline) -> dict:
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
-    from flows.catalog import Catalog
-    from flows.retention import format_purge, purge
-    from kr_reports.config import load_pipeline_config
-    from kr_reports.retention import PURGED_ZONES
+    from core.config import load_pipeline_config
+    from core.retention import PURGED_ZONES
+    from stages.catalog import Catalog
+    from stages.retention import format_purge, purge
 
     if args.older_than is not None:
         keep_days = dict.fromkeys(PURGED_ZONES, args.older_than)
@@ -356,8 +357,8 @@ def _days(text: str) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from kr_reports.scan import format_report, scan_path
-    from kr_reports.spark import get_spark
+    from stages.scan import format_report, scan_path
+    from stages.spark import get_spark
 
     report = scan_path(get_spark("kr-reports-scan"), Path(args.path))
     if args.json:
@@ -369,8 +370,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     """Exit 0 when the delivery verifies, 1 when it fails (any check), 2 when no key is usable."""
-    from flows.delivery import DeliveryInvalid, verify_delivery
-    from kr_reports.signing import SigningKeyError
+    from core.signing import SigningKeyError
+    from stages.delivery import DeliveryInvalid, verify_delivery
 
     try:
         result = verify_delivery(args.delivery, _verification_key(args), pinned=args.fingerprint,
@@ -397,7 +398,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _fingerprint(text: str) -> str:
     """argparse type of --fingerprint: `sha256:HEX` or HEX, normalized."""
-    from kr_reports.signing import parse_fingerprint
+    from core.signing import parse_fingerprint
 
     try:
         return parse_fingerprint(text)
@@ -407,9 +408,9 @@ def _fingerprint(text: str) -> str:
 
 def _cmd_key_fingerprint(args: argparse.Namespace) -> int:
     """Print the fingerprint of the key that signs a partner's deliveries, to give the partner out of band."""
-    from flows.catalog import Catalog
-    from kr_reports.config import load_pipeline_config
-    from kr_reports.signing import operator_key
+    from core.config import load_pipeline_config
+    from core.signing import operator_key
+    from stages.catalog import Catalog
 
     partner = load_pipeline_config(Path(args.config_dir)).partner(args.partner)
     key = operator_key(partner.id, partner.signing_key, Catalog.from_env(args.data_dir, None).signing_keys)
@@ -422,7 +423,7 @@ def _cmd_key_fingerprint(args: argparse.Namespace) -> int:
 
 def _verification_key(args: argparse.Namespace):
     """--public-key FILE (all a partner needs), else the partner's key as the configuration names it."""
-    from kr_reports.signing import SigningKeyError, load_public_key
+    from core.signing import SigningKeyError, load_public_key
 
     if args.public_key:
         import fsspec
@@ -433,10 +434,10 @@ def _verification_key(args: argparse.Namespace):
         except (FileNotFoundError, IsADirectoryError):
             raise SigningKeyError(f"{args.public_key}: public key file not found") from None
 
-    from flows.catalog import Catalog
-    from flows.delivery import manifest_partner
-    from kr_reports.config import load_pipeline_config
-    from kr_reports.signing import operator_public_key
+    from core.config import load_pipeline_config
+    from core.signing import operator_public_key
+    from stages.catalog import Catalog
+    from stages.delivery import manifest_partner
 
     partner = load_pipeline_config(Path(args.config_dir)).partner(manifest_partner(args.delivery))
     key_dir = Catalog.from_env(args.data_dir, None).signing_keys
@@ -697,23 +698,23 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
     Their messages name files, columns, expectations and counts, never data values.
     """
+    from core.config import ConfigError
+    from core.dp import PlanError
+    from core.kanon.hierarchy import HierarchyError
+    from core.keys import PseudonymKeyError
+    from core.ledger import BudgetExceeded, ChargeMismatch, LedgerMissing
+    from core.locking import RunInProgress
+    from core.private import PrivateFolderError
+    from core.signing import SigningKeyError
     from expectations.runner import ValidationFailed
-    from flows.catalog import MissingInput
     from flows.daily import StageFailed
-    from flows.formats import FormatError
-    from flows.kanon_file import KAnonymityError
-    from flows.stages import RowConservationError
-    from kr_reports.config import ConfigError
-    from kr_reports.dp import PlanError
-    from kr_reports.jvm import JarMismatch
-    from kr_reports.kanon.hierarchy import HierarchyError
-    from kr_reports.keys import PseudonymKeyError
-    from kr_reports.ledger import BudgetExceeded, ChargeMismatch, LedgerMissing
-    from kr_reports.locking import RunInProgress
-    from kr_reports.private import PrivateFolderError
-    from kr_reports.releaser import ReleaseRefused
-    from kr_reports.scan import ScanError
-    from kr_reports.signing import SigningKeyError
+    from stages.catalog import MissingInput
+    from stages.daily import RowConservationError
+    from stages.formats import FormatError
+    from stages.jvm import JarMismatch
+    from stages.kanon_file import KAnonymityError
+    from stages.releaser import ReleaseRefused
+    from stages.scan import ScanError
     from transforms.ingest import SchemaMismatch
     from transforms.report_aggregate import MissingReportColumn
 

@@ -23,7 +23,7 @@ os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
 
 @pytest.fixture(scope="session")
 def spark():
-    from kr_reports.spark import get_spark
+    from stages.spark import get_spark
 
     session = get_spark("kr-reports-tests", KR_SPARK_MASTER="local[2]", KR_SPARK_SHUFFLE_PARTITIONS="2")
     yield session
@@ -51,7 +51,7 @@ def daily_run(tmp_path_factory, spark, prefect_harness, config_dir):
     analyst zone); none may modify it: copy what a test needs to damage.
     """
     from flows.daily import daily_partner_reports
-    from flows.generate import write_landing
+    from stages.generate import write_landing
 
     root = tmp_path_factory.mktemp("e2e")
     data, out = root / "data", root / "out"

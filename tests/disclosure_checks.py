@@ -3,7 +3,7 @@
 A page may show a number only when it is read from the delivery's data file
 (a value, interval, noise sd, or a count of its cells), from its manifest
 (public configuration and release record, itself checked against
-kr_reports.disclosure), or is structural (95 in "95% interval"). Chart tick
+core.disclosure), or is structural (95 in "95% interval"). Chart tick
 labels are round steps within the range of the data they scale.
 """
 
@@ -17,9 +17,9 @@ from html.parser import HTMLParser
 
 import pandas as pd
 
-from kr_reports import report_page
-from kr_reports.disclosure import leaf_paths
-from kr_reports.dp import TREE_BRANCHINGS
+from core import report_page
+from core.disclosure import leaf_paths
+from core.dp import TREE_BRANCHINGS
 
 # "95% interval", "lies in it 95 times in 100", and the quantile tree's public shape ("1/32")
 STRUCTURAL = {"95", "100", *(str(b) for b in TREE_BRANCHINGS)}

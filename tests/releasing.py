@@ -6,10 +6,10 @@ import datetime as dt
 import itertools
 from pathlib import Path
 
-from kr_reports.config import Budget, PipelineConfig
-from kr_reports.ledger import Ledger
-from kr_reports.releaser import Releaser
-from kr_reports.store import ReleaseStore
+from core.config import Budget, PipelineConfig
+from core.ledger import Ledger
+from core.store import ReleaseStore
+from stages.releaser import Releaser
 
 AMPLE = Budget(window_days=1, epsilon=1e12, delta=0.5)
 _days = itertools.count()

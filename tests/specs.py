@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kr_reports.config import ReportSpec
+from core.config import ReportSpec
 
 DELIVERY_FIELDS = ("partner", "purpose", "policy_clause")
 

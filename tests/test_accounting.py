@@ -1,4 +1,4 @@
-"""Worked numbers and outside evidence for kr_reports.accounting and the conversions under it.
+"""Worked numbers and outside evidence for core.accounting and the conversions under it.
 
 The evidence is computed here from published definitions, not from the module:
 
@@ -25,7 +25,7 @@ import pytest
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from kr_reports.accounting import (
+from core.accounting import (
     Cost,
     Guarantee,
     approx_dp_cost,
@@ -36,7 +36,7 @@ from kr_reports.accounting import (
     total,
     zcdp_cost,
 )
-from kr_reports.mechanisms import (
+from core.mechanisms import (
     partition_keep_probabilities,
     partition_selection_threshold,
     zcdp_epsilon,

@@ -16,14 +16,14 @@ import pytest
 from releasing import open_releaser
 from specs import report_spec
 
-from flows.catalog import Catalog
-from flows.delivery import ChecksumMismatch
+from core import mechanisms as mech
+from core.accounting import pure_dp_cost
+from core.config import Budget, ReportSpec
+from core.dp import CONFIDENCE, TREE_HEIGHT, plan_aggregation, quantile_rank_sd
+from core.ledger import ChargeRequest, Ledger
 from kr_reports import analysis as A
-from kr_reports import mechanisms as mech
-from kr_reports.accounting import pure_dp_cost
-from kr_reports.config import Budget, ReportSpec
-from kr_reports.dp import CONFIDENCE, TREE_HEIGHT, plan_aggregation, quantile_rank_sd
-from kr_reports.ledger import ChargeRequest, Ledger
+from stages.catalog import Catalog
+from stages.delivery import ChecksumMismatch
 
 ROOT_CONFIG = Path(__file__).resolve().parents[1] / "config"
 DAY = dt.date(2026, 11, 1)
@@ -113,7 +113,7 @@ FLOWS = ([(f"s{i}", 100 * (i + 1), 0) for i in range(6)]  # North 0: 6 subscribe
 
 
 def _write_protected(catalog: Catalog) -> None:
-    from kr_reports.schemas import SOURCES
+    from core.schemas import SOURCES
 
     flows = pd.DataFrame(FLOWS, columns=["subscriber", "bytes", "hour"])
     flows["start_hour"] = pd.Timestamp(DAY) + pd.to_timedelta(flows.pop("hour"), unit="h")

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.schemas import SOURCES
 from kr_reports.cli import main
-from kr_reports.schemas import SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_HOSTS = ("192.0.2.10", "2001:db8:1:2::7")
@@ -164,8 +164,8 @@ def test_every_address_ingest_accepts_has_a_network_on_both_routes(route, spark,
     """Ingest lets in exactly one spelling per address, and protect cuts a network from each."""
     from pyspark.sql import functions as F
 
-    from kr_reports import jvm
-    from kr_reports.schemas import IP_ADDRESS
+    from core.schemas import IP_ADDRESS
+    from transforms import jvm_functions as jvm
     from transforms.protect import generalize_ip
 
     if route == "builtin":
@@ -270,8 +270,8 @@ def test_an_unclosed_quote_is_one_malformed_record(tmp_path, spark, capsys):
 
 
 def test_the_daily_ingest_reads_quoted_line_breaks_and_quarantines_bad_values(tmp_path, spark):
-    from flows.catalog import Catalog
-    from flows.stages import ingest
+    from stages.catalog import Catalog
+    from stages.daily import ingest
 
     day = BASE_DAY
     catalog = Catalog(data_dir=tmp_path / "data", out_dir=tmp_path / "out")

@@ -11,9 +11,9 @@ import math
 import sys
 from pathlib import Path
 
-from flows.catalog import Catalog
-from kr_reports.config import load_pipeline_config, load_report_specs
-from kr_reports.dp import plan_aggregation
+from core.config import load_pipeline_config, load_report_specs
+from core.dp import plan_aggregation
+from stages.catalog import Catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))

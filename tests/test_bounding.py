@@ -8,9 +8,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from specs import report_spec
 
-from kr_reports.config import Metric
-from kr_reports.dp import TREE_BRANCHINGS, TREE_LEAVES, plan_aggregation
-from kr_reports.noising import complete_cells
+from core.config import Metric
+from core.dp import TREE_BRANCHINGS, TREE_LEAVES, plan_aggregation
+from core.noising import complete_cells
 from transforms.bounding import (
     ROWS_COLUMN,
     UNITS_COLUMN,

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kr_reports import budget_plan
-from kr_reports.accounting import Cost, guarantee, total
+from core import budget_plan
+from core.accounting import Cost, guarantee, total
+from core.config import Budget, load_pipeline_config, load_report_specs
 from kr_reports.cli import main
-from kr_reports.config import Budget, load_pipeline_config, load_report_specs
 
 FIRST = dt.date(2026, 11, 1)
 

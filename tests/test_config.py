@@ -6,7 +6,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from kr_reports.config import Aggregation, ConfigError, ReportSpec, load_report_specs
+from core.config import Aggregation, ConfigError, ReportSpec, load_report_specs
 
 BASE = {
     "name": "traffic", "source": "network_flows",
@@ -75,7 +75,7 @@ def test_a_flat_report_file_is_refused_naming_the_file(tmp_path):
 def test_the_plausible_time_range_is_configured_and_checked(config_dir, tmp_path):
     import datetime as dt
 
-    from kr_reports.config import load_pipeline_config
+    from core.config import load_pipeline_config
 
     shipped = load_pipeline_config(config_dir).plausible_time
     window = shipped.time_range(dt.date(2026, 11, 1))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from core.schemas import SOURCES
 from expectations.runner import (
     ValidationFailed,
     build_data_docs,
@@ -14,7 +15,6 @@ from expectations.runner import (
     validate_dataframe,
 )
 from expectations.suites import build_release_suite
-from kr_reports.schemas import SOURCES
 
 PLANTED_EMAIL = "planted.person@example.org"
 
@@ -61,7 +61,7 @@ def test_docs_keep_no_row_values_exception_messages_or_non_structural_observatio
 
 
 def test_a_run_builds_data_docs_listing_every_suite_it_validated(daily_run, config_dir):
-    from kr_reports.config import load_report_specs
+    from core.config import load_report_specs
 
     summary = daily_run["summary"]
     index = Path(summary["data_docs"])

@@ -29,9 +29,20 @@ from fsspec.implementations.memory import MemoryFileSystem
 from releasing import open_releaser
 from specs import report_spec
 
-import flows.delivery as delivery_module
-from flows.catalog import Catalog
-from flows.delivery import (
+import stages.delivery as delivery_module
+from core import dp, report_page
+from core.config import ConfigError, Partner, ReportSpec, load_pipeline_config
+from core.disclosure import DisclosureError
+from core.signing import (
+    SigningKeyError,
+    demo_key_path,
+    fingerprint,
+    load_public_key,
+    resolve_signing_key,
+)
+from kr_reports.cli import main
+from stages.catalog import Catalog
+from stages.delivery import (
     PUBLIC_KEY,
     SIGNATURE,
     BadSignature,
@@ -44,17 +55,6 @@ from flows.delivery import (
     deliver,
     verify_checksums,
     verify_delivery,
-)
-from kr_reports import dp, report_page
-from kr_reports.cli import main
-from kr_reports.config import ConfigError, Partner, ReportSpec, load_pipeline_config
-from kr_reports.disclosure import DisclosureError
-from kr_reports.signing import (
-    SigningKeyError,
-    demo_key_path,
-    fingerprint,
-    load_public_key,
-    resolve_signing_key,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,7 +170,7 @@ def flows_df(spark):
 
 
 def _as_delivered(made) -> dict:
-    """The release as flows.stages.release hands it to delivery: its record, reused and path."""
+    """The release as stages.daily.release hands it to delivery: its record, reused and path."""
     return {**made.record, "reused": made.reused, "path": str(made.path)}
 
 
@@ -338,7 +338,7 @@ def test_verify_rejects_a_wrong_key_and_names_both_fingerprints(
 
 def test_a_manifest_resigned_with_another_key_fails_verification(tmp_path, stored_release, signing_env):
     """An attacker who swaps data and re-signs with their own key is caught by the partner's key."""
-    from kr_reports.signing import SigningKey, sign_document
+    from core.signing import SigningKey, sign_document
 
     delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
     _alter_manifest(delivery)
@@ -407,7 +407,7 @@ def test_a_target_not_named_by_the_partner_verifies_with_partner(
 def test_a_pinned_fingerprint_catches_a_replaced_key_and_resigned_delivery(
         tmp_path, stored_release, signing_env, capsys, monkeypatch):
     """Who can write the partner's folder can replace signing_key.pub.pem and re-sign: the pin stops it."""
-    from kr_reports.signing import SigningKey, sign_document
+    from core.signing import SigningKey, sign_document
 
     delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
     genuine = fingerprint(signing_env.public_key())
@@ -465,7 +465,7 @@ def test_a_demo_signed_delivery_fails_unless_allowed(tmp_path, stored_release, m
 
 def test_a_manifest_that_does_not_say_its_key_is_not_a_demo_key_fails(tmp_path, stored_release, signing_env,
                                                                      capsys):
-    from kr_reports.signing import SigningKey, sign_document
+    from core.signing import SigningKey, sign_document
 
     delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
     manifest = json.loads((delivery / "manifest.json").read_text())
@@ -490,7 +490,7 @@ def test_verify_without_a_usable_public_key_exits_2(tmp_path, stored_release, si
     assert "not an Ed25519 public key" in capsys.readouterr().err
 
 
-# ---- only private or public values leave (kr_reports.disclosure) --------------------------
+# ---- only private or public values leave (core.disclosure) --------------------------
 
 
 def test_a_manifest_field_outside_the_allowlist_stops_the_delivery(
@@ -603,7 +603,7 @@ def test_verify_with_a_public_key_needs_no_spark_ledger_or_config(tmp_path, stor
         "sys.modules['pyspark'] = None  # any import of Spark now fails\n"
         "from kr_reports.cli import main\n"
         f"code = main(['verify', {delivery!r}, '--public-key', {str(public)!r}])\n"
-        "assert 'flows.catalog' not in sys.modules and 'kr_reports.ledger' not in sys.modules\n"
+        "assert 'stages.catalog' not in sys.modules and 'core.ledger' not in sys.modules\n"
         "sys.exit(code)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
@@ -749,8 +749,8 @@ def test_outside_demo_mode_a_missing_key_names_partner_and_reference(tmp_path, m
 
 def test_the_run_stops_on_a_missing_signing_key_before_reading_data(
         tmp_path, config_dir, prefect_harness, monkeypatch):
+    from core.keys import KEY_ENV as PSEUDONYM_KEY_ENV
     from flows.daily import daily_partner_reports
-    from kr_reports.keys import KEY_ENV as PSEUDONYM_KEY_ENV
 
     monkeypatch.setenv(PSEUDONYM_KEY_ENV, "da1e6bed5d4ff7824db17c4b4a7928ff8fea7fa7af3992cc036c52526eaa61da")
     for partner in load_pipeline_config(config_dir).partners:

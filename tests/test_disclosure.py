@@ -2,7 +2,7 @@
 
 The session's daily run (tests/conftest.py) delivers every configured report;
 each of its deliveries is walked here: manifest fields against
-kr_reports.disclosure, data columns against the published columns of the
+core.disclosure, data columns against the published columns of the
 report's plan, and every number its report page shows against its data file
 and manifest. Negative controls put an exact input count where the checks
 must find it.
@@ -19,10 +19,9 @@ import pytest
 from disclosure_checks import page_violations, strict_json
 from specs import report_spec
 
-from flows.delivery import DATA_FILES, MANIFEST, REPORT_PAGE
-from kr_reports import disclosure, dp
-from kr_reports.config import ReportSpec, load_pipeline_config, load_report_specs
-from kr_reports.disclosure import (
+from core import disclosure, dp
+from core.config import ReportSpec, load_pipeline_config, load_report_specs
+from core.disclosure import (
     CONFIG,
     NOISY,
     PROVENANCES,
@@ -32,6 +31,7 @@ from kr_reports.disclosure import (
     check_manifest,
     manifest_violations,
 )
+from stages.delivery import DATA_FILES, MANIFEST, REPORT_PAGE
 
 # ---- the allowlist -----------------------------------------------------------------------
 

@@ -3,9 +3,9 @@ import math
 import pytest
 from specs import report_spec
 
-from kr_reports import mechanisms
-from kr_reports.config import Metric, ReportSpec
-from kr_reports.dp import (
+from core import mechanisms
+from core.config import Metric, ReportSpec
+from core.dp import (
     TREE_HEIGHT,
     PlanError,
     count_columns,
@@ -185,7 +185,7 @@ def test_key_domains_may_be_lists_and_ranges():
 
 
 def test_explain_states_a_log_scale_trees_relative_resolution():
-    from kr_reports.explain import explain
+    from core.explain import explain
 
     metric = {"name": "secs", "kind": "quantiles", "column": "duration_s", "lower": 0, "upper": 3600,
               "quantiles": [0.5, 0.9], "epsilon": 0.4}
@@ -240,7 +240,7 @@ def test_quantile_and_histogram_bounds_need_not_be_whole():
 
 
 def test_the_shipped_reports_have_whole_bounds(config_dir):
-    from kr_reports.config import load_report_specs
+    from core.config import load_report_specs
 
     fixed_point = [m for s in load_report_specs(config_dir) for m in s.aggregation.metrics
                    if m.kind in ("sum", "mean", "variance")]

@@ -13,7 +13,7 @@ import pytest
 from releasing import fresh_period, open_releaser
 from specs import report_spec
 
-from kr_reports.config import ReportSpec
+from core.config import ReportSpec
 from transforms.report_aggregate import MissingReportColumn
 
 SCHEMA = "subscriber string, region string, hour int, domain string, bytes bigint"

@@ -14,11 +14,11 @@ import shutil
 import pytest
 import yaml
 
-from kr_reports.accounting import guarantee, total
-from kr_reports.budget_plan import plan_schedule
+from core.accounting import guarantee, total
+from core.budget_plan import plan_schedule
+from core.config import load_pipeline_config, load_report_specs
+from core.ledger import COST_PARTS, Ledger
 from kr_reports.cli import main
-from kr_reports.config import load_pipeline_config, load_report_specs
-from kr_reports.ledger import COST_PARTS, Ledger
 
 FIRST = dt.date(2026, 11, 1)
 DAYS = 8
@@ -26,7 +26,7 @@ DAYS = 8
 
 @pytest.fixture(scope="module")
 def eight_days(tmp_path_factory, spark, prefect_harness, config_dir):
-    from flows.generate import write_landing
+    from stages.generate import write_landing
 
     root = tmp_path_factory.mktemp("eight-days")
     data, out = root / "data", root / "out"

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from core.schemas import SOURCES
 from expectations.detectors import detectors, identifier_patterns
 from expectations.runner import ValidationFailed, validate_dataframe
 from expectations.suites import (
@@ -16,7 +17,6 @@ from expectations.suites import (
     build_raw_suite,
     build_release_suite,
 )
-from kr_reports.schemas import SOURCES
 
 DAY = dt.date(2024, 3, 15)
 NOT_MATCH = "expect_column_values_to_not_match_regex"
@@ -544,7 +544,7 @@ def ddl_string_columns(source: str) -> list[str]:
 
 
 def protected_suite(source: str):
-    """The protected suite for the fixture's columns (the policy's come from kr_reports.policy)."""
+    """The protected suite for the fixture's columns (the policy's come from core.policy)."""
     return build_protected_suite(SOURCES[source], ddl_columns(source), ddl_string_columns(source))
 
 

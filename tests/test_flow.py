@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from core.config import ConfigError, load_report_specs
+from core.keys import KEY_ENV, PseudonymKeyError
+from core.ledger import Ledger
+from core.mechanisms import zcdp_epsilon
 from flows.daily import daily_partner_reports
-from flows.delivery import ChecksumMismatch, verify_checksums
-from kr_reports.config import ConfigError, load_report_specs
-from kr_reports.keys import KEY_ENV, PseudonymKeyError
-from kr_reports.ledger import Ledger
-from kr_reports.mechanisms import zcdp_epsilon
+from stages.delivery import ChecksumMismatch, verify_checksums
 
 IDENTIFIER_COLUMNS = {
     "subscribers": ["account_id", "name", "email", "msisdn", "postcode", "card_number",
@@ -107,7 +107,7 @@ def test_delivery_matches_its_manifest(run, config_dir):
 
 
 def test_every_report_in_the_catalog_is_released_and_delivered(run, config_dir):
-    from kr_reports.config import load_report_specs
+    from core.config import load_report_specs
 
     specs = {s.name: s for s in load_report_specs(config_dir)}
     reports = {r["report"]: r for r in run["summary"]["reports"]}
@@ -203,7 +203,7 @@ def test_no_key_outside_demo_mode_stops_the_run(tmp_path, config_dir, prefect_ha
 def test_the_key_can_come_from_a_prefect_secret_block(prefect_harness, monkeypatch):
     from prefect.blocks.system import Secret
 
-    from kr_reports.keys import KEY_BLOCK_ENV, master_key
+    from core.keys import KEY_BLOCK_ENV, master_key
 
     key = "0461eacf066825b766b46766fcc08aa2e0bd1d3c37b78343a6b2d806e0c2c661"  # random (a pattern is refused)
     Secret(value=key).save("kr-test-pseudonym-key", overwrite=True)
@@ -228,8 +228,8 @@ def test_the_leak_scanner_finds_nothing_in_a_delivery(run, capsys):
 def _stage_args(run, config_dir):
     import datetime as dt
 
-    from flows.catalog import Catalog
-    from kr_reports.config import load_report_specs
+    from core.config import load_report_specs
+    from stages.catalog import Catalog
 
     spec = next(s for s in load_report_specs(config_dir) if s.name == NETWORK_REPORT)
     day = dt.date.fromisoformat(run["summary"]["day"])
@@ -237,7 +237,7 @@ def _stage_args(run, config_dir):
 
 
 def test_a_deliberate_new_release_is_charged_again_with_fresh_noise(own_run, config_dir):
-    from flows.stages import release
+    from stages.daily import release
 
     run = own_run
     catalog, spec, day = _stage_args(run, config_dir)
@@ -257,9 +257,9 @@ def test_a_deliberate_new_release_is_charged_again_with_fresh_noise(own_run, con
 @pytest.mark.parametrize("refused_by", ["check before aggregation", "charge under the lock"])
 def test_an_over_budget_release_is_refused_and_nothing_is_written(own_run, config_dir, tmp_path, monkeypatch,
                                                                  refused_by):
-    from flows.stages import release
-    from kr_reports import releaser
-    from kr_reports.ledger import BudgetExceeded
+    from core.ledger import BudgetExceeded
+    from stages import releaser
+    from stages.daily import release
 
     run = own_run
     if refused_by == "check before aggregation":  # a refusal costs no Spark job
@@ -296,9 +296,9 @@ def test_explain_prints_the_plan_without_touching_data(capsys, config_dir):
 
 
 def test_the_analyst_zone_is_k_anonymous_and_l_diverse(run, spark, config_dir):
-    from kr_reports.config import load_analyst_config
-    from kr_reports.kanon.verify import verify
+    from core.config import load_analyst_config
     from transforms.analyst import QUASI_IDENTIFIERS, SENSITIVE
+    from transforms.kanon.verify import verify
 
     config = load_analyst_config(config_dir)
     zone = run["summary"]["analyst_zone"]
@@ -317,9 +317,9 @@ def test_the_analyst_zone_is_k_anonymous_and_l_diverse(run, spark, config_dir):
 def test_a_release_with_no_rows_keeps_its_column_types(tmp_path, config_dir):
     import pyarrow.parquet as pq
 
-    from kr_reports.config import load_pipeline_config, load_report_specs
-    from kr_reports.dp import plan_aggregation, release_columns
-    from kr_reports.releaser import with_text_types
+    from core.config import load_pipeline_config, load_report_specs
+    from core.dp import plan_aggregation, release_columns
+    from stages.releaser import with_text_types
 
     spec = next(s for s in load_report_specs(config_dir) if s.name == "call_activity_cell_area_hour")
     plan = plan_aggregation(spec.aggregation, load_pipeline_config(config_dir).regions)

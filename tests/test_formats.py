@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from flows.catalog import MissingInput
-from flows.formats import FormatError, read_format, read_lines
-from kr_reports.schemas import SOURCES
+from core.schemas import SOURCES
+from stages.catalog import MissingInput
+from stages.formats import FormatError, read_format, read_lines
 from transforms.formats import (
     FORMATS,
     REJECTED_COLUMNS,

@@ -14,8 +14,9 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from flows import reference
-from flows.reference import (
+from core.config import load_pipeline_config
+from stages import reference
+from stages.reference import (
     load_domain_categories,
     load_oui_table,
     load_tac_table,
@@ -23,7 +24,6 @@ from flows.reference import (
     parse_tac_csv,
     shipped_reference,
 )
-from kr_reports.config import load_pipeline_config
 from transforms import generate
 from transforms.generalize import (
     COUNTRY_CALLING_CODES,

@@ -14,8 +14,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
-from flows.generate import write_landing
-from kr_reports.schemas import SOURCES, SourceSpec
+from core.schemas import SOURCES, SourceSpec
+from stages.generate import write_landing
 from transforms.generate import (
     DEVICE_MODELS,
     REGION_WEIGHTS,

@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 from pyspark.sql import functions as F
 
-from kr_reports.schemas import NETWORK_FLOWS, SUBSCRIBERS, TimeRange
+from core.schemas import NETWORK_FLOWS, SUBSCRIBERS, TimeRange
 from transforms.ingest import (
     SchemaMismatch,
     check_landing_columns,

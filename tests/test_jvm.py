@@ -8,8 +8,9 @@ import zipfile
 
 import pytest
 
-from kr_reports import jvm, spark
-from kr_reports.private import PrivateFolderError
+from core.private import PrivateFolderError
+from stages import jvm, spark
+from transforms import jvm_functions
 
 
 def test_the_functions_jar_is_compiled_once_and_then_reused(tmp_path, monkeypatch):
@@ -42,7 +43,7 @@ def test_a_changed_source_gets_a_new_jar(tmp_path, monkeypatch):
 
 def test_without_a_jdk_there_is_no_jar_and_a_warning_says_why(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(jvm, "_javac", lambda: None)
-    with caplog.at_level(logging.WARNING, logger="kr_reports.jvm"):
+    with caplog.at_level(logging.WARNING, logger="stages.jvm"):
         assert jvm.functions_jar(tmp_path) is None
     assert "No javac" in caplog.text and "built-in" in caplog.text
 
@@ -59,7 +60,7 @@ def test_a_source_that_does_not_compile_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_the_test_session_has_the_functions(spark):
     # CI machines have a JDK: the fast route is the one the tests and the bench run.
-    assert all(jvm.has_function(name) for name in jvm.FUNCTIONS)
+    assert all(jvm_functions.has_function(name) for name in jvm.FUNCTIONS)
 
 
 # ---- the scratch folder and the jar are this user's alone ---------------------------------
@@ -131,7 +132,7 @@ def test_a_cached_jar_changed_after_compiling_is_not_loaded(tmp_path, monkeypatc
     assert cached.read_bytes() == compiled.path.read_bytes()
     cached.write_bytes(b"PK\x03\x04 changed by someone with write access")
     monkeypatch.setattr(jvm, "_loaded", {})  # a later process
-    with caplog.at_level(logging.WARNING, logger="kr_reports.jvm"):
+    with caplog.at_level(logging.WARNING, logger="stages.jvm"):
         again = jvm.functions_jar(tmp_path)
     assert "not loaded" in caplog.text and "compiled again" in caplog.text
     assert again.path.read_bytes() == compiled.path.read_bytes() == cached.read_bytes()

@@ -13,8 +13,7 @@ import csv
 import pytest
 from conftest import SHARED_DATA
 
-from flows.reference import parse_tac_csv
-from kr_reports.kanon.builders import (
+from core.kanon.builders import (
     datetimes,
     intervals,
     ip_prefixes,
@@ -24,7 +23,8 @@ from kr_reports.kanon.builders import (
     to_arx_csv,
     tree,
 )
-from kr_reports.kanon.hierarchy import Hierarchy, HierarchyError, find_hierarchies, load_arx_hierarchy
+from core.kanon.hierarchy import Hierarchy, HierarchyError, find_hierarchies, load_arx_hierarchy
+from stages.reference import parse_tac_csv
 
 ADULT = SHARED_DATA / "adult"
 TACDB = SHARED_DATA / "tacdb" / "tacdb.csv"

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 from conftest import SHARED_DATA
 
-from kr_reports.kanon.hierarchy import find_hierarchies, from_mapping
-from kr_reports.kanon.lattice import search_exhaustive, search_optimal
-from kr_reports.kanon.metrics import METRICS, RECORDS, SUPPRESSED
-from kr_reports.kanon.models import DistinctLDiversity, EntropyLDiversity, KAnonymity
-from transforms.kanon import apply_transformation, frequency_table
+from core.kanon.hierarchy import find_hierarchies, from_mapping
+from core.kanon.lattice import search_exhaustive, search_optimal
+from core.kanon.metrics import METRICS, RECORDS, SUPPRESSED
+from core.kanon.models import DistinctLDiversity, EntropyLDiversity, KAnonymity
+from transforms.kanon.full_domain import apply_transformation, frequency_table
 
 ADULT = SHARED_DATA / "adult"
 # Lattice of 5 * 2 * 2 * 3 * 4 * 3 = 720 nodes: small enough to search exhaustively.

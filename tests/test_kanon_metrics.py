@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from conftest import SHARED_DATA
 
-from kr_reports.kanon.hierarchy import find_hierarchies
-from kr_reports.kanon.lattice import search_exhaustive, search_optimal
-from kr_reports.kanon.metrics import RECORDS, encode, group, information_loss, reidentification_risk
-from kr_reports.kanon.models import (
+from core.kanon.hierarchy import find_hierarchies
+from core.kanon.lattice import search_exhaustive, search_optimal
+from core.kanon.metrics import RECORDS, encode, group, information_loss, reidentification_risk
+from core.kanon.models import (
     ClassStats,
     DistinctLDiversity,
     EntropyLDiversity,

@@ -19,8 +19,8 @@ import pytest
 from conftest import SHARED_DATA
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
-from kr_reports.kanon import verify as verify_module
-from kr_reports.kanon.verify import verify
+from transforms.kanon import verify as verify_module
+from transforms.kanon.verify import verify
 
 PYCANON = SHARED_DATA / "pycanon_adult"
 ADULT = SHARED_DATA / "adult"

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from kr_reports.accounting import Cost, approx_dp_cost, pure_dp_cost, total, zcdp_cost
-from kr_reports.cli import main
-from kr_reports.config import Budget
-from kr_reports.ledger import (
+from core.accounting import Cost, approx_dp_cost, pure_dp_cost, total, zcdp_cost
+from core.config import Budget
+from core.ledger import (
     LEDGER_URL_ENV,
     BudgetExceeded,
     ChargeMismatch,
@@ -23,7 +22,8 @@ from kr_reports.ledger import (
     ledger_location,
     overdrawn_window,
 )
-from kr_reports.mechanisms import zcdp_epsilon, zcdp_epsilon_bun_steinke
+from core.mechanisms import zcdp_epsilon, zcdp_epsilon_bun_steinke
+from kr_reports.cli import main
 
 ROOT_CONFIG = Path(__file__).resolve().parents[1] / "config"
 DAY = dt.date(2026, 11, 1)
@@ -709,7 +709,7 @@ def test_an_unstored_charge_taken_up_by_a_new_release_becomes_its_own_and_costs_
 def _store_release(data: Path, charge) -> None:
     import pandas as pd
 
-    from kr_reports.store import ReleaseStore
+    from core.store import ReleaseStore
 
     store = ReleaseStore(data / "releases")
     name, period = charge.release_id.split("/")

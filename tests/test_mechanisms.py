@@ -1,4 +1,4 @@
-"""Statistical evidence that kr_reports.mechanisms' noise is what it claims.
+"""Statistical evidence that core.mechanisms' noise is what it claims.
 
 The exact distributions are written here from their definitions, not taken
 from the module: the two-sided geometric P(k) = (1 - a) / (1 + a) a^|k| with
@@ -25,7 +25,7 @@ from diffprivlib.mechanisms import GaussianDiscrete
 from privacy_audit import audit_epsilon, clopper_pearson
 from scipy.stats import chisquare, kstwo, norm
 
-from kr_reports.mechanisms import (
+from core.mechanisms import (
     IntegerNoise,
     discrete_gaussian,
     geometric,

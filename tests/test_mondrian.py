@@ -8,8 +8,8 @@ from conftest import SHARED_DATA
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from kr_reports.kanon.hierarchy import from_mapping, load_arx_hierarchy
-from transforms.mondrian import (
+from core.kanon.hierarchy import from_mapping, load_arx_hierarchy
+from transforms.kanon.mondrian import (
     HierarchyQI,
     KAnonymityError,
     NumericQI,

@@ -16,10 +16,10 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from flows.catalog import Catalog
+from core.ledger import Ledger
+from core.store import ReleaseStore
 from kr_reports import analysis
-from kr_reports.ledger import Ledger
-from kr_reports.store import ReleaseStore
+from stages.catalog import Catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

@@ -19,10 +19,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from flows.catalog import Catalog
-from flows.delivery import deliver
-from kr_reports.cli import main
-from kr_reports.config import (
+from core.config import (
     Aggregation,
     ConfigError,
     Partner,
@@ -30,8 +27,11 @@ from kr_reports.config import (
     load_pipeline_config,
     load_report_specs,
 )
-from kr_reports.keys import KEY_ENV, PseudonymKeyError, master_key, release_key
-from kr_reports.names import UnsafeName, check_identifier, path_under
+from core.keys import KEY_ENV, PseudonymKeyError, master_key, release_key
+from core.names import UnsafeName, check_identifier, path_under
+from kr_reports.cli import main
+from stages.catalog import Catalog
+from stages.delivery import deliver
 
 FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
           "orig_bytes", "resp_bytes", "conn_state", "local_orig", "missed_bytes", "history", "orig_pkts",

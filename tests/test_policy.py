@@ -2,9 +2,9 @@ import pytest
 import yaml
 from specs import report_spec
 
-from kr_reports.config import Aggregation, ConfigError
-from kr_reports.policy import PolicyRefusal, UnclassifiedColumn, load_policy
-from kr_reports.schemas import NETWORK_FLOWS, SOURCES, SUBSCRIBERS, FieldSpec, SourceSpec
+from core.config import Aggregation, ConfigError
+from core.policy import PolicyRefusal, UnclassifiedColumn, load_policy
+from core.schemas import NETWORK_FLOWS, SOURCES, SUBSCRIBERS, FieldSpec, SourceSpec
 
 FORBIDDEN = {"payment_information", "account_credentials", "images", "voice_recordings",
              "biometric_prints"}
@@ -86,7 +86,7 @@ def test_inconsistent_policy_files_are_rejected(config_dir, tmp_path, edit, mess
 
 
 def test_group_keys_are_checked_too_and_profile_attributes_are_allowed(policy):
-    from kr_reports.schemas import NETWORK_FLOWS
+    from core.schemas import NETWORK_FLOWS
 
     spec = report_spec({
         "name": "by_email", "source": "network_flows", "partner": "metro-planning",

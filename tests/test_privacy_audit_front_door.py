@@ -41,9 +41,9 @@ from pyspark.sql import functions as F
 from releasing import fresh_period, open_releaser
 from specs import report_spec
 
-from kr_reports import mechanisms
-from kr_reports.config import Aggregation
-from kr_reports.releaser import Release
+from core import mechanisms
+from core.config import Aggregation
+from stages.releaser import Release
 
 CONFIDENCE = 0.99
 # The replica index is split over two public keys, `block` and `replica`: the front door filters

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from core.private import shared_mode
 from kr_reports.cli import main
-from kr_reports.private import shared_mode
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ZEEK_CONN = SHARED / "zeek_sample" / "conn.log"

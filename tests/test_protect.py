@@ -6,9 +6,9 @@ import random
 import pytest
 from pyspark.sql import functions as F
 
-from kr_reports import jvm
-from kr_reports.policy import load_policy
-from kr_reports.schemas import SOURCES
+from core.policy import load_policy
+from core.schemas import SOURCES
+from transforms import jvm_functions as jvm
 from transforms.protect import (
     References,
     _hmac_pads,

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.keys import KEY_ENV, release_key
 from kr_reports.cli import main
-from kr_reports.keys import KEY_ENV, release_key
 from transforms.protect import _hmac_pads
 
 ROOT = Path(__file__).resolve().parents[1]

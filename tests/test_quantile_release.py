@@ -9,10 +9,10 @@ import pandas as pd
 from releasing import fresh_period, open_releaser
 from specs import report_spec
 
+from core import dp, report_page
+from core.noising import noisy_release
 from expectations.runner import validate_dataframe
 from expectations.suites import build_release_suite
-from kr_reports import dp, report_page
-from kr_reports.noising import noisy_release
 
 SCHEMA = "subscriber string, region string, hour int, domain string, bytes bigint"
 REGIONS = ("North", "South")

@@ -18,11 +18,11 @@ from releasing import ample_config, open_releaser
 from specs import report_spec
 
 import kr_reports
-from kr_reports.accounting import pure_dp_cost
-from kr_reports.config import Budget, Delivery
-from kr_reports.ledger import BudgetExceeded, ChargeMismatch, ChargeRequest, Ledger
-from kr_reports.releaser import Releaser, ReleaseRefused
-from kr_reports.store import ReleaseStore
+from core.accounting import pure_dp_cost
+from core.config import Budget, Delivery
+from core.ledger import BudgetExceeded, ChargeMismatch, ChargeRequest, Ledger
+from core.store import ReleaseStore
+from stages.releaser import Releaser, ReleaseRefused
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = "subscriber string, region string, hour int, bytes bigint"
@@ -234,7 +234,7 @@ def test_a_stored_charge_never_pays_for_another_release(tmp_path):
 
 
 def test_a_ledger_is_never_created_by_a_reader(tmp_path):
-    from kr_reports.ledger import LedgerMissing
+    from core.ledger import LedgerMissing
 
     with pytest.raises(LedgerMissing, match="no privacy ledger"):
         Ledger(tmp_path / "nothing" / "ledger.sqlite", create=False)
@@ -243,8 +243,8 @@ def test_a_ledger_is_never_created_by_a_reader(tmp_path):
 
 # Calls that draw noise, and the only modules allowed to make them.
 NOISE_CALLS = {"add_to", "randomise", "noisy_release", "select_partitions", "NoisyTree", "sampler"}
-NOISE_MODULES = {"kr_reports/mechanisms.py", "kr_reports/noising.py", "kr_reports/quantile_tree.py",
-                 "kr_reports/releaser.py"}
+NOISE_MODULES = {"core/mechanisms.py", "core/noising.py", "core/quantile_tree.py",
+                 "stages/releaser.py"}
 
 
 def _noise_calls(path: Path) -> list[str]:
@@ -262,7 +262,7 @@ def _noise_calls(path: Path) -> list[str]:
 def test_no_module_but_the_front_door_draws_noise():
     """Product code, benchmarks and notebooks' helpers: noise is drawn behind the Releaser only."""
     offenders = {}
-    for folder in ("kr_reports", "flows", "transforms", "expectations", "bench"):
+    for folder in ("kr_reports", "flows", "stages", "transforms", "expectations", "core", "bench"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             relative = path.relative_to(ROOT).as_posix()
             if relative not in NOISE_MODULES and (calls := _noise_calls(path)):
@@ -272,5 +272,5 @@ def test_no_module_but_the_front_door_draws_noise():
 
 def test_the_noise_scan_would_catch_a_bypass(tmp_path):
     bypass = tmp_path / "bypass.py"
-    bypass.write_text("from kr_reports import noising\nnoising.noisy_release(cells, {}, plan)\n")
+    bypass.write_text("from core import noising\nnoising.noisy_release(cells, {}, plan)\n")
     assert _noise_calls(bypass) == ["noisy_release (line 2)"]

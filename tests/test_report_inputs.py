@@ -4,9 +4,9 @@ import datetime as dt
 
 import pytest
 
-from kr_reports.config import load_pipeline_config, load_report_specs
-from kr_reports.policy import load_policy
-from kr_reports.schemas import SOURCES
+from core.config import load_pipeline_config, load_report_specs
+from core.policy import load_policy
+from core.schemas import SOURCES
 from transforms.report_inputs import DOMAIN_CATEGORIES, references_read, report_input
 
 
@@ -53,7 +53,7 @@ def test_category_of_visited_domains_from_the_reference_table(spark, profiles):
 
 
 def test_the_catalog_covers_every_source_and_passes_policy_and_partners(config_dir):
-    from kr_reports.config import check_report_allowed
+    from core.config import check_report_allowed
 
     specs = load_report_specs(config_dir)
     pipeline, policy = load_pipeline_config(config_dir), load_policy(config_dir)

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from core.config import load_report_specs
+from core.ledger import Ledger
+from core.store import ReleaseStore
 from kr_reports.cli import main
-from kr_reports.config import load_report_specs
-from kr_reports.ledger import Ledger
-from kr_reports.store import ReleaseStore
 
 DAY = "2026-11-01"
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, spark, prefect_harness):
-    from flows.generate import write_landing
+    from stages.generate import write_landing
 
     root = tmp_path_factory.mktemp("resume")
     write_landing(root / "data" / "landing", n_subscribers=300, days=1, seed=11, bad_row_rate=0.03)
@@ -54,7 +54,7 @@ def _charged_this_run(out: str) -> tuple[int, float]:
 @pytest.fixture(scope="module")
 def runs(folder, config_dir):
     """The four runs' exit status and output, and the ledger after each."""
-    from kr_reports import releaser
+    from stages import releaser
 
     names = [s.name for s in load_report_specs(config_dir)]
     results = {}

@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.catalog import Catalog
-from flows.retention import purge
-from kr_reports.cli import main
-from kr_reports.config import ConfigError, Retention, load_pipeline_config
-from kr_reports.locking import LOCK_FILE, data_folder_lock
-from kr_reports.retention import (
+from core.config import ConfigError, Retention, load_pipeline_config
+from core.locking import LOCK_FILE, data_folder_lock
+from core.retention import (
     PURGED_ZONES,
     Partition,
     expired_partitions,
     is_past_retention,
     partition_day,
 )
+from kr_reports.cli import main
+from stages.catalog import Catalog
+from stages.retention import purge
 
 AS_OF = dt.date(2026, 12, 7)
 DAYS = ("2026-10-01", "2026-11-06", "2026-11-07", "2026-11-29", "2026-11-30", "2026-12-06")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from kr_reports.locking import LOCK_FILE, RunInProgress, data_folder_lock
-from kr_reports.store import remove_staging
+from core.locking import LOCK_FILE, RunInProgress, data_folder_lock
+from core.store import remove_staging
 
 HOLD = "import fcntl, os, sys, time; d = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); " \
        "fcntl.flock(d, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)"
@@ -90,8 +90,8 @@ def test_remove_staging_takes_leftovers_and_spares_young_ones_when_asked(tmp_pat
 def test_the_next_run_removes_what_an_interrupted_run_left(tmp_path, config_dir, prefect_harness):
     """In the release store (the run holds the data folder) and in a partner's delivery folder
     (shared with runs on other data folders: only staging too old to be in use)."""
-    from flows.catalog import MissingInput
     from flows.daily import daily_partner_reports
+    from stages.catalog import MissingInput
 
     data, out = tmp_path / "data", tmp_path / "out"
     release = _staging(data / "releases" / "device_brand_region" / "2026-11-01", "2")

@@ -13,7 +13,7 @@ import pytest
 
 from expectations.detectors import detector_predicates, detector_sql, identifier_patterns
 from kr_reports.cli import main
-from kr_reports.scan import Finding, ScanError, format_report, scan_path
+from stages.scan import Finding, ScanError, format_report, scan_path
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

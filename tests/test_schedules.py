@@ -23,6 +23,9 @@ import httpx
 import pytest
 import yaml
 
+from core.accounting import guarantee, total
+from core.config import ConfigError, load_pipeline_config, load_report_specs
+from core.ledger import Ledger
 from flows.daily import StageFailed, daily_partner_reports, release_artifact_key, stage_failure_message
 from flows.schedules import (
     CATCH_UP_DEPLOYMENT,
@@ -32,9 +35,6 @@ from flows.schedules import (
     days_missing_a_release,
     load_schedules,
 )
-from kr_reports.accounting import guarantee, total
-from kr_reports.config import ConfigError, load_pipeline_config, load_report_specs
-from kr_reports.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 KR_REPORTS = Path(sys.executable).with_name("kr-reports")
@@ -205,7 +205,7 @@ def test_a_failure_message_withholds_what_a_foreign_error_says():
     message = stage_failure_message("protect", "web_visits", DAY, foreign)
     assert message == (f"stage 'protect' failed for web_visits on {DAY.isoformat()}: "
                        "ValueError (details in the task run's log)")
-    from flows.catalog import MissingInput
+    from stages.catalog import MissingInput
 
     ours = stage_failure_message("ingest", "devices", DAY, MissingInput("/x/devices: not found"))
     assert ours.endswith("MissingInput: /x/devices: not found")
@@ -342,7 +342,7 @@ def _scheduled_run_done(api: str, deployment_id: str, logs: list[Path]):
 
 
 def test_served_schedules_run_the_catalog_on_a_real_prefect_server(tmp_path, spark, config_dir):
-    from flows.generate import write_landing
+    from stages.generate import write_landing
 
     data, out = tmp_path / "data", tmp_path / "out"
     write_landing(data / "landing", n_subscribers=150, days=1, seed=5, start_date=DAY)

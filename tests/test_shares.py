@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kr_reports.config import Aggregation, load_pipeline_config, load_report_specs
-from kr_reports.dp import plan_aggregation, published_columns
-from kr_reports.shares import with_shares
+from core.config import Aggregation, load_pipeline_config, load_report_specs
+from core.dp import plan_aggregation, published_columns
+from core.shares import with_shares
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ def _quoting_data(error_type, message: str = f"no subscriber {SENTINEL}"):
 def test_a_foreign_error_quoting_data_leaves_no_value_in_prefect(tmp_path, prefect_harness, monkeypatch,
                                                                 local_log):
     from flows import daily
-    from flows.catalog import Catalog
+    from stages.catalog import Catalog
 
     monkeypatch.setattr(daily.stages, "validate_raw", _quoting_data(KeyError))
     catalog = Catalog(tmp_path / "data", tmp_path / "out")
@@ -94,7 +94,7 @@ def test_a_foreign_error_quoting_data_leaves_no_value_in_prefect(tmp_path, prefe
 
 def test_a_project_error_keeps_its_message_but_not_a_foreign_cause(tmp_path, prefect_harness, monkeypatch):
     from flows import daily
-    from flows.catalog import Catalog, MissingInput
+    from stages.catalog import Catalog, MissingInput
 
     missing = _quoting_data(MissingInput, "raw subscribers: dataset not found")
     monkeypatch.setattr(daily.stages, "validate_raw", missing)

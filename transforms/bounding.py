@@ -4,7 +4,7 @@ A subscriber's influence on a release is bounded before anything is summed:
 at most `max_groups` cells per subscriber (chosen uniformly at random among
 that subscriber's cells), at most `max_rows` rows per cell (also random),
 and each value encoded as an integer, then clamped to the very integer
-bounds the plan's sensitivity is computed from (kr_reports.dp).
+bounds the plan's sensitivity is computed from (core.dp).
 Every window is partitioned by the subscriber, so after one repartition the
 whole bounding needs no further shuffle; only the final per-cell
 aggregation shuffles (partial aggregates, a small frame).
@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from kr_reports.config import Metric
-from kr_reports.dp import fixed_point_bounds
+from core.config import Metric
+from core.dp import fixed_point_bounds
 
 ROWS_COLUMN = "rows"
 UNITS_COLUMN = "distinct_units"
@@ -79,7 +79,7 @@ def _fixed_point(metric: Metric) -> Column:
     """The value in fixed point, rounded half up, THEN clamped to the plan's integer bounds.
 
     Clamping last is what makes the plan's sensitivity hold whatever the rounding does: a
-    row's integer is inside [low, high] from kr_reports.dp.fixed_point_bounds by
+    row's integer is inside [low, high] from core.dp.fixed_point_bounds by
     construction. The first clamp, in doubles, keeps the cast to bigint in range (ANSI mode
     fails on overflow); the second, in integers, is exact even where a double is not (2^53).
     """
@@ -101,7 +101,7 @@ def _bucket_index(value: Column, edges: Sequence[float]) -> Column:
 
 def tree_leaf_index(value: Column, lower: float, upper: float, leaves: int, scale: str = "linear") -> Column:
     """Leaf of a quantile tree: the domain cut into `leaves` equal parts, or equal ratios
-    of 1 + (value - lower) on the log scale (kr_reports.dp.tree_value is the inverse)."""
+    of 1 + (value - lower) on the log scale (core.dp.tree_value is the inverse)."""
     offset = value - F.lit(float(lower))
     if scale == "log":
         share = F.log1p(offset) / F.lit(math.log1p(upper - lower))

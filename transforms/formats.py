@@ -15,13 +15,13 @@ such a file and returns a `FormatResult`:
 Value problems (a port of 70000, negative bytes, 'abc' for a duration, an
 unknown protocol) are not judged here: the text is passed on as it is, so
 ingest quarantines the row with its own reason and the rules live in one
-place (`kr_reports.schemas`).
+place (`core.schemas`).
 
 Input of the text formats ("lines"): one row per line of the file, columns
 `value` (the line without its terminator) and `line_number` (1-based), plus
 optionally `file` (lines of several files; headers are matched per file) and
 `truncated` (true for a last line that had no line terminator). The flows
-layer builds it (`flows.formats.read_format`) with `number_lines`.
+layer builds it (`stages.formats.read_format`) with `number_lines`.
 
 Everything is native Spark (regular expressions, higher-order functions,
 small broadcast joins of per-file headers): no Python UDFs, no RDDs, nothing
@@ -48,7 +48,7 @@ from typing import NamedTuple
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from kr_reports.schemas import SOURCES, SourceSpec
+from core.schemas import SOURCES, SourceSpec
 from transforms.ingest import check_landing_columns
 
 LANDING_TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"  # transforms.ingest.TIMESTAMP_FORMAT

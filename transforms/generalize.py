@@ -4,7 +4,7 @@ Each function maps a precise value (a timestamp, a phone number, a user
 agent, a URL, a postcode, an IMEI, a MAC address) to a category shared by many
 subscribers. Everything is native Spark (column expressions, broadcast
 joins), never a Python UDF. A function that needs a reference table takes it
-as a DataFrame argument; `flows.reference` loads the shipped and public ones.
+as a DataFrame argument; `stages.reference` loads the shipped and public ones.
 
 Anything that does not parse becomes null, never a pass-through of the raw
 value: a generalizer that leaked what it could not read would defeat its

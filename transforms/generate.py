@@ -5,7 +5,7 @@ subscribers frame, every random draw a hash of (seed, tag, key columns), so a
 seed gives the same rows whatever the partitioning. No UDFs, no row loops.
 
 Output is the landing zone as operators export it: exactly the canonical
-columns of `kr_reports.schemas.SOURCES`, in order, all strings (timestamps
+columns of `core.schemas.SOURCES`, in order, all strings (timestamps
 'yyyy-MM-dd HH:mm:ss' UTC, dates 'yyyy-MM-dd', booleans 'true'/'false').
 Monthly charges are in thousands of won (69.00 is 69,000 won a month).
 """
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kr_reports.schemas import (
+from core.schemas import (
     CALL_RECORDS,
     DEVICES,
     NETWORK_FLOWS,

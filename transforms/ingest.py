@@ -12,7 +12,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from kr_reports.schemas import FieldSpec, SourceSpec, TimeRange, describe_column_names
+from core.schemas import FieldSpec, SourceSpec, TimeRange, describe_column_names
 
 TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
 DATE_FORMAT = "yyyy-MM-dd"

@@ -2,10 +2,10 @@
 
 Everything here runs in Spark's JVM (no Python UDFs): built-in functions,
 and for the two costliest steps, HMAC and IPv4 parsing, the project's own
-JVM functions (kr_reports.jvm) when the session has them, with the built-in
+JVM functions (built by stages.jvm) when the session has them, with the built-in
 route kept as their fallback and reference. bench/bench_pipeline.py measures
 the gap to a plain select. What happens to each column is the policy's decision
-(kr_reports.policy); the generalizer names it may cite are GENERALIZERS.
+(core.policy); the generalizer names it may cite are GENERALIZERS.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from kr_reports import jvm
-from kr_reports.policy import ResolvedRule
+from core.policy import ResolvedRule
+from transforms import jvm_functions as jvm
 from transforms.generalize import (
     generalize_phone_to_prefix,
     generalize_postcode_to_region,
@@ -156,7 +156,7 @@ COLUMN_GENERALIZERS: dict[str, Callable[[Column, dt.date], Column]] = {
 }
 # Generalizers with more than one output: output name -> suffixed outputs.
 USER_AGENT_SUFFIXES = ("browser", "os")
-# Generalizers that join a reference table (see flows.reference).
+# Generalizers that join a reference table (see stages.reference).
 TABLE_GENERALIZERS = ("mac_vendor",)
 GENERALIZERS = (*COLUMN_GENERALIZERS, "user_agent_family", *TABLE_GENERALIZERS)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from kr_reports.dp import TREE_LEAVES, ReportPlan
+from core.dp import TREE_LEAVES, ReportPlan
 from transforms.bounding import (
     aggregate_cells,
     bound_contributions,

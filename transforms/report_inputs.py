@@ -4,7 +4,7 @@ Event sources get the hour of the event and the subscriber's profile
 attributes (region, age band, plan); a row whose subscriber has no profile
 keeps empty keys, and public-key filtering drops it before aggregation.
 Columns a report names but no source has are derived here from protected
-columns, as kr_reports.policy.DERIVED_REPORT_COLUMNS declares (the policy
+columns, as core.policy.DERIVED_REPORT_COLUMNS declares (the policy
 judges each as the column it comes from):
 
 - `category`: a visited domain's category, from the shipped reference table;
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from kr_reports.policy import ADDON_PREFIX
+from core.policy import ADDON_PREFIX
 from transforms.generalize import with_domain_category
 
 UNIT = "subscriber"

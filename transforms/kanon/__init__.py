@@ -1,0 +1,1 @@
+"""The k-anonymity engine in Spark."""
