@@ -21,7 +21,8 @@ def _lint_imports(tree: Path) -> subprocess.CompletedProcess:
 def _copy_of_the_code(tmp_path: Path) -> Path:
     tree = tmp_path / "tree"
     for package in PACKAGES:
-        shutil.copytree(ROOT / package, tree / package, ignore=shutil.ignore_patterns("__pycache__", "*.java"))
+        shutil.copytree(ROOT / package, tree / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.java"))
     shutil.copy(ROOT / "pyproject.toml", tree)
     return tree
 
