@@ -142,11 +142,12 @@ def test_a_sigterm_inside_a_flow_run_exits_as_a_sigterm(monkeypatch):
     from prefect.exceptions import TerminationSignal
 
     from kr_reports import cli
+    from kr_reports.cli import budget
 
     def terminated(args):
         raise TerminationSignal(signal.SIGTERM)
 
-    monkeypatch.setattr(cli, "_cmd_ledger", terminated)  # the parser is built when main runs
+    monkeypatch.setattr(budget, "_cmd_ledger", terminated)  # the parser is built when main runs
     assert cli.main(["ledger"]) == 128 + signal.SIGTERM
 
 

@@ -1,0 +1,7 @@
+"""`python -m kr_reports.cli`: the same as `kr-reports`."""
+
+import sys
+
+from kr_reports.cli import main
+
+sys.exit(main())
