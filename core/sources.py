@@ -22,7 +22,15 @@ import re
 import string
 from pathlib import Path
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from core.config import Frozen, _validated
 from core.schemas import SOURCES
@@ -35,7 +43,7 @@ FORMAT_NAME = r"^[a-z][a-z0-9_]*$"
 _DAY_PROBES = (dt.date(2031, 1, 2), dt.date(2032, 1, 2), dt.date(2031, 3, 2), dt.date(2031, 1, 4))
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
-OptionValue = str | bool | int | float
+OptionValue = StrictStr | StrictBool  # no format takes a number: a YAML number is refused, not cast
 
 
 def check_day_pattern(pattern: str) -> str:

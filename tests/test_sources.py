@@ -125,6 +125,9 @@ BAD_SOURCES = [
                                     "options": {"source": "devices"}}},
                  r"sources\.network_flows\.options: format 'canonical' takes no option\(s\) source",
                  id="canonical's source is the entry's"),
+    pytest.param({"network_flows": {"path": "/x/{day}", "format": "binetflow", "options": {"timezone": 1}}},
+                 r"sources\.network_flows\.options\.timezone\.str: Input should be a valid string",
+                 id="a number for an option"),
     pytest.param({"network_flows": {"path": "/x/{day}", "format": "zeek_dns"}},
                  r"sources\.network_flows\.format: format 'zeek_dns' reads web_visits files, "
                  "not network_flows",
@@ -196,6 +199,26 @@ def test_ingest_reads_a_day_of_gzipped_zeek_conn_logs(tmp_path, spark):
     assert result["rows_kept"] > len(rows) // 2
     with pytest.raises(MissingInput, match=r"zeek/2013-09-16/conn\.\*\.log\.gz: no network_flows input"):
         ingest(catalog, "network_flows", day + dt.timedelta(days=1), landing=landing)
+
+
+def test_canonical_files_in_an_own_folder_are_read_as_the_entrys_source(tmp_path, spark):
+    from stages.daily import ingest
+
+    catalog = Catalog(data_dir=tmp_path / "data", out_dir=tmp_path / "out")
+    day = dt.date(2026, 11, 1)
+    folder = tmp_path / "data" / "drops" / "20261101"
+    folder.mkdir(parents=True)
+    (folder / "visits.csv").write_text("\n".join([
+        ",".join(SOURCES["web_visits"].column_names),
+        "A000001,192.0.2.10,example.com,https://example.com/a,2026-11-01 08:00:00,1200,Mozilla/5.0",
+        "A000002,192.0.2.11,example.org,,2026-11-01 09:30:00,900,curl/8.0",
+        "A000003,192.0.2.12,example.net,,2026-11-01 10:00:00,lots,curl/8.0",
+        'A000004,192.0.2.13,example.com,"https://example.com/x',  # a quote never closed
+    ]) + "\n")
+    landing = SourceLanding(path="drops/{day:%Y%m%d}", format="canonical")
+    result = ingest(catalog, "web_visits", day, landing=landing)
+    assert (result["rows_in"], result["rows_kept"]) == (4, 2)
+    assert result["quarantined_by_reason"] == {"malformed:record": 1, "unparseable:bytes": 1}
 
 
 def test_an_option_value_the_format_cannot_use_is_one_line_naming_the_folder(tmp_path, spark):
