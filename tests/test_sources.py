@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
 import shutil
 from pathlib import Path
 
@@ -173,6 +174,27 @@ def test_a_format_file_is_refused_before_the_data_folder_until_format_files_are_
         daily_partner_reports(data_dir=str(tmp_path / "no-data"), out_dir=str(tmp_path / "out"),
                               config_dir=str(config), demo=True)
     assert not (tmp_path / "no-data").exists()
+
+
+def test_scheduled_runs_with_demo_keys_refuse_a_source_read_from_exports(tmp_path, config_dir):
+    from flows.schedules import check_demo_data, load_schedules
+    from stages.catalog import SYNTHETIC_GENERATOR
+
+    landing = tmp_path / "data" / "landing"  # the generator's marker: synthetic, as far as it goes
+    landing.mkdir(parents=True)
+    (landing / ".complete").write_text(json.dumps({"generator": SYNTHETIC_GENERATOR, "dates": []}))
+    shipped = load_schedules(config_dir / "schedules.yaml")
+
+    def schedules(config: Path):
+        parameters = shipped.parameters.model_copy(
+            update={"config_dir": str(config), "data_dir": str(tmp_path / "data"), "demo": True})
+        return shipped.model_copy(update={"parameters": parameters})
+
+    check_demo_data(schedules(config_dir))  # the shipped sources: the generator's landing
+    config = write_config(config_dir, tmp_path, {"network_flows": ARGUS_ENTRY})
+    with pytest.raises(ConfigError, match=r"schedules say demo: true, but sources\.yaml reads network_flows "
+                                          "from exports"):
+        check_demo_data(schedules(config))
 
 
 # --- ingest through a configured format (Spark) -------------------------------------------
