@@ -520,9 +520,9 @@ def _load_yaml(path: Path) -> dict:
     return data
 
 
-def _validated(model: type[Frozen], path: Path):
+def _validated(model: type[Frozen], path: Path, context: dict | None = None):
     try:
-        return model.model_validate(_load_yaml(path))
+        return model.model_validate(_load_yaml(path), context=context)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"

@@ -59,12 +59,14 @@ from core.ledger import BudgetExceeded, BudgetStatus, Ledger, NewRelease, ledger
 from core.locking import data_folder_lock
 from core.policy import Policy, load_policy
 from core.schemas import SOURCES
+from core.sources import SourceLanding, SourcesConfig, load_sources_config
 from core.store import remove_staging
 from expectations.runner import build_data_docs, recording_validations
 from stages import daily as stages
 from stages.analyst import build_analyst_zone
 from stages.catalog import Catalog
 from stages.delivery import check_delivery_setup, deliver, remove_staging_leftovers
+from stages.sources import check_sources, generator_landing_format
 from stages.spark import error_condition
 
 PROJECT_PACKAGES = ("kr_reports", "flows", "stages", "expectations", "transforms", "core")
@@ -207,9 +209,9 @@ def _stage(stage: str, dataset: str, day: dt.date) -> Iterator[None]:
 
 @task(name="ingest", **IO_RETRIES)
 @keeping_data_out
-def ingest_task(catalog: Catalog, source: str, day: dt.date, landing_format: str,
-                plausible_time: PlausibleTime) -> dict:
-    result = stages.ingest(catalog, source, day, landing_format, plausible_time)
+def ingest_task(catalog: Catalog, source: str, day: dt.date, landing_format: str | None,
+                plausible_time: PlausibleTime, landing: SourceLanding) -> dict:
+    result = stages.ingest(catalog, source, day, landing_format, plausible_time, landing)
     get_run_logger().info(
         "ingest %s: %d rows in, %d kept, %d quarantined",
         source, result["rows_in"], result["rows_kept"], result["rows_quarantined"],
@@ -418,6 +420,7 @@ class RunSetup:
     policy: Policy
     specs: list[ReportSpec]
     analyst_config: AnalystConfig
+    sources: SourcesConfig
 
 
 def _checked_setup(data_dir: str | None, out_dir: str | None, config_dir: str, demo: bool) -> RunSetup:
@@ -429,11 +432,13 @@ def _checked_setup(data_dir: str | None, out_dir: str | None, config_dir: str, d
     for spec in specs:
         check_report_allowed(spec, pipeline)
         policy.check_report(spec.aggregation, SOURCES[spec.aggregation.source], SOURCES["subscribers"])
+    sources = load_sources_config(Path(config_dir))
+    check_sources(sources)
     master_key(demo)  # fail fast when no key is configured outside demo mode
     catalog = Catalog.from_env(data_dir, out_dir)
     if not demo:  # a missing signing key stops the run here (demo keys are made under the lock)
         check_delivery_setup(catalog, _partners(pipeline, specs), demo)
-    return RunSetup(catalog, pipeline, policy, specs, load_analyst_config(Path(config_dir)))
+    return RunSetup(catalog, pipeline, policy, specs, load_analyst_config(Path(config_dir)), sources)
 
 
 def _partners(pipeline: PipelineConfig, specs: list[ReportSpec]) -> list:
@@ -457,13 +462,13 @@ def _daily_partner_reports(
         logger.warning(note)
     _remove_staging_leftovers(catalog, _partners(pipeline, specs))
     run_day = dt.date.fromisoformat(day) if day else latest_landing_day(catalog)
-    landing_format = catalog.landing_manifest().get("format", "parquet")
+    landing_format = generator_landing_format(catalog, setup.sources)
     docs_dir = catalog.data_docs(run_day, str(flow_run.id))  # internal: suites, columns, counts
 
     with recording_validations() as validations:
         try:
             sources = _ingest_and_protect(catalog, run_day, landing_format, demo, policy,
-                                          pipeline.plausible_time)
+                                          pipeline.plausible_time, setup.sources)
             with _stage("analyst-zone", "analyst zone", run_day):
                 analyst = analyst_zone_task(catalog, run_day, analyst_config)
             releasing = Releasing(config_dir, demo, new_release, recover_lost, str(flow_run.id))
@@ -511,12 +516,13 @@ def _daily_partner_reports(
     return summary
 
 
-def _ingest_and_protect(catalog: Catalog, day: dt.date, landing_format: str, demo: bool,
-                        policy, plausible_time: PlausibleTime) -> list[dict]:
+def _ingest_and_protect(catalog: Catalog, day: dt.date, landing_format: str | None, demo: bool,
+                        policy, plausible_time: PlausibleTime, sources_config: SourcesConfig) -> list[dict]:
     sources = []
     for source in SOURCES:
         with _stage("ingest", source, day):
-            sources.append(ingest_task(catalog, source, day, landing_format, plausible_time))
+            sources.append(ingest_task(catalog, source, day, landing_format, plausible_time,
+                                       sources_config.landing(source)))
         with _stage("validate-raw", source, day):
             validate_raw_task(catalog, source, day)
         with _stage("protect", source, day):

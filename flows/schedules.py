@@ -25,6 +25,8 @@ from prefect.schedules import Cron
 from pydantic import Field, field_validator
 
 from core.config import ConfigError, Frozen, _validated, load_report_specs
+from core.schemas import SOURCES
+from core.sources import load_sources_config
 from flows.daily import daily_partner_reports, landing_days
 from stages.catalog import SYNTHETIC_GENERATOR, Catalog
 
@@ -179,6 +181,14 @@ def check_demo_data(config: SchedulesConfig) -> None:
             f"schedules say demo: true, but {catalog.landing_root} does not hold the embedded synthetic "
             f"data (its marker does not name `{SYNTHETIC_GENERATOR}`): set demo: false for real data, with "
             "KR_PSEUDONYM_KEY and the partners' signing keys configured"
+        )
+    sources = load_sources_config(Path(parameters.resolved()["config_dir"]))
+    exports = [name for name in SOURCES if not sources.landing(name).is_generator_landing]
+    if exports:
+        raise ConfigError(
+            f"schedules say demo: true, but sources.yaml reads {', '.join(exports)} from exports, not "
+            "the embedded synthetic data: set demo: false for real data, with KR_PSEUDONYM_KEY and the "
+            "partners' signing keys configured"
         )
 
 

@@ -20,17 +20,21 @@ delivery keeps the modes the operator's own umask gives: a pickup may read it.
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
 from core.schemas import SourceSpec
+from core.sources import SourceLanding
 from core.store import ReleaseStore
 
 LANDING_MARKER = ".complete"
+GLOB_CHARACTERS = re.compile(r"[*?[]")
 SYNTHETIC_GENERATOR = "kr-reports generate"  # the landing marker's `generator` when the generator wrote it
 
 
@@ -56,6 +60,27 @@ class Catalog:
     def landing(self, source: SourceSpec, day: dt.date) -> Path:
         base = self.landing_root / source.name
         return base / f"date={day.isoformat()}" if source.is_daily else base
+
+    def source_input(self, source: SourceSpec, day: dt.date, landing: SourceLanding) -> list[Path]:
+        """Where a source's files for `day` are, as its entry in sources.yaml says.
+
+        No path: the generator's landing folder (read_landing says when it is missing).
+        A path: the day's pattern, relative to the data folder; a glob may match several
+        files or folders (sorted; names starting with '.' are not matched). MissingInput
+        when nothing is there.
+        """
+        if landing.path is None:
+            return [self.landing(source, day)]
+        pattern = Path(landing.day_pattern(day))
+        pattern = pattern if pattern.is_absolute() else self.data_dir / pattern
+        if GLOB_CHARACTERS.search(str(pattern)):
+            found = [Path(p) for p in sorted(glob.glob(str(pattern)))]
+        else:
+            found = [pattern] if pattern.exists() else []
+        if not found:
+            raise MissingInput(f"{pattern}: no {source.name} input for {day.isoformat()} "
+                               f"(sources.yaml: {landing.path})")
+        return found
 
     def _zone(self, zone: str, source: SourceSpec, day: dt.date) -> Path:
         return self.data_dir / zone / source.name / f"date={day.isoformat()}"

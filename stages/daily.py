@@ -19,11 +19,13 @@ from core.keys import derive_key, master_key
 from core.ledger import Ledger, NewRelease, ledger_location
 from core.policy import Policy
 from core.schemas import SOURCES
+from core.sources import GENERATOR_LANDING, SourceLanding
 from expectations.runner import validate_dataframe
 from expectations.suites import build_protected_suite, build_raw_suite, build_release_suite
-from stages.catalog import Catalog, MissingInput, read_landing, read_parquet, write_parquet
+from stages.catalog import Catalog, MissingInput, read_parquet, write_parquet
 from stages.reference import load_domain_categories, load_oui_table
 from stages.releaser import Releaser
+from stages.sources import quarantined_lines, read_day_input
 from stages.spark import get_spark
 from transforms.ingest import (
     check_landing_columns,
@@ -52,21 +54,30 @@ def count_by_reason(quarantine: DataFrame) -> dict[str, int]:
     return {row["reason"]: row["count"] for row in sorted(counts, key=lambda r: r["reason"])}
 
 
-def ingest(catalog: Catalog, source_name: str, day: dt.date, landing_format: str,
-           plausible_time: PlausibleTime = DEFAULT_PLAUSIBLE_TIME) -> dict:
-    """Landing -> raw + quarantine, proving that every row is in one of them."""
+def ingest(catalog: Catalog, source_name: str, day: dt.date, landing_format: str | None = None,
+           plausible_time: PlausibleTime = DEFAULT_PLAUSIBLE_TIME,
+           landing: SourceLanding = GENERATOR_LANDING) -> dict:
+    """The day's input -> raw + quarantine, proving that every row is in one of them.
+
+    `landing` says where the input is and in which format (config/sources.yaml; by
+    default the generator's landing, in its manifest's `landing_format`). Lines its
+    format cannot read are quarantined with their reason, beside the rows ingest rejects.
+    """
     spark = get_spark()
     source = SOURCES[source_name]
-    landing_path = catalog.landing(source, day)
-    landing = read_landing(spark, landing_path, landing_format)
-    check_landing_columns(landing, source, str(landing_path))
+    day_input = read_day_input(spark, catalog, source, day, landing, landing_format)
+    check_landing_columns(day_input.landing, source, day_input.location)
     event_day = day if source.is_daily else None
     plausible = plausible_time.time_range(dt.datetime.now(dt.UTC).date())
-    flagged = with_typed_and_reasons(landing, source, event_day, plausible).persist()
+    flagged = with_typed_and_reasons(day_input.landing, source, event_day, plausible).persist()
     try:
         rows_in = flagged.count()
+        quarantine = filter_quarantined(flagged, source)
+        if day_input.rejected is not None:
+            rows_in += day_input.rejected.count()
+            quarantine = quarantine.unionByName(quarantined_lines(day_input.rejected, source))
         write_parquet(filter_usable(flagged, source), catalog.raw(source, day))
-        write_parquet(filter_quarantined(flagged, source), catalog.quarantine(source, day))
+        write_parquet(quarantine, catalog.quarantine(source, day))
     finally:
         flagged.unpersist()
     kept = read_parquet(spark, catalog.raw(source, day)).count()
