@@ -26,6 +26,7 @@ all, neither value nor interval. Remainder rows have no tree and are flagged too
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,8 @@ from diffprivlib.utils import check_random_state
 
 from core.dp import MetricPlan, ReportPlan, release_columns
 from core.kinds import BUCKET, ROWS, UNITS, CellOutputs, Output, is_insufficient  # noqa: F401
-from core.quantile_tree import NoisyTree  # noqa: F401 - tests walk a cell's tree from here
+from core.mechanisms import IntegerNoise
+from core.quantile_tree import NoisyTree
 
 
 def select_partitions(counts: pd.DataFrame, plan: ReportPlan, random_state=None) -> pd.DataFrame:
@@ -66,14 +68,27 @@ def noisy_parts(cells: pd.DataFrame, buckets: dict[str, pd.DataFrame], plan: Rep
     parts = {}
     for metric in plan.metrics:
         for name, noise in metric.parts:
+            if name in metric.measure.lazy_parts:
+                continue  # drawn while post-processing reads each cell's tree (_noisy_trees)
             true = metric.measure.true_part(name, cells, buckets, list(plan.group_columns))
-            if true is None:
-                continue  # drawn lazily while post-processing each cell (a quantile tree)
             if true.ndim == 2:  # one column per bucket
                 parts[metric.name, name] = noise.add_to(true.ravel(), rng).reshape(true.shape)
             else:
                 parts[metric.name, name] = noise.add_to(true, rng)
     return parts
+
+
+def _noisy_trees(metric: MetricPlan, cells: pd.DataFrame, buckets: dict[str, pd.DataFrame],
+                 keys: list[str], rng) -> dict[str, Iterator[NoisyTree]]:
+    """Each lazy part's noisy trees, one per cell in order, made as they are walked: a node's
+    noise is drawn once, when it is first read (core.quantile_tree)."""
+    return {name: _trees(metric.measure.true_part(name, cells, buckets, keys), noise, rng)
+            for name, noise in metric.parts if name in metric.measure.lazy_parts}
+
+
+def _trees(leaves: np.ndarray, noise: IntegerNoise, rng) -> Iterator[NoisyTree]:
+    for cell_leaves in leaves:
+        yield NoisyTree(cell_leaves, noise.sampler(rng), noise.sd)
 
 
 def metric_outputs(metric: MetricPlan, parts: dict, merged: np.ndarray,
@@ -126,7 +141,8 @@ def noisy_release(
     ones = np.ones(len(cells), dtype="int64")
     parts = noisy_parts(cells, buckets, plan, random_state)
     keys = list(plan.group_columns)
-    placed = {m.name: m.measure.place(m, cells, buckets, keys, random_state) for m in plan.metrics}
+    placed = {m.name: m.measure.place(m, _noisy_trees(m, cells, buckets, keys, random_state), len(cells))
+              for m in plan.metrics}
     placed = {name: outputs for name, outputs in placed.items() if outputs is not None}
     frame = _frame(cells[keys], plan, _all_outputs(plan, parts, ones, placed), "released", ones, placed)
     k = plan.aggregation.min_subscribers

@@ -12,7 +12,7 @@ Nothing outside core.kinds compares a kind's name: modules ask the kind
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import Enum
@@ -27,6 +27,7 @@ from core.mechanisms import CONFIDENCE, IntegerNoise
 if TYPE_CHECKING:
     from core.config import Metric
     from core.dp import MetricPlan
+    from core.quantile_tree import NoisyTree
 
 Z = float(norm.ppf(0.5 + CONFIDENCE / 2))
 # The per-cell aggregate frame (transforms.bounding writes it, core.noising reads it).
@@ -188,6 +189,9 @@ class MetricKind:
     zero_when_empty: ClassVar[bool] = False  # an empty cell's true value is 0 (not undefined)
     bounding_loss: ClassVar[BoundingLoss | None] = None  # None: a ratio, which bounding biases little
     row_input: ClassVar[RowInput | None] = None  # None: counts rows or subscribers only
+    # Parts noised lazily, cell by cell: core.noising gives `place` one noisy tree
+    # (core.quantile_tree) per cell over the part's true buckets, drawing a node as it is read.
+    lazy_parts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, metric: Metric):
         self.metric = metric
@@ -254,13 +258,12 @@ class MetricKind:
 
     def true_part(self, part: str, cells: pd.DataFrame, buckets: dict[str, pd.DataFrame],
                   keys: list[str]):
-        """A part's true integers per cell (a column, or a matrix of buckets); None where the
-        part is noised lazily while post-processing (`place`)."""
+        """A part's true integers per cell: a column, or a matrix of buckets (a row per cell)."""
         return cells[self.input_column(part)]
 
-    def place(self, plan: MetricPlan, cells: pd.DataFrame, buckets: dict[str, pd.DataFrame],
-              keys: list[str], rng) -> CellOutputs | None:
-        """Outputs from noise drawn cell by cell (not additive); None for most kinds."""
+    def place(self, plan: MetricPlan, trees: dict[str, Iterable[NoisyTree]], rows: int) -> CellOutputs | None:
+        """Outputs from the lazily noised parts' trees (one per cell, in order): not additive, so
+        remainder rows get `unplaced`. None for kinds without lazy parts."""
         return None
 
     def unplaced(self, plan: MetricPlan, rows: int) -> CellOutputs | None:

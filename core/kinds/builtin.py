@@ -263,6 +263,7 @@ class Quantiles(MetricKind):
     meaning = "quantile of {column}"
     reads_column = bounded = uses_quantile_scale = True
     row_input = RowInput(Encoding.TREE_LEAF, Aggregate.BUCKETS)
+    lazy_parts = ("tree",)
 
     def check_options(self):
         m = self.metric
@@ -279,17 +280,15 @@ class Quantiles(MetricKind):
         return max_rows * TREE_HEIGHT, max_rows * math.sqrt(TREE_HEIGHT)  # one node per level per row
 
     def true_part(self, part, cells, buckets, keys):
-        return None  # drawn lazily while walking each cell's tree
+        return bucket_matrix(cells, buckets[self.metric.name], keys, TREE_LEAVES)  # rows per leaf
 
-    def place(self, plan, cells, buckets, keys, rng):
+    def place(self, plan, trees, rows):
         """Per quantile: value and 95% interval (core.quantile_tree); NaN where insufficient."""
-        m, noise = self.metric, plan.part("tree")
-        leaves = bucket_matrix(cells, buckets[m.name], keys, TREE_LEAVES)
-        n, k = len(cells), len(m.quantiles)
-        values, lows, highs = (np.full((n, k), np.nan) for _ in range(3))
-        flags = np.zeros(n, dtype=bool)
-        for row in range(n):
-            tree = NoisyTree(leaves[row], noise.sampler(rng), noise.sd)
+        m = self.metric
+        k = len(m.quantiles)
+        values, lows, highs = (np.full((rows, k), np.nan) for _ in range(3))
+        flags = np.zeros(rows, dtype=bool)
+        for row, tree in enumerate(trees["tree"]):
             flags[row] = is_insufficient(tree, plan)
             if not flags[row]:
                 placed = [tree.place(q).values(m.lower, m.upper, m.quantile_scale) for q in m.quantiles]
