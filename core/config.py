@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.kinds import MetricKind, kind_names, metric_kind
 from core.names import check_identifier
 from core.schemas import SOURCES, TimeRange
 from core.signing import parse_reference
@@ -199,10 +198,6 @@ class PipelineConfig(Frozen):
 
 
 NAMED_DOMAINS = ("regions", "hours")
-METRIC_KINDS = ("count", "count_distinct_subscribers", "sum", "mean", "variance", "quantiles", "histogram")
-BOUNDED_KINDS = ("sum", "mean", "variance", "quantiles", "histogram")
-FIXED_POINT_KINDS = ("sum", "mean", "variance")
-SHAREABLE_KINDS = ("count", "count_distinct_subscribers", "sum")
 
 
 class GroupKey(Frozen):
@@ -244,13 +239,9 @@ class Contribution(Frozen):
     max_rows_per_group: int = Field(gt=0)
 
 
-def fixed_point_units(value: float, precision: int) -> Decimal:
-    """value x 10^precision, exactly, computed on the decimal the value was written as.
-
-    repr is the shortest decimal that reads back as the same float, i.e. what YAML read:
-    0.1 at precision 1 is exactly 1, not 1.0000000000000002, and 2500 at -3 exactly 2.5.
-    """
-    return Decimal(repr(float(value))).scaleb(precision)
+def _known_kind(kind: str) -> str:
+    metric_kind(kind)  # raises KindError (a ValueError) naming the known kinds
+    return kind
 
 
 class Metric(Frozen):
@@ -266,7 +257,7 @@ class Metric(Frozen):
     """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    kind: Literal[METRIC_KINDS]
+    kind: Annotated[str, AfterValidator(_known_kind)]  # a registered kind (core.kinds)
     epsilon: float | None = Field(default=None, gt=0)
     rho: float | None = Field(default=None, gt=0)
     column: str | None = None
@@ -288,36 +279,13 @@ class Metric(Frozen):
         if (self.epsilon is None) == (self.rho is None):
             raise ValueError(f"metric '{self.name}': give epsilon (pure/approximate DP, or geometric "
                              "noise under zCDP) or rho (zCDP)")
-        if self.kind in BOUNDED_KINDS and self.column is None:
-            raise ValueError(f"{self.kind} metric '{self.name}' needs a column")
-        if self.kind in ("sum", "mean", "variance", "quantiles"):
-            if self.lower is None or self.upper is None:
-                raise ValueError(f"{self.kind} metric '{self.name}' needs column, lower and upper")
-            if self.lower >= self.upper:
-                raise ValueError(f"{self.kind} metric '{self.name}': lower bound must be below upper bound")
-        if self.kind in FIXED_POINT_KINDS:
-            self._check_whole_bounds()
-        if self.kind == "quantiles" and not (self.quantiles and all(0 < q < 1 for q in self.quantiles)):
-            raise ValueError(f"quantiles metric '{self.name}' needs quantiles, each in (0, 1)")
-        if self.quantile_scale != "linear" and self.kind != "quantiles":
-            raise ValueError(f"metric '{self.name}': quantile_scale applies to quantiles metrics only")
-        if self.share_across is not None and self.kind not in SHAREABLE_KINDS:
-            raise ValueError(f"metric '{self.name}': share_across needs one of {', '.join(SHAREABLE_KINDS)}")
-        if self.kind == "histogram":
-            edges = self.bins or ()
-            if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
-                raise ValueError(f"histogram metric '{self.name}' needs at least 2 increasing bin edges")
+        self.measure.check()
         return self
 
-    def _check_whole_bounds(self) -> None:
-        for side, bound in (("lower", self.lower), ("upper", self.upper)):
-            units = fixed_point_units(bound, self.precision)
-            if not units.is_finite() or units != units.to_integral_value():
-                raise ValueError(
-                    f"{self.kind} metric '{self.name}': {side} bound {bound:g} is not a whole number of "
-                    f"units at precision {self.precision} (units of {10.0 ** -self.precision:g}); "
-                    "round the bound or change the precision"
-                )
+    @property
+    def measure(self) -> MetricKind:
+        """The metric's kind, bound to it: its parts, sensitivities, post-processing and words."""
+        return metric_kind(self.kind)(self)
 
     @property
     def scale(self) -> int | float:
@@ -426,10 +394,9 @@ class Aggregation(Frozen):
             raise ValueError("partition_selection is only for private group keys")
 
     def _check_sparse_cells(self) -> None:
-        if self.min_subscribers is not None and not any(
-            m.kind == "count_distinct_subscribers" for m in self.metrics
-        ):
-            raise ValueError("min_subscribers needs a count_distinct_subscribers metric to test against")
+        if self.min_subscribers is not None and not any(m.measure.counts_subscribers for m in self.metrics):
+            raise ValueError(f"min_subscribers needs a {' or '.join(kind_names(counts_subscribers=True))} "
+                             "metric to test against")
         if self.sparse_cells == "roll_up":
             public = [k.column for k in self.group_by if not k.private]
             if self.min_subscribers is None or self.roll_up not in public:

@@ -4,7 +4,8 @@ Sensitivities follow from the contribution bounds: a subscriber touches at
 most G cells with at most R rows each, every value clamped to its metric's
 bounds. A metric is one or more noised integer vectors ("parts"): a count,
 a fixed-point sum, a sum of squares, the nodes of a quantile tree or the
-bins of a histogram. Each part gets an explicit share of the metric's
+bins of a histogram; its kind (core.kinds) names them and gives each one's
+sensitivity in one cell, which G multiplies here. Each part gets an explicit share of the metric's
 budget, and the aggregation's accounting decides how the shares compose:
 
 - pure_dp: geometric noise on the L1 sensitivity; epsilons add up;
@@ -22,52 +23,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN
 
 import numpy as np
-from scipy.stats import norm
 
 from core import mechanisms as mech
 from core.accounting import Cost, approx_dp_cost, pure_dp_cost, total, zcdp_cost
-from core.config import Aggregation, GroupKey, Metric, fixed_point_units
-from core.mechanisms import CalibrationError, IntegerNoise
+from core.config import Aggregation, GroupKey, Metric
+from core.kinds import (  # noqa: F401 - the plan's names for them, as its callers import them
+    MetricKind,
+    fixed_point_bounds,
+    insufficient_column,
+    quantile_column,
+    quantile_min_rows,
+)
+from core.mechanisms import CONFIDENCE, CalibrationError, IntegerNoise  # noqa: F401
+from core.quantile_tree import (  # noqa: F401
+    TREE_BRANCHING,
+    TREE_BRANCHINGS,
+    TREE_HEIGHT,
+    TREE_LEAVES,
+    quantile_rank_sd,
+    tree_value,
+)
 
 HOURS = tuple(range(24))
-CONFIDENCE = 0.95
-# Quantile trees over [lower, upper]: a root counting every row, 32 equal nodes under it
-# and 128 equal leaves under each (4,096 leaves). All three levels are noised alike: the
-# root and its 32 children are made consistent and give the total and the rank's node, and a
-# node's leaves refine it only when the node holds many rows (core.quantile_tree).
-# Few wide nodes near the root keep the rank's noise low.
-TREE_BRANCHINGS = (32, 128)
-TREE_HEIGHT = len(TREE_BRANCHINGS) + 1  # noised levels, the root's included
-TREE_LEAVES = math.prod(TREE_BRANCHINGS)
-TREE_BRANCHING = TREE_BRANCHINGS[0]  # the root's children, over which a rank's noise adds up
-
-
-def tree_value(position: float, lower: float, upper: float, scale: str = "linear") -> float:
-    """The value at `position` (0 to 1) along a quantile tree's leaves.
-
-    linear: equal widths. log: equal ratios of 1 + (value - lower), so every leaf is the
-    same relative step (for bytes in [0, 250k], 0.3% a leaf and 47% a top node) and low
-    values get as fine leaves as high ones. transforms.bounding.tree_leaf_index is the
-    inverse, in Spark.
-    """
-    if scale == "log":
-        return lower + math.expm1(position * math.log1p(upper - lower))
-    return lower + position * (upper - lower)
-
-
-# The integer vectors each kind of metric releases noisy.
-METRIC_PARTS = {
-    "count_distinct_subscribers": ("value",),
-    "count": ("value",),
-    "sum": ("value",),
-    "mean": ("count", "sum"),
-    "variance": ("count", "sum", "sum_sq"),
-    "quantiles": ("tree",),
-    "histogram": ("bins",),
-}
 
 
 class PlanError(CalibrationError):
@@ -91,17 +70,17 @@ class MetricPlan:
     def kind(self) -> str:
         return self.metric.kind
 
+    @property
+    def measure(self) -> MetricKind:
+        return self.metric.measure
+
     def part(self, name: str) -> IntegerNoise:
         return dict(self.parts)[name]
 
     @property
     def outputs(self) -> tuple[str, ...]:
         """Released value columns (each with _noise_sd, _ci95_low, _ci95_high)."""
-        if self.kind == "quantiles":
-            return tuple(quantile_column(self.name, q) for q in self.metric.quantiles)
-        if self.kind == "histogram":
-            return tuple(f"{self.name}_b{i}" for i in range(len(self.metric.bins) - 1))
-        return (self.name,)
+        return self.measure.outputs()
 
 
 @dataclass(frozen=True)
@@ -181,63 +160,9 @@ class ReportPlan:
         return tuple(m.metric for m in self.metrics)
 
 
-def quantile_rank_sd(tree_noise_sd: float, leaves_read: bool = False) -> float:
-    """Largest sd, in rows, of a quantile's rank test (rows below an edge minus q times the
-    total, core.quantile_tree) at any edge between the root's children and for any q:
-    with b children made consistent with the root its variance is (b + 1) / 4 - q (1 - q)
-    noise variances at most. Within a node whose leaves are read, its m-leaf share adds at
-    most m / 4 more."""
-    variances = (TREE_BRANCHING + 1) / 4 + (TREE_BRANCHINGS[1] / 4 if leaves_read else 0)
-    return tree_noise_sd * math.sqrt(variances)
-
-
-def quantile_min_rows(metric: MetricPlan) -> float:
-    """Rows (as the noisy tree estimates them) a cell needs for its quantiles to be placed.
-
-    With fewer, some quantile's 95% rank band, q n +- z rank sd, reaches past both the first
-    and the last row: the noisy tree cannot tell that quantile from the cell's minimum or
-    maximum, and its interval would span (nearly) the whole bounds. Decided on the noisy
-    total alone, so whether a cell is published does not depend on the noise of the ranks
-    its intervals are built from (their coverage holds among published cells)."""
-    z = float(norm.ppf(0.5 + CONFIDENCE / 2))
-    hardest = min(max(q, 1 - q) for q in metric.metric.quantiles)  # the quantile nearest 1/2
-    return z * quantile_rank_sd(metric.part("tree").sd) / hardest
-
-
-def quantile_column(name: str, q: float) -> str:
-    return f"{name}_p{round(q * 100, 4):g}".replace(".", "_")
-
-
-def fixed_point_bounds(metric: Metric) -> tuple[int, int]:
-    """The integer bounds of a fixed-point metric, the only ones: sensitivities are computed
-    from them here, and transforms.bounding clamps every rounded value to them, so no row can
-    contribute more than planned. Config requires whole bounds, so the rounding only decides
-    for a Metric built without validation, and Spark clamps to whatever it decides."""
-    low, high = (int(fixed_point_units(bound, metric.precision).to_integral_value(ROUND_HALF_EVEN))
-                 for bound in (metric.lower, metric.upper))
-    return low, high
-
-
-def _per_cell_sensitivity(metric: Metric, part: str, max_rows: int) -> tuple[float, float]:
-    """(L1, L2) of one subscriber's change to one cell's part, after bounding."""
-    if metric.kind == "count_distinct_subscribers":
-        return 1, 1
-    if part in ("value", "count", "bins") and metric.kind != "sum":
-        return max_rows, max_rows  # rows: in one bin each, so the bins' L1 is R too
-    if part == "tree":  # every row adds 1 to one node per level, the root's included
-        return max_rows * TREE_HEIGHT, max_rows * math.sqrt(TREE_HEIGHT)
-    low, high = fixed_point_bounds(metric)
-    per_row = {
-        "value": max(abs(low), abs(high)),  # sum of fixed-point values
-        "sum": high - low,  # doubled centred values lie in +-(high - low)
-        "sum_sq": (high - low) ** 2,
-    }[part]
-    return max_rows * per_row, max_rows * per_row
-
-
 def _part_noise(aggregation: Aggregation, metric: Metric, part: str, share: int) -> IntegerNoise:
     groups = aggregation.contribution.max_groups_per_subscriber
-    l1_cell, l2_cell = _per_cell_sensitivity(metric, part, aggregation.contribution.max_rows_per_group)
+    l1_cell, l2_cell = metric.measure.sensitivity(part, aggregation.contribution.max_rows_per_group)
     what = f"aggregation '{aggregation.name}', metric '{metric.name}' ({part})"
     # zCDP takes geometric noise where a metric gives an epsilon (no rho)
     if aggregation.accounting == "pure_dp" or (aggregation.accounting == "zcdp" and metric.rho is None):
@@ -250,7 +175,7 @@ def _part_noise(aggregation: Aggregation, metric: Metric, part: str, share: int)
 
 
 def _plan_metric(aggregation: Aggregation, metric: Metric) -> MetricPlan:
-    names = METRIC_PARTS[metric.kind]
+    names = metric.measure.parts
     try:
         parts = tuple((name, _part_noise(aggregation, metric, name, len(names))) for name in names)
     except CalibrationError as exc:
@@ -292,18 +217,12 @@ def plan_aggregation(aggregation: Aggregation, regions: tuple[str, ...]) -> Repo
     return ReportPlan(aggregation=aggregation, public_keys=public_keys, metrics=metrics, selection=selection)
 
 
-def insufficient_column(metric_name: str) -> str:
-    """A quantiles metric's flag: True where the cell had too few (noisy) rows to place them."""
-    return f"{metric_name}_insufficient"
-
-
 def release_columns(plan: ReportPlan) -> list[str]:
     columns = [*plan.group_columns, "status", "cells_merged"]
     for metric in plan.metrics:
         for output in metric.outputs:
             columns += [output, f"{output}_noise_sd", f"{output}_ci95_low", f"{output}_ci95_high"]
-        if metric.kind == "quantiles":
-            columns.append(insufficient_column(metric.name))
+        columns += metric.measure.flag_columns()
     return columns
 
 
@@ -320,5 +239,4 @@ def published_columns(plan: ReportPlan) -> list[str]:
 
 def count_columns(plan: ReportPlan) -> list[str]:
     """Released columns that are non-negative integer counts."""
-    counted = ("count", "count_distinct_subscribers", "histogram")
-    return [o for m in plan.metrics if m.kind in counted for o in m.outputs]
+    return [o for m in plan.metrics if m.measure.is_count for o in m.outputs]

@@ -2,25 +2,15 @@
 
 Everything here follows from the spec and the plan: key domains, bounds,
 each noised part's mechanism, sensitivity and spread, the expected error
-per cell, partition selection and the sparse-cell rule. The shuffle counts
-come from Spark's physical plan on an empty input of the same columns.
+per cell (each metric's kind words its own, core.kinds), partition
+selection and the sparse-cell rule. The shuffle counts come from Spark's
+physical plan on an empty input of the same columns.
 """
 
 from __future__ import annotations
 
-import math
-
 from core.config import Delivery
-from core.dp import (
-    CONFIDENCE,
-    TREE_BRANCHING,
-    TREE_LEAVES,
-    MetricPlan,
-    ReportPlan,
-    insufficient_column,
-    quantile_min_rows,
-    quantile_rank_sd,
-)
+from core.dp import CONFIDENCE, MetricPlan, ReportPlan
 from core.mechanisms import IntegerNoise
 
 
@@ -53,50 +43,15 @@ def _noise_line(part: str, noise: IntegerNoise, unit: float) -> str:
     )
 
 
-def _expected_error(metric: MetricPlan) -> str:
-    m = metric.metric
-    if metric.kind in ("count", "count_distinct_subscribers", "histogram"):
-        return "    error per cell: the noise above, whatever the cell's size"
-    if metric.kind == "sum":
-        return f"    error per cell: the noise above, in units of {m.column}"
-    if metric.kind in ("mean", "variance"):
-        sum_sd = metric.part("sum").sd / (2 * m.scale)
-        return (f"    error per cell of n rows: about {sum_sd:,.4g} / n on the mean (delta method); "
-                "small cells are clamped to the bounds")
-    rank_sd = quantile_rank_sd(metric.part("tree").sd)
-    width = m.upper - m.lower
-    if m.quantile_scale == "log":
-        span = math.log1p(width)
-        leaf, node = math.expm1(span / TREE_LEAVES), math.expm1(span / TREE_BRANCHING)
-        resolution = (f"resolution {leaf:.2%} of 1 + (value - lower) in nodes holding enough rows to read "
-                      f"their leaves, else {node:.0%} (interpolated on the log scale)")
-    else:
-        resolution = (f"resolution {width / TREE_LEAVES:,.4g} in nodes holding enough rows to read their "
-                      f"leaves, else {width / TREE_BRANCHING:,.4g} (interpolated)")
-    leaves_sd = quantile_rank_sd(metric.part("tree").sd, leaves_read=True)
-    return (f"    error per cell of n rows: rank noise sd at most {rank_sd:,.4g} rows ({leaves_sd:,.4g} "
-            f"where a node's leaves are read), so about {rank_sd:,.4g} / n in quantile; {resolution}\n"
-            "    95% interval: the whole nodes (or leaves) where the noisy rank test cannot exclude the "
-            f"quantile; a cell of fewer than {quantile_min_rows(metric):,.0f} rows (noisy) publishes "
-            f"no quantile ({insufficient_column(metric.name)})")
-
-
 def _metric_lines(metric: MetricPlan, accounting: str, window_share: float | None = None) -> list[str]:
     m = metric.metric
     share = f"rho {m.rho:g}" if accounting == "zcdp" and m.rho is not None else f"epsilon {m.epsilon:g}"
     if window_share is not None:
         share += f" ({window_share:.1%} of the window's budget, the catalog released daily)"
-    what = m.kind if m.column is None else f"{m.kind} of {m.column}"
-    if m.lower is not None:
-        what += f", clamped to [{m.lower:g}, {m.upper:g}]"
-    if m.kind == "quantiles":
-        what += f", q = {', '.join(f'{q:g}' for q in m.quantiles)}, {m.quantile_scale} tree"
-    if m.kind == "histogram":
-        what += f", bins {list(m.bins)}"
-    lines = [f"  {metric.name}: {what}; {share}"]
-    unit = m.scale if m.kind == "sum" else 1
+    lines = [f"  {metric.name}: {metric.measure.describe()}; {share}"]
+    unit = metric.measure.noise_unit()
     lines += [_noise_line(name, noise, unit) for name, noise in metric.parts]
-    lines.append(_expected_error(metric))
+    lines.append(metric.measure.expected_error(metric))
     if m.share_across:
         lines.append(f"    {metric.name}_share: each cell's share of its parent's published total across "
                      f"{m.share_across}, from the noisy values (no budget); sd by the delta method")

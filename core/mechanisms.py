@@ -27,6 +27,8 @@ from diffprivlib.mechanisms import GaussianDiscrete, Geometric
 from scipy.optimize import minimize_scalar
 from scipy.stats import norm
 
+# The confidence of every interval a release states (core.kinds, core.quantile_tree, explain).
+CONFIDENCE = 0.95
 # diffprivlib's discrete Gaussian sampler loops O(sigma) times per draw: about 1 microsecond
 # per unit of sigma here, so 20 ms a draw at the limit.
 MAX_DISCRETE_GAUSSIAN_SCALE = 2e4

@@ -1,8 +1,8 @@
 """A cell's quantile tree, noised lazily, and the free post-processing that places quantiles in it.
 
-The tree (core.dp) is a root counting every row, 32 nodes under it and 128 leaves under
-each node; the plan charges every node of every level, noised once. Everything here reads only
-those noisy counts, so it is post-processing and costs no budget:
+The tree is a root counting every row, 32 nodes under it and 128 leaves under
+each node (TREE_BRANCHINGS); the plan charges every node of every level, noised once.
+Everything here reads only those noisy counts, so it is post-processing and costs no budget:
 
 - Noisy counts are used as drawn, never clamped at 0: a count clamped at 0 keeps its positive
   noise and drops its negative noise, so every sparse node would add phantom rows (about a
@@ -37,10 +37,42 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from core.dp import CONFIDENCE, TREE_BRANCHINGS, TREE_LEAVES, tree_value
+from core.mechanisms import CONFIDENCE
 
+# Quantile trees over [lower, upper]: a root counting every row, 32 equal nodes under it
+# and 128 equal leaves under each (4,096 leaves). All three levels are noised alike: the
+# root and its 32 children are made consistent and give the total and the rank's node, and a
+# node's leaves refine it only when the node holds many rows.
+# Few wide nodes near the root keep the rank's noise low.
+TREE_BRANCHINGS = (32, 128)
+TREE_HEIGHT = len(TREE_BRANCHINGS) + 1  # noised levels, the root's included
+TREE_LEAVES = math.prod(TREE_BRANCHINGS)
+TREE_BRANCHING = TREE_BRANCHINGS[0]  # the root's children, over which a rank's noise adds up
 Z = float(norm.ppf(0.5 + CONFIDENCE / 2))
 NODES, LEAVES_PER_NODE = TREE_BRANCHINGS
+
+
+def tree_value(position: float, lower: float, upper: float, scale: str = "linear") -> float:
+    """The value at `position` (0 to 1) along a quantile tree's leaves.
+
+    linear: equal widths. log: equal ratios of 1 + (value - lower), so every leaf is the
+    same relative step (for bytes in [0, 250k], 0.3% a leaf and 47% a top node) and low
+    values get as fine leaves as high ones. transforms.bounding.tree_leaf_index is the
+    inverse, in Spark.
+    """
+    if scale == "log":
+        return lower + math.expm1(position * math.log1p(upper - lower))
+    return lower + position * (upper - lower)
+
+
+def quantile_rank_sd(tree_noise_sd: float, leaves_read: bool = False) -> float:
+    """Largest sd, in rows, of a quantile's rank test (rows below an edge minus q times the
+    total) at any edge between the root's children and for any q:
+    with b children made consistent with the root its variance is (b + 1) / 4 - q (1 - q)
+    noise variances at most. Within a node whose leaves are read, its m-leaf share adds at
+    most m / 4 more."""
+    variances = (TREE_BRANCHING + 1) / 4 + (TREE_BRANCHINGS[1] / 4 if leaves_read else 0)
+    return tree_noise_sd * math.sqrt(variances)
 
 
 @dataclass(frozen=True)

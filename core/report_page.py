@@ -26,7 +26,7 @@ from html import escape
 import pandas as pd
 
 from core.config import ReportSpec
-from core.dp import insufficient_column
+from core.kinds import MetricKind
 
 MAX_PANELS = 36
 MAX_POINTS = 48
@@ -44,15 +44,6 @@ STATUS_MEANING = {
     "suppressed": "withheld: fewer than k subscribers (noisy count)",
     "merged": "withheld and added into its remainder row",
     "remainder": "the sum of the merged cells next to it",
-}
-KIND_MEANING = {
-    "count_distinct_subscribers": "distinct subscribers",
-    "count": "records",
-    "sum": "sum of {column}",
-    "mean": "mean of {column}",
-    "variance": "variance of {column}",
-    "quantiles": "quantile of {column}",
-    "histogram": "records with {column} in a bin",
 }
 LEGEND = (
     '<p class="legend"><svg width="14" height="14" viewBox="0 0 14 14" aria-hidden="true">'
@@ -96,6 +87,7 @@ class MetricInfo:
     outputs: tuple[str, ...]
     epsilon: float | None  # None under zCDP: a metric's cost is its rho
     rho: float | None
+    measure: MetricKind  # the metric's kind: what a value is, its flags and notes
 
 
 @dataclass(frozen=True)
@@ -127,7 +119,7 @@ def page_info(spec: ReportSpec, release: dict) -> PageInfo:
     metrics = tuple(
         MetricInfo(m.name, m.kind, m.column, m.lower, m.upper, m.bins,
                    tuple(recorded[m.name]["outputs"]), _number(recorded[m.name].get("epsilon")),
-                   _number(recorded[m.name].get("rho")))
+                   _number(recorded[m.name].get("rho")), m.measure)
         for m in aggregation.metrics
     )
     return PageInfo(
@@ -158,7 +150,7 @@ def render_report(data: pd.DataFrame, page: PageInfo) -> str:
         _notes(page),
         _status_table(data),
         LEGEND,
-        INSUFFICIENT_LEGEND if _has_quantiles(page) else "",
+        INSUFFICIENT_LEGEND if _has_flags(page) else "",
         *(_metric_section(data, metric, layout) for metric in page.metrics),
     ]
     return (
@@ -188,8 +180,7 @@ def _notes(page: PageInfo) -> str:
         items.append("Empty cells are reported too, as noise around zero; counts below zero show as zero.")
     if page.min_subscribers is not None:
         items.append(_sparse_note(page))
-    if _has_quantiles(page):
-        items.append(_quantiles_note(page))
+    items += _kind_notes(page)
     if page.private_keys:
         keys = ", ".join(escape(k) for k in page.private_keys)
         items.append(
@@ -200,21 +191,17 @@ def _notes(page: PageInfo) -> str:
     return f'<section class="note"><h2>How to read this report</h2><ul>{listed}</ul></section>'
 
 
-def _has_quantiles(page: PageInfo) -> bool:
-    return any(m.kind == "quantiles" for m in page.metrics)
+def _has_flags(page: PageInfo) -> bool:
+    return any(m.measure.flag_columns() for m in page.metrics)
 
 
-def _quantiles_note(page: PageInfo) -> str:
-    flags = ", ".join(escape(insufficient_column(m.name)) for m in page.metrics if m.kind == "quantiles")
-    remainders = (" A remainder has no quantiles of its own (those of merged cells cannot be added up), "
-                  "so it is marked the same way." if page.sparse_cells == "roll_up" else "")
-    return (
-        "A quantile (such as a median) can only be placed when its cell holds enough records for "
-        f"the noise. Where it does not, no value is given: the cell shows '{INSUFFICIENT}' here, is "
-        f"left empty in data.csv, and {flags} is true there.{remainders} A quantile's interval is "
-        "made of whole steps of the range (1/32 of it, finer where a cell holds many records), so "
-        "it can be wider than the noise alone."
-    )
+def _kind_notes(page: PageInfo) -> list[str]:
+    """Each kind's own note about its metrics (quantiles: where they could not be placed)."""
+    kinds = {type(m.measure): None for m in page.metrics}  # in the metrics' order, once each
+    flags = {kind: [f for m in page.metrics if type(m.measure) is kind for f in m.measure.flag_columns()]
+             for kind in kinds}
+    notes = [kind.page_note(flags[kind], page.sparse_cells == "roll_up", INSUFFICIENT) for kind in kinds]
+    return [note for note in notes if note is not None]
 
 
 def _sparse_note(page: PageInfo) -> str:
@@ -247,7 +234,7 @@ def _status_table(data: pd.DataFrame) -> str:
 
 
 def _metric_section(data: pd.DataFrame, metric: MetricInfo, layout: Layout) -> str:
-    what = KIND_MEANING[metric.kind].format(column=metric.column)
+    what = metric.measure.what()
     bounds = "" if metric.lower is None else f"; clamped to [{_fmt(metric.lower)}, {_fmt(metric.upper)}]"
     budget = f"epsilon {metric.epsilon:g}" if metric.epsilon is not None else f"rho {metric.rho:g}"
     charts = "".join(
@@ -260,9 +247,7 @@ def _metric_section(data: pd.DataFrame, metric: MetricInfo, layout: Layout) -> s
 
 
 def _output_title(metric: MetricInfo, output: str, index: int) -> str:
-    if metric.kind == "histogram" and metric.bins:
-        return f"{output}: {metric.column} in [{_fmt(metric.bins[index])}, {_fmt(metric.bins[index + 1])})"
-    return output
+    return metric.measure.output_title(output, index, _fmt)
 
 
 def _figure(data: pd.DataFrame, metric: MetricInfo, output: str, index: int, layout: Layout) -> str:
@@ -271,7 +256,7 @@ def _figure(data: pd.DataFrame, metric: MetricInfo, output: str, index: int, lay
     half = ((released[f"{output}_ci95_high"] - released[f"{output}_ci95_low"]) / 2).median()
     caption = (f"Typical noise sd {_fmt(sd)}; a typical 95% interval is the value \u00b1 {_fmt(half)}."
                if math.isfinite(sd) else "No value of this output was published.")
-    flag = insufficient_column(metric.name) if metric.kind == "quantiles" else None
+    flag = next(iter(metric.measure.flag_columns()), None)
     cells = data[data["status"] == "released"]  # remainders never have quantiles: not counted
     if flag is not None and (count := int(_insufficient(cells, flag).sum())):
         caption += f" {count:,} cell{'s' if count > 1 else ''} had {INSUFFICIENT} to place it."

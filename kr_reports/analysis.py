@@ -36,8 +36,9 @@ from core.config import (
     load_analyst_config,
     load_pipeline_config,
 )
-from core.dp import METRIC_PARTS, MetricPlan, PlanError, ReportPlan, plan_aggregation, quantile_rank_sd
+from core.dp import MetricPlan, PlanError, ReportPlan, plan_aggregation
 from core.kanon.metrics import SUPPRESSED
+from core.kinds import BoundingLoss, kind_names, metric_kind
 from core.ledger import LEDGER_FILE, LEDGER_URL_ENV, budget_status, charges_table
 from core.policy import ADDON_PREFIX, derived_origin
 from core.schemas import SOURCES
@@ -59,8 +60,7 @@ REPORT_ENV = "KR_REPORT"
 CONFIG_ENV = "KR_CONFIG_DIR"
 PUBLISHED = ("released", "remainder")  # statuses whose values a partner sees
 # Metrics whose empty cell is truly 0; a mean or a quantile of no rows has no value.
-ZERO_WHEN_EMPTY = ("count", "count_distinct_subscribers", "sum", "histogram")
-COUNTED = ("count", "count_distinct_subscribers", "histogram")
+ZERO_WHEN_EMPTY = kind_names(zero_when_empty=True)
 DEFAULT_ROWS_PER_CELL = 100.0  # the cell size errors are quoted for when the data cannot say
 PANEL_COLUMNS = 4  # panels per row of a figure with one panel per metric
 
@@ -322,31 +322,9 @@ def _clamped(rows: pd.DataFrame, metric: Metric) -> pd.Series:
     return rows[metric.column].astype(float).clip(metric.lower, metric.upper)
 
 
-def _histogram_truth(rows: pd.DataFrame, keys: list[str], metric: MetricPlan) -> pd.DataFrame:
-    """Rows per bin; values outside the edges fall in the first or last bin, as released."""
-    inner = np.asarray(metric.metric.bins[1:-1], dtype=float)
-    bins = np.searchsorted(inner, rows[metric.metric.column].astype(float), side="right")
-    counts = rows[keys].assign(_bin=bins).groupby([*keys, "_bin"]).size().unstack("_bin", fill_value=0)
-    counts = counts.reindex(columns=range(len(metric.outputs)), fill_value=0)
-    counts.columns = list(metric.outputs)
-    return counts
-
-
 def _metric_truth(rows: pd.DataFrame, keys: list[str], metric: MetricPlan) -> pd.DataFrame:
     """One metric's true values per cell, without bounding or noise (values clamped)."""
-    m, kind = metric.metric, metric.kind
-    if kind == "histogram":
-        return _histogram_truth(rows, keys, metric)
-    if kind == "count_distinct_subscribers":
-        return rows.groupby(keys)[UNIT].nunique().to_frame(m.name)
-    if kind == "count":
-        return rows.groupby(keys).size().to_frame(m.name)
-    grouped = _clamped(rows, m).groupby([rows[k] for k in keys])
-    if kind == "quantiles":
-        return pd.concat({out: grouped.quantile(q) for out, q in zip(metric.outputs, m.quantiles,
-                                                                     strict=True)}, axis=1)
-    how = {"sum": "sum", "mean": "mean", "variance": lambda s: s.var(ddof=0)}[kind]
-    return grouped.agg(how).to_frame(m.name)
+    return metric.measure.exact(rows, keys, UNIT, metric)
 
 
 def true_values(inputs: pd.DataFrame, plan: ReportPlan) -> pd.DataFrame:
@@ -400,7 +378,7 @@ def compare_release(delivery: Delivery, truth: Truth) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     frames = []
     for output in delivery.outputs:
-        empty = 0.0 if delivery.metric_of(output)["kind"] in ZERO_WHEN_EMPTY else math.nan
+        empty = 0.0 if metric_kind(delivery.metric_of(output)["kind"]).zero_when_empty else math.nan
         frames.append(true_vs_released(released_values(delivery, output), truth.values, output, empty))
     return pd.concat(frames, ignore_index=True)
 
@@ -509,7 +487,7 @@ def _metric_rho(metric) -> float:
     """A zCDP metric's rho; one given an epsilon takes geometric noise on each of its parts."""
     if metric.rho is not None:
         return metric.rho
-    return metric.epsilon**2 / (2 * len(METRIC_PARTS[metric.kind]))
+    return metric.epsilon**2 / (2 * len(metric.measure.parts))
 
 
 def metrics_epsilon(spec: Aggregation) -> float:
@@ -553,16 +531,7 @@ def cell_error_sd(metric: MetricPlan, rows_per_cell: float) -> tuple[float, str]
     """Noise sd of one cell's released value and its unit. Means and variances depend on the
     cell's rows: they are given for a cell of `rows_per_cell` rows. A quantile's is the sd of
     its rank in rows: in a cell of n rows the q-quantile may be read as the (q +- sd / n)-one."""
-    m, kind = metric.metric, metric.kind
-    if kind in COUNTED:
-        return metric.parts[0][1].sd, "rows" if kind != "count_distinct_subscribers" else "subscribers"
-    if kind == "sum":
-        return metric.part("value").sd / m.scale, m.column
-    if kind == "mean":
-        return metric.part("sum").sd / (2 * m.scale * rows_per_cell), m.column
-    if kind == "variance":
-        return metric.part("sum_sq").sd / (4 * m.scale**2 * rows_per_cell), f"{m.column}^2"
-    return quantile_rank_sd(metric.part("tree").sd), "rank, rows"
+    return metric.measure.cell_error_sd(metric, rows_per_cell)
 
 
 def _regions_of(plan: ReportPlan) -> tuple[str, ...]:
@@ -603,7 +572,7 @@ def bounding_kept_share(inputs: pd.DataFrame, plan: ReportPlan, max_groups: Sequ
     """
     rows = report_rows(inputs, plan)
     keys = [UNIT, *plan.group_columns]
-    summed = [m for m in plan.metric_specs if m.kind == "sum"]
+    summed = [m for m in plan.metric_specs if m.measure.bounding_loss is BoundingLoss.VALUES]
     per_cell = rows.groupby(keys).size().rename("rows").to_frame()
     for m in summed:
         per_cell[m.name] = _clamped(rows, m).groupby([rows[k] for k in keys]).sum()
@@ -626,11 +595,12 @@ def _kept_shares(plan: ReportPlan, per_cell: pd.DataFrame, cell_kept, row_kept, 
     rows_kept = kept_rows / total_rows if total_rows else math.nan
     shares = {}
     for m in plan.metric_specs:
-        if m.kind == "count_distinct_subscribers":
+        loss = m.measure.bounding_loss
+        if loss is BoundingLoss.CELLS:
             shares[m.name] = cell_kept.mean()
-        elif m.kind in ("count", "histogram"):
+        elif loss is BoundingLoss.ROWS:
             shares[m.name] = rows_kept
-        elif m.kind == "sum":
+        elif loss is BoundingLoss.VALUES:
             raw = per_cell[f"{m.name}__raw"].sum()
             shares[m.name] = (per_cell[m.name] * row_kept * cell_kept).sum() / raw if raw else math.nan
     return shares
@@ -639,7 +609,7 @@ def _kept_shares(plan: ReportPlan, per_cell: pd.DataFrame, cell_kept, row_kept, 
 def typical_cell_values(truth: pd.DataFrame, plan: ReportPlan) -> dict[str, float]:
     """Mean true value over cells with data, per count or sum metric (the scale errors are read on)."""
     return {m.name: float(truth[m.name].mean()) for m in plan.metrics
-            if m.kind in ("count", "count_distinct_subscribers", "sum") and m.name in truth}
+            if m.measure.additive and m.name in truth}
 
 
 def relative_error(noise: pd.DataFrame, kept: pd.DataFrame, typical: Mapping[str, float]) -> pd.DataFrame:

@@ -4,7 +4,7 @@ A subscriber's influence on a release is bounded before anything is summed:
 at most `max_groups` cells per subscriber (chosen uniformly at random among
 that subscriber's cells), at most `max_rows` rows per cell (also random),
 and each value encoded as an integer, then clamped to the very integer
-bounds the plan's sensitivity is computed from (core.dp).
+bounds the plan's sensitivity is computed from (core.dp, core.kinds).
 Every window is partitioned by the subscriber, so after one repartition the
 whole bounding needs no further shuffle; only the final per-cell
 aggregation shuffles (partial aggregates, a small frame).
@@ -42,11 +42,11 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from core.config import Metric
-from core.dp import fixed_point_bounds
+from core.kinds import BUCKET, ROWS, UNITS, Aggregate, Encoding, fixed_point_bounds, squares_column
 
-ROWS_COLUMN = "rows"
-UNITS_COLUMN = "distinct_units"
-BUCKET_COLUMN = "bucket"
+ROWS_COLUMN = ROWS
+UNITS_COLUMN = UNITS
+BUCKET_COLUMN = BUCKET
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class EncodedInputs:
     """Integer per-row columns, by how a cell aggregates them."""
 
     sums: tuple[str, ...] = ()  # summed
-    squares: tuple[str, ...] = ()  # summed, and their squares summed into `<name>__sq`
+    squares: tuple[str, ...] = ()  # summed, and their squares summed into squares_column(name)
     buckets: tuple[str, ...] = ()  # bucket ids, counted per (cell, bucket)
 
 
@@ -79,7 +79,7 @@ def _fixed_point(metric: Metric) -> Column:
     """The value in fixed point, rounded half up, THEN clamped to the plan's integer bounds.
 
     Clamping last is what makes the plan's sensitivity hold whatever the rounding does: a
-    row's integer is inside [low, high] from core.dp.fixed_point_bounds by
+    row's integer is inside [low, high] from core.kinds.fixed_point_bounds by
     construction. The first clamp, in doubles, keeps the cast to bigint in range (ANSI mode
     fails on overflow); the second, in integers, is exact even where a double is not (2^53).
     """
@@ -101,7 +101,7 @@ def _bucket_index(value: Column, edges: Sequence[float]) -> Column:
 
 def tree_leaf_index(value: Column, lower: float, upper: float, leaves: int, scale: str = "linear") -> Column:
     """Leaf of a quantile tree: the domain cut into `leaves` equal parts, or equal ratios
-    of 1 + (value - lower) on the log scale (core.dp.tree_value is the inverse)."""
+    of 1 + (value - lower) on the log scale (core.quantile_tree.tree_value is the inverse)."""
     offset = value - F.lit(float(lower))
     if scale == "log":
         share = F.log1p(offset) / F.lit(math.log1p(upper - lower))
@@ -111,34 +111,51 @@ def tree_leaf_index(value: Column, lower: float, upper: float, leaves: int, scal
     return F.least(F.greatest(position, F.lit(0)), F.lit(leaves - 1)).cast("int")
 
 
+def _centred_fixed_point(metric: Metric) -> Column:
+    """Twice the fixed-point integer v, centred: 2v - (low + high), within +-(high - low)."""
+    return F.lit(2) * _fixed_point(metric) - F.lit(sum(fixed_point_bounds(metric)))
+
+
+def _bin_index(metric: Metric) -> Column:
+    return _bucket_index(F.col(metric.column).cast("double"), metric.bins)
+
+
+def _tree_leaf(metric: Metric, tree_leaves: int) -> Column:
+    return tree_leaf_index(_clamped(metric), metric.lower, metric.upper, tree_leaves, metric.quantile_scale)
+
+
+ENCODERS = {  # a kind's row encoding (core.kinds.Encoding) as a Spark column
+    Encoding.FIXED_POINT: lambda metric, leaves: _fixed_point(metric),
+    Encoding.CENTRED_FIXED_POINT: lambda metric, leaves: _centred_fixed_point(metric),
+    Encoding.TREE_LEAF: _tree_leaf,
+    Encoding.BIN_INDEX: lambda metric, leaves: _bin_index(metric),
+}
+
+
 def encode_metric_inputs(
     df: DataFrame, metrics: Sequence[Metric], tree_leaves: int
 ) -> tuple[DataFrame, EncodedInputs]:
-    """Add each bounded metric's integer input column, named after the metric.
+    """Add each metric's integer input column, named after the metric, as its kind's
+    `row_input` asks (core.kinds): an encoding, and how the cell aggregates it.
 
-    sum: the value in fixed point, clamped to the integer bounds [low, high].
-    mean, variance: that integer v doubled and centred, 2v - (low + high), within
-    +-(high - low). quantiles: the leaf of the quantile tree (clamped to the
-    leaves, so any value is in one leaf). histogram: the bin index (outside
-    values go to the end bins). Trees and histograms count rows, so their
-    sensitivity is rows whatever the value.
+    FIXED_POINT (sums): the value in fixed point, clamped to the integer bounds [low, high].
+    CENTRED_FIXED_POINT (means, variances): that integer v doubled and centred,
+    2v - (low + high), within +-(high - low). TREE_LEAF (quantiles): the leaf of the
+    quantile tree (clamped to the leaves, so any value is in one leaf). BIN_INDEX
+    (histograms): the bin index (outside values go to the end bins). Trees and histograms
+    count rows, so their sensitivity is rows whatever the value. Counts need no input.
     """
     columns: dict[str, Column] = {}
-    sums, squares, buckets = [], [], []
+    by_aggregate: dict[Aggregate, list[str]] = {aggregate: [] for aggregate in Aggregate}
     for m in metrics:
-        if m.kind == "sum":
-            columns[m.name] = _fixed_point(m)
-            sums.append(m.name)
-        elif m.kind in ("mean", "variance"):
-            columns[m.name] = F.lit(2) * _fixed_point(m) - F.lit(sum(fixed_point_bounds(m)))
-            (squares if m.kind == "variance" else sums).append(m.name)
-        elif m.kind == "quantiles":
-            columns[m.name] = tree_leaf_index(_clamped(m), m.lower, m.upper, tree_leaves, m.quantile_scale)
-            buckets.append(m.name)
-        elif m.kind == "histogram":
-            columns[m.name] = _bucket_index(F.col(m.column).cast("double"), m.bins)
-            buckets.append(m.name)
-    return df.withColumns(columns), EncodedInputs(tuple(sums), tuple(squares), tuple(buckets))
+        row_input = m.measure.row_input
+        if row_input is not None:
+            columns[m.name] = ENCODERS[row_input.encoding](m, tree_leaves)
+            by_aggregate[row_input.aggregate].append(m.name)
+    inputs = EncodedInputs(sums=tuple(by_aggregate[Aggregate.SUM]),
+                           squares=tuple(by_aggregate[Aggregate.SUM_AND_SQUARES]),
+                           buckets=tuple(by_aggregate[Aggregate.BUCKETS]))
+    return df.withColumns(columns), inputs
 
 
 def _with_row_priority(df: DataFrame, keys: Sequence[str], values: Sequence[str], salt: int) -> DataFrame:
@@ -179,7 +196,7 @@ def bound_contributions(
     per_group = kept_rows.groupBy(*keys).agg(
         F.count(F.lit(1)).alias(ROWS_COLUMN),
         *[F.sum(c).alias(c) for c in (*inputs.sums, *inputs.squares)],
-        *[F.sum(F.col(c) * F.col(c)).alias(f"{c}__sq") for c in inputs.squares],
+        *[F.sum(F.col(c) * F.col(c)).alias(squares_column(c)) for c in inputs.squares],
         *[F.collect_list(c).alias(c) for c in inputs.buckets],
     )
     return (
@@ -191,7 +208,7 @@ def bound_contributions(
 
 def aggregate_cells(bounded: DataFrame, groups: Sequence[str], inputs: EncodedInputs) -> DataFrame:
     """Per cell: distinct units (one bounded row each), rows, and the input sums."""
-    summed = [*inputs.sums, *inputs.squares, *[f"{c}__sq" for c in inputs.squares]]
+    summed = [*inputs.sums, *inputs.squares, *[squares_column(c) for c in inputs.squares]]
     return bounded.groupBy(*groups).agg(
         F.count(F.lit(1)).alias(UNITS_COLUMN),
         F.sum(ROWS_COLUMN).alias(ROWS_COLUMN),

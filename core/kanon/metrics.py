@@ -32,7 +32,13 @@ from core.kanon.models import ClassStats
 
 RECORDS = "records"  # the frequency table's column of record counts
 METRICS = ("loss", "entropy", "discernibility", "aecs", "ncp")
-AGGREGATES = ("geometric", "arithmetic", "sum", "max")
+_AGGREGATE_FUNCTIONS = {
+    "geometric": lambda values: np.prod(values + 1.0) ** (1.0 / len(values)) - 1.0,
+    "arithmetic": np.mean,
+    "sum": np.sum,
+    "max": np.max,
+}
+AGGREGATES = tuple(_AGGREGATE_FUNCTIONS)
 SUPPRESSED = "*"  # ARX's representation of a suppressed value
 
 _KEY_LIMIT = 2**62  # re-factorize combined keys before they could overflow int64
@@ -253,15 +259,9 @@ def aggregate(values: np.ndarray, how: str = "geometric") -> float:
     """ARX's aggregate functions over attributes. The geometric mean adds 1 to every value and
     subtracts 1 from the result, as ARX's ILMultiDimensionalGeometricMean does, so a zero
     does not cancel the others."""
-    if how == "geometric":
-        return float(np.prod(values + 1.0) ** (1.0 / len(values)) - 1.0)
-    if how == "arithmetic":
-        return float(values.mean())
-    if how == "sum":
-        return float(values.sum())
-    if how == "max":
-        return float(values.max())
-    raise ValueError(f"aggregate must be one of {AGGREGATES}, got {how!r}")
+    if how not in _AGGREGATE_FUNCTIONS:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {how!r}")
+    return float(_AGGREGATE_FUNCTIONS[how](values))
 
 
 def loss(encoded: Encoded, grouping: Grouping, suppressed: np.ndarray, how: str = "geometric") -> float:
