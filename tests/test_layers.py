@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "transforms", "expectations", "stages", "flows", "kr_reports")
+PACKAGES = ("core", "transforms", "expectations", "synthetic", "stages", "flows", "kr_reports")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
