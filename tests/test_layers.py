@@ -46,7 +46,7 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
 
 def test_spark_in_the_core_breaks_the_contract(tmp_path):
     tree = _copy_of_the_code(tmp_path)
-    ledger = tree / "core" / "ledger.py"
+    ledger = tree / "core" / "ledger" / "__init__.py"
     ledger.write_text(ledger.read_text() + "\nimport pyspark  # noqa\n")
     result = _lint_imports(tree)
     assert result.returncode == 1
