@@ -36,8 +36,11 @@ of the privacy unit (every dataset, report and partner), or a cap over one
 dataset's or partner's releases. Each window's releases are composed as a
 whole (basic or zCDP, whichever proves the smaller epsilon), so the check is
 exact per window rather than a sum of converted epsilons.
-"""
 
+Modules: `database` (tables, upgrades, engines, the write lock), `records` (charges,
+requests, new releases, status), `windows` (the rolling-window arithmetic, pure),
+`charging` (reuse, fit or refusal under the lock), `ledger` (the Ledger) and `errors`.
+"""
 
 from core.ledger.database import (
     LEDGER_FILE,

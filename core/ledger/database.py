@@ -18,7 +18,6 @@ from sqlalchemy.pool import NullPool
 LEDGER_URL_ENV = "KR_LEDGER_URL"
 LEDGER_FILE = "ledger.sqlite"
 
-
 # Execution option marking a connection whose transactions will write (SQLite only).
 _WRITE_LOCK = "kr_ledger_write_lock"
 
