@@ -24,9 +24,9 @@ from core.store import write_atomically
 from expectations.runner import validate_dataframe
 from expectations.suites import CLASS_SIZE, build_analyst_suite
 from stages.catalog import Catalog, read_parquet
-from stages.kanon_file import Requirements, anonymize_optimal, verified
 from stages.spark import get_spark
 from transforms.analyst import QUASI_IDENTIFIERS, SENSITIVE, analyst_records
+from transforms.kanon import AnonymizationConfig, Requirements, anonymize
 
 OTHER = "other"
 
@@ -65,22 +65,20 @@ def build_analyst_zone(catalog: Catalog, day: dt.date, config: AnalystConfig) ->
     try:
         req = Requirements(k=config.k, l=config.l, sensitive=SENSITIVE if config.l else None,
                            suppression_limit=config.suppression_limit)
-        hierarchies = hierarchies_for(records, config)
-        output, search = anonymize_optimal(records, hierarchies, req, config.metric, None)
-        output = output.persist()
-        verification = verified(output, QUASI_IDENTIFIERS, req, None)
+        engine = AnonymizationConfig(hierarchies_for(records, config), req, metric=config.metric)
+        result = anonymize(records, engine)
         suite = build_analyst_suite(config.k, QUASI_IDENTIFIERS)
-        validation = validate_dataframe(class_sizes(output), suite, label=f"analyst zone {day}")
+        validation = validate_dataframe(class_sizes(result.data), suite, label=f"analyst zone {day}")
         report = {
             "day": day.isoformat(),
             "subscribers": records.count(),
             "requirements": {"k": config.k, "l": config.l, "suppression_limit": config.suppression_limit},
-            **search,
-            "verification": verification.to_dict(),
+            **result.summary(),
+            "verification": result.verification.to_dict(),
             "validation": validation,
         }
-        _write(final, output, report)
-        output.unpersist()
+        _write(final, result.data, report)
+        result.unpersist()
     finally:
         records.unpersist()
     return {**report, "path": str(final), "reused": False}

@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from core.schemas import SOURCES
 from stages.catalog import SYNTHETIC_GENERATOR
 from stages.spark import get_spark
-from transforms.generate import (
+from synthetic import (
     CORRUPTED,
     generate_call_records,
     generate_devices,

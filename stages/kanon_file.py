@@ -14,57 +14,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from core.kanon import models as M
 from core.kanon.hierarchy import Hierarchy, find_hierarchies
-from core.kanon.lattice import search_optimal
-from core.kanon.metrics import information_loss, reidentification_risk
 from core.store import write_atomically
 from stages.spark import get_spark
-from transforms.kanon.full_domain import apply_transformation, frequency_table
-from transforms.kanon.mondrian import HierarchyQI, generalize_mondrian
-from transforms.kanon.mondrian import ncp as mondrian_ncp
-from transforms.kanon.verify import Verification, verify
+from transforms.kanon import Anonymization, AnonymizationConfig, Requirements, anonymize
+from transforms.kanon import KAnonymityError as EngineRefusal
 
 REASON_COLUMN = "reason"
-RISK_THRESHOLD = 0.2  # a record is "at risk" above a 1-in-5 chance of re-identification
 
 
 class KAnonymityError(ValueError):
     """Bad kanon input, no anonymous transformation, or an output that fails verification."""
-
-
-@dataclass(frozen=True)
-class Requirements:
-    """What the output must satisfy."""
-
-    k: int
-    l: int | None = None  # noqa: E741 - the model's name for it
-    l_kind: str = "distinct"  # distinct | entropy | recursive
-    c: float | None = None  # recursive (c, l)
-    t: float | None = None
-    t_distance: str = "equal"  # equal | ordered
-    sensitive: str | None = None
-    suppression_limit: float = 0.0
-
-    def models(self) -> list:
-        chosen = [M.KAnonymity(self.k)]
-        if self.l is not None:
-            if self.l_kind == "entropy":
-                chosen.append(M.EntropyLDiversity(self.l))
-            elif self.l_kind == "recursive":
-                chosen.append(M.RecursiveCLDiversity(self.c, self.l))
-            else:
-                chosen.append(M.DistinctLDiversity(self.l))
-        if self.t is not None:
-            model = M.OrderedDistanceTCloseness if self.t_distance == "ordered" else M.EqualDistanceTCloseness
-            chosen.append(model(self.t))
-        return chosen
 
 
 def check_requirements(req: Requirements) -> None:
@@ -99,54 +65,6 @@ def with_quarantine_reason(df: DataFrame, hierarchies: Mapping[str, Hierarchy]) 
     return df.withColumn(REASON_COLUMN, reason)
 
 
-def verified(output: DataFrame, qis: Sequence[str], req: Requirements, unit: str | None) -> Verification:
-    """The independent verifier's result; an output that falls short is never written."""
-    result = verify(output, list(qis), sensitive=req.sensitive, unit=unit)
-    short = []
-    if result.k is not None and result.k < req.k:
-        short.append(f"k is {result.k}, below {req.k}")
-    if req.l is not None and req.l_kind == "distinct" and (result.l_distinct or 0) < req.l:
-        short.append(f"distinct l is {result.l_distinct}, below {req.l}")
-    if req.t is not None:
-        achieved = result.t_ordered if req.t_distance == "ordered" else result.t_equal
-        if achieved is not None and achieved > req.t + 1e-9:
-            short.append(f"t is {achieved:.4f}, above {req.t}")
-    if short:
-        raise KAnonymityError(f"the anonymized output failed independent verification: {'; '.join(short)}")
-    return result
-
-
-def anonymize_optimal(
-    usable: DataFrame, hierarchies: Mapping[str, Hierarchy], req: Requirements, metric: str, unit: str | None
-) -> tuple[DataFrame, dict]:
-    """Optimal full-domain generalization: the output frame and the report's search part."""
-    qis = list(hierarchies)
-    frequency = frequency_table(usable, qis, sensitive=req.sensitive, unit=unit)
-    result = search_optimal(
-        frequency, hierarchies, qis, req.models(), req.suppression_limit, metric,
-        sensitive=req.sensitive, unit=unit,
-    )
-    if result.transformation is None:
-        raise KAnonymityError(
-            f"no generalization of {', '.join(qis)} satisfies the requirements within a suppression "
-            f"limit of {req.suppression_limit:g}; raise the limit or use coarser hierarchies"
-        )
-    levels = result.transformation.by_column
-    output = apply_transformation(usable, hierarchies, levels, result.suppressed)
-    report = {
-        "algorithm": "optimal",
-        "metric": metric,
-        "transformation": levels,
-        "suppressed_records": result.suppressed_records,
-        "lattice": {"nodes": result.nodes_total, "checked": result.nodes_checked,
-                    "pruned": result.nodes_pruned, "anonymous": len(result.anonymous)},
-        "information_loss": asdict(information_loss(frequency, hierarchies, levels, result.suppressed, unit)),
-        "risk": asdict(reidentification_risk(frequency, hierarchies, levels, threshold=RISK_THRESHOLD,
-                                             suppressed=result.suppressed, unit=unit)),
-    }
-    return output, report
-
-
 def kanon_file(
     input_path: Path,
     out: Path,
@@ -171,45 +89,26 @@ def kanon_file(
         usable = flagged.where(F.col(REASON_COLUMN).isNull()).drop(REASON_COLUMN).persist()
         rejected = flagged.where(F.col(REASON_COLUMN).isNotNull())
         by_reason = {r[REASON_COLUMN]: r["count"] for r in rejected.groupBy(REASON_COLUMN).count().collect()}
-        rows_used = rows_in - sum(by_reason.values())
-        if algorithm == "mondrian":
-            output, search = anonymize_mondrian(usable, hierarchies, req, unit, rows_used)
-        else:
-            output, search = anonymize_optimal(usable, hierarchies, req, metric, unit)
-        output = output.persist()
-        verification = verified(output, quasi_identifiers, req, unit)
-        report = _report(input_path, rows_in, by_reason, req, search, verification, out, quarantine)
-        _write(out, output, sep, report)
+        config = AnonymizationConfig(hierarchies, req, algorithm=algorithm, metric=metric, unit=unit)
+        result = anonymized(usable, config)
+        report = _report(input_path, rows_in, by_reason, req, result.summary(), result.verification, out,
+                         quarantine)
+        _write(out, result.data, sep, report)
         if by_reason and quarantine is not None:
             rejected.write.mode("overwrite").option("header", True).option("sep", sep).csv(str(quarantine))
-        output.unpersist()
+        result.unpersist()
         usable.unpersist()
     finally:
         flagged.unpersist()
     return report
 
 
-def anonymize_mondrian(
-    usable: DataFrame, hierarchies: Mapping[str, Hierarchy], req: Requirements, unit: str | None, rows: int
-) -> tuple[DataFrame, dict]:
-    """Strict Mondrian local recoding along the hierarchies' subtrees (k only, no suppression)."""
-    if req.l is not None or req.t is not None:
-        raise KAnonymityError(
-            "mondrian enforces k only; use --algorithm optimal for l-diversity or t-closeness"
-        )
-    qis = [HierarchyQI(column, hierarchy) for column, hierarchy in hierarchies.items()]
-    recoding = generalize_mondrian(usable, qis, req.k, unit)
-    report = {
-        "algorithm": "mondrian",
-        "classes": recoding.class_count,
-        "smallest_class": recoding.smallest_class,
-        "spark_rounds": recoding.spark_rounds,
-        "suppressed_records": 0,
-        "information_loss": {"ncp": mondrian_ncp(recoding.classes)},
-        "risk": {"prosecutor": {"highest": 1 / recoding.smallest_class,
-                                "average": recoding.class_count / rows}},
-    }
-    return recoding.data, report
+def anonymized(usable: DataFrame, config: AnonymizationConfig) -> Anonymization:
+    """The engine's anonymized and verified output; its refusal is this command's (one line, exit 2)."""
+    try:
+        return anonymize(usable, config)
+    except EngineRefusal as refusal:
+        raise KAnonymityError(str(refusal)) from refusal
 
 
 def _report(input_path, rows_in, by_reason, req, search, verification, out, quarantine) -> dict:

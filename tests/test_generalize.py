@@ -24,7 +24,8 @@ from stages.reference import (
     parse_tac_csv,
     shipped_reference,
 )
-from transforms import generate
+from synthetic import generate_devices, generate_subscribers
+from synthetic.model import DEVICE_MODELS, DOMAINS, USER_AGENTS
 from transforms.generalize import (
     COUNTRY_CALLING_CODES,
     MULTI_LABEL_PUBLIC_SUFFIXES,
@@ -167,7 +168,7 @@ def test_country_calling_codes_are_itu_shaped_and_prefix_free():
 UA_CASES = [
     # the generator's eight agents, in order
     *zip(
-        generate.USER_AGENTS,
+        USER_AGENTS,
         [
             ("Samsung Internet", "Android"),
             ("Chrome", "Android"),
@@ -342,11 +343,11 @@ def test_with_domain_category_prefers_the_host_then_the_registered_domain(spark)
 
 def test_shipped_domain_categories_cover_every_generator_domain(spark):
     categories = load_domain_categories(spark)
-    domains = spark.createDataFrame([(d,) for d in generate.DOMAINS], "domain string")
+    domains = spark.createDataFrame([(d,) for d in DOMAINS], "domain string")
     categorized = with_domain_category(domains, "domain", categories, out_col="category")
     uncategorized = categorized.filter(F.col("category") == UNCATEGORIZED).collect()
     assert uncategorized == []
-    assert categorized.count() == len(generate.DOMAINS)
+    assert categorized.count() == len(DOMAINS)
     by_domain = dict(categorized.collect())
     assert by_domain["naver.com"] == "search"
     assert by_domain["chzzk.naver.com"] == "video"  # a host entry beats its registered domain
@@ -422,7 +423,7 @@ def test_postcodes_map_only_to_configured_regions(spark, config_dir):
 
 
 def test_generated_postcodes_map_back_to_their_region(spark):
-    subscribers = generate.generate_subscribers(spark, 300, seed=7)
+    subscribers = generate_subscribers(spark, 300, seed=7)
     mismatched = subscribers.filter(
         ~generalize_postcode_to_region(F.col("postcode")).eqNullSafe(F.col("region"))
     )
@@ -492,12 +493,12 @@ def test_shipped_tac_table_covers_the_generator_in_the_tacdb_layout(spark):
     assert lines[1] == b"tac,name,name,contributor,comment,gsmarena,gsmarena,aka"
     assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF throughout
     loaded = {r.tac: (r.brand, r.model) for r in load_tac_table(spark).collect()}
-    assert loaded == {tac: (brand, model) for brand, model, _, tac, _ in generate.DEVICE_MODELS}
+    assert loaded == {tac: (brand, model) for brand, model, _, tac, _ in DEVICE_MODELS}
 
 
 def test_generated_devices_map_to_their_own_brand_and_model(spark):
-    subscribers = generate.generate_subscribers(spark, 100, seed=3)
-    devices = generate.generate_devices(subscribers, seed=3)
+    subscribers = generate_subscribers(spark, 100, seed=3)
+    devices = generate_devices(subscribers, seed=3)
     mapped = with_device_model(devices, "imei", load_tac_table(spark))
     wrong = mapped.filter(
         (F.col("device_brand") != F.col("brand")) | (F.col("device_model") != F.col("model"))

@@ -16,17 +16,16 @@ from pyspark.testing import assertDataFrameEqual
 
 from core.schemas import SOURCES, SourceSpec
 from stages.generate import write_landing
-from transforms.generate import (
-    DEVICE_MODELS,
-    REGION_WEIGHTS,
+from synthetic import (
     generate_call_records,
     generate_devices,
     generate_network_flows,
     generate_subscribers,
     generate_web_visits,
     inject_bad_rows,
-    luhn_check_digit,
 )
+from synthetic.draws import luhn_check_digit
+from synthetic.model import DEVICE_MODELS, REGION_WEIGHTS
 
 DAY = dt.date(2026, 11, 1)
 SEED = 11
