@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from core.config import Aggregation, ConfigError, Frozen, _validated
+from core.config import Aggregation, ConfigError, Frozen, validated
 from core.schemas import SourceSpec
 
 Treatment = Literal["drop", "pseudonymize", "generalize", "keep"]
@@ -160,4 +160,4 @@ def _check_rule(where: str, rule: ColumnRule, categories: dict[str, Category]) -
 
 
 def load_policy(config_dir: Path) -> Policy:
-    return _validated(Policy, config_dir / "policy.yaml")
+    return validated(Policy, config_dir / "policy.yaml")

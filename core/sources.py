@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.config import Frozen, _validated
+from core.config import Frozen, validated
 from core.schemas import SOURCES
 
 SOURCES_FILE = "sources.yaml"
@@ -169,6 +169,6 @@ def load_sources_config(config_dir: Path) -> SourcesConfig:
     path = Path(config_dir) / SOURCES_FILE
     if not path.exists():
         return SourcesConfig()
-    config = _validated(SourcesConfig, path, context={"config_dir": Path(config_dir)})
+    config = validated(SourcesConfig, path, context={"config_dir": Path(config_dir)})
     config._file = path
     return config

@@ -1,201 +1,18 @@
-"""User-edited configuration: YAML validated into frozen pydantic models.
-
-Epsilon, delta, bounds and contribution limits live here and nowhere else;
-the code turns a spec into a plan and executes it.
-"""
+"""A report's spec (config/reports/*.yaml): its aggregation (keys, metrics, bounds) and its delivery."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
+from core.config.base import PARTNER_ID, REPORT_NAME, ConfigError, Frozen, Purpose, validated
+from core.config.pipeline import PipelineConfig
 from core.kinds import MetricKind, kind_names, metric_kind
-from core.names import check_identifier
-from core.schemas import SOURCES, TimeRange
-from core.signing import parse_reference
-
-
-class ConfigError(ValueError):
-    """A configuration file is missing or does not match its model."""
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-# Names used in paths, release ids and key-derivation contexts.
-REPORT_NAME = r"^[a-z0-9][a-z0-9_-]*$"
-PARTNER_ID = r"^[a-z0-9][a-z0-9_-]*$"
-Purpose = Annotated[str, AfterValidator(lambda name: check_identifier(name, "purpose"))]
-
-
-def _repeated(values) -> list[str]:
-    values = list(values)
-    return sorted({str(v) for v in values if values.count(v) > 1})
-
-
-class Partner(Frozen):
-    """A partner: what it may receive, where its deliveries go, and which key signs them.
-
-    `delivery_target` is a local folder or any fsspec URL (`s3://bucket/prefix`,
-    `file:///srv/out`, ...); by default `<out dir>/deliveries/<id>`. Credentials
-    never go in the URL: the filesystem reads its own (e.g. the AWS environment).
-    `signing_key` names the Ed25519 private key and never holds it:
-    `env:VARIABLE` or `file:path/to/key.pem` (see core/signing.py).
-    """
-
-    id: str = Field(pattern=PARTNER_ID)  # used in paths
-    allowed_purposes: tuple[Purpose, ...]
-    delivery_target: str | None = Field(default=None, min_length=1)
-    signing_key: str
-
-    @model_validator(mode="after")
-    def _key_reference(self) -> Partner:
-        try:
-            parse_reference(self.signing_key)
-        except ValueError as exc:
-            raise ValueError(f"partner '{self.id}': {exc}") from None
-        return self
-
-
-class Budget(Frozen):
-    """At most `epsilon` at `delta` per subscriber over any `window_days` consecutive days.
-
-    The privacy budget holds every release together: every dataset, report and partner,
-    internal analysis included (one subscriber is in all of them). A cap is an extra
-    limit on one dataset's or one partner's releases alone.
-    """
-
-    window_days: int = Field(gt=0)
-    epsilon: float = Field(gt=0)
-    delta: float = Field(default=0.0, ge=0, lt=1)
-    dataset: str | None = None
-    partner: str | None = None
-
-    @model_validator(mode="after")
-    def _one_scope(self) -> Budget:
-        if self.dataset is not None and self.partner is not None:
-            raise ValueError("a cap limits one dataset or one partner, not both")
-        return self
-
-    @property
-    def scope(self) -> str:
-        if self.dataset is not None:
-            return f"dataset {self.dataset}"
-        return f"partner {self.partner}" if self.partner is not None else "all releases"
-
-    def applies_to(self, dataset: str, partner: str) -> bool:
-        return self.dataset in (None, dataset) and self.partner in (None, partner)
-
-
-class PlausibleTime(Frozen):
-    """Event times ingest accepts; any other is quarantined as `implausible_time`.
-
-    From `earliest` (00:00 UTC) to the end of the UTC day `latest_days_ahead`
-    days after the run's today: a Zeek ts of 0, an Argus year 9999 or a counter
-    read as seconds is a broken clock, not an event, with or without `--day`.
-    """
-
-    earliest: dt.date = dt.date(2000, 1, 1)
-    latest_days_ahead: int = Field(default=1, ge=0, le=366)
-
-    def time_range(self, today: dt.date) -> TimeRange:
-        end_day = today + dt.timedelta(days=self.latest_days_ahead + 1)
-        if self.earliest >= end_day:
-            raise ConfigError(f"plausible_time.earliest {self.earliest} is after today ({today}) "
-                              f"plus latest_days_ahead ({self.latest_days_ahead})")
-        return TimeRange(dt.datetime.combine(self.earliest, dt.time(), tzinfo=dt.UTC),
-                         dt.datetime.combine(end_day, dt.time(), tzinfo=dt.UTC))
-
-
-DEFAULT_PLAUSIBLE_TIME = PlausibleTime()
-
-
-class Retention(Frozen):
-    """Days each internal zone keeps a day's partition (`kr-reports purge`, core/retention.py).
-
-    Raw and quarantine hold full records, protected pseudonymized ones. The release store
-    and the ledger are never purged.
-    """
-
-    raw: int = Field(default=7, ge=1, strict=True)
-    quarantine: int = Field(default=30, ge=1, strict=True)
-    protected: int = Field(default=30, ge=1, strict=True)
-
-    def keep_days(self) -> dict[str, int]:
-        return {"raw": self.raw, "quarantine": self.quarantine, "protected": self.protected}
-
-
-class PipelineConfig(Frozen):
-    regions: tuple[str, ...] = Field(min_length=1)
-    purposes: tuple[Purpose, ...] = ("advertising_campaign_delivery", "aggregate_reports")
-    partners: tuple[Partner, ...]
-    privacy_budget: Budget
-    caps: tuple[Budget, ...] = ()
-    plausible_time: PlausibleTime = DEFAULT_PLAUSIBLE_TIME
-    retention: Retention = Retention()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_dataset_budgets(cls, data):
-        if isinstance(data, dict) and "budgets" in data:
-            raise ValueError(
-                "per-dataset 'budgets' are gone: one subscriber is in every dataset, so one "
-                "'privacy_budget' (window_days, epsilon, delta) holds every release, and a "
-                "per-dataset or per-partner limit is a 'caps' entry (see config/pipeline.yaml)")
-        return data
-
-    @model_validator(mode="after")
-    def _scopes(self) -> PipelineConfig:
-        if self.privacy_budget.dataset is not None or self.privacy_budget.partner is not None:
-            raise ValueError("privacy_budget holds every release: give no dataset or partner "
-                             "(a limit on part of them is a cap)")
-        for cap in self.caps:
-            if cap.dataset is None and cap.partner is None:
-                raise ValueError("a cap needs a dataset or a partner (privacy_budget holds all releases)")
-        return self
-
-    @model_validator(mode="after")
-    def _no_repeats(self) -> PipelineConfig:
-        """A partner, purpose or cap given twice is a mistake, never meant: which one would hold?"""
-        for what, values in (("partner id", [p.id for p in self.partners]), ("purpose", self.purposes),
-                             ("region", self.regions),
-                             ("cap", [f"{c.scope} over {c.window_days} days" for c in self.caps])):
-            repeated = _repeated(values)
-            if repeated:
-                raise ValueError(f"{what} given twice: {', '.join(repeated)}")
-        for partner in self.partners:
-            unknown = [p for p in partner.allowed_purposes if p not in self.purposes]
-            if unknown:
-                raise ValueError(f"partner '{partner.id}': allowed purpose(s) {', '.join(unknown)} "
-                                 f"not among purposes ({', '.join(self.purposes)})")
-        return self
-
-    @property
-    def limits(self) -> tuple[Budget, ...]:
-        """Every limit a release must fit: the privacy budget, then the caps."""
-        return (self.privacy_budget, *self.caps)
-
-    def guarantee(self) -> str:
-        """The privacy budget as one sentence a partner can read."""
-        b = self.privacy_budget
-        return (f"Over any {b.window_days} consecutive days of data, adding or removing any one "
-                f"subscriber's data changes what all partners together receive by at most "
-                f"epsilon {b.epsilon:g} at delta {b.delta:g} (differential privacy, every report "
-                f"and dataset counted together).")
-
-    def partner(self, partner_id: str) -> Partner:
-        for partner in self.partners:
-            if partner.id == partner_id:
-                return partner
-        raise ConfigError(f"partner '{partner_id}' is not configured in partners")
-
+from core.schemas import SOURCES
 
 NAMED_DOMAINS = ("regions", "hours")
 
@@ -454,60 +271,12 @@ class ReportSpec(Frozen):
         return self
 
 
-class AnalystConfig(Frozen):
-    """The analyst zone's anonymity requirements and quasi-identifier hierarchies."""
-
-    k: int = Field(ge=2)
-    l: int | None = Field(default=None, ge=2)  # noqa: E741 - the model's name for it
-    suppression_limit: float = Field(default=0.0, ge=0, lt=1)
-    metric: Literal["loss", "entropy", "discernibility", "aecs", "ncp"] = "loss"
-    hierarchies: dict[str, dict[str, tuple[str, ...]]]
-
-    @model_validator(mode="after")
-    def _same_depth(self) -> AnalystConfig:
-        for column, table in self.hierarchies.items():
-            if len({len(parents) for parents in table.values()}) > 1:
-                raise ValueError(f"hierarchy '{column}': every value needs the same number of levels")
-        return self
-
-
-def load_analyst_config(config_dir: Path) -> AnalystConfig:
-    return _validated(AnalystConfig, config_dir / "analyst.yaml")
-
-
-def _load_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{path}: configuration file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
-
-
-def _validated(model: type[Frozen], path: Path, context: dict | None = None):
-    try:
-        return model.model_validate(_load_yaml(path), context=context)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
-
-
-def load_pipeline_config(config_dir: Path) -> PipelineConfig:
-    return _validated(PipelineConfig, config_dir / "pipeline.yaml")
-
-
 def load_report_specs(config_dir: Path) -> list[ReportSpec]:
     """Every report of the catalog; each file is named after its report (<name>.yaml), so no
     two reports share a name (a name is a folder in the release store and the deliveries)."""
     report_dir = config_dir / "reports"
     paths = sorted(report_dir.glob("*.yaml"))
-    specs = [_validated(ReportSpec, path) for path in paths]
+    specs = [validated(ReportSpec, path) for path in paths]
     if not specs:
         raise ConfigError(f"{report_dir}: no report specs (*.yaml) found")
     for path, spec in zip(paths, specs, strict=True):
