@@ -138,7 +138,7 @@ class FormatFileReader:
                             f"(one of {', '.join(SOURCES)})")
         options = self.options(top["options"][1]) if "options" in top else ()
         self.option_names = {o.name for o in options}
-        columns = self.columns(top["columns"][1], target)
+        columns = self.columns(*top["columns"], target)
         dropped = self.dropped(top["dropped"][1], columns) if "dropped" in top else ()
         description = self.text(top["description"][1], "description") if "description" in top else ""
         return FileFormat(name, target, description, self.layout(top["layout"][1]), columns, dropped,
@@ -194,23 +194,23 @@ class FormatFileReader:
         except ValueError as exc:
             raise self.fail(node, f"option '{option.name}': {exc}") from None
 
-    def columns(self, node: yaml.Node, target: str) -> tuple[ColumnRule, ...]:
+    def columns(self, key: yaml.Node, node: yaml.Node, target: str) -> tuple[ColumnRule, ...]:
         known = SOURCES[target].column_names
         rules = []
-        for column, (key, value) in self.mapping(node, "columns").items():
+        for column, (column_key, value) in self.mapping(node, "columns").items():
             if column not in known:
-                raise self.fail(key, f"unknown canonical column '{column}' of {target} "
+                raise self.fail(column_key, f"unknown canonical column '{column}' of {target} "
                                 f"(one of {', '.join(known)})")
             rules.append(self.rule(column, value))
         subscriber = SOURCES[target].subscriber_column
         if subscriber not in {r.column for r in rules}:
-            raise self.fail(node, f"columns: the privacy unit '{subscriber}' of {target} is not mapped "
+            raise self.fail(key, f"columns: the privacy unit '{subscriber}' of {target} is not mapped "
                             "(every row must say whose it is)")
         return tuple(sorted(rules, key=lambda r: known.index(r.column)))
 
     def rule(self, column: str, node: yaml.Node) -> ColumnRule:
-        where = f"column '{column}'"
-        entries = self.mapping(node, where)
+        entries = self.mapping(node, f"column '{column}'")
+        where = f"column '{column}'" + self.from_label(entries)
         convert = self.text(entries["convert"][1], "convert") if "convert" in entries else "text"
         if convert not in CONVERSIONS:
             raise self.fail(entries["convert"][1], f"{where}: unknown conversion '{convert}' "
@@ -225,6 +225,14 @@ class FormatFileReader:
         inputs = self.inputs(entries, conversion, params, node, where)
         fallback = self.rule(column, entries["fallback"][1]) if "fallback" in entries else None
         return ColumnRule(column, convert, inputs, params, fallback, node.start_mark.line + 1)
+
+    def from_label(self, entries: dict) -> str:
+        """' (from field, ...)' for errors about a rule, so they name the input field(s) too."""
+        if "from" not in entries:
+            return ""
+        node = entries["from"][1]
+        values = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        return f" (from field {', '.join(str(v.value) for v in values if isinstance(v, yaml.ScalarNode))})"
 
     def inputs(self, entries: dict, conversion, params: tuple, node: yaml.Node,
                where: str) -> tuple[str, ...]:
