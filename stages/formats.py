@@ -203,6 +203,13 @@ def _check_file(file: Path) -> None:
         raise FormatError(f"{file}: not a regular file (expected a file or a folder of files)")
     if file.stat().st_size == 0:
         raise FormatError(f"{file}: empty file")
+    try:
+        with file.open("rb") as handle:
+            handle.read(1)
+    except PermissionError:
+        raise FormatError(f"{file}: cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise FormatError(f"{file}: cannot be read ({exc.strerror or type(exc).__name__})") from None
 
 
 @dataclass(frozen=True)
@@ -226,12 +233,12 @@ def _scan(file: Path, limit: int = HEADER_MAX_LINES) -> FileHead:
     last = ""
     try:
         with _open_text(file) as handle:
-            for raw in handle:
-                last = raw
-                if len(lines) < limit:
-                    lines.append(raw.rstrip("\r\n"))
-                elif file.suffix != ".gz":
-                    break
+            while len(lines) < limit and (line := handle.readline()):
+                lines.append(line.rstrip("\r\n"))
+                last = line
+            if file.suffix == ".gz":  # the rest, to its end: whole stream, and its last character
+                while chunk := handle.read(GZIP_CHUNK):
+                    last = chunk
         if file.suffix != ".gz":
             with file.open("rb") as handle:
                 handle.seek(-1, 2)
