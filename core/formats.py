@@ -87,10 +87,6 @@ class ColumnRule:
     fallback: ColumnRule | None = None  # used where this rule gives null; its fields may be absent
     line: int = 0
 
-    def param(self, name: str, default: str | None = None) -> str | None:
-        value = dict(self.params).get(name, default)
-        return value if value is None or isinstance(value, str) else None
-
     def mapping(self, name: str) -> dict[str, str]:
         value = dict(self.params).get(name, ())
         return dict(value) if isinstance(value, tuple) else {}

@@ -8,8 +8,10 @@ and ingest quarantines the row with its own reason, so the rules live in one
 place (`core.schemas`). A time a conversion cannot read is the one exception:
 the record is rejected as 'malformed:timestamp' (`transforms.formats.mapping`).
 
-Times are computed from their parts with make_timestamp / convert_timezone,
-so the session time zone never shifts them.
+Fixed-form times (epoch seconds, Argus, web log) are computed from their
+parts, so the session time zone never shifts them; a `timestamp` pattern is
+parsed and read back in the session zone (UTC in `stages.spark`), keeping
+its wall clock, then moved from the file's zone to UTC.
 """
 
 from __future__ import annotations
