@@ -1,25 +1,31 @@
 """Read the files operators really have and map them onto a canonical source (the IO half).
 
-`read_format(spark, fmt, path, **options)` checks each input file (present,
-not empty, has its header), reads its lines with exact line numbers, and
-hands them to the pure mapping in `transforms.formats`. It returns the
-mapped canonical landing text, the rejected lines and a small dict of facts
-(format, target source, input columns, what was carried and what dropped).
+`read_format(spark, fmt, path, **options)` takes a format (a shipped name,
+i.e. config/formats/<name>.yaml, or a `core.formats.FileFormat` read from an
+operator's own format file), checks each input file (present, not empty,
+whole, has its header, holds no field its format does not classify), reads
+its lines with exact line numbers, and hands them to the pure mapping in
+`transforms.formats`. It returns the mapped canonical landing text, the
+rejected lines and a small dict of facts (format, target source, input
+columns, what was carried and what dropped, and why).
+
+A field the format neither maps nor drops is refused, naming the file and
+the field and saying how to go on (classify it in a copy of the format
+file): an unknown column may be an identifier nobody decided about.
 
 Line numbers: each file is read with `spark.read.text` (which ends lines at
-LF, CRLF or CR and drops the terminator), tagged with the split it came from
-(`_metadata.file_block_start`) and `monotonically_increasing_id()`; a split is
-read in order by one task, so `transforms.formats.number_lines` turns the ids
-into exact 1-based line numbers with one small per-split aggregate. No
-global sort, no RDD, nothing collected, and files of any size keep their
-parallel splits.
+LF, CRLF or CR, drops the terminator and decompresses .gz), tagged with the
+split it came from and `monotonically_increasing_id()`; a split is read in
+order by one task, so `transforms.formats.number_lines` turns the ids into
+exact 1-based line numbers. No global sort, no RDD, nothing collected.
 
 A cut file: the last line of a file that does not end with a line
 terminator is marked `truncated` and rejected ('malformed:truncated'),
 since its last field may be cut short without looking wrong. Pass
 `allow_unterminated_last_line=True` for writers that omit the final newline.
-(A gzipped file is decompressed once before Spark reads it: a cut stream is
-an error naming the file.)
+A gzipped file is read once, whole, before Spark reads it (for its header,
+its last byte and its integrity): a cut stream is an error naming the file,
+not a failure in the middle of a Spark job.
 """
 
 from __future__ import annotations
@@ -29,108 +35,138 @@ import functools
 import gzip
 import re
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from core.schemas import SOURCES
+from core.format_file import load_format_file
+from core.formats import CANONICAL, FileFormat, canonical_format
+from core.schemas import SOURCES, describe_column_names
 from stages.catalog import MissingInput
 from transforms.formats import (
+    COMBINED_LOG_FIELDS,
     COMBINED_LOG_PATTERN,
-    FORMATS,
     ZEEK_EMPTY,
     ZEEK_UNSET,
-    FormatSpec,
-    canonical_spec,
     map_canonical,
     map_canonical_csv,
     map_canonical_json,
     map_lines,
     number_lines,
 )
+from transforms.formats.layouts import table_records
+from transforms.formats.mapping import map_records
 from transforms.ingest import check_landing_columns
 
+SHIPPED_FORMATS = Path(__file__).resolve().parents[1] / "config" / "formats"
+FORMAT_NAMES = (*sorted(p.stem for p in SHIPPED_FORMATS.glob("*.yaml")), "canonical")
 READER_OPTIONS = {
     "zeek": ("allow_unterminated_last_line",),
     "csv": ("allow_unterminated_last_line",),
     "combined_log": ("allow_unterminated_last_line",),
+    "json_lines": ("allow_unterminated_last_line",),
+    "parquet": (),
     "canonical": ("file_format", "allow_unterminated_last_line"),
 }
 CANONICAL_FILE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json",
                           ".ndjson": "json"}
-ZEEK_HEADER_MAX_LINES = 200  # Zeek writes about ten; anything longer is not a header
+HEADER_MAX_LINES = 200  # Zeek writes about ten header lines; anything longer is not a header
 COMBINED_LOG_PROBE_LINES = 20
-FORMAT_NAMES = {
-    "zeek_conn": "a Zeek conn log",
-    "zeek_dns": "a Zeek dns log",
-    "zeek_http": "a Zeek http log",
-    "binetflow": "an Argus binetflow CSV",
-    "combined_log": "a web server combined log",
-    "telco_customers": "an IBM telco customer CSV",
-}
+GZIP_CHUNK = 1 << 20
 
 
 class FormatError(ValueError):
     """An input file is empty or not in the format it was given as (the message names the file)."""
 
 
+class UnclassifiedField(FormatError):
+    """An input file has a field its format neither maps nor drops."""
+
+
+def shipped_format(name: str) -> FileFormat:
+    """The shipped format `name` (config/formats/<name>.yaml, or the built-in 'canonical')."""
+    if name == "canonical":
+        return CANONICAL
+    if name not in FORMAT_NAMES:
+        raise FormatError(f"unknown format '{name}' (one of {', '.join(FORMAT_NAMES)}; "
+                          "or your own format file)")
+    return _load_shipped(name)
+
+
+@functools.cache
+def _load_shipped(name: str) -> FileFormat:
+    return load_format_file(SHIPPED_FORMATS / f"{name}.yaml")
+
+
+def shipped_formats() -> list[FileFormat]:
+    return [shipped_format(n) for n in FORMAT_NAMES]
+
+
+def as_format(fmt: str | FileFormat) -> FileFormat:
+    return shipped_format(fmt) if isinstance(fmt, str) else fmt
+
+
 def read_format(
-    spark: SparkSession, fmt: str, path: Path, **options: Any
+    spark: SparkSession, fmt: str | FileFormat, path: Path, **options: Any
 ) -> tuple[DataFrame, DataFrame, dict]:
-    """Read `path` (a file, or a folder of files) as format `fmt` of `transforms.formats.FORMATS`.
+    """Read `path` (a file, or a folder of files) as format `fmt` (a shipped name or a FileFormat).
 
     Returns (mapped, rejected, facts): mapped has exactly the target source's
     canonical columns as strings, rejected has file, line_number, reason,
-    record; both are lazy. Options: `site_domain` (combined_log), `timezone`
-    (binetflow), `source` and `file_format` (canonical), and
-    `allow_unterminated_last_line` (text formats).
+    record; both are lazy. Options: the format's own (its file's `options`:
+    `site_domain` for combined_log, `timezone` for binetflow), `source` and
+    `file_format` (canonical), and `allow_unterminated_last_line` (text layouts).
     Raises MissingInput when the path is missing, FormatError when a file is
-    empty, unreadable, cut short or lacks its header, or for an unknown format,
-    option or option value, and SchemaMismatch when canonical files have other columns.
+    empty, unreadable, cut short, lacks its header or has an unclassified
+    field, or for an unknown format, option or option value, and
+    SchemaMismatch when canonical files have other columns.
     """
     path = Path(path)
-    allowed = format_options(fmt)
-    base = FORMATS[fmt]
+    spec = as_format(fmt)
+    allowed = format_options(spec)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise FormatError(
-            f"{path}: format '{fmt}' takes no option(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})"
-        )
+        raise FormatError(f"{path}: format '{spec.name}' takes no option(s) {', '.join(unknown)} "
+                          f"(allowed: {', '.join(allowed) or 'none'})")
     if not _exists(path):
         raise MissingInput(f"{path}: input not found")
     allow_unterminated = bool(options.pop("allow_unterminated_last_line", False))
-    if base.layout == "canonical":
+    if spec.layout.kind == "canonical":
         return _read_canonical(
             spark, path, options.get("source"), options.get("file_format"), allow_unterminated
         )
-    files = _input_files(path)
-    columns_in_files: list[str] = []
-    for file in files:
-        for column in _check_header(base, file):
-            if column not in columns_in_files:
-                columns_in_files.append(column)
-    lines = functools.reduce(
-        DataFrame.unionByName, [read_lines(spark, f, allow_unterminated) for f in files]
-    )
+    files = _input_files(path, recursive=spec.layout.kind == "parquet")
+    if spec.layout.kind == "parquet":
+        return _read_parquet(spark, spec, path, files, options)
+    heads = {file: _scan(file) for file in files}
+    columns: list[str] = []
+    for file, head in heads.items():
+        for column in _check_header(spec, file, head.lines):
+            if column not in columns:
+                columns.append(column)
+    lines = functools.reduce(DataFrame.unionByName, [
+        read_lines(spark, f, allow_unterminated, ends_with_newline=heads[f].ends_with_newline) for f in files
+    ])
+    if spec.layout.kind == "json_lines":
+        columns = _json_keys(lines)
+        _refuse_unclassified(spec, path, columns)
     try:
-        mapped, rejected = map_lines(fmt, lines, **options)
+        mapped, rejected = map_lines(spec, lines, **options)
     except ValueError as exc:  # an option value the mapping cannot use (e.g. an unknown time zone)
         raise FormatError(f"{path}: {exc}") from None
-    facts = _facts(base, files, columns_in_files or base.input_columns, options)
-    return mapped, rejected, facts
+    return mapped, rejected, _facts(spec, files, columns or spec.input_columns, options)
 
 
-def format_options(fmt: str) -> tuple[str, ...]:
+def format_options(fmt: str | FileFormat) -> tuple[str, ...]:
     """The options format `fmt` takes; FormatError for a format that is not known."""
-    if fmt not in FORMATS:
-        raise FormatError(f"unknown format '{fmt}' (one of {', '.join(FORMATS)})")
-    base = FORMATS[fmt]
-    return (*base.options, *READER_OPTIONS[base.layout])
+    spec = as_format(fmt)
+    return (*spec.option_names, *READER_OPTIONS[spec.layout.kind])
 
 
-# --- files and headers -----------------------------------------------------------
+# --- files ---------------------------------------------------------------------------
 
 
 def _exists(path: Path) -> bool:
@@ -158,15 +194,11 @@ def _input_files(path: Path, recursive: bool = False) -> list[Path]:
         if not files:
             raise FormatError(f"{path}: folder holds no input files")
     for file in files:
-        _check_readable(file)
+        _check_file(file)
     return files
 
 
-def _check_readable(file: Path) -> None:
-    """FormatError naming the file unless it is a non-empty regular file that can be read whole.
-
-    A gzip file is decompressed once here: Spark would otherwise fail mid-job on a cut stream.
-    """
+def _check_file(file: Path) -> None:
     if not file.is_file():
         raise FormatError(f"{file}: not a regular file (expected a file or a folder of files)")
     if file.stat().st_size == 0:
@@ -174,16 +206,16 @@ def _check_readable(file: Path) -> None:
     try:
         with file.open("rb") as handle:
             handle.read(1)
-        if file.suffix == ".gz":
-            with gzip.open(file, "rb") as stream:
-                while stream.read(1 << 20):
-                    pass
     except PermissionError:
         raise FormatError(f"{file}: cannot be read (permission denied)") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error):
-        raise FormatError(f"{file}: truncated or corrupt gzip file (expected a whole gzip stream)") from None
     except OSError as exc:
         raise FormatError(f"{file}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+
+@dataclass(frozen=True)
+class FileHead:
+    lines: list[str]  # the first lines, without terminators or a byte-order mark
+    ends_with_newline: bool
 
 
 def _open_text(file: Path) -> IO[str]:
@@ -192,34 +224,94 @@ def _open_text(file: Path) -> IO[str]:
     return file.open("r", encoding="utf-8", errors="replace", newline="")
 
 
-def _first_lines(file: Path, limit: int) -> list[str]:
-    """Up to `limit` lines from the start of the file, without terminators or a byte-order mark."""
+def _scan(file: Path, limit: int = HEADER_MAX_LINES) -> FileHead:
+    """The file's first lines and whether it ends with a line terminator, reading a .gz whole once.
+
+    FormatError naming the file when it cannot be read, is empty, or is a cut or corrupt gzip stream.
+    """
     lines: list[str] = []
-    with _open_text(file) as handle:
-        for raw in handle:
-            lines.append(raw.rstrip("\r\n"))
-            if len(lines) >= limit:
-                break
+    last = ""
+    try:
+        with _open_text(file) as handle:
+            while len(lines) < limit and (line := handle.readline()):
+                lines.append(line.rstrip("\r\n"))
+                last = line
+            if file.suffix == ".gz":  # the rest, to its end: whole stream, and its last character
+                while chunk := handle.read(GZIP_CHUNK):
+                    last = chunk
+        if file.suffix != ".gz":
+            with file.open("rb") as handle:
+                handle.seek(-1, 2)
+                last = handle.read(1).decode("latin-1")
+    except PermissionError:
+        raise FormatError(f"{file}: cannot be read (permission denied)") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        raise FormatError(f"{file}: truncated or corrupt gzip file (expected a whole gzip stream)") from None
+    except OSError as exc:
+        raise FormatError(f"{file}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     if lines:
         lines[0] = lines[0].removeprefix("\ufeff")
     if not any(line.strip() for line in lines):
         raise FormatError(f"{file}: empty file")
-    return lines
+    return FileHead(lines, last.endswith(("\n", "\r")))
 
 
-def _check_header(spec: FormatSpec, file: Path) -> list[str]:
-    """The input columns the file declares; FormatError if it lacks the header `spec` needs."""
-    if spec.layout == "zeek":
-        return _check_zeek_header(spec, file)
-    if spec.layout == "csv":
-        return _check_csv_header(spec, file)
-    _check_combined_log(file)
-    return []
+def read_lines(spark: SparkSession, file: Path, allow_unterminated: bool = False,
+               ends_with_newline: bool | None = None) -> DataFrame:
+    """The file's lines: file, line_number (1-based), value, truncated (Spark decompresses .gz)."""
+    if ends_with_newline is None:
+        ends_with_newline = _scan(file).ends_with_newline
+    scanned = spark.read.text(str(file)).select(
+        F.lit(str(file)).alias("file"),
+        F.col("value"),
+        F.col("_metadata.file_block_start").alias("block_start"),
+        F.monotonically_increasing_id().alias("row_id"),
+    )
+    cut = not ends_with_newline and not allow_unterminated
+    return number_lines(scanned).select(
+        "file", "line_number", "value", (F.col("last_line") & F.lit(cut)).alias("truncated")
+    )
 
 
-def _check_zeek_header(spec: FormatSpec, file: Path) -> list[str]:
+# --- headers and fields -----------------------------------------------------------------
+
+
+def _check_header(spec: FileFormat, file: Path, head: list[str]) -> list[str]:
+    """The input fields the file declares; FormatError if it lacks the header or fields `spec` needs."""
+    kind = spec.layout.kind
+    if kind == "zeek":
+        columns, where = _zeek_fields(spec, file, head), "#fields line"
+    elif kind == "csv" and spec.layout.header:
+        columns, where = _csv_fields(spec, head[0]), "header line"
+    elif kind == "csv":
+        columns, where = list(spec.layout.fields), "layout"
+    elif kind == "combined_log":
+        _check_combined_log(file, head)
+        columns, where = list(COMBINED_LOG_FIELDS), "the combined log's fields"
+    else:  # json_lines: the keys are found once all lines are read
+        return []
+    missing = [c for c in spec.required_columns if c not in columns]
+    if missing:
+        raise FormatError(f"{file}: not a {spec.name} file ({where} lacks {describe_column_names(missing)}; "
+                          f"format {spec.origin})")
+    _refuse_unclassified(spec, file, columns)
+    return columns
+
+
+def _refuse_unclassified(spec: FileFormat, file: Path, columns: list[str]) -> None:
+    unclassified = spec.unclassified(columns)
+    if unclassified:
+        names = describe_column_names(unclassified)
+        raise UnclassifiedField(
+            f"{file}: field(s) {names} not in format '{spec.name}' ({spec.origin}): neither mapped nor "
+            f"dropped. To go on, copy the format file, add each under 'dropped:' with a reason (or map "
+            f"it under 'columns:'), and pass --format-file <your copy>"
+        )
+
+
+def _zeek_fields(spec: FileFormat, file: Path, head: list[str]) -> list[str]:
     directives: dict[str, str] = {}
-    for line in _first_lines(file, ZEEK_HEADER_MAX_LINES):
+    for line in head:
         if not line.startswith("#"):
             break
         key, _, value = line[1:].partition(" " if line.startswith("#separator ") else "\t")
@@ -232,32 +324,21 @@ def _check_zeek_header(spec: FormatSpec, file: Path) -> list[str]:
             raise FormatError(
                 f"{file}: Zeek #{key} '{directives[key]}' is not supported (only '{expected}')"
             )
-    declared = directives.get("path")
-    if declared is not None and spec.zeek_path is not None and declared != spec.zeek_path:
-        raise FormatError(f"{file}: a Zeek '{declared}' log, not '{spec.zeek_path}' (format {spec.name})")
-    columns = directives["fields"].split("\t")
-    _require_columns(spec, file, columns, "#fields line")
-    return columns
+    declared, expected_path = directives.get("path"), spec.layout.zeek_path
+    if declared is not None and expected_path is not None and declared != expected_path:
+        raise FormatError(f"{file}: a Zeek '{declared}' log, not '{expected_path}' (format {spec.name})")
+    return directives["fields"].split("\t")
 
 
-def _check_csv_header(spec: FormatSpec, file: Path) -> list[str]:
-    header = _first_lines(file, 1)[0]
-    columns = [c.strip() for c in next(csv.reader([header]))] if header.strip() else []
-    _require_columns(spec, file, columns, "header line")
-    return columns
+def _csv_fields(spec: FileFormat, header: str) -> list[str]:
+    if not header.strip():
+        return []
+    return [c.strip() for c in next(csv.reader([header], delimiter=spec.layout.delimiter))]
 
 
-def _require_columns(spec: FormatSpec, file: Path, columns: list[str], where: str) -> None:
-    missing = [c for c in spec.required_columns if c not in columns]
-    if missing:
-        raise FormatError(
-            f"{file}: not {FORMAT_NAMES[spec.name]} ({where} lacks {', '.join(missing)})"
-        )
-
-
-def _check_combined_log(file: Path) -> None:
+def _check_combined_log(file: Path, head: list[str]) -> None:
     pattern = re.compile(COMBINED_LOG_PATTERN)
-    probe = [line for line in _first_lines(file, COMBINED_LOG_PROBE_LINES) if line.strip()]
+    probe = [line for line in head[:COMBINED_LOG_PROBE_LINES] if line.strip()]
     if not any(pattern.match(line) for line in probe):
         raise FormatError(
             f"{file}: not a web server combined log (none of its first {len(probe)} lines has "
@@ -265,45 +346,41 @@ def _check_combined_log(file: Path) -> None:
         )
 
 
-def _lacks_final_newline(file: Path) -> bool:
-    if file.suffix == ".gz":
-        return False
-    with file.open("rb") as handle:
-        handle.seek(-1, 2)
-        return handle.read(1) not in (b"\n", b"\r")
-
-
-def read_lines(spark: SparkSession, file: Path, allow_unterminated: bool = False) -> DataFrame:
-    """The file's lines: file, line_number (1-based), value, truncated."""
-    scanned = spark.read.text(str(file)).select(
-        F.lit(str(file)).alias("file"),
-        F.col("value"),
-        F.col("_metadata.file_block_start").alias("block_start"),
-        F.monotonically_increasing_id().alias("row_id"),
-    )
-    cut = _lacks_final_newline(file) and not allow_unterminated
-    return number_lines(scanned).select(
-        "file", "line_number", "value", (F.col("last_line") & F.lit(cut)).alias("truncated")
-    )
-
-
-def _facts(spec: FormatSpec, files: list[Path], columns: list[str], options: dict) -> dict:
+def _facts(spec: FileFormat, files: list[Path], columns: list[str], options: dict) -> dict:
     """Format, target, input columns and, for each, where it went or why it was dropped."""
     carried, dropped = spec.carried, spec.dropped
     return {
         "format": spec.name,
+        "format_file": spec.origin,
         "target": spec.target,
         "files": [str(f) for f in files],
         "options": dict(options),
         "input_columns": columns,
         "carried": {c: carried[c] for c in columns if c in carried},
-        "dropped": {
-            c: dropped.get(c, f"not a known {spec.name} field: not carried")
-            for c in columns
-            if c not in carried
-        },
+        "dropped": {c: dropped[c] for c in columns if c in dropped},
         "canonical_without_source": spec.canonical_without_source,
     }
+
+
+def _read_parquet(spark: SparkSession, spec: FileFormat, path: Path, files: list[Path],
+                  options: dict) -> tuple[DataFrame, DataFrame, dict]:
+    """An operator's Parquet export: its columns are the fields, each row a record."""
+    for file in files:
+        _check_parquet(file)
+    df = spark.read.parquet(str(path))
+    columns = df.columns
+    missing = [c for c in spec.required_columns if c not in columns]
+    if missing:
+        raise FormatError(f"{path}: not a {spec.name} file (columns lack {describe_column_names(missing)}; "
+                          f"format {spec.origin})")
+    _refuse_unclassified(spec, path, columns)
+    try:
+        values = spec.resolve_options(options)
+    except ValueError as exc:
+        raise FormatError(f"{path}: {exc}") from None
+    records, get = table_records(df.select("*", F.col("_metadata.file_path").alias("file")), spec)
+    mapped, rejected = map_records(records, get, spec, values)
+    return mapped, rejected, _facts(spec, files, columns, options)
 
 
 # --- canonical files ----------------------------------------------------------------
@@ -353,7 +430,7 @@ def _read_canonical(
     """Parquet through Spark's reader; CSV and JSON lines line by line, so rejects keep their line."""
     if not source:
         raise FormatError(f"{path}: format 'canonical' needs the source option (one of {', '.join(SOURCES)})")
-    spec = canonical_spec(source)
+    spec = canonical_format(source)
     target = SOURCES[source]
     files = _input_files(path, recursive=True)
     file_format = file_format or _canonical_file_format(files, path)
@@ -365,10 +442,11 @@ def _read_canonical(
     elif file_format == "csv":
         results = []
         for file in files:
-            header = _first_lines(file, 1)[0]
-            columns = [c.strip() for c in next(csv.reader([header]))]
+            head = _scan(file)
+            columns = [c.strip() for c in next(csv.reader([head.lines[0]]))]
             _check_columns(spark, columns, source, str(file))
-            results.append(map_canonical_csv(read_lines(spark, file, allow_unterminated), source, columns))
+            lines = read_lines(spark, file, allow_unterminated, head.ends_with_newline)
+            results.append(map_canonical_csv(lines, source, columns))
         mapped = functools.reduce(DataFrame.unionByName, [r.mapped for r in results])
         rejected = functools.reduce(DataFrame.unionByName, [r.rejected for r in results])
     elif file_format == "json":

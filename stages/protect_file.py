@@ -18,10 +18,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from core.config import DEFAULT_PLAUSIBLE_TIME, PlausibleTime
+from core.formats import FileFormat
 from core.keys import master_key, release_key
 from core.names import check_identifier
-from core.policy import Policy, UnclassifiedColumn
-from core.schemas import SOURCES, describe_column_names
+from core.policy import Policy
+from core.schemas import SOURCES
 from expectations.runner import validate_dataframe
 from expectations.suites import build_protected_suite
 from stages.catalog import read_parquet, write_parquet
@@ -37,17 +38,7 @@ from transforms.ingest import filter_quarantined, filter_usable, with_typed_and_
 from transforms.protect import protect, protected_columns
 
 log = logging.getLogger(__name__)
-UNKNOWN_FIELD = "not a known"
 READ_FAILURES = ("FAILED_READ_FILE", "CANNOT_READ_FILE", "PATH_NOT_FOUND")
-
-
-def _check_all_fields_known(facts: dict, input_path: Path) -> None:
-    unknown = [c for c, why in facts["dropped"].items() if why.startswith(UNKNOWN_FIELD)]
-    if unknown:
-        raise UnclassifiedColumn(
-            f"{input_path}: field(s) {describe_column_names(unknown)} of format '{facts['format']}' are not "
-            f"classified (neither mapped to the canonical schema nor declared dropped)"
-        )
 
 
 def _structural_quarantine(rejected: DataFrame, source: str) -> DataFrame:
@@ -62,7 +53,7 @@ def _structural_quarantine(rejected: DataFrame, source: str) -> DataFrame:
 
 
 def protect_file(
-    fmt: str,
+    fmt: str | FileFormat,
     input_path: Path,
     out_dir: Path,
     quarantine_dir: Path,
@@ -83,7 +74,7 @@ def protect_file(
     check_identifier(purpose, "purpose")
     key = release_key(master_key(demo), purpose, release)  # fail before reading on no key
     spark = get_spark()
-    with _read_failures_named(input_path, fmt):
+    with _read_failures_named(input_path, fmt if isinstance(fmt, str) else fmt.name):
         return _protect(spark, fmt, input_path, out_dir, quarantine_dir, policy, purpose, release,
                         key, day, plausible_time, options)
 
@@ -104,11 +95,10 @@ def _read_failures_named(input_path: Path, fmt: str) -> Iterator[None]:
                           "file of that format") from None
 
 
-def _protect(spark, fmt: str, input_path: Path, out_dir: Path, quarantine_dir: Path, policy: Policy,
-             purpose: str, release: str, key: bytes, day: dt.date | None,
+def _protect(spark, fmt: str | FileFormat, input_path: Path, out_dir: Path, quarantine_dir: Path,
+             policy: Policy, purpose: str, release: str, key: bytes, day: dt.date | None,
              plausible_time: PlausibleTime, options: dict) -> dict:
     mapped, rejected, facts = read_format(spark, fmt, input_path, **options)
-    _check_all_fields_known(facts, input_path)
     source = SOURCES[facts["target"]]
     rules = policy.resolve(source)
 
@@ -146,7 +136,7 @@ def _protect(spark, fmt: str, input_path: Path, out_dir: Path, quarantine_dir: P
     )
     summary = {
         "input": str(input_path),
-        "format": fmt,
+        "format": facts["format"],
         "target_source": source.name,
         "purpose": purpose,
         "release": release,

@@ -52,13 +52,24 @@ def _cmd_protect(args: argparse.Namespace) -> int:
     else:
         data_dir = Catalog.from_env(args.data_dir, None).data_dir
         quarantine = path_under(data_dir / "quarantine" / "protect", release)
-    options = _format_options(args)
+    fmt = _chosen_format(args)
+    options = _format_options(args, fmt)
     summary = protect_file(
-        args.format, Path(args.input), Path(args.out), quarantine, policy,
+        fmt, Path(args.input), Path(args.out), quarantine, policy,
         purpose=purpose, release=release, demo=args.demo, day=args.day,
         plausible_time=pipeline.plausible_time, **options,
     )
     print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_formats(args: argparse.Namespace) -> int:
+    from stages.formats import shipped_formats
+
+    for fmt in shipped_formats():
+        options = ", ".join(fmt.option_names) or "-"
+        print(f"{fmt.name:<16} {fmt.target or 'any source':<14} {fmt.layout.kind:<13} options: {options:<12} "
+              f"{fmt.description} [{fmt.origin}]")
     return 0
 
 
@@ -83,18 +94,32 @@ PROTECT_OPTIONS = {"site_domain": "--site-domain", "timezone": "--timezone", "so
                    "file_format": "--file-format"}
 
 
-def _format_options(args: argparse.Namespace) -> dict[str, str]:
+def _chosen_format(args: argparse.Namespace):
+    """The format of --format-file (an operator's own), else the shipped one --format names."""
+    from core.format_file import load_format_file
+    from stages.formats import shipped_format
+
+    return load_format_file(Path(args.format_file)) if args.format_file else shipped_format(args.format)
+
+
+def _format_options(args: argparse.Namespace, fmt) -> dict[str, str]:
     """The format options given, each one the format takes; --format canonical needs --source."""
     from stages.formats import FormatError, format_options
 
     given = {name: getattr(args, name) for name in PROTECT_OPTIONS if getattr(args, name) is not None}
-    allowed = format_options(args.format)
+    for item in args.option:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise FormatError(f"--option {item!r}: expected NAME=VALUE (an option of the format file)")
+        given[name] = value
+    allowed = format_options(fmt)
+    chosen = f"--format-file {args.format_file}" if args.format_file else f"--format {fmt.name}"
     for name in given:
         if name not in allowed:
-            takes = ", ".join(PROTECT_OPTIONS[o] for o in allowed if o in PROTECT_OPTIONS)
-            raise FormatError(f"{args.input}: {PROTECT_OPTIONS[name]} does not apply to --format "
-                              f"{args.format} (it takes {takes or 'none of the format options'})")
-    if args.format == "canonical" and "source" not in given:
+            takes = ", ".join(PROTECT_OPTIONS.get(o, f"--option {o}=...") for o in allowed)
+            raise FormatError(f"{args.input}: {PROTECT_OPTIONS.get(name, f'option {name}')} does not "
+                              f"apply to {chosen} (it takes {takes or 'none of the format options'})")
+    if fmt.name == "canonical" and "source" not in given:
         raise FormatError(f"{args.input}: --format canonical needs --source (which source the files hold)")
     return given
 
@@ -115,13 +140,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     prot = commands.add_parser(
         "protect", help="map a real file to its canonical source and protect it",
         description="Read a real file (Zeek conn/dns/http log, Argus binetflow CSV, web server "
-        "combined log, IBM telco customer CSV, or canonical Parquet/CSV/JSON lines), quarantine "
+        "combined log, IBM telco customer CSV, canonical Parquet/CSV/JSON lines, or any file your own "
+        "format file describes), quarantine "
         "what cannot be used, apply the privacy policy, validate, and write the protected "
         "dataset and summary.json to OUT. Pseudonyms are keyed per purpose and release.",
     )
-    prot.add_argument("--format", required=True,
-                      choices=("zeek_conn", "zeek_dns", "zeek_http", "binetflow", "combined_log",
-                               "telco_customers", "canonical"))
+    chosen = prot.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--format", help="a shipped format: config/formats/<FORMAT>.yaml, or canonical "
+                        "(`kr-reports formats` lists them)")
+    chosen.add_argument("--format-file", help="your own format file (YAML; README: 'Your own file format')")
+    prot.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                      help="an option your format file declares (repeatable)")
     prot.add_argument("--input", required=True, help="input file or folder")
     prot.add_argument("--out", required=True, help="output folder")
     prot.add_argument("--purpose", default="aggregate_reports",
@@ -145,6 +174,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     prot.add_argument("--demo", action="store_true",
                       help="allow a random per-run pseudonymization key (test data only)")
     prot.set_defaults(handler=_cmd_protect)
+
+    fmts = commands.add_parser(
+        "formats", help="list the shipped input formats (for protect --format)",
+        description="The formats shipped in config/formats/: name, target source, layout, options and "
+        "description. Copy one to start your own (protect --format-file).",
+    )
+    fmts.set_defaults(handler=_cmd_formats)
 
     kan = commands.add_parser(
         "kanon", help="make a record-level table k-anonymous (l-diverse, t-close)",
