@@ -24,7 +24,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 from pydantic import Field, field_validator
 
-from core.config import ConfigError, Frozen, _validated, load_report_specs
+from core.config import ConfigError, Frozen, load_report_specs, validated
 from core.schemas import SOURCES
 from core.sources import load_sources_config
 from flows.daily import daily_partner_reports, landing_days
@@ -89,7 +89,7 @@ class SchedulesConfig(Frozen):
 
 
 def load_schedules(path: Path = DEFAULT_SCHEDULES) -> SchedulesConfig:
-    return _validated(SchedulesConfig, path)
+    return validated(SchedulesConfig, path)
 
 
 def days_missing_a_release(days: Iterable[dt.date], reports: Iterable[str],

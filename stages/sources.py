@@ -16,21 +16,18 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from core.config import ConfigError
-from core.policy import UnclassifiedColumn
-from core.schemas import SOURCES, SourceSpec, describe_column_names
+from core.format_file import load_format_file
+from core.schemas import SOURCES, SourceSpec
 from core.sources import CANONICAL, SourceLanding, SourcesConfig
 from stages.catalog import Catalog, read_landing
-from stages.formats import FormatError, format_options, read_format
-from transforms.formats import FORMATS
+from stages.formats import FormatError, format_options, read_format, shipped_format
 
 SET_BY_THE_RUN = ("source",)  # canonical's option: the source the entry is for
-UNKNOWN_FIELD = "not a known"  # how read_format's facts mark a field no format classifies
 
 
 @dataclass(frozen=True)
@@ -47,18 +44,13 @@ class SourceFormat:
 
 
 def format_of(landing: SourceLanding) -> SourceFormat:
-    """The format an entry names: a shipped one, or its format file."""
+    """The format an entry names: a shipped one, or its format file (FormatError if unknown)."""
     if landing.format_file is not None:
-        return format_from_file(landing.format_file)
-    name = landing.format_name
-    allowed = tuple(o for o in format_options(name) if o not in SET_BY_THE_RUN)  # FormatError if unknown
-    return SourceFormat(fmt=name, name=name, target=FORMATS[name].target, options=allowed)
-
-
-def format_from_file(path: Path) -> SourceFormat:
-    """A user's format file as a SourceFormat: the one place format files are wired in."""
-    raise FormatError(f"{path}: format files are not supported yet in sources.yaml (name a shipped "
-                      f"format instead: {', '.join(FORMATS)})")
+        fmt = load_format_file(landing.format_file)
+    else:
+        fmt = shipped_format(landing.format_name)
+    allowed = tuple(o for o in format_options(fmt) if o not in SET_BY_THE_RUN)
+    return SourceFormat(fmt=fmt, name=fmt.name, target=fmt.target, options=allowed)
 
 
 def check_sources(sources: SourcesConfig) -> None:
@@ -70,7 +62,7 @@ def check_sources(sources: SourcesConfig) -> None:
         key = "format_file" if landing.format_file is not None else "format"
         try:
             fmt = format_of(landing)
-        except FormatError as exc:
+        except (FormatError, ConfigError) as exc:  # a format file's error names its own file and line
             raise ConfigError(f"{sources.key(source, key)}: {exc}") from None
         if fmt.target not in (None, source):
             raise ConfigError(f"{sources.key(source, key)}: format '{fmt.name}' reads {fmt.target} "
@@ -112,22 +104,12 @@ def read_day_input(spark: SparkSession, catalog: Catalog, source: SourceSpec, da
     options = {**landing.options, **({"source": source.name} if fmt.name == CANONICAL else {})}
     mapped, rejected = [], []
     for path in paths:
-        day_mapped, day_rejected, facts = read_format(spark, fmt.fmt, path, **options)
-        check_fields_classified(facts, path)
+        # read_format refuses a field the format neither maps nor drops, naming the file.
+        day_mapped, day_rejected, _ = read_format(spark, fmt.fmt, path, **options)
         mapped.append(day_mapped)
         rejected.append(day_rejected)
     return DayInput(functools.reduce(DataFrame.unionByName, mapped),
                     functools.reduce(DataFrame.unionByName, rejected), landing.path or "")
-
-
-def check_fields_classified(facts: dict, path: Path) -> None:
-    """UnclassifiedColumn unless every input field is mapped or declared dropped by the format."""
-    unknown = [c for c, why in facts["dropped"].items() if why.startswith(UNKNOWN_FIELD)]
-    if unknown:
-        raise UnclassifiedColumn(
-            f"{path}: field(s) {describe_column_names(unknown)} of format '{facts['format']}' are not "
-            "classified (neither mapped to the canonical schema nor declared dropped)"
-        )
 
 
 def quarantined_lines(rejected: DataFrame, source: SourceSpec) -> DataFrame:

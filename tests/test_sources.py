@@ -2,7 +2,9 @@
 
 The end-to-end run reads network_flows from a day folder of real Argus
 binetflow files (CTU-13, ../shared/data/netflow_ctu) with a few damaged lines,
-and the four other sources from the generator's landing.
+call_records from an operator's CDR export (its own column names, day-first
+local times, an IMSI column) through a format file of the operator's, and the
+three other sources from the generator's landing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import yaml
 from conftest import SHARED_DATA
 
 from core.config import ConfigError
-from core.schemas import SOURCES
+from core.schemas import MAX_DURATION_S, SOURCES
 from core.sources import GENERATOR_LANDING, SourceLanding, load_sources_config
 from stages.catalog import Catalog, MissingInput
 from stages.formats import FormatError
@@ -52,6 +54,55 @@ def write_argus_day(folder: Path) -> int:
     return len(rows) + len(BROKEN_LINES)
 
 
+# An operator's CDR export: its own names, ';', day-first Berlin wall-clock times, an IMSI beside.
+CDR_HEADER = "ACCOUNT;A_NUMBER;B_NUMBER;START_TS;DURATION;CALL_TYPE;CELL;IMSI"
+CDR_FORMAT = """\
+name: switch_cdr
+target: call_records
+description: CDR export of the switch (semicolon CSV, day-first local times)
+layout: {kind: csv, delimiter: ";", header: true}
+options:
+  timezone: {kind: timezone, default: Europe/Berlin, help: the switch's clock}
+columns:
+  account_id: {from: ACCOUNT}
+  caller_msisdn: {from: A_NUMBER}
+  callee_msisdn: {from: B_NUMBER}
+  start_time: {from: START_TS, convert: timestamp, pattern: "dd/MM/yyyy HH:mm:ss", timezone: $timezone}
+  duration_s: {from: DURATION}
+  call_type: {from: CALL_TYPE, convert: lookup, map: {v: voice, s: sms, d: data}}
+  cell_id: {from: CELL}
+dropped:
+  IMSI: "SIM identity (a device identifier): not part of call_records"
+"""
+CDR_TYPES = {"voice": "V", "sms": "S", "data": "D"}
+CDR_BROKEN = {"not_allowed:call_type":
+              "A00000001;+4915100000001;+4930000001;21/10/2013 12:00:00;60;X;C01010;1",
+              "malformed:timestamp": "A00000001;+4915100000001;+4930000001;31/02/2013 25:00:00;60;V;C01010;1",
+              "malformed:field_count": "A00000001;+4915100000001;+4930000001;21/10/2013 12:00:00"}
+
+
+def write_cdr_day(folder: Path, generated_calls: pd.DataFrame) -> pd.DataFrame:
+    """The generator's clean calls of the day as the switch exports them, plus the broken lines;
+    returns the calls written (their times in UTC, as ingest must give them back)."""
+    calls = generated_calls.dropna(subset=["account_id", "start_time", "duration_s", "call_type"])
+    calls = calls[calls["call_type"].isin(CDR_TYPES)
+                  & calls["cell_id"].astype("string").str.fullmatch(r"C\d{5}").fillna(False).astype(bool)
+                  & calls["duration_s"].astype("string").str.fullmatch(r"\d+").fillna(False).astype(bool)]
+    calls = calls[calls["duration_s"].astype(int) <= MAX_DURATION_S]  # the generator's bad rows are out
+    utc = pd.to_datetime(calls["start_time"], format="%Y-%m-%d %H:%M:%S", errors="coerce")
+    calls = calls[utc.notna() & (utc.dt.date == ARGUS_DAY)].head(400)
+    utc = pd.to_datetime(calls["start_time"], format="%Y-%m-%d %H:%M:%S").dt.tz_localize("UTC")
+    local = utc.dt.tz_convert("Europe/Berlin").dt.strftime("%d/%m/%Y %H:%M:%S")
+    rows = [";".join([a, caller or "", callee or "", when, str(d), CDR_TYPES[kind], cell or "",
+                      f"26201{i:010d}"])
+            for i, (a, caller, callee, when, d, kind, cell) in enumerate(zip(
+                calls["account_id"], calls["caller_msisdn"], calls["callee_msisdn"], local,
+                calls["duration_s"], calls["call_type"], calls["cell_id"], strict=True))]
+    folder.mkdir(parents=True)
+    (folder / "cdr.csv").write_text("\n".join([CDR_HEADER, *rows, *CDR_BROKEN.values()]) + "\n")
+    return calls
+
+
 def write_config(config_dir: Path, tmp: Path, sources: dict | str) -> Path:
     """A copy of the shipped configuration with this sources.yaml."""
     config = tmp / "config"
@@ -79,7 +130,7 @@ def test_no_sources_file_is_the_generators_landing(tmp_path):
 def test_a_format_file_is_read_from_the_config_folder(tmp_path, config_dir):
     config = write_config(config_dir, tmp_path, {
         "network_flows": {"path": "/x/{day}", "format_file": "formats/my_flows.yaml"}})
-    (config / "formats").mkdir()
+    (config / "formats").mkdir(exist_ok=True)
     (config / "formats" / "my_flows.yaml").write_text("name: my_flows\n")
     landing = load_sources_config(config).landing("network_flows")
     assert landing.format_file == config / "formats" / "my_flows.yaml"
@@ -109,7 +160,7 @@ BAD_SOURCES = [
                  r"sources\.yaml: sources: .*unknown source\(s\) flows \(expected some of subscribers",
                  id="unknown source"),
     pytest.param({"network_flows": {"path": "/x/{day}", "format": "argus"}},
-                 r"sources\.yaml: sources\.network_flows\.format: unknown format 'argus' \(one of zeek_conn",
+                 r"sources\.yaml: sources\.network_flows\.format: unknown format 'argus' \(one of binetflow, .*zeek_conn",
                  id="unknown format"),
     pytest.param({"network_flows": {"path": "/exports/argus/latest/*.binetflow", "format": "binetflow"}},
                  r"sources\.yaml: sources\.network_flows\.path: .*has no \{day\}", id="no day in the path"),
@@ -160,17 +211,13 @@ def test_a_bad_sources_file_stops_the_run_before_the_data_folder(
     assert not data.exists()
 
 
-def test_a_format_file_is_refused_before_the_data_folder_until_format_files_are_read(
-    tmp_path, config_dir, prefect_harness
-):
+def test_a_bad_format_file_is_refused_before_the_data_folder(tmp_path, config_dir, prefect_harness):
     from flows.daily import daily_partner_reports
 
     config = write_config(config_dir, tmp_path, {
         "network_flows": {"path": "/x/{day}", "format_file": "formats/my_flows.yaml"}})
-    (config / "formats").mkdir()
-    (config / "formats" / "my_flows.yaml").write_text("name: my_flows\n")
-    with pytest.raises(ConfigError, match=r"sources\.network_flows\.format_file: .*my_flows\.yaml: format "
-                                          "files are not supported yet"):
+    (config / "formats" / "my_flows.yaml").write_text("name: my_flows\n")  # no target, layout, columns
+    with pytest.raises(ConfigError, match=r"sources\.network_flows\.format_file: .*my_flows\.yaml"):
         daily_partner_reports(data_dir=str(tmp_path / "no-data"), out_dir=str(tmp_path / "out"),
                               config_dir=str(config), demo=True)
     assert not (tmp_path / "no-data").exists()
@@ -258,7 +305,8 @@ def test_an_option_value_the_format_cannot_use_is_one_line_naming_the_folder(tmp
 
 @pytest.fixture(scope="module")
 def argus_run(tmp_path_factory, spark, prefect_harness, config_dir):
-    """One daily run: network_flows from real Argus files, the rest from the generator's landing."""
+    """One daily run: network_flows from real Argus files, call_records from a CDR export read
+    through the operator's format file, the rest from the generator's landing."""
     from flows.daily import daily_partner_reports
     from stages.generate import write_landing
 
@@ -267,14 +315,22 @@ def argus_run(tmp_path_factory, spark, prefect_harness, config_dir):
     generated = write_landing(data / "landing", n_subscribers=300, days=1, seed=13, bad_row_rate=0.03,
                               start_date=ARGUS_DAY)
     lines = write_argus_day(data / "exports" / "argus" / ARGUS_DAY.isoformat())
-    config = write_config(config_dir, root, {"network_flows": ARGUS_ENTRY})  # the others: not listed
+    landing_calls = pd.read_parquet(data / "landing" / "call_records" / f"date={ARGUS_DAY.isoformat()}")
+    calls = write_cdr_day(data / "exports" / "cdr" / ARGUS_DAY.strftime("%Y%m%d"), landing_calls)
+    config = write_config(config_dir, root, {
+        "network_flows": ARGUS_ENTRY,
+        "call_records": {"path": "exports/cdr/{day:%Y%m%d}/cdr.csv",
+                         "format_file": "formats/switch_cdr.yaml"},
+    })  # the others: not listed
+    (config / "formats" / "switch_cdr.yaml").write_text(CDR_FORMAT)
     # binetflow's account is the source address, which no generated subscriber has: every
     # subscriber's usage band is the same, so the analyst zone can be k-anonymous, not l-diverse.
     analyst = yaml.safe_load((config / "analyst.yaml").read_text())
     (config / "analyst.yaml").write_text(yaml.safe_dump({**analyst, "l": None}))
     summary = daily_partner_reports(day=ARGUS_DAY.isoformat(), data_dir=str(data), out_dir=str(out),
                                     config_dir=str(config), demo=True)
-    return {"data": data, "summary": summary, "generated": generated, "lines": lines, "config": config}
+    return {"data": data, "summary": summary, "generated": generated, "lines": lines, "config": config,
+            "calls": calls}
 
 
 def test_the_run_over_an_argus_export_releases_every_report(argus_run):
@@ -309,6 +365,35 @@ def test_every_argus_line_is_kept_or_quarantined_with_its_reason(argus_run, spar
 
 def test_the_other_sources_still_come_from_the_generators_landing(argus_run):
     sources = {s["source"]: s for s in argus_run["summary"]["sources"]}
-    for name in ("subscribers", "devices", "call_records", "web_visits"):
+    for name in ("subscribers", "devices", "web_visits"):
         assert sources[name]["rows_in"] == argus_run["generated"]["rows"][name], name
         assert sources[name]["rows_quarantined"] == argus_run["generated"]["rows_corrupted"][name], name
+
+
+def test_a_cdr_export_with_its_own_names_is_read_through_the_operators_format_file(argus_run):
+    sources = {s["source"]: s for s in argus_run["summary"]["sources"]}
+    cdr, calls = sources["call_records"], argus_run["calls"]
+    assert cdr["rows_in"] == len(calls) + len(CDR_BROKEN)
+    assert cdr["rows_in"] == cdr["rows_kept"] + cdr["rows_quarantined"]
+    assert cdr["rows_quarantined"] == len(CDR_BROKEN), cdr["quarantined_by_reason"]
+    assert {reason: cdr["quarantined_by_reason"].get(reason) for reason in CDR_BROKEN} == dict.fromkeys(
+        CDR_BROKEN, 1)
+    raw = pd.read_parquet(argus_run["data"] / "raw" / "call_records" / f"date={ARGUS_DAY.isoformat()}")
+    assert "IMSI" not in raw.columns and "imsi" not in raw.columns
+    # Berlin wall-clock times came back as the UTC instants the generator drew.
+    expected = sorted(pd.to_datetime(calls["start_time"], format="%Y-%m-%d %H:%M:%S"))
+    assert sorted(pd.to_datetime(raw["start_time"]).dt.tz_localize(None)) == expected
+    assert sorted(raw["call_type"].value_counts().to_dict().items()) == sorted(
+        calls["call_type"].value_counts().to_dict().items())
+
+
+def test_no_number_of_the_cdr_export_is_left_in_the_protected_zone(argus_run):
+    calls = argus_run["calls"]
+    numbers = set(calls["caller_msisdn"].dropna()) | set(calls["callee_msisdn"].dropna()) | set(
+        calls["account_id"])
+    protected = pd.read_parquet(argus_run["data"] / "protected" / "call_records" /
+                                f"date={ARGUS_DAY.isoformat()}")
+    assert len(protected) > 0
+    texts = {str(v) for column in protected.columns for v in protected[column].dropna().unique()}
+    assert not (texts & numbers)
+    assert not any(text.startswith("26201") for text in texts)  # no IMSI
