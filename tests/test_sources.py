@@ -160,7 +160,8 @@ BAD_SOURCES = [
                  r"sources\.yaml: sources: .*unknown source\(s\) flows \(expected some of subscribers",
                  id="unknown source"),
     pytest.param({"network_flows": {"path": "/x/{day}", "format": "argus"}},
-                 r"sources\.yaml: sources\.network_flows\.format: unknown format 'argus' \(one of binetflow, .*zeek_conn",
+                 r"sources\.yaml: sources\.network_flows\.format: unknown format 'argus' \(one of "
+                 r"binetflow, .*zeek_conn",
                  id="unknown format"),
     pytest.param({"network_flows": {"path": "/exports/argus/latest/*.binetflow", "format": "binetflow"}},
                  r"sources\.yaml: sources\.network_flows\.path: .*has no \{day\}", id="no day in the path"),
