@@ -17,12 +17,13 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.errors import KrReportsError
 from core.names import check_identifier
 from core.schemas import SOURCES, TimeRange
 from core.signing import parse_reference
 
 
-class ConfigError(ValueError):
+class ConfigError(KrReportsError, ValueError):
     """A configuration file is missing or does not match its model."""
 
 

@@ -33,6 +33,7 @@ from pydantic import BaseModel
 
 from core import dp
 from core.config import Aggregation, ReportSpec
+from core.errors import InternalAlarm
 from core.report_page import PUBLISHED, WITHHELD
 
 CONFIG, NOISY, RECORD = "config", "noisy", "record"
@@ -41,7 +42,7 @@ ANY_KEY = "*"
 ITEMS = "[]"
 
 
-class DisclosureError(RuntimeError):
+class DisclosureError(InternalAlarm, RuntimeError):
     """A delivery would carry a field or a column that is neither private nor public."""
 
 

@@ -54,6 +54,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from core.accounting import Cost, fits, guarantee, largest_windows, total
+from core.errors import KrReportsError
 
 LEDGER_URL_ENV = "KR_LEDGER_URL"
 LEDGER_FILE = "ledger.sqlite"
@@ -123,7 +124,7 @@ _COSTS_WITHOUT_PARTS = sa.text("UPDATE charges SET approx_epsilon = epsilon, app
 _LOCK_CHARGES = sa.text("LOCK TABLE charges IN SHARE ROW EXCLUSIVE MODE")
 
 
-class BudgetExceeded(RuntimeError):
+class BudgetExceeded(KrReportsError, RuntimeError):
     """A release would take a rolling window over a limit. The message is one line for people."""
 
     def __init__(self, message: str, report: str, period: dt.date, returns_on: dt.date | None):
@@ -131,11 +132,11 @@ class BudgetExceeded(RuntimeError):
         self.report, self.period, self.returns_on = report, period, returns_on
 
 
-class LedgerMissing(RuntimeError):
+class LedgerMissing(KrReportsError, RuntimeError):
     """No ledger where one must already exist (it was deleted, emptied, or its URL changed)."""
 
 
-class ChargeMismatch(RuntimeError):
+class ChargeMismatch(KrReportsError, RuntimeError):
     """A release id is already charged, for other terms or for a release already stored."""
 
 

@@ -27,12 +27,14 @@ from diffprivlib.mechanisms import GaussianDiscrete, Geometric
 from scipy.optimize import minimize_scalar
 from scipy.stats import norm
 
+from core.errors import KrReportsError
+
 # diffprivlib's discrete Gaussian sampler loops O(sigma) times per draw: about 1 microsecond
 # per unit of sigma here, so 20 ms a draw at the limit.
 MAX_DISCRETE_GAUSSIAN_SCALE = 2e4
 
 
-class CalibrationError(ValueError):
+class CalibrationError(KrReportsError, ValueError):
     """Noise that cannot be calibrated or sampled as asked."""
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.errors import InternalAlarm
+
 STORE_FILE = "store.json"
 RECORD_FILE = "release.json"
 TABLE_FILE = "release.parquet"
@@ -34,7 +36,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PERIOD = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-class StoreError(RuntimeError):
+class StoreError(InternalAlarm, RuntimeError):
     """The release store is not what the ledger or the caller expects."""
 
 

@@ -54,6 +54,7 @@ from core.config import (
     load_pipeline_config,
     load_report_specs,
 )
+from core.errors import KrReportsError
 from core.keys import master_key
 from core.ledger import BudgetExceeded, BudgetStatus, Ledger, NewRelease, ledger_location
 from core.locking import data_folder_lock
@@ -67,12 +68,10 @@ from stages.catalog import Catalog
 from stages.delivery import check_delivery_setup, deliver, remove_staging_leftovers
 from stages.spark import error_condition
 
-PROJECT_PACKAGES = ("kr_reports", "flows", "stages", "expectations", "transforms", "core")
-
 
 def is_project_error(exc: BaseException) -> bool:
     """Raised by this project's code: its message names no data value, and a retry fails alike."""
-    return type(exc).__module__.split(".")[0] in PROJECT_PACKAGES
+    return isinstance(exc, KrReportsError)
 
 
 def _worth_retrying(task, task_run, state) -> bool:
@@ -85,7 +84,7 @@ IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _wor
               "cache_policy": NO_CACHE}
 
 
-class StageFailed(RuntimeError):
+class StageFailed(KrReportsError, RuntimeError):
     """A stage of the run failed; the message names the stage, the dataset and the day."""
 
 

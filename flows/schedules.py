@@ -25,6 +25,7 @@ from prefect.schedules import Cron
 from pydantic import Field, field_validator
 
 from core.config import ConfigError, Frozen, _validated, load_report_specs
+from core.errors import KrReportsError
 from flows.daily import daily_partner_reports, landing_days
 from stages.catalog import SYNTHETIC_GENERATOR, Catalog
 
@@ -97,7 +98,7 @@ def days_missing_a_release(days: Iterable[dt.date], reports: Iterable[str],
     return sorted(day for day in set(days) if any(not stored(name, day) for name in names))
 
 
-class CatchUpFailed(RuntimeError):
+class CatchUpFailed(KrReportsError, RuntimeError):
     """Some days of a catch-up run failed; the message names them and their failing stage."""
 
 

@@ -37,6 +37,7 @@ from core.config import (
     load_pipeline_config,
 )
 from core.dp import METRIC_PARTS, MetricPlan, PlanError, ReportPlan, plan_aggregation, quantile_rank_sd
+from core.errors import KrReportsError
 from core.kanon.metrics import SUPPRESSED
 from core.ledger import LEDGER_FILE, LEDGER_URL_ENV, budget_status, charges_table
 from core.policy import ADDON_PREFIX, derived_origin
@@ -65,7 +66,7 @@ DEFAULT_ROWS_PER_CELL = 100.0  # the cell size errors are quoted for when the da
 PANEL_COLUMNS = 4  # panels per row of a figure with one panel per metric
 
 
-class TruthUnavailable(LookupError):
+class TruthUnavailable(KrReportsError, LookupError):
     """The protected zone neither holds nor derives a column the report reads."""
 
 

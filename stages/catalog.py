@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
+from core.errors import KrReportsError
 from core.schemas import SourceSpec
 from core.store import ReleaseStore
 
@@ -34,7 +35,7 @@ LANDING_MARKER = ".complete"
 SYNTHETIC_GENERATOR = "kr-reports generate"  # the landing marker's `generator` when the generator wrote it
 
 
-class MissingInput(FileNotFoundError):
+class MissingInput(KrReportsError, FileNotFoundError):
     """An input dataset the run needs is not there."""
 
 

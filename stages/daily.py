@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame
 
 from core import dp
 from core.config import DEFAULT_PLAUSIBLE_TIME, Aggregation, PlausibleTime, ReportSpec
+from core.errors import KrReportsError
 from core.keys import derive_key, master_key
 from core.ledger import Ledger, NewRelease, ledger_location
 from core.policy import Policy
@@ -42,7 +43,7 @@ from transforms.report_inputs import (
 log = logging.getLogger(__name__)
 
 
-class RowConservationError(RuntimeError):
+class RowConservationError(KrReportsError, RuntimeError):
     """Rows in != rows kept + rows quarantined."""
 
 

@@ -54,6 +54,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from core import disclosure, report_page
 from core.config import ConfigError, Partner, ReportSpec
+from core.errors import KrReportsError
 from core.names import check_identifier, path_under
 from core.private import shared_mode
 from core.signing import (
@@ -82,7 +83,7 @@ VERSIONED_PACKAGES = (
 )
 
 
-class DeliveryInvalid(RuntimeError):
+class DeliveryInvalid(KrReportsError, RuntimeError):
     """A delivery does not verify: incomplete, altered, or signed by another key."""
 
 

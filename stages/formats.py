@@ -35,6 +35,7 @@ from typing import IO, Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from core.errors import KrReportsError
 from core.schemas import SOURCES
 from stages.catalog import MissingInput
 from transforms.formats import (
@@ -72,7 +73,7 @@ FORMAT_NAMES = {
 }
 
 
-class FormatError(ValueError):
+class FormatError(KrReportsError, ValueError):
     """An input file is empty or not in the format it was given as (the message names the file)."""
 
 

@@ -24,6 +24,7 @@ from core.kanon import models as M
 from core.kanon.hierarchy import Hierarchy, find_hierarchies
 from core.kanon.lattice import search_optimal
 from core.kanon.metrics import information_loss, reidentification_risk
+from core.kanon.models import KAnonymityError
 from core.store import write_atomically
 from stages.spark import get_spark
 from transforms.kanon.full_domain import apply_transformation, frequency_table
@@ -33,10 +34,6 @@ from transforms.kanon.verify import Verification, verify
 
 REASON_COLUMN = "reason"
 RISK_THRESHOLD = 0.2  # a record is "at risk" above a 1-in-5 chance of re-identification
-
-
-class KAnonymityError(ValueError):
-    """Bad kanon input, no anonymous transformation, or an output that fails verification."""
 
 
 @dataclass(frozen=True)

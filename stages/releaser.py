@@ -38,6 +38,7 @@ from pyspark.sql import DataFrame
 
 from core import dp, noising
 from core.config import UNIT_COLUMN, Aggregation, Delivery, PipelineConfig, load_pipeline_config
+from core.errors import KrReportsError
 from core.ledger import (
     CHARGED,
     Charge,
@@ -56,7 +57,7 @@ INTERNAL_RECIPIENT = "internal"
 INTERNAL_PURPOSE = "internal_analysis"
 
 
-class ReleaseRefused(RuntimeError):
+class ReleaseRefused(KrReportsError, RuntimeError):
     """The release store and the ledger disagree, or a release cannot be made as asked."""
 
 

@@ -47,6 +47,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from core.kanon.hierarchy import Hierarchy
+from core.kanon.models import KAnonymityError
 
 PREFIX = "__mondrian_"
 PART = f"{PREFIX}part"
@@ -119,10 +120,6 @@ class MondrianRecoding:
 
     def unpersist(self) -> None:
         self.cached.unpersist()
-
-
-class KAnonymityError(ValueError):
-    """An output with an equivalence class smaller than k."""
 
 
 # --- domains: QIs as ranks ---------------------------------------------------------------------------
