@@ -27,6 +27,7 @@ from matplotlib.ticker import NullFormatter
 from scipy.optimize import brentq
 
 from core import mechanisms as mech
+from core.cells import PUBLISHED, RELEASED, STATUS, ci95_high_column, ci95_low_column, noise_sd_column
 from core.config import (
     Aggregation,
     Budget,
@@ -40,25 +41,29 @@ from core.dp import METRIC_PARTS, MetricPlan, PlanError, ReportPlan, plan_aggreg
 from core.errors import KrReportsError
 from core.kanon.metrics import SUPPRESSED
 from core.ledger import LEDGER_FILE, LEDGER_URL_ENV, budget_status, charges_table
-from core.policy import ADDON_PREFIX, derived_origin
+from core.policy import derived_origin
+from core.report_columns import (
+    ADDON_PREFIX,
+    ADDONS,
+    CATEGORY,
+    CELL_AREA,
+    CELL_AREA_LENGTH,
+    CELL_ID,
+    DOMAIN,
+    DOMAIN_CATEGORIES,
+    EVENT_HOUR,
+    HOUR,
+    PROFILE_ATTRIBUTES,
+)
 from core.schemas import SOURCES
 from stages.catalog import Catalog
 from stages.delivery import parse_delivery_folder, verify_checksums
 from stages.reference import parse_domain_categories, shipped_reference
 from transforms.generalize import UNCATEGORIZED
-from transforms.report_inputs import (
-    CELL_AREA_LENGTH,
-    DOMAIN_CATEGORIES,
-    EVENT_HOUR,
-    PROFILE_ATTRIBUTES,
-    UNIT,
-    references_read,
-    sources_read,
-)
+from transforms.report_inputs import UNIT, references_read, sources_read
 
 REPORT_ENV = "KR_REPORT"
 CONFIG_ENV = "KR_CONFIG_DIR"
-PUBLISHED = ("released", "remainder")  # statuses whose values a partner sees
 # Metrics whose empty cell is truly 0; a mean or a quantile of no rows has no value.
 ZERO_WHEN_EMPTY = ("count", "count_distinct_subscribers", "sum", "histogram")
 COUNTED = ("count", "count_distinct_subscribers", "histogram")
@@ -188,7 +193,7 @@ def delivery_summary(delivery: Delivery) -> pd.DataFrame:
     """What was released, to whom, at which privacy cost (one row per fact)."""
     m, spec = delivery.manifest, delivery.aggregation
     bounds = spec.contribution
-    statuses = delivery.data["status"].value_counts().sort_index()
+    statuses = delivery.data[STATUS].value_counts().sort_index()
     facts = {
         "report": m["report"], "partner": m["partner"], "purpose": m["purpose"],
         "period": m["period"], "release": m["release_id"], "accounting": spec.accounting,
@@ -223,15 +228,15 @@ def released_values(delivery: Delivery, output: str) -> pd.DataFrame:
 
 def table_values(data: pd.DataFrame, keys: Sequence[str], output: str) -> pd.DataFrame:
     """`released_values` of any release table (a delivery's, or one from the Releaser)."""
-    published = data[data["status"].isin(PUBLISHED) & data[output].notna()]
+    published = data[data[STATUS].isin(PUBLISHED) & data[output].notna()]
     keys = list(keys)
-    frame = published[[*keys, "status"]].copy()
+    frame = published[[*keys, STATUS]].copy()
     frame.insert(len(keys), "cell", _cell_labels(published, keys))
     frame["output"] = output
     frame["released"] = published[output].astype(float)
-    frame["noise_sd"] = published[f"{output}_noise_sd"].astype(float)
-    frame["low"] = published[f"{output}_ci95_low"].astype(float)
-    frame["high"] = published[f"{output}_ci95_high"].astype(float)
+    frame["noise_sd"] = published[noise_sd_column(output)].astype(float)
+    frame["low"] = published[ci95_low_column(output)].astype(float)
+    frame["high"] = published[ci95_high_column(output)].astype(float)
     return frame.reset_index(drop=True)
 
 
@@ -261,12 +266,12 @@ def _domain_category(domains: pd.Series, categories: pd.DataFrame) -> pd.Series:
 
 def _with_derived(df: pd.DataFrame, column: str, frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """pandas twin of `transforms.report_inputs._with_derived`; `df` unchanged when not derivable."""
-    if column == "category" and "domain" in df and DOMAIN_CATEGORIES in frames:
-        return df.assign(category=_domain_category(df["domain"], frames[DOMAIN_CATEGORIES]))
-    if column == "cell_area" and "cell_id" in df:
-        return df.assign(cell_area=df["cell_id"].str[:CELL_AREA_LENGTH])
-    if column.startswith(ADDON_PREFIX) and "addons" in df:
-        return df.assign(**{column: _has_addon(df["addons"], column.removeprefix(ADDON_PREFIX))})
+    if column == CATEGORY and DOMAIN in df and DOMAIN_CATEGORIES in frames:
+        return df.assign(**{CATEGORY: _domain_category(df[DOMAIN], frames[DOMAIN_CATEGORIES])})
+    if column == CELL_AREA and CELL_ID in df:
+        return df.assign(**{CELL_AREA: df[CELL_ID].str[:CELL_AREA_LENGTH]})
+    if column.startswith(ADDON_PREFIX) and ADDONS in df:
+        return df.assign(**{column: _has_addon(df[ADDONS], column.removeprefix(ADDON_PREFIX))})
     return df
 
 
@@ -280,7 +285,7 @@ def with_report_keys(source: str, frames: Mapping[str, pd.DataFrame],
         attributes = [c for c in PROFILE_ATTRIBUTES if c in profile.columns and c not in df.columns]
         df = df.merge(profile[[UNIT, *attributes]], on=UNIT, how="left")
     if source in EVENT_HOUR:
-        df = df.assign(hour=pd.to_datetime(df[EVENT_HOUR[source]]).dt.hour)
+        df = df.assign(**{HOUR: pd.to_datetime(df[EVENT_HOUR[source]]).dt.hour})
     for column in dict.fromkeys(columns):
         if column not in df.columns:
             df = _with_derived(df, column, frames)
@@ -383,7 +388,7 @@ def true_vs_released(released: pd.DataFrame, truth: pd.DataFrame, output: str,
     (0 for counts and sums, NaN for means and quantiles, which are then left out).
     Remainder rows are left out: their true value is no single cell's.
     """
-    cells = released[released["status"] == "released"]
+    cells = released[released[STATUS] == RELEASED]
     keys = list(cells.columns[: list(cells.columns).index("cell")])  # as `released_values` orders them
     typed = truth[[*keys, output]].astype({k: cells[k].dtype for k in keys})
     merged = cells.merge(typed.rename(columns={output: "true"}), on=keys, how="left")
@@ -840,7 +845,7 @@ def plot_true_vs_released(ax, comparison: pd.DataFrame, output: str):
 
 
 def plot_status_counts(ax, delivery: Delivery):
-    counts = delivery.data["status"].value_counts().sort_index()
+    counts = delivery.data[STATUS].value_counts().sort_index()
     ax.bar(counts.index, counts.to_numpy())
     ax.set_ylabel("rows")
     ax.set_title("cells by status")

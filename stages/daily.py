@@ -19,6 +19,7 @@ from core.errors import KrReportsError
 from core.keys import derive_key, master_key
 from core.ledger import Ledger, NewRelease, ledger_location
 from core.policy import Policy
+from core.report_columns import DOMAIN_CATEGORIES
 from core.schemas import SOURCES
 from expectations.runner import validate_dataframe
 from expectations.suites import build_protected_suite, build_raw_suite, build_release_suite
@@ -33,12 +34,7 @@ from transforms.ingest import (
     with_typed_and_reasons,
 )
 from transforms.protect import References, protect, protected_columns
-from transforms.report_inputs import (
-    DOMAIN_CATEGORIES,
-    references_read,
-    report_input,
-    sources_read,
-)
+from transforms.report_inputs import references_read, report_input, sources_read
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 
 from core import dp, noising
+from core.cells import STATUS
 from core.config import UNIT_COLUMN, Aggregation, Delivery, PipelineConfig, load_pipeline_config
 from core.errors import KrReportsError
 from core.ledger import (
@@ -285,12 +286,12 @@ def with_text_types(noisy: pd.DataFrame, plan: dp.ReportPlan) -> pd.DataFrame:
     """
     text = [k.column for k in plan.aggregation.group_by
             if k.private or not isinstance(plan.public_keys[k.column][0], int)]
-    return noisy.astype({column: "string" for column in [*text, "status"]})
+    return noisy.astype({column: "string" for column in [*text, STATUS]})
 
 
 def _record(plan: dp.ReportPlan, charge: Charge, ledger_id: str, period: dt.date, number: int,
             table: pd.DataFrame, delivery: Delivery | None) -> dict:
-    statuses = table["status"].value_counts()
+    statuses = table[STATUS].value_counts()
     aggregation = plan.aggregation
     return {
         "release_id": charge.release_id,
