@@ -38,6 +38,7 @@ from core.cells import (
 )
 from core.config import ReportSpec
 from core.dp import insufficient_column
+from core.release_record import ReleaseRecord
 
 MAX_PANELS = 36
 MAX_POINTS = 48
@@ -129,21 +130,20 @@ class PageInfo:
     metrics: tuple[MetricInfo, ...]
 
 
-def page_info(spec: ReportSpec, release: dict) -> PageInfo:
+def page_info(spec: ReportSpec, release: ReleaseRecord) -> PageInfo:
     """The page's metadata from a report spec and its stored release record."""
     aggregation, delivery = spec.aggregation, spec.delivery
-    recorded = {m["name"]: m for m in release["metrics"]}
     metrics = tuple(
         MetricInfo(m.name, m.kind, m.column, m.lower, m.upper, m.bins,
-                   tuple(recorded[m.name]["outputs"]), _number(recorded[m.name].get("epsilon")),
-                   _number(recorded[m.name].get("rho")))
+                   release.metric(m.name).outputs, _number(release.metric(m.name).epsilon),
+                   _number(release.metric(m.name).rho))
         for m in aggregation.metrics
     )
     return PageInfo(
-        report=spec.name, partner=delivery.partner, purpose=delivery.purpose, period=release["period"],
-        release_id=release["release_id"], group_keys=aggregation.group_columns,
+        report=spec.name, partner=delivery.partner, purpose=delivery.purpose, period=release.period,
+        release_id=release.release_id, group_keys=aggregation.group_columns,
         private_keys=aggregation.private_keys,
-        accounting=aggregation.accounting, epsilon=float(release["epsilon"]), delta=float(release["delta"]),
+        accounting=aggregation.accounting, epsilon=float(release.epsilon), delta=float(release.delta),
         max_groups=aggregation.contribution.max_groups_per_subscriber,
         max_rows=aggregation.contribution.max_rows_per_group,
         min_subscribers=aggregation.min_subscribers, sparse_cells=aggregation.sparse_cells,
