@@ -32,8 +32,9 @@ from collections.abc import Iterator
 from pydantic import BaseModel
 
 from core import dp
+from core.cells import STATUSES
 from core.config import Aggregation, ReportSpec
-from core.report_page import PUBLISHED, WITHHELD
+from core.errors import InternalAlarm
 
 CONFIG, NOISY, RECORD = "config", "noisy", "record"
 PROVENANCES = (CONFIG, NOISY, RECORD)
@@ -41,7 +42,7 @@ ANY_KEY = "*"
 ITEMS = "[]"
 
 
-class DisclosureError(RuntimeError):
+class DisclosureError(InternalAlarm, RuntimeError):
     """A delivery would carry a field or a column that is neither private nor public."""
 
 
@@ -90,7 +91,7 @@ MANIFEST_FIELDS: dict[str, str] = {
     **_each(CONFIG, _PART, "part", "mechanism", "sensitivity", "noise_sd", "ci95_half_width"),
     **{f"spec.{path}": CONFIG for path in model_paths(ReportSpec)},
     "rows_released": NOISY,  # cells in the data file
-    **_each(NOISY, "cells_by_status.", *PUBLISHED, *WITHHELD),
+    **_each(NOISY, "cells_by_status.", *STATUSES),
     "validation.suite": CONFIG,
     **_each(NOISY, "validation.", "success", "evaluated", "failed"),  # expectations, not rows
     f"software.{ANY_KEY}": CONFIG,

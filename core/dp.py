@@ -28,6 +28,7 @@ import numpy as np
 
 from core import mechanisms as mech
 from core.accounting import Cost, approx_dp_cost, pure_dp_cost, total, zcdp_cost
+from core.cells import CELL_COLUMNS, output_columns
 from core.config import Aggregation, GroupKey, Metric
 from core.kinds import (  # noqa: F401 - the plan's names for them, as its callers import them
     MetricKind,
@@ -218,10 +219,10 @@ def plan_aggregation(aggregation: Aggregation, regions: tuple[str, ...]) -> Repo
 
 
 def release_columns(plan: ReportPlan) -> list[str]:
-    columns = [*plan.group_columns, "status", "cells_merged"]
+    columns = [*plan.group_columns, *CELL_COLUMNS]
     for metric in plan.metrics:
         for output in metric.outputs:
-            columns += [output, f"{output}_noise_sd", f"{output}_ci95_low", f"{output}_ci95_high"]
+            columns += output_columns(output)
         columns += metric.measure.flag_columns()
     return columns
 
@@ -233,8 +234,7 @@ def share_column(metric_name: str) -> str:
 def published_columns(plan: ReportPlan) -> list[str]:
     """The stored release's columns: the noised ones, then the shares computed from them."""
     shares = [share_column(m.name) for m in plan.metrics if m.metric.share_across]
-    return release_columns(plan) + [
-        f"{s}{suffix}" for s in shares for suffix in ("", "_noise_sd", "_ci95_low", "_ci95_high")]
+    return release_columns(plan) + [column for s in shares for column in output_columns(s)]
 
 
 def count_columns(plan: ReportPlan) -> list[str]:

@@ -20,6 +20,8 @@ import os
 import secrets
 from collections.abc import Callable
 
+from core.errors import KrReportsError
+
 KEY_ENV = "KR_PSEUDONYM_KEY"
 KEY_BLOCK_ENV = "KR_PSEUDONYM_KEY_BLOCK"
 MIN_KEY_BYTES = 32
@@ -30,7 +32,7 @@ _demo_key: bytes | None = None
 _secret_store: Callable[[str], str] | None = None
 
 
-class PseudonymKeyError(RuntimeError):
+class PseudonymKeyError(KrReportsError, RuntimeError):
     """No usable pseudonymization key."""
 
 

@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.errors import KrReportsError
+
 LOCK_FILE = ".run.lock"
 
 
-class RunInProgress(RuntimeError):
+class RunInProgress(KrReportsError, RuntimeError):
     """Another run holds the data folder."""
 
 

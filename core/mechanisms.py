@@ -27,6 +27,8 @@ from diffprivlib.mechanisms import GaussianDiscrete, Geometric
 from scipy.optimize import minimize_scalar
 from scipy.stats import norm
 
+from core.errors import KrReportsError
+
 # The confidence of every interval a release states (core.kinds, core.quantile_tree, explain).
 CONFIDENCE = 0.95
 # diffprivlib's discrete Gaussian sampler loops O(sigma) times per draw: about 1 microsecond
@@ -34,7 +36,7 @@ CONFIDENCE = 0.95
 MAX_DISCRETE_GAUSSIAN_SCALE = 2e4
 
 
-class CalibrationError(ValueError):
+class CalibrationError(KrReportsError, ValueError):
     """Noise that cannot be calibrated or sampled as asked."""
 
 

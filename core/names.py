@@ -13,12 +13,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from core.errors import KrReportsError
+
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 IDENTIFIER_RULE = ("a letter or digit, then letters, digits, '.', '_' or '-' "
                    "(at most 128 characters, no '..')")
 
 
-class UnsafeName(ValueError):
+class UnsafeName(KrReportsError, ValueError):
     """A name or path from input that could leave the folder it belongs in."""
 
 

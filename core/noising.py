@@ -32,6 +32,19 @@ import numpy as np
 import pandas as pd
 from diffprivlib.utils import check_random_state
 
+from core.cells import (
+    CELL_COLUMNS,
+    CELLS_MERGED,
+    MERGED,
+    RELEASED,
+    REMAINDER,
+    STATUS,
+    SUPPRESSED,
+    WITHHELD,
+    ci95_high_column,
+    ci95_low_column,
+    noise_sd_column,
+)
 from core.dp import MetricPlan, ReportPlan, release_columns
 from core.kinds import BUCKET, ROWS, UNITS, CellOutputs, Output, is_insufficient  # noqa: F401
 from core.mechanisms import IntegerNoise
@@ -115,11 +128,11 @@ def _remainders(cells: pd.DataFrame, parts: dict, sparse: np.ndarray, plan: Repo
 def _frame(keys: pd.DataFrame, plan: ReportPlan, outputs: dict[str, Output], status, merged,
            placed: dict[str, CellOutputs]) -> pd.DataFrame:
     frame = keys.reset_index(drop=True).copy()
-    frame["status"] = status
-    frame["cells_merged"] = merged
+    frame[STATUS] = status
+    frame[CELLS_MERGED] = merged
     for name, out in outputs.items():
-        frame[name], frame[f"{name}_noise_sd"] = out.value, out.sd
-        frame[f"{name}_ci95_low"], frame[f"{name}_ci95_high"] = out.low, out.high
+        frame[name], frame[noise_sd_column(name)] = out.value, out.sd
+        frame[ci95_low_column(name)], frame[ci95_high_column(name)] = out.low, out.high
     for cell_outputs in placed.values():
         for flag, values in cell_outputs.flags.items():
             frame[flag] = pd.array(values, dtype="boolean")
@@ -144,15 +157,15 @@ def noisy_release(
     placed = {m.name: m.measure.place(m, _noisy_trees(m, cells, buckets, keys, random_state), len(cells))
               for m in plan.metrics}
     placed = {name: outputs for name, outputs in placed.items() if outputs is not None}
-    frame = _frame(cells[keys], plan, _all_outputs(plan, parts, ones, placed), "released", ones, placed)
+    frame = _frame(cells[keys], plan, _all_outputs(plan, parts, ones, placed), RELEASED, ones, placed)
     k = plan.aggregation.min_subscribers
     if k is None:
         return _typed(frame, plan, cells)
     sparse = parts[_k_metric(plan).name, "value"] < k
-    frame.loc[sparse, "status"] = "merged" if plan.aggregation.sparse_cells == "roll_up" else "suppressed"
+    frame.loc[sparse, STATUS] = MERGED if plan.aggregation.sparse_cells == "roll_up" else SUPPRESSED
     if plan.aggregation.sparse_cells == "roll_up" and sparse.any():
         frame = pd.concat([frame, _remainder_frame(cells, parts, sparse, plan, k)], ignore_index=True)
-    withheld = frame["status"].isin(["suppressed", "merged"])
+    withheld = frame[STATUS].isin(WITHHELD)
     frame.loc[withheld, _value_columns(plan)] = np.nan
     frame = frame.sort_values(list(plan.group_columns), na_position="last", kind="stable")
     return _typed(frame.reset_index(drop=True), plan, cells)
@@ -168,14 +181,14 @@ def _remainder_frame(cells, parts, sparse, plan, k) -> pd.DataFrame:
     keys, summed, merged = _remainders(cells, parts, sparse, plan)
     placed = _unplaced(plan, len(keys))
     outputs = _all_outputs(plan, summed, merged, placed)
-    frame = _frame(keys, plan, outputs, "remainder", merged, placed)
-    frame.loc[summed[_k_metric(plan).name, "value"] < k, "status"] = "suppressed"
+    frame = _frame(keys, plan, outputs, REMAINDER, merged, placed)
+    frame.loc[summed[_k_metric(plan).name, "value"] < k, STATUS] = SUPPRESSED
     return frame
 
 
 def _value_columns(plan: ReportPlan) -> list[str]:
     """Every column a withheld cell leaves empty: values, accuracies and insufficiency flags."""
-    return [c for c in release_columns(plan) if c not in (*plan.group_columns, "status", "cells_merged")]
+    return [c for c in release_columns(plan) if c not in (*plan.group_columns, *CELL_COLUMNS)]
 
 
 def _typed(frame: pd.DataFrame, plan: ReportPlan, cells: pd.DataFrame) -> pd.DataFrame:
@@ -187,7 +200,7 @@ def _typed(frame: pd.DataFrame, plan: ReportPlan, cells: pd.DataFrame) -> pd.Dat
     for metric in plan.metrics:
         if metric.measure.integer_outputs():
             for out in metric.outputs:
-                for col in (out, f"{out}_ci95_low", f"{out}_ci95_high"):
+                for col in (out, ci95_low_column(out), ci95_high_column(out)):
                     frame[col] = frame[col].round().astype("Int64")
         for flag in metric.measure.flag_columns():
             frame[flag] = frame[flag].astype("boolean")

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from core.config import Aggregation, ConfigError, Frozen, validated
+from core.report_columns import ADDON_PREFIX, ADDONS, DERIVED_REPORT_COLUMNS
 from core.schemas import SourceSpec
 
 Treatment = Literal["drop", "pseudonymize", "generalize", "keep"]
@@ -123,20 +124,11 @@ class Policy(Frozen):
             )
 
 
-# Columns a report input derives from protected ones (transforms/report_inputs.py),
-# with the columns they may come from; the policy judges them as their origin.
-DERIVED_REPORT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "hour": ("start_hour", "visit_hour"),  # the hour of an event's generalized time
-    "category": ("domain",),  # a visited domain's category
-    "cell_area": ("cell_id",),  # a cell's area: the first four characters of its id
-}
-ADDON_PREFIX = "addon_"  # addon_<name>: 1 when the subscriber has that add-on, else 0
-
-
 def derived_origin(column: str) -> tuple[str, ...] | None:
-    """The protected columns a derived report column may come from; None when not derived."""
+    """The protected columns a derived report column (core.report_columns) may come from; None when
+    not derived: the policy judges a derived column as its origin."""
     if column.startswith(ADDON_PREFIX):
-        return ("addons",)
+        return (ADDONS,)
     return DERIVED_REPORT_COLUMNS.get(column)
 
 

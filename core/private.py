@@ -22,11 +22,13 @@ import stat
 from contextlib import suppress
 from pathlib import Path
 
+from core.errors import KrReportsError
+
 PRIVATE_UMASK = 0o077
 _inherited_umask: int | None = None
 
 
-class PrivateFolderError(RuntimeError):
+class PrivateFolderError(KrReportsError, RuntimeError):
     """A folder that must be private to this user is not."""
 
 

@@ -25,8 +25,20 @@ from html import escape
 
 import pandas as pd
 
+from core.cells import (
+    MERGED,
+    PUBLISHED,
+    RELEASED,
+    REMAINDER,
+    STATUS,
+    SUPPRESSED,
+    ci95_high_column,
+    ci95_low_column,
+    noise_sd_column,
+)
 from core.config import ReportSpec
 from core.kinds import MetricKind
+from core.release_record import ReleaseRecord
 
 MAX_PANELS = 36
 MAX_POINTS = 48
@@ -34,16 +46,14 @@ WIDTH = 960
 COLUMNS = 4
 LABEL_CHARS = 10  # x labels longer than this are cut (the tooltip has the whole value)
 CHAR_WIDTH = 6.2  # px per character of the 11px label font, a little generous
-PUBLISHED = ("released", "remainder")
-WITHHELD = ("suppressed", "merged")
 OTHER = "other"  # label of the rolled-up key in a remainder row
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
 STATUS_MEANING = {
-    "released": "published as noised",
-    "suppressed": "withheld: fewer than k subscribers (noisy count)",
-    "merged": "withheld and added into its remainder row",
-    "remainder": "the sum of the merged cells next to it",
+    RELEASED: "published as noised",
+    SUPPRESSED: "withheld: fewer than k subscribers (noisy count)",
+    MERGED: "withheld and added into its remainder row",
+    REMAINDER: "the sum of the merged cells next to it",
 }
 LEGEND = (
     '<p class="legend"><svg width="14" height="14" viewBox="0 0 14 14" aria-hidden="true">'
@@ -112,21 +122,20 @@ class PageInfo:
     metrics: tuple[MetricInfo, ...]
 
 
-def page_info(spec: ReportSpec, release: dict) -> PageInfo:
+def page_info(spec: ReportSpec, release: ReleaseRecord) -> PageInfo:
     """The page's metadata from a report spec and its stored release record."""
     aggregation, delivery = spec.aggregation, spec.delivery
-    recorded = {m["name"]: m for m in release["metrics"]}
     metrics = tuple(
         MetricInfo(m.name, m.kind, m.column, m.lower, m.upper, m.bins,
-                   tuple(recorded[m.name]["outputs"]), _number(recorded[m.name].get("epsilon")),
-                   _number(recorded[m.name].get("rho")), m.measure)
+                   release.metric(m.name).outputs, _number(release.metric(m.name).epsilon),
+                   _number(release.metric(m.name).rho), m.measure)
         for m in aggregation.metrics
     )
     return PageInfo(
-        report=spec.name, partner=delivery.partner, purpose=delivery.purpose, period=release["period"],
-        release_id=release["release_id"], group_keys=aggregation.group_columns,
+        report=spec.name, partner=delivery.partner, purpose=delivery.purpose, period=release.period,
+        release_id=release.release_id, group_keys=aggregation.group_columns,
         private_keys=aggregation.private_keys,
-        accounting=aggregation.accounting, epsilon=float(release["epsilon"]), delta=float(release["delta"]),
+        accounting=aggregation.accounting, epsilon=float(release.epsilon), delta=float(release.delta),
         max_groups=aggregation.contribution.max_groups_per_subscriber,
         max_rows=aggregation.contribution.max_rows_per_group,
         min_subscribers=aggregation.min_subscribers, sparse_cells=aggregation.sparse_cells,
@@ -222,7 +231,7 @@ def _sparse_note(page: PageInfo) -> str:
 
 
 def _status_table(data: pd.DataFrame) -> str:
-    counts = data["status"].value_counts()
+    counts = data[STATUS].value_counts()
     rows = "".join(
         f"<tr><td>{escape(str(status))}</td><td class=\"n\">{int(n):,}</td>"
         f"<td>{escape(STATUS_MEANING.get(str(status), ''))}</td></tr>"
@@ -251,13 +260,13 @@ def _output_title(metric: MetricInfo, output: str, index: int) -> str:
 
 
 def _figure(data: pd.DataFrame, metric: MetricInfo, output: str, index: int, layout: Layout) -> str:
-    released = data[data["status"].isin(PUBLISHED)]
-    sd = released[f"{output}_noise_sd"].median()
-    half = ((released[f"{output}_ci95_high"] - released[f"{output}_ci95_low"]) / 2).median()
+    released = data[data[STATUS].isin(PUBLISHED)]
+    sd = released[noise_sd_column(output)].median()
+    half = ((released[ci95_high_column(output)] - released[ci95_low_column(output)]) / 2).median()
     caption = (f"Typical noise sd {_fmt(sd)}; a typical 95% interval is the value \u00b1 {_fmt(half)}."
                if math.isfinite(sd) else "No value of this output was published.")
     flag = next(iter(metric.measure.flag_columns()), None)
-    cells = data[data["status"] == "released"]  # remainders never have quantiles: not counted
+    cells = data[data[STATUS] == RELEASED]  # remainders never have quantiles: not counted
     if flag is not None and (count := int(_insufficient(cells, flag).sum())):
         caption += f" {count:,} cell{'s' if count > 1 else ''} had {INSUFFICIENT} to place it."
     chart = (chart_svg(data, output, layout, flag) if layout.panels
@@ -420,8 +429,8 @@ def _text(x: float, y: float, text: str, anchor: str = "start") -> str:
 
 
 def _point(row: pd.Series, output: str, x: float, frame: Frame, where: str) -> str:
-    status = str(row["status"])
-    value, low, high = (row[output], row[f"{output}_ci95_low"], row[f"{output}_ci95_high"])
+    status = str(row[STATUS])
+    value, low, high = (row[output], row[ci95_low_column(output)], row[ci95_high_column(output)])
     if status in PUBLISHED and row["_insufficient"]:
         tip = f"{where}: {INSUFFICIENT}, {status}"
         return (f'<g class="insufficient"><title>{escape(tip)}</title><circle class="held" cx="{x:.1f}" '
@@ -432,15 +441,15 @@ def _point(row: pd.Series, output: str, x: float, frame: Frame, where: str) -> s
                 f'cy="{frame.top + frame.height - 3:.1f}" r="2.5"/></g>')
     tip = f"{where}: {_fmt(value)} (95% interval {_fmt(low)} to {_fmt(high)}), {status}"
     interval = _line("ci", x, frame.y(low), x, frame.y(high)) if _finite(low) and _finite(high) else ""
-    css = ' class="rem"' if status == "remainder" else ""
+    css = ' class="rem"' if status == REMAINDER else ""
     return (f"<g{css}><title>{escape(tip)}</title>{interval}"
             f'<circle class="val" cx="{x:.1f}" cy="{frame.y(value):.1f}" r="2.8"/></g>')
 
 
 def _scale(rows: pd.DataFrame, output: str) -> tuple[float, float, list[float]]:
     """A y range holding every drawn value and interval (and zero), with round ticks."""
-    published = rows[rows["status"].isin(PUBLISHED)]
-    values = pd.concat([published[output], published[f"{output}_ci95_low"], published[f"{output}_ci95_high"]])
+    published = rows[rows[STATUS].isin(PUBLISHED)]
+    values = pd.concat([published[c] for c in (output, ci95_low_column(output), ci95_high_column(output))])
     finite = values[values.map(_finite)]
     low = min(0.0, float(finite.min())) if len(finite) else 0.0
     high = max(0.0, float(finite.max())) if len(finite) else 1.0

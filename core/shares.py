@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.cells import PUBLISHED, STATUS, ci95_high_column, ci95_low_column, noise_sd_column
 from core.dp import ReportPlan, share_column
 
-PUBLISHED = ("released", "remainder")
 Z95 = 1.959963984540054
 
 
@@ -35,9 +35,9 @@ def with_shares(release: pd.DataFrame, plan: ReportPlan) -> pd.DataFrame:
 
 
 def _with_share(release: pd.DataFrame, name: str, parents: list[str]) -> pd.DataFrame:
-    published = release["status"].isin(PUBLISHED) & release[name].notna()
+    published = release[STATUS].isin(PUBLISHED) & release[name].notna()
     value = release[name].where(published).astype("float64")
-    variance = (release[f"{name}_noise_sd"] ** 2).where(published).astype("float64")
+    variance = (release[noise_sd_column(name)] ** 2).where(published).astype("float64")
     if parents:
         grouped = [release[c].astype("string").fillna("\0") for c in parents]  # null keys group together
         total = value.groupby(grouped).transform("sum")
@@ -52,7 +52,7 @@ def _with_share(release: pd.DataFrame, name: str, parents: list[str]) -> pd.Data
     column = share_column(name)
     return release.assign(**{
         column: share,
-        f"{column}_noise_sd": sd.where(share.notna()),
-        f"{column}_ci95_low": (share - Z95 * sd).clip(lower=0.0),
-        f"{column}_ci95_high": (share + Z95 * sd).clip(upper=1.0),
+        noise_sd_column(column): sd.where(share.notna()),
+        ci95_low_column(column): (share - Z95 * sd).clip(lower=0.0),
+        ci95_high_column(column): (share + Z95 * sd).clip(upper=1.0),
     })

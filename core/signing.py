@@ -31,6 +31,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from core.errors import KrReportsError
+
 log = logging.getLogger(__name__)
 
 ALGORITHM = "Ed25519"
@@ -40,11 +42,11 @@ _RAW_HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-class SigningKeyError(RuntimeError):
+class SigningKeyError(KrReportsError, RuntimeError):
     """A signing or public key cannot be found or read (the message never holds key material)."""
 
 
-class SignatureInvalid(ValueError):
+class SignatureInvalid(KrReportsError, ValueError):
     """A signature does not match the manifest and the public key."""
 
 

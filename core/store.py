@@ -4,7 +4,8 @@ releases/
   store.json                 the identity of the ledger that paid for every release here
   <name>/<period>/<n>/       release n of an aggregation for a period (1, 2, ...)
     release.parquet          the noisy table with its intervals
-    release.json             its record: plan, charge, ledger identity, aggregation hash
+    release.json             its record (core.release_record): plan, charge, ledger identity,
+                             aggregation hash
 
 A release folder is filled in a hidden sibling and renamed into place, so a
 reader sees all of it or nothing. The store and the ledger must agree: the
@@ -27,6 +28,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.errors import InternalAlarm
+from core.release_record import RecordInvalid, ReleaseRecord
+
 STORE_FILE = "store.json"
 RECORD_FILE = "release.json"
 TABLE_FILE = "release.parquet"
@@ -34,7 +38,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PERIOD = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-class StoreError(RuntimeError):
+class StoreError(InternalAlarm, RuntimeError):
     """The release store is not what the ledger or the caller expects."""
 
 
@@ -76,7 +80,9 @@ def _finite(value):
 
 @dataclass(frozen=True)
 class StoredRelease:
-    record: dict
+    """A release in the store: its record, and the folder holding its noisy table."""
+
+    record: ReleaseRecord
     folder: Path
 
     @property
@@ -113,13 +119,13 @@ class ReleaseStore:
 
     def read(self, name: str, period: str, number: int) -> StoredRelease:
         folder = self.folder(name, period, number)
-        return StoredRelease(json.loads((folder / RECORD_FILE).read_text()), folder)
+        return StoredRelease(_read_record(folder / RECORD_FILE), folder)
 
-    def records(self) -> Iterator[dict]:
+    def records(self) -> Iterator[ReleaseRecord]:
         """Every stored release's record."""
         for path in sorted(self.root.glob(f"*/*/*/{RECORD_FILE}")):
             if not any(part.startswith(".") for part in path.parts[-4:-1]):
-                yield json.loads(path.read_text())
+                yield _read_record(path)
 
     def is_empty(self) -> bool:
         return next(self.records(), None) is None
@@ -140,17 +146,25 @@ class ReleaseStore:
         temporary.write_text(json_text({"ledger_id": ledger_id}))
         os.replace(temporary, self.root / STORE_FILE)
 
-    def write(self, name: str, period: str, number: int, table: pd.DataFrame, record: dict) -> StoredRelease:
+    def write(self, name: str, period: str, number: int, table: pd.DataFrame,
+              record: ReleaseRecord) -> StoredRelease:
         """Store a release once; a release already stored under that number is an error."""
         final = self.folder(name, period, number)
 
         def fill(folder: Path) -> None:
             table.to_parquet(folder / TABLE_FILE, index=False)
-            (folder / RECORD_FILE).write_text(json_text(record))
+            (folder / RECORD_FILE).write_text(json_text(record.to_dict()))
 
         if not write_atomically(final, fill):
             raise StoreError(f"{final}: release {number} of '{name}' for {period} is already stored")
         return self.read(name, period, number)
+
+
+def _read_record(path: Path) -> ReleaseRecord:
+    try:
+        return ReleaseRecord.from_dict(json.loads(path.read_text()))
+    except RecordInvalid as invalid:
+        raise RecordInvalid(f"{path}: {invalid}") from None
 
 
 _STAGING = re.compile(r"^\..+\.(tmp|unsigned)-[0-9a-f]{32}$")  # write_atomically, retired deliveries

@@ -45,6 +45,8 @@ from great_expectations.data_context.types.resource_identifiers import (
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
+from core.errors import KrReportsError
+
 RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
 
 _DATA_SOURCE = "kr_reports_spark"
@@ -74,7 +76,7 @@ _STRUCTURAL_OBSERVATIONS = (
 _WITHHELD = "withheld: engine errors can quote row values"
 
 
-class ValidationFailed(Exception):
+class ValidationFailed(KrReportsError):
     """A suite did not pass; `failures` lists what failed, with counts only."""
 
     def __init__(self, message: str, failures: list[dict[str, Any]]) -> None:

@@ -31,6 +31,8 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
+from core.cells import PUBLISHED, STATUS, STATUSES
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx
@@ -142,10 +144,6 @@ def build_protected_suite(
     return _suite(f"protected_{source.name}", expectations, {"source": source.name})
 
 
-RELEASE_STATUS = "status"
-RELEASE_STATUSES = ("released", "suppressed", "merged", "remainder")
-
-
 def build_release_suite(
     expected_columns: list[str],
     count_columns: list[str],
@@ -170,12 +168,12 @@ def build_release_suite(
         E.ExpectTableColumnsToMatchOrderedList(column_list=list(expected_columns))
     ]
     published: dict = {}
-    if RELEASE_STATUS in expected_columns:
+    if STATUS in expected_columns:
         expectations.append(
-            E.ExpectColumnValuesToBeInSet(column=RELEASE_STATUS, value_set=list(RELEASE_STATUSES))
+            E.ExpectColumnValuesToBeInSet(column=STATUS, value_set=list(STATUSES))
         )
         # Suppressed and merged cells withhold their values; published ones must have them.
-        published = {"row_condition": GxColumn(RELEASE_STATUS).is_in(["released", "remainder"])}
+        published = {"row_condition": GxColumn(STATUS).is_in(list(PUBLISHED))}
     for column in count_columns:
         expectations.append(E.ExpectColumnValuesToNotBeNull(column=column, **published))
         expectations.append(E.ExpectColumnValuesToBeBetween(column=column, min_value=0))

@@ -1,6 +1,7 @@
 """The daily partner-report flow: ingest, validate, protect, release, validate, deliver.
 
-Tasks pass paths and counts, never DataFrames. IO tasks retry with a delay
+Tasks pass paths, counts and release records (the frozen records of
+stages.results), never DataFrames. IO tasks retry with a delay
 (errors raised by this project's own checks are not retried: they would fail
 the same way again); the release task does not (the release store and the
 ledger make a re-run safe: it reuses what exists and never draws noise twice).
@@ -33,19 +34,22 @@ import functools
 import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import flow_run
-from prefect.states import Failed
+from prefect.states import Failed, State
 
 from core.config import (
     AnalystConfig,
+    Partner,
     PipelineConfig,
     PlausibleTime,
     ReportSpec,
@@ -54,6 +58,7 @@ from core.config import (
     load_pipeline_config,
     load_report_specs,
 )
+from core.errors import KrReportsError
 from core.keys import master_key
 from core.ledger import BudgetExceeded, BudgetStatus, Ledger, NewRelease, ledger_location
 from core.locking import data_folder_lock
@@ -65,19 +70,18 @@ from expectations.runner import build_data_docs, recording_validations
 from stages import daily as stages
 from stages.analyst import build_analyst_zone
 from stages.catalog import Catalog
-from stages.delivery import check_delivery_setup, deliver, remove_staging_leftovers
+from stages.delivery import Delivered, check_delivery_setup, deliver, remove_staging_leftovers
+from stages.results import Ingested, Protected, Refused, Released, ReportDelivered
 from stages.sources import check_sources, generator_landing_format
 from stages.spark import error_condition
-
-PROJECT_PACKAGES = ("kr_reports", "flows", "stages", "expectations", "transforms", "core")
 
 
 def is_project_error(exc: BaseException) -> bool:
     """Raised by this project's code: its message names no data value, and a retry fails alike."""
-    return type(exc).__module__.split(".")[0] in PROJECT_PACKAGES
+    return isinstance(exc, KrReportsError)
 
 
-def _worth_retrying(task, task_run, state) -> bool:
+def _worth_retrying(task: Task, task_run: TaskRun, state: State) -> bool:
     """Retry what may pass next time (storage, Spark); not a check of ours, nor a file Spark cannot parse."""
     error = state.result(raise_on_failure=False)
     return getattr(error, "retryable", not is_project_error(error))
@@ -87,14 +91,14 @@ IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _wor
               "cache_policy": NO_CACHE}
 
 
-class StageFailed(RuntimeError):
+class StageFailed(KrReportsError, RuntimeError):
     """A stage of the run failed; the message names the stage, the dataset and the day."""
 
 
 class ReportsFailed(StageFailed):
     """Some reports failed; the run's summary says which others were delivered (and where)."""
 
-    def __init__(self, message: str, summary: dict):
+    def __init__(self, message: str, summary: dict) -> None:
         super().__init__(message)
         self.summary = summary
 
@@ -106,7 +110,7 @@ class ReportsRefused(StageFailed):
     returns), and the run's summary of what was delivered.
     """
 
-    def __init__(self, refusals: list[str], summary: dict):
+    def __init__(self, refusals: list[str], summary: dict) -> None:
         super().__init__(f"{len(refusals)} report(s) refused by the privacy budget, the others were "
                          "delivered: " + "; ".join(refusals))
         self.refusals, self.summary = refusals, summary
@@ -121,7 +125,7 @@ class TaskFailed(StageFailed):
     debug level. `retryable` says whether another attempt may pass.
     """
 
-    def __init__(self, message: str, retryable: bool = True):
+    def __init__(self, message: str, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
 
@@ -137,6 +141,8 @@ def stage_failure_message(stage: str, dataset: str, day: dt.date, cause: BaseExc
     return f"stage '{stage}' failed for {dataset} on {day.isoformat()}: {reason}"
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
 local_log = logging.getLogger(__name__)  # not Prefect's run logger: nothing here reaches its API
 
 # Spark's error conditions for a file it cannot parse: the next attempt fails alike.
@@ -146,10 +152,10 @@ _JAVA_CONDITION = re.compile(r"(?:Exception|Error): \[([A-Z][A-Z0-9_]*(?:\.[A-Z0
 _FILE_URI = re.compile(r"file:(/[^\s'\"]+)")
 
 
-def keeping_data_out(task_fn):
+def keeping_data_out(task_fn: Callable[P, R]) -> Callable[P, R]:
     """A task body whose foreign errors leave it as TaskFailed, their text only in the local debug log."""
     @functools.wraps(task_fn)
-    def run(*args, **kwargs):
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return task_fn(*args, **kwargs)
         except Exception as exc:
@@ -210,24 +216,24 @@ def _stage(stage: str, dataset: str, day: dt.date) -> Iterator[None]:
 @task(name="ingest", **IO_RETRIES)
 @keeping_data_out
 def ingest_task(catalog: Catalog, source: str, day: dt.date, landing_format: str | None,
-                plausible_time: PlausibleTime, landing: SourceLanding) -> dict:
+                plausible_time: PlausibleTime, landing: SourceLanding) -> Ingested:
     result = stages.ingest(catalog, source, day, landing_format, plausible_time, landing)
     get_run_logger().info(
         "ingest %s: %d rows in, %d kept, %d quarantined",
-        source, result["rows_in"], result["rows_kept"], result["rows_quarantined"],
+        source, result.rows_in, result.rows_kept, result.rows_quarantined,
     )
     return result
 
 
 @task(name="validate-raw", cache_policy=NO_CACHE)
 @keeping_data_out
-def validate_raw_task(catalog: Catalog, source: str, day: dt.date) -> dict:
+def validate_raw_task(catalog: Catalog, source: str, day: dt.date) -> dict[str, Any]:
     return stages.validate_raw(catalog, source, day)
 
 
 @task(name="protect", **IO_RETRIES)
 @keeping_data_out
-def protect_task(catalog: Catalog, source: str, day: dt.date, demo: bool, policy) -> dict:
+def protect_task(catalog: Catalog, source: str, day: dt.date, demo: bool, policy: Policy) -> Protected:
     result = stages.protect_source(catalog, source, day, demo, policy)
     get_run_logger().info("protect %s: written and validated", source)
     return result
@@ -235,7 +241,7 @@ def protect_task(catalog: Catalog, source: str, day: dt.date, demo: bool, policy
 
 @task(name="analyst-zone", **IO_RETRIES)
 @keeping_data_out
-def analyst_zone_task(catalog: Catalog, day: dt.date, config) -> dict:
+def analyst_zone_task(catalog: Catalog, day: dt.date, config: AnalystConfig) -> dict[str, Any]:
     result = build_analyst_zone(catalog, day, config)
     get_run_logger().info(
         "analyst zone %s: k %s achieved (asked %d), %d records suppressed",
@@ -246,35 +252,32 @@ def analyst_zone_task(catalog: Catalog, day: dt.date, config) -> dict:
 
 @task(name="release", retries=0, cache_policy=NO_CACHE)
 @keeping_data_out
-def release_task(catalog: Catalog, spec, config_dir: str, day: dt.date, new_release,
-                 recover_lost: bool = False, run: str = "") -> dict:
-    """The release, or {"refused": one line} when the budget cannot take it (news, not a crash)."""
+def release_task(catalog: Catalog, spec: ReportSpec, config_dir: str, day: dt.date,
+                 new_release: bool | NewRelease, recover_lost: bool = False,
+                 run: str = "") -> Released | Refused:
+    """The release, or Refused (one line) when the budget cannot take it (news, not a crash)."""
     try:
         result = stages.release(catalog, spec, config_dir, day, new_release=new_release,
                                 recover_lost=recover_lost, run=run)
     except BudgetExceeded as refusal:
         get_run_logger().warning("%s", refusal)
-        return {"refused": str(refusal)}
-    if result["reused"]:
-        how = "reused stored release (no new noise, no charge)"
-    elif result["charged_this_run"]:
-        how = "released"
-    else:
-        how = "released under the charge an interrupted run left unstored"
-    get_run_logger().info("%s %s: %s, epsilon %.3g", spec.name, day, how, result["epsilon"])
+        return Refused(str(refusal))
+    get_run_logger().info("%s %s: %s, epsilon %.3g", spec.name, day, result.how, result.record.epsilon)
     return result
 
 
 @task(name="validate-release", cache_policy=NO_CACHE)
 @keeping_data_out
-def validate_release_task(catalog: Catalog, spec, config_dir: str, day: dt.date) -> dict:
+def validate_release_task(catalog: Catalog, spec: ReportSpec, config_dir: str,
+                          day: dt.date) -> dict[str, Any]:
     return stages.validate_release(catalog, spec, config_dir, day)
 
 
 @task(name="deliver", **IO_RETRIES)
 @keeping_data_out
-def deliver_task(catalog: Catalog, spec, release: dict, validation: dict, partner, demo: bool) -> dict:
-    return deliver(catalog, spec, release, validation, partner, demo)
+def deliver_task(catalog: Catalog, spec: ReportSpec, release: Released, validation: dict[str, Any],
+                 partner: Partner, demo: bool) -> Delivered:
+    return deliver(catalog, spec, release.stored, validation, partner, demo)
 
 
 def landing_days(catalog: Catalog) -> list[dt.date]:
@@ -302,25 +305,25 @@ def release_artifact_key(report: str) -> str:
     return "release-" + re.sub(r"[^a-z0-9]+", "-", report.lower()).strip("-")
 
 
-def release_markdown(report: dict, budget: BudgetStatus, data_docs: str) -> str:
+def release_markdown(report: ReportDelivered, budget: BudgetStatus, data_docs: str) -> str:
     """What one report released, and the privacy budget in the window ending on the release's day."""
     reused = ("yes: the stored release was served again (no new noise, no new charge)"
-              if report["reused"] else "no: noise drawn once and charged to the ledger")
-    cells = "; ".join(f"{status} {n:,}" for status, n in sorted(report["cells_by_status"].items()))
+              if report.reused else "no: noise drawn once and charged to the ledger")
+    cells = "; ".join(f"{status} {n:,}" for status, n in sorted(report.cells_by_status.items()))
     rows = [
-        ("release id", f"`{report['release_id']}`"),
-        ("partner", report["partner"]),
+        ("release id", f"`{report.release_id}`"),
+        ("partner", report.partner),
         ("reused", reused),
-        ("epsilon", f"{report['epsilon']:g}"),
-        ("delta", f"{report['delta']:g}"),
+        ("epsilon", f"{report.epsilon:g}"),
+        ("delta", f"{report.delta:g}"),
         ("cells", cells or "none"),
-        ("ledger entry", str(report["ledger_entry_id"])),
-        ("delivery", report["delivery"]),
+        ("ledger entry", str(report.ledger_entry_id)),
+        ("delivery", report.delivery),
         ("data docs", data_docs),
     ]
     b = budget
     return "\n".join([
-        f"# Release of {report['report']} for {b.window_end}",
+        f"# Release of {report.report} for {b.window_end}",
         "",
         "| | |",
         "|---|---|",
@@ -339,8 +342,8 @@ def release_markdown(report: dict, budget: BudgetStatus, data_docs: str) -> str:
 
 @task(name="release-artifacts", **IO_RETRIES)
 @keeping_data_out
-def release_artifacts_task(catalog: Catalog, pipeline, day: dt.date, reports: list[dict],
-                           data_docs: str) -> list[str]:
+def release_artifacts_task(catalog: Catalog, pipeline: PipelineConfig, day: dt.date,
+                           reports: list[ReportDelivered], data_docs: str) -> list[str]:
     """One artifact per report; the budget is read from the ledger after every release of the run."""
     if not reports:
         return []
@@ -348,11 +351,11 @@ def release_artifacts_task(catalog: Catalog, pipeline, day: dt.date, reports: li
     keys = []
     for report in reports:
         (budget,) = ledger.status([pipeline.privacy_budget], day)
-        keys.append(release_artifact_key(report["report"]))
+        keys.append(release_artifact_key(report.report))
         create_markdown_artifact(
             key=keys[-1],
             markdown=release_markdown(report, budget, data_docs),
-            description=f"What {report['report']} released for {day.isoformat()}, and the budget left",
+            description=f"What {report.report} released for {day.isoformat()}, and the budget left",
         )
     return keys
 
@@ -441,7 +444,7 @@ def _checked_setup(data_dir: str | None, out_dir: str | None, config_dir: str, d
     return RunSetup(catalog, pipeline, policy, specs, load_analyst_config(Path(config_dir)), sources)
 
 
-def _partners(pipeline: PipelineConfig, specs: list[ReportSpec]) -> list:
+def _partners(pipeline: PipelineConfig, specs: list[ReportSpec]) -> list[Partner]:
     return [pipeline.partner(s.delivery.partner) for s in specs]
 
 
@@ -486,10 +489,10 @@ def _daily_partner_reports(
         release_artifacts_task(catalog, pipeline, run_day, reports, data_docs)
     summary = {
         "day": run_day.isoformat(),
-        "rows_in": sum(s["rows_in"] for s in sources),
-        "rows_quarantined": sum(s["rows_quarantined"] for s in sources),
-        "sources": sources,
-        "reports": reports,
+        "rows_in": sum(s.rows_in for s in sources),
+        "rows_quarantined": sum(s.rows_quarantined for s in sources),
+        "sources": [s.to_dict() for s in sources],
+        "reports": [r.to_dict() for r in reports],
         **_spent_by_run(catalog, releasing.run),
         "analyst_zone": {
             "path": analyst["path"],
@@ -517,7 +520,8 @@ def _daily_partner_reports(
 
 
 def _ingest_and_protect(catalog: Catalog, day: dt.date, landing_format: str | None, demo: bool,
-                        policy, plausible_time: PlausibleTime, sources_config: SourcesConfig) -> list[dict]:
+                        policy: Policy, plausible_time: PlausibleTime,
+                        sources_config: SourcesConfig) -> list[Ingested]:
     sources = []
     for source in SOURCES:
         with _stage("ingest", source, day):
@@ -579,8 +583,8 @@ def _with_new_release(catalog: Catalog, releasing: Releasing, day: dt.date) -> R
     return replace(releasing, new_release=opened)
 
 
-def _release_and_deliver(catalog: Catalog, specs, pipeline, day: dt.date,
-                         releasing: Releasing) -> tuple[list[dict], list[str], list[str]]:
+def _release_and_deliver(catalog: Catalog, specs: list[ReportSpec], pipeline: PipelineConfig, day: dt.date,
+                         releasing: Releasing) -> tuple[list[ReportDelivered], list[str], list[str]]:
     """Each report on its own: one that fails or is refused does not hold back the others.
 
     Returns the delivered reports, the failure message of each report that failed, and
@@ -594,35 +598,26 @@ def _release_and_deliver(catalog: Catalog, specs, pipeline, day: dt.date,
             get_run_logger().error("%s", failure)
             failed.append(str(failure))
             continue
-        (refused if "refused" in delivered else reports).append(delivered.get("refused", delivered))
+        if isinstance(delivered, Refused):
+            refused.append(delivered.line)
+        else:
+            reports.append(delivered)
     return reports, failed, refused
 
 
-def _release_and_deliver_one(catalog: Catalog, spec, pipeline, day: dt.date, releasing: Releasing) -> dict:
+def _release_and_deliver_one(catalog: Catalog, spec: ReportSpec, pipeline: PipelineConfig, day: dt.date,
+                             releasing: Releasing) -> ReportDelivered | Refused:
     with _stage("release", spec.name, day):
         released = release_task(catalog, spec, releasing.config_dir, day, releasing.new_release,
                                 releasing.recover_lost, releasing.run)
-    if "refused" in released:
+    if isinstance(released, Refused):
         return released
     with _stage("validate-release", spec.name, day):
         validation = validate_release_task(catalog, spec, releasing.config_dir, day)
     with _stage("deliver", spec.name, day):
         delivery = deliver_task(catalog, spec, released, validation,
                                 pipeline.partner(spec.delivery.partner), releasing.demo)
-    return {
-        "report": spec.name,
-        "source": spec.aggregation.source,
-        "partner": spec.delivery.partner,
-        "release_id": released["release_id"],
-        "epsilon": released["epsilon"],
-        "delta": released["delta"],
-        "rho": released["rho"],
-        "reused": released["reused"],
-        "charged_this_run": released["charged_this_run"],
-        "ledger_entry_id": released["ledger_entry_id"],
-        "cells_by_status": released["cells_by_status"],
-        "delivery": delivery["path"],
-    }
+    return ReportDelivered.of(spec, released, delivery.path)
 
 
 def _data_docs_after_failure(validations: list[dict], docs_dir: Path) -> None:
@@ -637,7 +632,7 @@ def _data_docs_after_failure(validations: list[dict], docs_dir: Path) -> None:
         get_run_logger().info("Data Docs of the failed run: %s", index)
 
 
-def _remove_staging_leftovers(catalog: Catalog, partners) -> None:
+def _remove_staging_leftovers(catalog: Catalog, partners: list[Partner]) -> None:
     """Hidden staging entries an interrupted run left behind (this run holds the data folder)."""
     removed = remove_staging(catalog.release_store.root)
     for partner in {p.id: p for p in partners}.values():

@@ -25,6 +25,7 @@ from prefect.schedules import Cron
 from pydantic import Field, field_validator
 
 from core.config import ConfigError, Frozen, load_report_specs, validated
+from core.errors import KrReportsError
 from core.schemas import SOURCES
 from core.sources import load_sources_config
 from flows.daily import daily_partner_reports, landing_days
@@ -99,7 +100,7 @@ def days_missing_a_release(days: Iterable[dt.date], reports: Iterable[str],
     return sorted(day for day in set(days) if any(not stored(name, day) for name in names))
 
 
-class CatchUpFailed(RuntimeError):
+class CatchUpFailed(KrReportsError, RuntimeError):
     """Some days of a catch-up run failed; the message names them and their failing stage."""
 
 

@@ -5,6 +5,10 @@ The public API is the release front door and what it takes:
     from kr_reports import Aggregation, Releaser
     releaser = Releaser.open(data_dir="data", config_dir="config")
     release = releaser.release(df, aggregation, period=day)
+    release.record   # a ReleaseRecord: what was spent, on which ledger entry
+
+Every error of the project's own is a KrReportsError (each keeps its builtin
+base too: a ConfigError is a ValueError).
 
 Names are loaded on first use: `import core.config` stays free of Spark.
 """
@@ -23,6 +27,8 @@ _EXPORTS = {
     "BudgetExceeded": "core.ledger",
     "ChargeMismatch": "core.ledger",
     "ReleaseStore": "core.store",
+    "ReleaseRecord": "core.release_record",
+    "KrReportsError": "core.errors",
     "Release": "stages.releaser",
     "ReleaseRefused": "stages.releaser",
     "Releaser": "stages.releaser",

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
+from core.errors import KrReportsError
 from core.schemas import SourceSpec
 from core.sources import SourceLanding
 from core.store import ReleaseStore
@@ -38,7 +39,7 @@ GLOB_CHARACTERS = re.compile(r"[*?[]")
 SYNTHETIC_GENERATOR = "kr-reports generate"  # the landing marker's `generator` when the generator wrote it
 
 
-class MissingInput(FileNotFoundError):
+class MissingInput(KrReportsError, FileNotFoundError):
     """An input dataset the run needs is not there."""
 
 

@@ -1,7 +1,8 @@
 """The pipeline's stages: each reads datasets, applies transforms, writes one result.
 
-Every stage takes and returns plain values (paths, dates, counts), so a
-Prefect task can wrap it, retry it and show its result, and a test can call
+Every stage takes plain values (paths, dates, configuration) and returns a
+small frozen record of stages.results (paths, counts, a release's record), so
+a Prefect task can wrap it, retry it and show its result, and a test can call
 it alone. No DataFrame crosses a stage boundary.
 """
 
@@ -9,15 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import DataFrame
 
 from core import dp
 from core.config import DEFAULT_PLAUSIBLE_TIME, Aggregation, PlausibleTime, ReportSpec
+from core.errors import KrReportsError
 from core.keys import derive_key, master_key
-from core.ledger import Ledger, NewRelease, ledger_location
-from core.policy import Policy
+from core.ledger import Charge, Ledger, NewRelease, ledger_location
+from core.policy import Policy, ResolvedRule
+from core.report_columns import DOMAIN_CATEGORIES
 from core.schemas import SOURCES
 from core.sources import GENERATOR_LANDING, SourceLanding
 from expectations.runner import validate_dataframe
@@ -25,6 +30,7 @@ from expectations.suites import build_protected_suite, build_raw_suite, build_re
 from stages.catalog import Catalog, MissingInput, read_parquet, write_parquet
 from stages.reference import load_domain_categories, load_oui_table
 from stages.releaser import Releaser
+from stages.results import Ingested, Protected, Released
 from stages.sources import quarantined_lines, read_day_input
 from stages.spark import get_spark
 from transforms.ingest import (
@@ -34,17 +40,12 @@ from transforms.ingest import (
     with_typed_and_reasons,
 )
 from transforms.protect import References, protect, protected_columns
-from transforms.report_inputs import (
-    DOMAIN_CATEGORIES,
-    references_read,
-    report_input,
-    sources_read,
-)
+from transforms.report_inputs import references_read, report_input, sources_read
 
 log = logging.getLogger(__name__)
 
 
-class RowConservationError(RuntimeError):
+class RowConservationError(KrReportsError, RuntimeError):
     """Rows in != rows kept + rows quarantined."""
 
 
@@ -56,7 +57,7 @@ def count_by_reason(quarantine: DataFrame) -> dict[str, int]:
 
 def ingest(catalog: Catalog, source_name: str, day: dt.date, landing_format: str | None = None,
            plausible_time: PlausibleTime = DEFAULT_PLAUSIBLE_TIME,
-           landing: SourceLanding = GENERATOR_LANDING) -> dict:
+           landing: SourceLanding = GENERATOR_LANDING) -> Ingested:
     """The day's input -> raw + quarantine, proving that every row is in one of them.
 
     `landing` says where the input is and in which format (config/sources.yaml; by
@@ -87,25 +88,25 @@ def ingest(catalog: Catalog, source_name: str, day: dt.date, landing_format: str
         raise RowConservationError(
             f"{source_name} {day}: {rows_in} rows in, but {kept} kept + {quarantined} quarantined"
         )
-    return {
-        "source": source_name,
-        "rows_in": rows_in,
-        "rows_kept": kept,
-        "rows_quarantined": quarantined,
-        "quarantined_by_reason": by_reason,
-        "raw_path": str(catalog.raw(source, day)),
-        "quarantine_path": str(catalog.quarantine(source, day)),
-    }
+    return Ingested(
+        source=source_name,
+        rows_in=rows_in,
+        rows_kept=kept,
+        rows_quarantined=quarantined,
+        quarantined_by_reason=by_reason,
+        raw_path=str(catalog.raw(source, day)),
+        quarantine_path=str(catalog.quarantine(source, day)),
+    )
 
 
-def validate_raw(catalog: Catalog, source_name: str, day: dt.date) -> dict:
+def validate_raw(catalog: Catalog, source_name: str, day: dt.date) -> dict[str, Any]:
     source = SOURCES[source_name]
     df = read_parquet(get_spark(), catalog.raw(source, day))
     suite = build_raw_suite(source, day if source.is_daily else None)
     return validate_dataframe(df, suite, label=f"raw {source_name} {day}")
 
 
-def references_for(rules) -> References:
+def references_for(rules: Sequence[ResolvedRule]) -> References:
     """Reference tables the rules need; a missing OUI registry leaves vendors unknown."""
     if not any(r.generalizer == "mac_vendor" for r in rules):
         return References()
@@ -118,7 +119,7 @@ def references_for(rules) -> References:
 
 def protect_source(
     catalog: Catalog, source_name: str, day: dt.date, demo: bool, policy: Policy
-) -> dict:
+) -> Protected:
     """Raw -> protected, as the policy says, with the day's derived pseudonymization key."""
     source = SOURCES[source_name]
     rules = policy.resolve(source)
@@ -134,15 +135,11 @@ def protect_source(
         ),
         label=f"protected {source_name} {day}",
     )
-    return {
-        "source": source_name,
-        "path": str(catalog.protected(source, day)),
-        "validation": summary,
-        "columns": treatment_summary(rules),
-    }
+    return Protected(source=source_name, path=str(catalog.protected(source, day)), validation=summary,
+                     columns=treatment_summary(rules))
 
 
-def treatment_summary(rules) -> dict[str, list[str]]:
+def treatment_summary(rules: Sequence[ResolvedRule]) -> dict[str, list[str]]:
     summary: dict[str, list[str]] = {}
     for rule in rules:
         summary.setdefault(rule.treatment, []).append(rule.column)
@@ -173,21 +170,20 @@ def release(
     new_release: bool | NewRelease = False,
     recover_lost: bool = False,
     run: str = "",
-) -> dict:
+) -> Released:
     """Release a report through the front door: served from the store when it exists.
 
     A stored release is returned as it is: drawing fresh noise for the same
     numbers would let anyone average the noise away. `new_release` makes a
     deliberate new release, charged again (stages.releaser); a NewRelease
-    serves what it already released. `charged_this_run`: this call added the charge.
+    serves what it already released.
     """
     door = releaser(catalog, config_dir)
     stored = door.served(spec.aggregation, day, new_release)
     data = report_data(catalog, spec.aggregation, day) if stored is None else None  # served: no read
     made = door.release(data, spec.aggregation, day, spec.delivery, new_release=new_release,
                         recover_lost=recover_lost, run=run)
-    return {**made.record, "reused": made.reused, "path": str(made.path),
-            "charged_this_run": made.newly_charged}
+    return Released(made.stored, reused=made.reused, charged_this_run=made.newly_charged)
 
 
 def open_new_release(catalog: Catalog, config_dir: Path | str, day: dt.date) -> tuple[NewRelease, bool]:
@@ -199,12 +195,13 @@ def close_new_release(catalog: Catalog, new_release: NewRelease) -> None:
     Ledger(ledger_location(catalog.data_dir), create=False).close_new_release(new_release.id)
 
 
-def charged_by_run(catalog: Catalog, run: str) -> list:
+def charged_by_run(catalog: Catalog, run: str) -> list[Charge]:
     """The ledger's charges this run made itself: what the ledger grew by in it."""
     return Ledger(ledger_location(catalog.data_dir), create=False).charges_of_run(run)
 
 
-def validate_release(catalog: Catalog, spec: ReportSpec, config_dir: Path | str, day: dt.date) -> dict:
+def validate_release(catalog: Catalog, spec: ReportSpec, config_dir: Path | str,
+                     day: dt.date) -> dict[str, Any]:
     door = releaser(catalog, config_dir)
     plan = door.plan(spec.aggregation)
     stored = door.stored(spec.aggregation, day)

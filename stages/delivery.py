@@ -54,8 +54,10 @@ from fsspec.implementations.local import LocalFileSystem
 
 from core import disclosure, report_page
 from core.config import ConfigError, Partner, ReportSpec
+from core.errors import KrReportsError
 from core.names import check_identifier, path_under
 from core.private import shared_mode
+from core.release_record import ReleaseRecord
 from core.signing import (
     SignatureInvalid,
     SigningKey,
@@ -65,7 +67,7 @@ from core.signing import (
     resolve_signing_key,
     sign_document,
 )
-from core.store import json_text, remove_staging, write_atomically
+from core.store import TABLE_FILE, StoredRelease, json_text, remove_staging, write_atomically
 
 if TYPE_CHECKING:
     from stages.catalog import Catalog
@@ -82,7 +84,7 @@ VERSIONED_PACKAGES = (
 )
 
 
-class DeliveryInvalid(RuntimeError):
+class DeliveryInvalid(KrReportsError, RuntimeError):
     """A delivery does not verify: incomplete, altered, or signed by another key."""
 
 
@@ -181,35 +183,35 @@ def sha256_bytes(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def _manifest(spec: ReportSpec, release: dict, validation: dict, files: dict[str, bytes],
+def _manifest(spec: ReportSpec, release: ReleaseRecord, validation: dict, files: dict[str, bytes],
               key: SigningKey, delivered_at: str) -> dict:
-    aggregation = spec.aggregation
+    aggregation, recorded = spec.aggregation, release.to_dict()
     return {
         "manifest_version": MANIFEST_VERSION,
         "report": spec.name,
         "partner": spec.delivery.partner,
         "purpose": spec.delivery.purpose,
         "policy_clause": spec.delivery.policy_clause,
-        "period": release["period"],
-        "release_id": release["release_id"],
-        "release_number": release.get("number", 1),
-        "ledger_entry_id": release["ledger_entry_id"],
+        "period": release.period,
+        "release_id": release.release_id,
+        "release_number": release.number,
+        "ledger_entry_id": release.ledger_entry_id,
         "privacy": {
-            "guarantee": release.get("guarantee"),
+            "guarantee": recorded["guarantee"],
             "unit": aggregation.privacy_unit,
-            "accounting": release["accounting"],
-            "epsilon": release["epsilon"],
-            "delta": release["delta"],
-            "rho": release["rho"],
+            "accounting": release.accounting,
+            "epsilon": release.epsilon,
+            "delta": release.delta,
+            "rho": release.rho,
             "contribution_bounds": aggregation.contribution.model_dump(),
             "min_subscribers": aggregation.min_subscribers,
             "sparse_cells": aggregation.sparse_cells if aggregation.min_subscribers is not None else None,
-            "partition_selection": release["partition_selection"],
-            "metrics": release["metrics"],
+            "partition_selection": recorded["partition_selection"],
+            "metrics": recorded["metrics"],
         },
         "spec": spec.model_dump(mode="json"),
-        "rows_released": release["cells"],
-        "cells_by_status": release["cells_by_status"],
+        "rows_released": release.cells,
+        "cells_by_status": recorded["cells_by_status"],
         "validation": {name: validation.get(name) for name in ("suite", "success", "evaluated", "failed")},
         "software": software_versions(),
         "delivered_at": delivered_at,
@@ -224,7 +226,7 @@ def _manifest(spec: ReportSpec, release: dict, validation: dict, files: dict[str
     }
 
 
-def build_delivery(spec: ReportSpec, release: dict, data: pd.DataFrame, validation: dict,
+def build_delivery(spec: ReportSpec, release: ReleaseRecord, data: pd.DataFrame, validation: dict,
                    key: SigningKey, delivered_at: str) -> dict[str, bytes]:
     """Every file of a delivery, by name; the signature covers the manifest's exact bytes.
 
@@ -280,14 +282,13 @@ def _parquet_bytes(data: pd.DataFrame) -> bytes:
 RELEASE_SUFFIX = ".release-"
 
 
-def delivery_folder(release: dict) -> str:
+def delivery_folder(period: str, number: int = 1) -> str:
     """`<period>` for a period's first release; `<period>.release-<n>` for a deliberate new one.
 
     A new release was charged again so that it could be shared: it is delivered
     beside the first, which stays as the partner received it.
     """
-    number = release.get("number", 1)
-    return str(release["period"]) if number == 1 else f"{release['period']}{RELEASE_SUFFIX}{number}"
+    return str(period) if number == 1 else f"{period}{RELEASE_SUFFIX}{number}"
 
 
 def parse_delivery_folder(name: str) -> tuple[str, int]:
@@ -296,27 +297,40 @@ def parse_delivery_folder(name: str) -> tuple[str, int]:
     return period, int(number or 1)
 
 
-def deliver(catalog: Catalog, spec: ReportSpec, release: dict, validation: dict,
-            partner: Partner, demo: bool = False) -> dict:
+@dataclass(frozen=True)
+class Delivered:
+    """A delivery: where it is, whether this call wrote it (False: kept as delivered before), and
+    whether a demo key signed it."""
+
+    path: str  # the delivery's folder, or its URL
+    created: bool
+    demo_key: bool
+
+
+def deliver(catalog: Catalog, spec: ReportSpec, release: StoredRelease, validation: dict,
+            partner: Partner, demo: bool = False) -> Delivered:
     """Copy a stored release to the partner's target, signed; a complete delivery is kept as it is."""
     key = _signing_key(catalog, partner, demo)
     fs, root = _filesystem(target_root(catalog, partner), partner.id)
     _publish_public_key(fs, root, key.public)
-    report, folder = check_identifier(spec.name, "report name"), delivery_folder(release)
+    record = release.record
+    report, folder = check_identifier(spec.name, "report name"), delivery_folder(record.period, record.number)
     check_identifier(folder, "delivery folder")
     root, relative = root.rstrip("/"), f"{report}/{folder}"
     final, local = f"{root}/{relative}", isinstance(fs, LocalFileSystem)
     if local:  # what may be replaced (and removed) stays inside the partner's folder
         path_under(root, report, folder)
-    result = {"path": final if local else fs.unstrip_protocol(final), "created": False, "demo_key": key.demo}
+    path = final if local else fs.unstrip_protocol(final)
     if fs.isfile(f"{final}/{SIGNATURE}"):
-        return result  # delivered before: kept as it is
-    data = pd.read_parquet(Path(release["path"]) / "release.parquet")
+        return Delivered(path, created=False, demo_key=key.demo)  # delivered before: kept as it is
+    data = pd.read_parquet(release.folder / TABLE_FILE)
     delivered_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    files = build_delivery(spec, release, data, validation, key, delivered_at)
+    files = build_delivery(spec, record, data, validation, key, delivered_at)
     if local:
-        return {**result, "created": _publish_local(Path(final), files)}
-    return {**result, "created": _publish_staged(fs, final, f"{root}/{STAGING}/{relative}", files)}
+        created = _publish_local(Path(final), files)
+    else:
+        created = _publish_staged(fs, final, f"{root}/{STAGING}/{relative}", files)
+    return Delivered(path, created=created, demo_key=key.demo)
 
 
 def _shared_folders(folder: Path) -> None:
@@ -503,9 +517,8 @@ def _check_place(root: str, manifest: dict, partner: str | None, location) -> No
     if len(parts) < 3:
         raise MisplacedDelivery(f"{location}: not in a <partner>/<report>/<period> folder")
     in_folder = {"partner": partner or parts[-3], "report": parts[-2], "period": parts[-1]}
-    release = {"period": manifest.get("period"), "number": manifest.get("release_number", 1)}
     in_manifest = {"partner": manifest.get("partner"), "report": manifest.get("report"),
-                   "period": delivery_folder(release)}
+                   "period": delivery_folder(manifest.get("period"), manifest.get("release_number", 1))}
     wrong = [f"{what} '{in_manifest[what]}', not '{in_folder[what]}'"
              for what in in_folder if in_manifest[what] != in_folder[what]]
     if wrong:

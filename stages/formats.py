@@ -42,6 +42,7 @@ from typing import IO, Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from core.errors import KrReportsError
 from core.format_file import load_format_file
 from core.formats import CANONICAL, FileFormat, canonical_format
 from core.schemas import SOURCES, describe_column_names
@@ -78,7 +79,7 @@ COMBINED_LOG_PROBE_LINES = 20
 GZIP_CHUNK = 1 << 20
 
 
-class FormatError(ValueError):
+class FormatError(KrReportsError, ValueError):
     """An input file is empty or not in the format it was given as (the message names the file)."""
 
 

@@ -38,6 +38,7 @@ import pyspark
 from pyspark.sql import SparkSession
 from pyspark.sql.types import StringType
 
+from core.errors import KrReportsError
 from core.private import private_dir
 from transforms.jvm_functions import FUNCTIONS
 
@@ -140,7 +141,7 @@ class FunctionsJar:
                               "it is not loaded")
 
 
-class JarMismatch(RuntimeError):
+class JarMismatch(KrReportsError, RuntimeError):
     """The jar about to be loaded is not the one compiled."""
 
 

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from core.kanon.hierarchy import Hierarchy, find_hierarchies
+from core.kanon.models import KAnonymityError
 from core.store import write_atomically
 from stages.spark import get_spark
 from transforms.kanon import Anonymization, AnonymizationConfig, Requirements, anonymize
@@ -29,8 +30,6 @@ from transforms.kanon import KAnonymityError as EngineRefusal
 REASON_COLUMN = "reason"
 
 
-class KAnonymityError(ValueError):
-    """Bad kanon input, no anonymous transformation, or an output that fails verification."""
 
 
 def check_requirements(req: Requirements) -> None:

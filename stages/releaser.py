@@ -3,7 +3,7 @@
     releaser = Releaser.open(data_dir="data", config_dir="config")
     release = releaser.release(protected_df, aggregation, period=day)
     release.table     # the noisy cells, each value with its noise sd and 95% interval
-    release.record    # what was spent, on which ledger entry, by which mechanisms
+    release.record    # what was spent, on which ledger entry, by which mechanisms (ReleaseRecord)
 
 A Releaser holds the privacy ledger and the release store, and cannot run
 without them. `release` does, in this order and nowhere else:
@@ -37,7 +37,9 @@ import pandas as pd
 from pyspark.sql import DataFrame
 
 from core import dp, noising
+from core.cells import STATUS
 from core.config import UNIT_COLUMN, Aggregation, Delivery, PipelineConfig, load_pipeline_config
+from core.errors import KrReportsError
 from core.ledger import (
     CHARGED,
     Charge,
@@ -46,6 +48,13 @@ from core.ledger import (
     LedgerMissing,
     NewRelease,
     ledger_location,
+)
+from core.release_record import (
+    GuaranteeRecord,
+    MetricRecord,
+    PartRecord,
+    ReleaseRecord,
+    SelectionRecord,
 )
 from core.shares import with_shares
 from core.store import ReleaseStore, StoredRelease
@@ -56,7 +65,7 @@ INTERNAL_RECIPIENT = "internal"
 INTERNAL_PURPOSE = "internal_analysis"
 
 
-class ReleaseRefused(RuntimeError):
+class ReleaseRefused(KrReportsError, RuntimeError):
     """The release store and the ledger disagree, or a release cannot be made as asked."""
 
 
@@ -65,14 +74,19 @@ class Release:
     """One release: its noisy table and its record, and whether it was served from the store."""
 
     table: pd.DataFrame
-    record: dict
+    record: ReleaseRecord
     reused: bool
     path: Path  # the stored release's folder
     newly_charged: bool = False  # this call added the charge (False: served, or an earlier charge taken up)
 
     @property
     def release_id(self) -> str:
-        return self.record["release_id"]
+        return self.record.release_id
+
+    @property
+    def stored(self) -> StoredRelease:
+        """The release as the store holds it: its record and folder (no table in memory)."""
+        return StoredRelease(self.record, self.path)
 
 
 def release_id(name: str, period: dt.date, number: int = 1) -> str:
@@ -123,7 +137,7 @@ class Releaser:
                 f"{self.ledger.location} is {self.ledger.id}: a deleted, emptied or other ledger. Use the "
                 "ledger the store was charged to")
         known = self.ledger.charge_ids()
-        lost = sorted(r["release_id"] for r in self.store.records() if r["ledger_entry_id"] not in known)
+        lost = sorted(r.release_id for r in self.store.records() if r.ledger_entry_id not in known)
         if lost:
             raise ReleaseRefused(
                 f"the ledger at {self.ledger.location} lacks the charges of {len(lost)} release(s) in the "
@@ -144,9 +158,9 @@ class Releaser:
             stored = self.store.read(aggregation.name, period.isoformat(), number)
         else:
             stored = None
-        if stored is not None and stored.record["aggregation_hash"] != aggregation.fingerprint():
+        if stored is not None and stored.record.aggregation_hash != aggregation.fingerprint():
             raise ReleaseRefused(
-                f"release '{stored.record['release_id']}' is stored from another version of aggregation "
+                f"release '{stored.record.release_id}' is stored from another version of aggregation "
                 f"'{aggregation.name}' (the spec changed after it was released); restore the spec, or "
                 "make a deliberate new release")
         return stored
@@ -204,8 +218,8 @@ class Releaser:
         found, buckets, partitions = _true_aggregates(data, plan)
         charge, newly_charged = self.ledger.charge(request, self.config.limits)
         table = self._noisy_table(plan, found, buckets, partitions)
-        record = _record(plan, charge, self.ledger.id, period, number, table, delivery)
-        record["guarantee"] = _guarantee_record(self.config)
+        record = _record(plan, charge, self.ledger.id, period, number, table, delivery,
+                         _guarantee_record(self.config))
         self.store.bind_to_ledger(self.ledger.id)
         written = self.store.write(aggregation.name, period.isoformat(), number, table, record)
         self.ledger.mark_stored(charge.id)
@@ -284,66 +298,67 @@ def with_text_types(noisy: pd.DataFrame, plan: dp.ReportPlan) -> pd.DataFrame:
     """
     text = [k.column for k in plan.aggregation.group_by
             if k.private or not isinstance(plan.public_keys[k.column][0], int)]
-    return noisy.astype({column: "string" for column in [*text, "status"]})
+    return noisy.astype({column: "string" for column in [*text, STATUS]})
 
 
 def _record(plan: dp.ReportPlan, charge: Charge, ledger_id: str, period: dt.date, number: int,
-            table: pd.DataFrame, delivery: Delivery | None) -> dict:
-    statuses = table["status"].value_counts()
+            table: pd.DataFrame, delivery: Delivery | None, guarantee: GuaranteeRecord) -> ReleaseRecord:
+    statuses = table[STATUS].value_counts()
     aggregation = plan.aggregation
-    return {
-        "release_id": charge.release_id,
-        "number": number,
-        "ledger_id": ledger_id,
-        "ledger_entry_id": charge.id,
-        "aggregation_hash": aggregation.fingerprint(),
-        "report": aggregation.name,
-        "source": aggregation.source,
-        "partner": delivery.partner if delivery else None,
-        "period": period.isoformat(),
-        "accounting": aggregation.accounting,
-        "epsilon": plan.epsilon,
-        "delta": plan.delta,
-        "rho": plan.rho,
-        "cells": len(table),
-        "cells_by_status": {status: int(n) for status, n in sorted(statuses.items())},
-        "metrics": [_metric_record(m) for m in plan.metrics],
-        "partition_selection": _selection_record(plan.selection),
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
+    return ReleaseRecord(
+        release_id=charge.release_id,
+        number=number,
+        ledger_id=ledger_id,
+        ledger_entry_id=charge.id,
+        aggregation_hash=aggregation.fingerprint(),
+        report=aggregation.name,
+        source=aggregation.source,
+        partner=delivery.partner if delivery else None,
+        period=period.isoformat(),
+        accounting=aggregation.accounting,
+        epsilon=plan.epsilon,
+        delta=plan.delta,
+        rho=plan.rho,
+        cells=len(table),
+        cells_by_status={status: int(n) for status, n in sorted(statuses.items())},
+        metrics=tuple(_metric_record(m) for m in plan.metrics),
+        partition_selection=_selection_record(plan.selection),
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        guarantee=guarantee,
+    )
 
 
-def _guarantee_record(config: PipelineConfig) -> dict:
+def _guarantee_record(config: PipelineConfig) -> GuaranteeRecord:
     """The budget every release counts against, stated for a partner."""
     budget = config.privacy_budget
-    return {"statement": config.guarantee(), "window_days": budget.window_days,
-            "epsilon": budget.epsilon, "delta": budget.delta}
+    return GuaranteeRecord(statement=config.guarantee(), window_days=budget.window_days,
+                           epsilon=budget.epsilon, delta=budget.delta)
 
 
-def _selection_record(selection: dp.Selection | None) -> dict | None:
+def _selection_record(selection: dp.Selection | None) -> SelectionRecord | None:
     if selection is None:
         return None
-    return {"epsilon": selection.epsilon, "delta": selection.delta, "mechanism": "truncated_geometric",
-            "even_odds_from": selection.even_odds, "always_from": selection.threshold}
+    return SelectionRecord(epsilon=selection.epsilon, delta=selection.delta, mechanism="truncated_geometric",
+                           even_odds_from=selection.even_odds, always_from=selection.threshold)
 
 
-def _metric_record(metric: dp.MetricPlan) -> dict:
-    return {
-        "name": metric.name,
-        "kind": metric.kind,
-        "column": metric.metric.column,
-        "outputs": list(metric.outputs),
-        "epsilon": metric.epsilon,  # NaN under zCDP: the store writes it as null
-        "delta": metric.delta,
-        "rho": metric.rho,
-        "parts": [
-            {
-                "part": name,
-                "mechanism": noise.kind,
-                "sensitivity": noise.sensitivity,
-                "noise_sd": noise.sd,
-                "ci95_half_width": noise.ci_half_width(dp.CONFIDENCE),
-            }
+def _metric_record(metric: dp.MetricPlan) -> MetricRecord:
+    return MetricRecord(
+        name=metric.name,
+        kind=metric.kind,
+        column=metric.metric.column,
+        outputs=tuple(metric.outputs),
+        epsilon=metric.epsilon,  # NaN under zCDP: the store writes it as null
+        delta=metric.delta,
+        rho=metric.rho,
+        parts=tuple(
+            PartRecord(
+                part=name,
+                mechanism=noise.kind,
+                sensitivity=noise.sensitivity,
+                noise_sd=noise.sd,
+                ci95_half_width=noise.ci_half_width(dp.CONFIDENCE),
+            )
             for name, noise in metric.parts
-        ],
-    }
+        ),
+    )

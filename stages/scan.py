@@ -39,6 +39,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from core.errors import KrReportsError
 from expectations.detectors import detector_predicates, quote_identifier
 from stages.spark import error_condition
 
@@ -57,7 +58,7 @@ SUPPORTED_TEXT = ".parquet, .csv, .json, .jsonl, .ndjson or .html (CSV and JSON 
 HTML_TEXT = "html_text"
 
 
-class ScanError(Exception):
+class ScanError(KrReportsError):
     """The input cannot be scanned: missing, unsupported or unreadable (names the path)."""
 
 

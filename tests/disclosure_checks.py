@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 import pandas as pd
 
 from core import report_page
+from core.cells import PUBLISHED, STATUS
 from core.disclosure import leaf_paths
 from core.dp import TREE_BRANCHINGS
 
@@ -25,7 +26,6 @@ from core.dp import TREE_BRANCHINGS
 STRUCTURAL = {"95", "100", *(str(b) for b in TREE_BRANCHINGS)}
 NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?[kMGT]?")
 SUFFIXES = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-STATUS = "status"
 
 
 def strict_json(text: str):
@@ -92,7 +92,7 @@ def _outputs(data: pd.DataFrame) -> list[str]:
 
 
 def _published(data: pd.DataFrame) -> pd.DataFrame:
-    return data[data[STATUS].isin(report_page.PUBLISHED)]
+    return data[data[STATUS].isin(PUBLISHED)]
 
 
 def _labels(data: pd.DataFrame, keys: list[str]) -> set[str]:

@@ -282,6 +282,6 @@ def test_the_daily_ingest_reads_quoted_line_breaks_and_quarantines_bad_values(tm
     records[2]["client_ip"] = "fe80::1%eth0"
     _canonical_csv(landing / "part-0.csv", "web_visits", records)
     result = ingest(catalog, "web_visits", day, "csv")
-    assert result["rows_in"] == 300
-    assert result["quarantined_by_reason"] == {"bad_ip_address:client_ip": 2}
-    assert result["rows_kept"] == 298
+    assert result.rows_in == 300
+    assert result.quarantined_by_reason == {"bad_ip_address:client_ip": 2}
+    assert result.rows_kept == 298

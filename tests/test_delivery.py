@@ -33,6 +33,7 @@ import stages.delivery as delivery_module
 from core import dp, report_page
 from core.config import ConfigError, Partner, ReportSpec, load_pipeline_config
 from core.disclosure import DisclosureError
+from core.release_record import MetricRecord, ReleaseRecord
 from core.signing import (
     SigningKeyError,
     demo_key_path,
@@ -40,6 +41,7 @@ from core.signing import (
     load_public_key,
     resolve_signing_key,
 )
+from core.store import StoredRelease
 from kr_reports.cli import main
 from stages.catalog import Catalog
 from stages.delivery import (
@@ -47,6 +49,7 @@ from stages.delivery import (
     SIGNATURE,
     BadSignature,
     ChecksumMismatch,
+    Delivered,
     DeliveryIncomplete,
     DemoSigned,
     ManifestInvalid,
@@ -131,19 +134,19 @@ def _region_hour_keys(regions=REGIONS) -> pd.DataFrame:
     return pd.DataFrame([(r, h) for r in regions for h in range(24)], columns=["region", "hour"])
 
 
-def _release_record(spec: ReportSpec, frame: pd.DataFrame, path: Path) -> dict:
+def _release_record(spec: ReportSpec, frame: pd.DataFrame) -> ReleaseRecord:
     """A hand-made record for rendering pages; deliveries use records the front door made."""
     plan = dp.plan_aggregation(spec.aggregation, REGIONS)
-    return {
-        "release_id": f"{spec.name}/{DAY}", "number": 1, "ledger_entry_id": 7, "report": spec.name,
-        "period": DAY, "accounting": spec.aggregation.accounting, "epsilon": plan.epsilon,
-        "delta": plan.delta, "rho": plan.rho, "cells": len(frame),
-        "cells_by_status": {k: int(v) for k, v in frame["status"].value_counts().items()},
-        "metrics": [{"name": m.name, "kind": m.kind, "column": m.metric.column, "outputs": list(m.outputs),
-                     "epsilon": m.epsilon, "delta": m.delta, "rho": m.rho, "parts": []}
-                    for m in plan.metrics],
-        "partition_selection": None, "created_at": "2026-11-02T00:00:00+00:00", "path": str(path),
-    }
+    return ReleaseRecord(
+        release_id=f"{spec.name}/{DAY}", number=1, ledger_id="test-ledger", ledger_entry_id=7,
+        aggregation_hash=spec.aggregation.fingerprint(), report=spec.name, source=spec.aggregation.source,
+        partner=spec.delivery.partner, period=DAY, accounting=spec.aggregation.accounting,
+        epsilon=plan.epsilon, delta=plan.delta, rho=plan.rho, cells=len(frame),
+        cells_by_status={k: int(v) for k, v in frame["status"].value_counts().items()},
+        metrics=tuple(MetricRecord(m.name, m.kind, m.metric.column, tuple(m.outputs), m.epsilon, m.delta,
+                                   m.rho, parts=()) for m in plan.metrics),
+        partition_selection=None, created_at="2026-11-02T00:00:00+00:00",
+    )
 
 
 # ---- a release made through the front door ------------------------------------------------
@@ -169,11 +172,6 @@ def flows_df(spark):
     return spark.createDataFrame(_flow_rows(), FLOWS_SCHEMA)
 
 
-def _as_delivered(made) -> dict:
-    """The release as stages.daily.release hands it to delivery: its record, reused and path."""
-    return {**made.record, "reused": made.reused, "path": str(made.path)}
-
-
 def _front_door(folder: Path):
     return open_releaser(folder, REGIONS, random_state=np.random.RandomState(0))
 
@@ -184,7 +182,7 @@ def stored_release(tmp_path_factory, flows_df):
     spec = _spec()
     made = _front_door(tmp_path_factory.mktemp("store")).release(flows_df, spec.aggregation, PERIOD,
                                                                  spec.delivery)
-    return spec, _as_delivered(made), made.table
+    return spec, made.stored, made.table
 
 
 @pytest.fixture
@@ -205,10 +203,10 @@ def _catalog(tmp_path) -> Catalog:
     return Catalog(data_dir=tmp_path / "data", out_dir=tmp_path / "out")
 
 
-def _deliver(tmp_path, stored, partner, demo=False) -> dict:
-    spec, record, _ = stored
+def _deliver(tmp_path, stored, partner, demo=False) -> Delivered:
+    spec, release, _ = stored
     validation = {"suite": "release", "success": True, "evaluated": 12, "failed": 0}
-    return deliver(_catalog(tmp_path), spec, record, validation, partner, demo)
+    return deliver(_catalog(tmp_path), spec, release, validation, partner, demo)
 
 
 def _public_key_file(tmp_path, key: Ed25519PrivateKey) -> Path:
@@ -224,8 +222,8 @@ def _public_key_file(tmp_path, key: Ed25519PrivateKey) -> Path:
 def test_a_local_delivery_is_signed_and_verifies_with_the_published_public_key(
         tmp_path, stored_release, signing_env):
     result = _deliver(tmp_path, stored_release, _partner())
-    delivery = Path(result["path"])
-    assert result["created"]
+    delivery = Path(result.path)
+    assert result.created
     assert delivery == tmp_path / "out/deliveries/metro-planning/traffic_region_hour" / DAY
     published = delivery.parents[1] / PUBLIC_KEY
     public = load_public_key(published.read_bytes(), str(published))
@@ -234,12 +232,12 @@ def test_a_local_delivery_is_signed_and_verifies_with_the_published_public_key(
     assert set(verified.files) == {"data.parquet", "data.csv", "report.html"} and verified.unlisted == ()
     manifest = json.loads((delivery / "manifest.json").read_text())
     assert manifest["signing"]["public_key_fingerprint"] == fingerprint(public)
-    record = stored_release[1]
-    assert manifest["ledger_entry_id"] == record["ledger_entry_id"]
+    record = stored_release[1].record
+    assert manifest["ledger_entry_id"] == record.ledger_entry_id
     assert manifest["privacy"]["min_subscribers"] == 5
-    assert manifest["release_id"] == record["release_id"] == f"traffic_region_hour/{DAY}"
-    assert manifest["cells_by_status"] == record["cells_by_status"]
-    assert manifest["rows_released"] == len(stored_release[2]) == sum(record["cells_by_status"].values())
+    assert manifest["release_id"] == record.release_id == f"traffic_region_hour/{DAY}"
+    assert manifest["cells_by_status"] == record.cells_by_status
+    assert manifest["rows_released"] == len(stored_release[2]) == sum(record.cells_by_status.values())
     assert {"cryptography", "fsspec", "pyspark"} <= set(manifest["software"])
     # a copy of the stored release, not new noise
     pd.testing.assert_frame_equal(pd.read_parquet(delivery / "data.parquet"), stored_release[2])
@@ -248,29 +246,29 @@ def test_a_local_delivery_is_signed_and_verifies_with_the_published_public_key(
 
 def test_a_signed_delivery_is_kept_as_it_is(tmp_path, stored_release, signing_env):
     first = _deliver(tmp_path, stored_release, _partner())
-    manifest = (Path(first["path"]) / "manifest.json").read_bytes()
+    manifest = (Path(first.path) / "manifest.json").read_bytes()
     again = _deliver(tmp_path, stored_release, _partner())
-    assert not again["created"]
-    assert (Path(first["path"]) / "manifest.json").read_bytes() == manifest
+    assert not again.created
+    assert (Path(first.path) / "manifest.json").read_bytes() == manifest
 
 
 def test_a_deliberate_new_release_is_delivered_beside_the_first(tmp_path, flows_df, signing_env):
     spec = _spec()
     door = _front_door(tmp_path / "store")
     made = door.release(flows_df, spec.aggregation, PERIOD, spec.delivery)
-    first = _deliver(tmp_path, (spec, _as_delivered(made), made.table), _partner())
-    manifest = (Path(first["path"]) / "manifest.json").read_bytes()
+    first = _deliver(tmp_path, (spec, made.stored, made.table), _partner())
+    manifest = (Path(first.path) / "manifest.json").read_bytes()
     renoised = door.release(flows_df, spec.aggregation, PERIOD, spec.delivery, new_release=True)
-    assert renoised.record["number"] == 2 and not renoised.reused
-    second = _deliver(tmp_path, (spec, _as_delivered(renoised), renoised.table), _partner())
-    assert second["created"] and Path(second["path"]) == Path(first["path"]).with_name(f"{DAY}.release-2")
-    verify_delivery(Path(second["path"]), signing_env.public_key())
-    second_manifest = json.loads((Path(second["path"]) / "manifest.json").read_text())
+    assert renoised.record.number == 2 and not renoised.reused
+    second = _deliver(tmp_path, (spec, renoised.stored, renoised.table), _partner())
+    assert second.created and Path(second.path) == Path(first.path).with_name(f"{DAY}.release-2")
+    verify_delivery(Path(second.path), signing_env.public_key())
+    second_manifest = json.loads((Path(second.path) / "manifest.json").read_text())
     assert second_manifest["release_id"] == f"{spec.name}/{DAY}#2"
-    assert second_manifest["ledger_entry_id"] == renoised.record["ledger_entry_id"]
-    assert renoised.record["ledger_entry_id"] != made.record["ledger_entry_id"]  # charged again
-    pd.testing.assert_frame_equal(pd.read_parquet(Path(second["path"]) / "data.parquet"), renoised.table)
-    assert (Path(first["path"]) / "manifest.json").read_bytes() == manifest  # the first stays as sent
+    assert second_manifest["ledger_entry_id"] == renoised.record.ledger_entry_id
+    assert renoised.record.ledger_entry_id != made.record.ledger_entry_id  # charged again
+    pd.testing.assert_frame_equal(pd.read_parquet(Path(second.path) / "data.parquet"), renoised.table)
+    assert (Path(first.path) / "manifest.json").read_bytes() == manifest  # the first stays as sent
 
 
 def test_an_unsigned_local_delivery_is_replaced_whole(tmp_path, stored_release, signing_env):
@@ -278,7 +276,7 @@ def test_an_unsigned_local_delivery_is_replaced_whole(tmp_path, stored_release, 
     old.mkdir(parents=True)
     (old / "data.csv").write_text("from before deliveries were signed\n")
     result = _deliver(tmp_path, stored_release, _partner())
-    assert result["created"]
+    assert result.created
     verify_delivery(old, signing_env.public_key())
     assert "from before" not in (old / "data.csv").read_text()
 
@@ -313,7 +311,7 @@ DAMAGE = {
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_verify_fails_with_a_clear_message_on_any_damage(
         tmp_path, stored_release, signing_env, capsys, damage):
-    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    delivery = Path(_deliver(tmp_path, stored_release, _partner()).path)
     public = _public_key_file(tmp_path, signing_env)
     assert main(["verify", str(delivery), "--public-key", str(public)]) == 0
     assert "signature valid" in capsys.readouterr().out
@@ -327,7 +325,7 @@ def test_verify_fails_with_a_clear_message_on_any_damage(
 
 def test_verify_rejects_a_wrong_key_and_names_both_fingerprints(
         tmp_path, stored_release, signing_env, capsys):
-    delivery = _deliver(tmp_path, stored_release, _partner())["path"]
+    delivery = _deliver(tmp_path, stored_release, _partner()).path
     stranger = Ed25519PrivateKey.generate()
     code = main(["verify", delivery, "--public-key", str(_public_key_file(tmp_path, stranger))])
     err = capsys.readouterr().err
@@ -340,7 +338,7 @@ def test_a_manifest_resigned_with_another_key_fails_verification(tmp_path, store
     """An attacker who swaps data and re-signs with their own key is caught by the partner's key."""
     from core.signing import SigningKey, sign_document
 
-    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    delivery = Path(_deliver(tmp_path, stored_release, _partner()).path)
     _alter_manifest(delivery)
     forger = SigningKey("metro-planning", "attacker", demo=False, private=Ed25519PrivateKey.generate())
     (delivery / SIGNATURE).write_bytes(sign_document(forger, (delivery / "manifest.json").read_bytes()))
@@ -353,7 +351,7 @@ def _verify(delivery, public: Path, *options: str) -> int:
 
 
 def test_an_unlisted_file_fails_unless_the_partner_names_it(tmp_path, stored_release, signing_env, capsys):
-    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    delivery = Path(_deliver(tmp_path, stored_release, _partner()).path)
     public = _public_key_file(tmp_path, signing_env)
     (delivery / "notes.txt").write_text("added later")
     assert _verify(delivery, public) == 1
@@ -371,7 +369,7 @@ def test_an_unlisted_file_fails_unless_the_partner_names_it(tmp_path, stored_rel
 
 def test_a_genuine_delivery_of_another_day_copied_into_a_days_folder_fails(
         tmp_path, stored_release, signing_env, capsys):
-    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    delivery = Path(_deliver(tmp_path, stored_release, _partner()).path)
     public = _public_key_file(tmp_path, signing_env)
     next_day = delivery.with_name((PERIOD + dt.timedelta(days=1)).isoformat())
     shutil.copytree(delivery, next_day)
@@ -396,7 +394,7 @@ def test_a_genuine_delivery_of_another_day_copied_into_a_days_folder_fails(
 def test_a_target_not_named_by_the_partner_verifies_with_partner(
         tmp_path, stored_release, signing_env, capsys):
     target = tmp_path / "shared" / "metro-exports"
-    delivery = Path(_deliver(tmp_path, stored_release, _partner(str(target)))["path"])
+    delivery = Path(_deliver(tmp_path, stored_release, _partner(str(target))).path)
     public = _public_key_file(tmp_path, signing_env)
     assert _verify(delivery, public) == 1
     assert "give --partner" in capsys.readouterr().err
@@ -409,7 +407,7 @@ def test_a_pinned_fingerprint_catches_a_replaced_key_and_resigned_delivery(
     """Who can write the partner's folder can replace signing_key.pub.pem and re-sign: the pin stops it."""
     from core.signing import SigningKey, sign_document
 
-    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    delivery = Path(_deliver(tmp_path, stored_release, _partner()).path)
     genuine = fingerprint(signing_env.public_key())
     config = _config_with_test_keys(tmp_path)
     assert main(["key-fingerprint", "metro-planning", "--config-dir", str(config)]) == 0
@@ -444,8 +442,8 @@ def test_a_pinned_fingerprint_catches_a_replaced_key_and_resigned_delivery(
 def test_a_demo_signed_delivery_fails_unless_allowed(tmp_path, stored_release, monkeypatch, capsys):
     monkeypatch.delenv(KEY_ENV, raising=False)
     result = _deliver(tmp_path, stored_release, _partner(), demo=True)
-    delivery = Path(result["path"])
-    assert result["demo_key"]
+    delivery = Path(result.path)
+    assert result.demo_key
     manifest = json.loads((delivery / "manifest.json").read_text())
     assert manifest["signing"]["demo_key"] is True and manifest["manifest_version"] == 2
     published = delivery.parents[1] / PUBLIC_KEY
@@ -467,7 +465,7 @@ def test_a_manifest_that_does_not_say_its_key_is_not_a_demo_key_fails(tmp_path, 
                                                                      capsys):
     from core.signing import SigningKey, sign_document
 
-    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    delivery = Path(_deliver(tmp_path, stored_release, _partner()).path)
     manifest = json.loads((delivery / "manifest.json").read_text())
     del manifest["signing"]["demo_key"]  # as version 1 manifests were written
     manifest["manifest_version"] = 1
@@ -481,7 +479,7 @@ def test_a_manifest_that_does_not_say_its_key_is_not_a_demo_key_fails(tmp_path, 
 
 
 def test_verify_without_a_usable_public_key_exits_2(tmp_path, stored_release, signing_env, capsys):
-    delivery = _deliver(tmp_path, stored_release, _partner())["path"]
+    delivery = _deliver(tmp_path, stored_release, _partner()).path
     assert main(["verify", delivery, "--public-key", str(tmp_path / "absent.pem")]) == 2
     assert "public key file not found" in capsys.readouterr().err
     not_a_key = tmp_path / "junk.pem"
@@ -507,12 +505,12 @@ def test_a_manifest_field_outside_the_allowlist_stops_the_delivery(
 
 
 def test_a_release_with_an_unpublished_column_is_not_delivered(tmp_path, stored_release, signing_env):
-    spec, record, frame = stored_release
+    spec, stored, frame = stored_release
     store = tmp_path / "tampered"
     store.mkdir()
     frame.assign(rows_in=5665).to_parquet(store / "release.parquet", index=False)
     with pytest.raises(DisclosureError, match="not published: rows_in"):
-        _deliver(tmp_path, (spec, {**record, "path": str(store)}, frame), _partner())
+        _deliver(tmp_path, (spec, StoredRelease(stored.record, store), frame), _partner())
     assert not (tmp_path / "out/deliveries/metro-planning/traffic_region_hour").exists()
 
 
@@ -527,7 +525,7 @@ def _zcdp_spec() -> ReportSpec:
 def test_a_zcdp_release_is_delivered_with_no_nan_in_its_manifest(tmp_path, flows_df, signing_env):
     spec = _zcdp_spec()
     made = _front_door(tmp_path / "store").release(flows_df, spec.aggregation, PERIOD, spec.delivery)
-    delivery = Path(_deliver(tmp_path, (spec, _as_delivered(made), made.table), _partner())["path"])
+    delivery = Path(_deliver(tmp_path, (spec, made.stored, made.table), _partner()).path)
     verify_delivery(delivery, signing_env.public_key())
     text = (delivery / "manifest.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
@@ -544,8 +542,8 @@ def test_a_record_with_nan_epsilons_is_delivered_with_nulls(tmp_path):
     """A record stored before the releaser wrote None for a zCDP metric's epsilon holds NaN."""
     spec = _zcdp_spec()
     frame = _release_frame(spec, _region_hour_keys())
-    record = _release_record(spec, frame, tmp_path)
-    assert math.isnan(record["metrics"][0]["epsilon"])
+    record = _release_record(spec, frame)
+    assert math.isnan(record.metrics[0].epsilon)
     key = resolve_signing_key("metro-planning", f"env:{KEY_ENV}", tmp_path, demo=True)
     validation = {"suite": "release", "success": True, "evaluated": 12, "failed": 0}
     files = build_delivery(spec, record, frame, validation, key, "2026-11-02T00:00:00+00:00")
@@ -563,7 +561,7 @@ def test_data_csv_neutralises_text_cells_a_spreadsheet_would_run(tmp_path):
     frame.loc[0, "total_bytes"] = -5.0  # noise makes negative sums: a number, not a formula
     key = resolve_signing_key("metro-planning", f"env:{KEY_ENV}", tmp_path, demo=True)
     validation = {"suite": "release", "success": True, "evaluated": 12, "failed": 0}
-    files = build_delivery(spec, _release_record(spec, frame, tmp_path), frame, validation, key,
+    files = build_delivery(spec, _release_record(spec, frame), frame, validation, key,
                            "2026-11-02T00:00:00+00:00")
     text = files["data.csv"].decode()
     cells = pd.read_csv(io.StringIO(text), dtype={"region": str})
@@ -577,7 +575,7 @@ def test_data_csv_neutralises_text_cells_a_spreadsheet_would_run(tmp_path):
 
 
 def test_verify_checksums_reports_a_truncated_manifest_clearly(tmp_path, stored_release, signing_env):
-    delivery = Path(_deliver(tmp_path, stored_release, _partner())["path"])
+    delivery = Path(_deliver(tmp_path, stored_release, _partner()).path)
     verify_checksums(delivery)
     _damage_data(delivery)
     with pytest.raises(ChecksumMismatch, match=r"data\.csv"):
@@ -596,7 +594,7 @@ def test_a_manifest_may_not_point_outside_its_delivery(tmp_path):
 
 
 def test_verify_with_a_public_key_needs_no_spark_ledger_or_config(tmp_path, stored_release, signing_env):
-    delivery = _deliver(tmp_path, stored_release, _partner())["path"]
+    delivery = _deliver(tmp_path, stored_release, _partner()).path
     public = _public_key_file(tmp_path, signing_env)
     script = (
         "import sys\n"
@@ -624,7 +622,7 @@ def _config_with_test_keys(tmp_path) -> Path:
 
 
 def test_the_operator_can_verify_with_the_configured_key(tmp_path, stored_release, signing_env, capsys):
-    delivery = _deliver(tmp_path, stored_release, _partner())["path"]
+    delivery = _deliver(tmp_path, stored_release, _partner()).path
     config = _config_with_test_keys(tmp_path)
     assert main(["verify", delivery, "--config-dir", str(config), "--data-dir", str(tmp_path / "data")]) == 0
     assert fingerprint(signing_env.public_key()) in capsys.readouterr().out
@@ -650,7 +648,7 @@ def _remote_files(root: str) -> list[str]:
 def test_a_memory_target_delivery_verifies_by_url(
         tmp_path, stored_release, signing_env, memory_target, capsys):
     result = _deliver(tmp_path, stored_release, _partner(memory_target))
-    assert result["created"] and result["path"].startswith("memory://")
+    assert result.created and result.path.startswith("memory://")
     files = _remote_files(memory_target)
     assert PUBLIC_KEY in files
     assert f"traffic_region_hour/{DAY}/{SIGNATURE}" in files
@@ -658,9 +656,9 @@ def test_a_memory_target_delivery_verifies_by_url(
     fs, path = fsspec.core.url_to_fs(memory_target)
     public = tmp_path / "shared.pub.pem"
     public.write_bytes(fs.cat_file(f"{path}/{PUBLIC_KEY}"))
-    assert main(["verify", result["path"], "--public-key", str(public)]) == 0
+    assert main(["verify", result.path, "--public-key", str(public)]) == 0
     assert "3 files match" in capsys.readouterr().out
-    assert not _deliver(tmp_path, stored_release, _partner(memory_target))["created"]
+    assert not _deliver(tmp_path, stored_release, _partner(memory_target)).created
 
 
 def test_a_failed_remote_delivery_leaves_nothing_visible_and_a_retry_succeeds(
@@ -683,7 +681,7 @@ def test_a_failed_remote_delivery_leaves_nothing_visible_and_a_retry_succeeds(
 
     monkeypatch.setattr(MemoryFileSystem, "cp_file", real_copy)
     retry = _deliver(tmp_path, stored_release, _partner(memory_target))
-    assert retry["created"]
+    assert retry.created
     verify_delivery(delivery, signing_env.public_key())
     fs, path = fsspec.core.url_to_fs(delivery)
     delivered = pd.read_parquet(fs.open(f"{path}/data.parquet", "rb"))
@@ -702,7 +700,7 @@ def test_leftovers_of_a_crashed_remote_delivery_count_as_not_delivered_and_are_r
     assert main(["verify", url, "--public-key", str(public)]) == 1
     assert "not signed" in capsys.readouterr().err
 
-    assert _deliver(tmp_path, stored_release, _partner(memory_target))["created"]
+    assert _deliver(tmp_path, stored_release, _partner(memory_target)).created
     assert main(["verify", url, "--public-key", str(public)]) == 0
     assert fs.cat_file(f"{final}/data.csv") != b"half a file"
     assert not [f for f in _remote_files(memory_target) if f.startswith(".staging")]
@@ -856,7 +854,7 @@ def _parsed(html: str) -> _Page:
 
 
 def _render(spec: ReportSpec, frame: pd.DataFrame) -> str:
-    record = _release_record(spec, frame, Path("."))
+    record = _release_record(spec, frame)
     return report_page.render_report(frame, report_page.page_info(spec, record))
 
 

@@ -242,16 +242,16 @@ def test_a_deliberate_new_release_is_charged_again_with_fresh_noise(own_run, con
     run = own_run
     catalog, spec, day = _stage_args(run, config_dir)
     first = release(catalog, spec, config_dir, day)
-    assert first["reused"] and first["number"] == 1
+    assert first.reused and first.record.number == 1
     second = release(catalog, spec, config_dir, day, new_release=True)
-    assert not second["reused"] and second["number"] == 2 and second["release_id"].endswith("#2")
+    assert not second.reused and second.record.number == 2 and second.record.release_id.endswith("#2")
     charges = Ledger(run["data"] / "ledger.sqlite").charges()
     assert [c.release_id for c in charges if c.report == spec.name] == [
-        first["release_id"], second["release_id"]]
-    old = pd.read_parquet(Path(first["path"]) / "release.parquet")
-    new = pd.read_parquet(Path(second["path"]) / "release.parquet")
+        first.record.release_id, second.record.release_id]
+    old = first.stored.table()
+    new = second.stored.table()
     assert not old["distinct_subscribers"].equals(new["distinct_subscribers"])
-    assert release(catalog, spec, config_dir, day)["number"] == 2  # the latest is served from now on
+    assert release(catalog, spec, config_dir, day).record.number == 2  # the latest is served from now on
 
 
 @pytest.mark.parametrize("refused_by", ["check before aggregation", "charge under the lock"])

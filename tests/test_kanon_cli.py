@@ -105,3 +105,13 @@ def test_mondrian_along_the_hierarchies_is_verified(tmp_path, capsys):
     assert report["algorithm"] == "mondrian" and report["verification"]["k"] >= 10
     assert report["smallest_class"] >= 10 and 0 < report["information_loss"]["ncp"] < 1
     assert len(_read_output(out)) == 30162
+
+
+def test_a_mondrian_refusal_is_one_line(tmp_path, capsys):
+    out = tmp_path / "mondrian"
+    code, _, err = _run(["--input", str(ADULT / "adult.csv"), "--qi", "age", "--hierarchies", str(ADULT),
+                         "--k", "40000", "--algorithm", "mondrian", "--out", str(out)], capsys)
+    assert code == 2
+    (line,) = err.splitlines()  # no traceback
+    assert line.startswith("kr-reports kanon: error: ") and "fewer than k = 40000" in line
+    assert not out.exists()

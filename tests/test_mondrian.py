@@ -9,9 +9,9 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from core.kanon.hierarchy import from_mapping, load_arx_hierarchy
+from core.kanon.models import KAnonymityError
 from transforms.kanon.mondrian import (
     HierarchyQI,
-    KAnonymityError,
     NumericQI,
     OrderedQI,
     generalize_mondrian,

@@ -29,6 +29,8 @@ from core.config import (
 )
 from core.keys import KEY_ENV, PseudonymKeyError, master_key, release_key
 from core.names import UnsafeName, check_identifier, path_under
+from core.release_record import ReleaseRecord
+from core.store import StoredRelease
 from kr_reports.cli import main
 from stages.catalog import Catalog
 from stages.delivery import deliver
@@ -146,8 +148,13 @@ def test_a_delivery_under_an_unsafe_report_name_writes_nothing(tmp_path, config_
     valid = load_report_specs(config_dir)[0]
     unsafe = ReportSpec.model_construct(name="../../escaped", delivery=valid.delivery,
                                         aggregation=valid.aggregation)
+    record = ReleaseRecord(
+        release_id="escaped/2026-11-01", number=1, ledger_id="ledger", ledger_entry_id=1, aggregation_hash="",
+        report="escaped", source="network_flows", partner="p", period="2026-11-01", accounting="pure",
+        epsilon=1.0, delta=0.0, rho=0.0, cells=0, cells_by_status={}, metrics=(), partition_selection=None,
+        created_at="2026-11-02T00:00:00+00:00")
     with pytest.raises(UnsafeName):
-        deliver(catalog, unsafe, {"period": "2026-11-01", "number": 1}, {}, partner, demo=True)
+        deliver(catalog, unsafe, StoredRelease(record, tmp_path / "store"), {}, partner, demo=True)
     assert not (tmp_path / "out" / "escaped").exists() and not (tmp_path / "escaped").exists()
 
 

@@ -339,12 +339,12 @@ class Case:
         """
         record = release.record
         if self.metric is None:
-            return record["partition_selection"]["epsilon"], record["partition_selection"]["delta"]
-        if record["accounting"] == "zcdp":  # one metric: the release's conversion is the metric's
-            assert len(record["metrics"]) == 1
-            return record["epsilon"], record["delta"]
-        metric = next(m for m in record["metrics"] if m["name"] == self.metric)
-        return metric["epsilon"], metric["delta"]
+            return record.partition_selection.epsilon, record.partition_selection.delta
+        if record.accounting == "zcdp":  # one metric: the release's conversion is the metric's
+            assert len(record.metrics) == 1
+            return record.epsilon, record.delta
+        metric = record.metric(self.metric)
+        return metric.epsilon, metric.delta
 
     def audit(self, pair: Neighbours) -> tuple[AuditResult, float]:
         epsilon, delta = self.claim(pair.d)
@@ -352,9 +352,9 @@ class Case:
         if self.metric is None:
             samples = [selected(r, self.scenario) for r in (pair.d, pair.d_prime)]
         else:
-            metric = next(m for m in pair.d.record["metrics"] if m["name"] == self.metric)
-            withheld = -1.0 if metric["kind"] == "quantiles" else None  # below every bound audited
-            samples = [published(r, self.scenario, metric["outputs"], withheld)
+            metric = pair.d.record.metric(self.metric)
+            withheld = -1.0 if metric.kind == "quantiles" else None  # below every bound audited
+            samples = [published(r, self.scenario, metric.outputs, withheld)
                        for r in (pair.d, pair.d_prime)]
         return audit_samples(*samples, CONFIDENCE, delta=delta), epsilon
 

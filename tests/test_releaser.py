@@ -73,10 +73,10 @@ def test_a_release_is_charged_stored_and_served_again_without_new_noise(tmp_path
     assert not first.reused and again.reused
     assert again.table.equals(first.table)
     (charge,) = releaser.ledger.charges()
-    assert (charge.id, charge.state, charge.partner) == (first.record["ledger_entry_id"], "stored",
+    assert (charge.id, charge.state, charge.partner) == (first.record.ledger_entry_id, "stored",
                                                         "metro-planning")
-    assert first.record["ledger_id"] == releaser.ledger.id == releaser.store.ledger_id()
-    assert first.record["aggregation_hash"] == _aggregation().fingerprint()
+    assert first.record.ledger_id == releaser.ledger.id == releaser.store.ledger_id()
+    assert first.record.aggregation_hash == _aggregation().fingerprint()
 
 
 def test_an_internal_aggregation_is_charged_to_the_same_ledger_and_refused_alike(tmp_path, flows):
@@ -84,7 +84,7 @@ def test_an_internal_aggregation_is_charged_to_the_same_ledger_and_refused_alike
     releaser = open_releaser(tmp_path, budget=tight, random_state=np.random.RandomState(0))
     releaser.release(flows, _aggregation(), DAY, DELIVERY)  # a scheduled report: epsilon 2
     adhoc = releaser.release(flows, _aggregation(name="adhoc"), DAY)  # an analyst's query: 2 more
-    assert adhoc.record["partner"] is None
+    assert adhoc.record.partner is None
     assert [c.partner for c in releaser.ledger.charges()] == ["metro-planning", "internal"]
     with pytest.raises(BudgetExceeded, match=r"report 'adhoc2' for .* refused"):
         releaser.release(flows, _aggregation(name="adhoc2"), DAY)
@@ -131,7 +131,7 @@ def test_a_lost_store_is_refused_unless_recovered_under_a_new_number(tmp_path, f
     with pytest.raises(ReleaseRefused, match="no longer holds it"):
         releaser.release(flows, _aggregation(), DAY, DELIVERY)
     recovered = releaser.release(flows, _aggregation(), DAY, DELIVERY, recover_lost=True)
-    assert recovered.record["release_id"] == "traffic/2026-11-01#2" and not recovered.reused
+    assert recovered.record.release_id == "traffic/2026-11-01#2" and not recovered.reused
     assert [c.release_id for c in releaser.ledger.charges()] == ["traffic/2026-11-01", "traffic/2026-11-01#2"]
 
 
@@ -154,7 +154,7 @@ def test_a_retry_after_a_crash_takes_up_its_charge(tmp_path, flows, monkeypatch)
     releaser = _crash_between_charge_and_store(tmp_path, flows, monkeypatch)
     release = releaser.release(flows, _aggregation(), DAY, DELIVERY)
     (charge,) = releaser.ledger.charges()
-    assert release.record["ledger_entry_id"] == charge.id and charge.state == "stored"
+    assert release.record.ledger_entry_id == charge.id and charge.state == "stored"
 
 
 def test_an_interrupted_new_release_is_resumed_with_no_new_charge(tmp_path, flows, monkeypatch):
@@ -168,7 +168,7 @@ def test_an_interrupted_new_release_is_resumed_with_no_new_charge(tmp_path, flow
     opened, resumed = releaser.ledger.open_new_release(DAY)
     assert not resumed
     done = releaser.release(flows, _aggregation(name="first"), DAY, DELIVERY, new_release=opened)
-    assert done.newly_charged and done.record["number"] == 2
+    assert done.newly_charged and done.record.number == 2
 
     def killed(*args, **kwargs):
         raise OSError("killed")
@@ -179,7 +179,7 @@ def test_an_interrupted_new_release_is_resumed_with_no_new_charge(tmp_path, flow
     monkeypatch.undo()  # the third never started
 
     plain = _reopen(tmp_path)
-    assert plain.release(flows, _aggregation(name="first"), DAY, DELIVERY).record["number"] == 2
+    assert plain.release(flows, _aggregation(name="first"), DAY, DELIVERY).record.number == 2
     for name in ("second", "third"):  # not served at release 1 as if nothing happened
         with pytest.raises(ReleaseRefused, match=f"interrupted before it released '{name}'.*--new-release"):
             plain.release(flows, _aggregation(name=name), DAY, DELIVERY)
@@ -194,8 +194,8 @@ def test_an_interrupted_new_release_is_resumed_with_no_new_charge(tmp_path, flow
     assert first.reused and first.table.equals(done.table)
     unstored = next(c for c in before if c.release_id == "second/2026-11-01#2")
     assert not second.reused and not second.newly_charged
-    assert second.record["ledger_entry_id"] == unstored.id
-    assert not third.reused and third.newly_charged and third.record["number"] == 2
+    assert second.record.ledger_entry_id == unstored.id
+    assert not third.reused and third.newly_charged and third.record.number == 2
     charges = again.ledger.charges()
     assert len(charges) == 6 and {c.state for c in charges} == {"stored"}
     assert sorted(c.release_id for c in charges if c.new_release == opened.id) == [
@@ -218,7 +218,7 @@ def test_a_spec_changed_after_its_release_is_not_served_as_the_old_one(tmp_path,
     with pytest.raises(ReleaseRefused, match="another version of aggregation 'traffic'"):
         releaser.release(flows, _aggregation(epsilon=1.5), DAY, DELIVERY)
     deliberate = releaser.release(flows, _aggregation(epsilon=1.5), DAY, DELIVERY, new_release=True)
-    assert deliberate.record["number"] == 2
+    assert deliberate.record.number == 2
 
 
 def test_a_stored_charge_never_pays_for_another_release(tmp_path):

@@ -6,8 +6,9 @@ import pytest
 
 from core.config import load_pipeline_config, load_report_specs
 from core.policy import load_policy
+from core.report_columns import DOMAIN_CATEGORIES
 from core.schemas import SOURCES
-from transforms.report_inputs import DOMAIN_CATEGORIES, references_read, report_input
+from transforms.report_inputs import references_read, report_input
 
 
 @pytest.fixture(scope="module")

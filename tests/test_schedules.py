@@ -400,6 +400,7 @@ def test_a_failing_report_does_not_hold_back_the_others(monkeypatch, prefect_har
     from prefect import flow
 
     from flows import daily
+    from stages.results import Refused
 
     specs = [SimpleNamespace(name=name) for name in ("first", "broken", "over_budget", "last")]
 
@@ -407,8 +408,8 @@ def test_a_failing_report_does_not_hold_back_the_others(monkeypatch, prefect_har
         if spec.name == "broken":
             raise StageFailed(f"stage 'release' failed for broken on {DAY}: PlanError: bounds")
         if spec.name == "over_budget":
-            return {"refused": f"report 'over_budget' for {DAY} refused: ..."}
-        return {"report": spec.name}
+            return Refused(f"report 'over_budget' for {DAY} refused: ...")
+        return SimpleNamespace(report=spec.name)
 
     monkeypatch.setattr(daily, "_release_and_deliver_one", release_one)
 
@@ -418,6 +419,6 @@ def test_a_failing_report_does_not_hold_back_the_others(monkeypatch, prefect_har
         return daily._release_and_deliver(None, specs, None, DAY, releasing)
 
     reports, failed, refused = each_report()
-    assert [r["report"] for r in reports] == ["first", "last"]
+    assert [r.report for r in reports] == ["first", "last"]
     assert failed == [f"stage 'release' failed for broken on {DAY}: PlanError: bounds"]
     assert refused == [f"report 'over_budget' for {DAY} refused: ..."]

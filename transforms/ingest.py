@@ -12,6 +12,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from core.errors import KrReportsError
 from core.schemas import FieldSpec, SourceSpec, TimeRange, describe_column_names
 
 TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
@@ -19,7 +20,7 @@ DATE_FORMAT = "yyyy-MM-dd"
 REASONS_COLUMN = "_reasons"
 
 
-class SchemaMismatch(ValueError):
+class SchemaMismatch(KrReportsError, ValueError):
     """A landing dataset's columns are not the canonical ones."""
 
 

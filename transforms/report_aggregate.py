@@ -14,6 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from core.dp import TREE_LEAVES, ReportPlan
+from core.errors import KrReportsError
 from transforms.bounding import (
     aggregate_cells,
     bound_contributions,
@@ -24,7 +25,7 @@ from transforms.bounding import (
 )
 
 
-class MissingReportColumn(ValueError):
+class MissingReportColumn(KrReportsError, ValueError):
     """A report names a column its input does not have."""
 
 

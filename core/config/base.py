@@ -9,10 +9,11 @@ from typing import Annotated
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
+from core.errors import KrReportsError
 from core.names import check_identifier
 
 
-class ConfigError(ValueError):
+class ConfigError(KrReportsError, ValueError):
     """A configuration file is missing or does not match its model."""
 
 

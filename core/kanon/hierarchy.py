@@ -14,8 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import KrReportsError
 
-class HierarchyError(ValueError):
+
+class HierarchyError(KrReportsError, ValueError):
     """A hierarchy file or table that is not a valid generalization hierarchy."""
 
 

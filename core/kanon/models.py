@@ -29,9 +29,16 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
+from core.errors import KrReportsError
+
 # Floating-point slack for threshold comparisons: a class whose entropy is
 # exactly log2(l) must not fail by one rounding error.
 TOLERANCE = 1e-9
+
+
+class KAnonymityError(KrReportsError, ValueError):
+    """A table that cannot be made k-anonymous as asked: bad input, no anonymous
+    transformation, or an output with a class smaller than k (counts only, never values)."""
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from core.errors import KrReportsError
 
-class BudgetExceeded(RuntimeError):
+
+class BudgetExceeded(KrReportsError, RuntimeError):
     """A release would take a rolling window over a limit. The message is one line for people."""
 
     def __init__(self, message: str, report: str, period: dt.date, returns_on: dt.date | None):
@@ -13,9 +15,9 @@ class BudgetExceeded(RuntimeError):
         self.report, self.period, self.returns_on = report, period, returns_on
 
 
-class LedgerMissing(RuntimeError):
+class LedgerMissing(KrReportsError, RuntimeError):
     """No ledger where one must already exist (it was deleted, emptied, or its URL changed)."""
 
 
-class ChargeMismatch(RuntimeError):
+class ChargeMismatch(KrReportsError, RuntimeError):
     """A release id is already charged, for other terms or for a release already stored."""

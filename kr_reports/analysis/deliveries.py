@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.cells import PUBLISHED, STATUS, ci95_high_column, ci95_low_column, noise_sd_column
 from core.config import (
     Aggregation,
     ReportSpec,
 )
-from kr_reports.analysis._common import PUBLISHED
 from stages.delivery import parse_delivery_folder, verify_checksums
 
 
@@ -91,7 +91,7 @@ def delivery_summary(delivery: Delivery) -> pd.DataFrame:
     """What was released, to whom, at which privacy cost (one row per fact)."""
     m, spec = delivery.manifest, delivery.aggregation
     bounds = spec.contribution
-    statuses = delivery.data["status"].value_counts().sort_index()
+    statuses = delivery.data[STATUS].value_counts().sort_index()
     facts = {
         "report": m["report"], "partner": m["partner"], "purpose": m["purpose"],
         "period": m["period"], "release": m["release_id"], "accounting": spec.accounting,
@@ -126,13 +126,13 @@ def released_values(delivery: Delivery, output: str) -> pd.DataFrame:
 
 def table_values(data: pd.DataFrame, keys: Sequence[str], output: str) -> pd.DataFrame:
     """`released_values` of any release table (a delivery's, or one from the Releaser)."""
-    published = data[data["status"].isin(PUBLISHED) & data[output].notna()]
+    published = data[data[STATUS].isin(PUBLISHED) & data[output].notna()]
     keys = list(keys)
-    frame = published[[*keys, "status"]].copy()
+    frame = published[[*keys, STATUS]].copy()
     frame.insert(len(keys), "cell", cell_labels(published, keys))
     frame["output"] = output
     frame["released"] = published[output].astype(float)
-    frame["noise_sd"] = published[f"{output}_noise_sd"].astype(float)
-    frame["low"] = published[f"{output}_ci95_low"].astype(float)
-    frame["high"] = published[f"{output}_ci95_high"].astype(float)
+    frame["noise_sd"] = published[noise_sd_column(output)].astype(float)
+    frame["low"] = published[ci95_low_column(output)].astype(float)
+    frame["high"] = published[ci95_high_column(output)].astype(float)
     return frame.reset_index(drop=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullFormatter
 
+from core.cells import STATUS
 from kr_reports.analysis._common import PANEL_COLUMNS
 from kr_reports.analysis.deliveries import Delivery
 
@@ -69,7 +70,7 @@ def plot_true_vs_released(ax, comparison: pd.DataFrame, output: str):
 
 
 def plot_status_counts(ax, delivery: Delivery):
-    counts = delivery.data["status"].value_counts().sort_index()
+    counts = delivery.data[STATUS].value_counts().sort_index()
     ax.bar(counts.index, counts.to_numpy())
     ax.set_ylabel("rows")
     ax.set_title("cells by status")

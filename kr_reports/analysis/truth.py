@@ -10,28 +10,34 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow.dataset as ds
 
+from core.cells import RELEASED, STATUS
 from core.config import (
     Aggregation,
     Metric,
 )
 from core.dp import MetricPlan, ReportPlan
 from core.kinds import metric_kind
-from core.policy import ADDON_PREFIX, derived_origin
+from core.policy import derived_origin
+from core.report_columns import (
+    ADDON_PREFIX,
+    ADDONS,
+    CATEGORY,
+    CELL_AREA,
+    CELL_AREA_LENGTH,
+    CELL_ID,
+    DOMAIN,
+    DOMAIN_CATEGORIES,
+    EVENT_HOUR,
+    HOUR,
+    PROFILE_ATTRIBUTES,
+)
 from core.schemas import SOURCES
 from kr_reports.analysis._common import TruthUnavailable
 from kr_reports.analysis.deliveries import Delivery, released_values
 from stages.catalog import Catalog
 from stages.reference import parse_domain_categories, shipped_reference
 from transforms.generalize import UNCATEGORIZED
-from transforms.report_inputs import (
-    CELL_AREA_LENGTH,
-    DOMAIN_CATEGORIES,
-    EVENT_HOUR,
-    PROFILE_ATTRIBUTES,
-    UNIT,
-    references_read,
-    sources_read,
-)
+from transforms.report_inputs import UNIT, references_read, sources_read
 
 
 def _read_protected(catalog: Catalog, source: str, period: dt.date, wanted: set[str]) -> pd.DataFrame:
@@ -57,12 +63,12 @@ def _domain_category(domains: pd.Series, categories: pd.DataFrame) -> pd.Series:
 
 def _with_derived(df: pd.DataFrame, column: str, frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """pandas twin of `transforms.report_inputs._with_derived`; `df` unchanged when not derivable."""
-    if column == "category" and "domain" in df and DOMAIN_CATEGORIES in frames:
-        return df.assign(category=_domain_category(df["domain"], frames[DOMAIN_CATEGORIES]))
-    if column == "cell_area" and "cell_id" in df:
-        return df.assign(cell_area=df["cell_id"].str[:CELL_AREA_LENGTH])
-    if column.startswith(ADDON_PREFIX) and "addons" in df:
-        return df.assign(**{column: _has_addon(df["addons"], column.removeprefix(ADDON_PREFIX))})
+    if column == CATEGORY and DOMAIN in df and DOMAIN_CATEGORIES in frames:
+        return df.assign(**{CATEGORY: _domain_category(df[DOMAIN], frames[DOMAIN_CATEGORIES])})
+    if column == CELL_AREA and CELL_ID in df:
+        return df.assign(**{CELL_AREA: df[CELL_ID].str[:CELL_AREA_LENGTH]})
+    if column.startswith(ADDON_PREFIX) and ADDONS in df:
+        return df.assign(**{column: _has_addon(df[ADDONS], column.removeprefix(ADDON_PREFIX))})
     return df
 
 
@@ -76,7 +82,7 @@ def with_report_keys(source: str, frames: Mapping[str, pd.DataFrame],
         attributes = [c for c in PROFILE_ATTRIBUTES if c in profile.columns and c not in df.columns]
         df = df.merge(profile[[UNIT, *attributes]], on=UNIT, how="left")
     if source in EVENT_HOUR:
-        df = df.assign(hour=pd.to_datetime(df[EVENT_HOUR[source]]).dt.hour)
+        df = df.assign(**{HOUR: pd.to_datetime(df[EVENT_HOUR[source]]).dt.hour})
     for column in dict.fromkeys(columns):
         if column not in df.columns:
             df = _with_derived(df, column, frames)
@@ -157,7 +163,7 @@ def true_vs_released(released: pd.DataFrame, truth: pd.DataFrame, output: str,
     (0 for counts and sums, NaN for means and quantiles, which are then left out).
     Remainder rows are left out: their true value is no single cell's.
     """
-    cells = released[released["status"] == "released"]
+    cells = released[released[STATUS] == RELEASED]
     keys = list(cells.columns[: list(cells.columns).index("cell")])  # as `released_values` orders them
     typed = truth[[*keys, output]].astype({k: cells[k].dtype for k in keys})
     merged = cells.merge(typed.rename(columns={output: "true"}), on=keys, how="left")

@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
-from core.names import UnsafeName
+from core.errors import InternalAlarm, KrReportsError
 from kr_reports.cli import budget, deliveries, files, running
 
 
@@ -42,38 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the user's to fix: shown as one line, without a traceback.
+def _users_to_fix(exc: Exception) -> bool:
+    """An error of this project that is the user's to fix: shown as one line, without a traceback.
 
-    Their messages name files, columns, expectations and counts, never data values.
+    Its message names files, columns, keys and counts, never data values (core.errors).
+    An InternalAlarm is a safeguard catching the code itself: its traceback is shown.
     """
-    from core.config import ConfigError
-    from core.dp import PlanError
-    from core.kanon.hierarchy import HierarchyError
-    from core.keys import PseudonymKeyError
-    from core.ledger import BudgetExceeded, ChargeMismatch, LedgerMissing
-    from core.locking import RunInProgress
-    from core.private import PrivateFolderError
-    from core.signing import SigningKeyError
-    from expectations.runner import ValidationFailed
-    from flows.daily import StageFailed
-    from stages.catalog import MissingInput
-    from stages.daily import RowConservationError
-    from stages.formats import FormatError
-    from stages.jvm import JarMismatch
-    from stages.kanon_file import KAnonymityError
-    from stages.releaser import ReleaseRefused
-    from stages.scan import ScanError
-    from transforms.ingest import SchemaMismatch
-    from transforms.report_aggregate import MissingReportColumn
-
-    return (
-        PrivateFolderError, JarMismatch,
-        ConfigError, MissingInput, SchemaMismatch, ValidationFailed, BudgetExceeded,
-        PseudonymKeyError, PlanError, RowConservationError, ScanError, FormatError,
-        MissingReportColumn, KAnonymityError, HierarchyError, SigningKeyError, StageFailed,
-        ChargeMismatch, LedgerMissing, ReleaseRefused, UnsafeName, RunInProgress,
-    )
+    return isinstance(exc, KrReportsError) and not isinstance(exc, InternalAlarm)
 
 
 @contextlib.contextmanager
@@ -108,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        if isinstance(exc, _expected_errors()):
+        if _users_to_fix(exc):
             print(f"kr-reports {args.command}: error: {exc}", file=sys.stderr)
             return 2
         raise

@@ -55,7 +55,7 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
     if not charges:
         print("no charges recorded")
     store = Catalog.from_env(args.data_dir, None).release_store
-    stored = {(r["release_id"], r["ledger_entry_id"]) for r in store.records()}
+    stored = {(r.release_id, r.ledger_entry_id) for r in store.records()}
     flagged = 0
     for c in charges:
         flag = _unstored_flag(c, (c.release_id, c.id) in stored)

@@ -49,6 +49,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from core.kanon.models import KAnonymityError
 from core.kanon.mondrian import CUT_RULES, HierarchyQI, NumericQI, OrderedQI, QuasiIdentifier, Rules
 from transforms.kanon.mondrian_rounds import (
     NCP_PREFIX,
@@ -105,8 +106,6 @@ class MondrianRecoding:
         self.cached.unpersist()
 
 
-class KAnonymityError(ValueError):
-    """An output with an equivalence class smaller than k."""
 
 
 def _check_arguments(df: DataFrame, qis: Sequence[QuasiIdentifier], k: int, unit: str | None) -> None:
