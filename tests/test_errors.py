@@ -14,9 +14,10 @@ from core.errors import InternalAlarm, KrReportsError
 from core.kanon.models import KAnonymityError
 from core.store import StoreError
 from kr_reports import cli
+from kr_reports.cli import files
 from stages.scan import ScanError
 
-PACKAGES = ("core", "transforms", "expectations", "stages", "flows", "kr_reports")
+PACKAGES = ("core", "transforms", "expectations", "synthetic", "stages", "flows", "kr_reports")
 
 
 def _project_exceptions() -> list[type[BaseException]]:
@@ -48,7 +49,7 @@ def _main_raising(error: Exception, monkeypatch, capsys) -> tuple[int, str]:
     def handler(args):
         raise error
 
-    monkeypatch.setattr(cli, "_cmd_scan", handler)  # build_parser binds it when main runs
+    monkeypatch.setattr(files, "_cmd_scan", handler)  # build_parser binds it when main runs
     code = cli.main(["scan", "anything"])
     return code, capsys.readouterr().err
 

@@ -134,8 +134,8 @@ def test_a_new_kind_is_planned_explained_released_and_drawn(new_kinds, spark, tm
     assert table["per_sub"].to_numpy() == pytest.approx([2.0, 2.0], abs=0.05)
     assert table["spread"].to_numpy() == pytest.approx([10.0, 10.0], abs=0.5)
     assert (table["spread_ci95_low"] <= table["spread"]).all()
-    assert [m["kind"] for m in release.record["metrics"]] == ["count_distinct_subscribers",
-                                                              "rows_per_subscriber", "stddev"]
+    assert [m.kind for m in release.record.metrics] == ["count_distinct_subscribers",
+                                                       "rows_per_subscriber", "stddev"]
 
     page = render_report(table, page_info(spec, release.record))
     assert "<p>records per subscriber; epsilon 1000.</p>" in page

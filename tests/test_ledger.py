@@ -711,10 +711,16 @@ def _store_release(data: Path, charge) -> None:
 
     from core.store import ReleaseStore
 
+    from core.release_record import ReleaseRecord
+
     store = ReleaseStore(data / "releases")
     name, period = charge.release_id.split("/")
-    store.write(name, period, 1, pd.DataFrame({"cells": [1]}),
-                {"release_id": charge.release_id, "ledger_entry_id": charge.id})
+    record = ReleaseRecord(
+        release_id=charge.release_id, number=1, ledger_id="ledger", ledger_entry_id=charge.id,
+        aggregation_hash="hash", report=name, source="network_flows", partner=None, period=period,
+        accounting="zcdp", epsilon=1.0, delta=1e-9, rho=0.01, cells=1, cells_by_status={"released": 1},
+        metrics=(), partition_selection=None, created_at="2026-11-02T00:00:00+00:00")
+    store.write(name, period, 1, pd.DataFrame({"cells": [1]}), record)
 
 
 def test_cli_ledger_shows_release_ids_and_flags_charges_without_a_stored_release(tmp_path, cli_config,

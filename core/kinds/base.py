@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from core.errors import KrReportsError
 from core.mechanisms import CONFIDENCE, IntegerNoise
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class BoundingLoss(Enum):
     VALUES = "values"  # dropped rows and clamped values: sums
 
 
-class KindError(ValueError):
+class KindError(KrReportsError, ValueError):
     """A kind registered twice, or asked for by a name no kind has."""
 
 
