@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from scratch_releaser import ScratchReleaser  # noqa: E402
 
 from core.config import UNIT_COLUMN, ReportSpec, load_report_specs  # noqa: E402
-from core.dp import ReportPlan  # noqa: E402
+from core.noise_plan import ReportPlan  # noqa: E402
 from core.policy import load_policy  # noqa: E402
 from stages import daily as stages  # noqa: E402
 from stages.catalog import Catalog  # noqa: E402

@@ -89,7 +89,7 @@ from bench_pipeline import (  # noqa: E402
 from scratch_releaser import ScratchReleaser  # noqa: E402
 
 from core.config import Aggregation, Metric  # noqa: E402
-from core.dp import ReportPlan, quantile_column  # noqa: E402
+from core.noise_plan import ReportPlan, quantile_column  # noqa: E402
 from stages.generate import write_landing  # noqa: E402
 from stages.spark import get_spark  # noqa: E402
 from transforms.report_aggregate import aggregate_report  # noqa: E402

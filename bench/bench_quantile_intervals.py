@@ -49,7 +49,7 @@ from simulated_cells import (  # noqa: E402
     true_quantiles,
 )
 
-from core.dp import MetricPlan, insufficient_column  # noqa: E402
+from core.noise_plan import MetricPlan, insufficient_column  # noqa: E402
 from stages.spark import get_spark  # noqa: E402
 
 SIZES = (2_000, 5_000, 8_000, 10_000, 50_000)

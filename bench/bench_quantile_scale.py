@@ -45,7 +45,7 @@ from simulated_cells import (  # noqa: E402
 )
 
 from core.config import Aggregation, Metric  # noqa: E402
-from core.dp import MetricPlan  # noqa: E402
+from core.noise_plan import MetricPlan  # noqa: E402
 from stages.spark import get_spark  # noqa: E402
 
 CELLS = {

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from core.accounting import Cost, Guarantee, approx_dp_cost, guarantee, total
 from core.config import Budget, PipelineConfig, ReportSpec
-from core.dp import ReportPlan, plan_aggregation
 from core.ledger import overdrawn_window, spent_between
+from core.noise_plan import ReportPlan, plan_aggregation
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel
 
-from core import dp
+from core import noise_plan
 from core.cells import STATUSES
 from core.config import Aggregation, ReportSpec
 from core.errors import InternalAlarm
@@ -159,12 +159,12 @@ def check_manifest(manifest: dict) -> None:
 
 
 def published_columns(aggregation: Aggregation) -> list[str]:
-    """The columns a data file carries: exactly `dp.published_columns` of the aggregation's plan.
+    """The columns a data file carries: exactly `noise_plan.published_columns` of the aggregation's plan.
 
     Columns name group keys and metric outputs, never key values, so the plan
     is made without the public domains (they decide rows, not columns).
     """
-    return dp.published_columns(dp.plan_aggregation(aggregation, regions=()))
+    return noise_plan.published_columns(noise_plan.plan_aggregation(aggregation, regions=()))
 
 
 def check_data_columns(columns, aggregation: Aggregation) -> None:

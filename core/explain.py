@@ -10,8 +10,8 @@ physical plan on an empty input of the same columns.
 from __future__ import annotations
 
 from core.config import Delivery
-from core.dp import CONFIDENCE, MetricPlan, ReportPlan
 from core.mechanisms import IntegerNoise
+from core.noise_plan import CONFIDENCE, MetricPlan, ReportPlan
 
 
 def _budget(plan: ReportPlan) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.cells import PUBLISHED, STATUS, ci95_high_column, ci95_low_column, noise_sd_column
-from core.dp import ReportPlan, share_column
+from core.noise_plan import ReportPlan, share_column
 
 Z95 = 1.959963984540054
 

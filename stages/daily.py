@@ -16,7 +16,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from core import dp
+from core import noise_plan
 from core.config import DEFAULT_PLAUSIBLE_TIME, Aggregation, PlausibleTime, ReportSpec
 from core.errors import KrReportsError
 from core.keys import derive_key, master_key
@@ -210,6 +210,7 @@ def validate_release(catalog: Catalog, spec: ReportSpec, config_dir: Path | str,
     released = get_spark().read.parquet(str(stored.table_path))
     keys = [c for c, t in released.dtypes if t == "string" and c in plan.group_columns]
     suite = build_release_suite(
-        dp.published_columns(plan), dp.count_columns(plan), string_columns=keys, report=spec.name
+        noise_plan.published_columns(plan), noise_plan.count_columns(plan), string_columns=keys,
+        report=spec.name
     )
     return validate_dataframe(released, suite, label=f"release {spec.name} {day}")

@@ -8,7 +8,7 @@
 A Releaser holds the privacy ledger and the release store, and cannot run
 without them. `release` does, in this order and nowhere else:
 
-1. plan:      the aggregation becomes an immutable noise plan (core.dp);
+1. plan:      the aggregation becomes an immutable noise plan (core.noise_plan);
 2. check:     the ledger refuses now a release the budget cannot take;
 3. bound and aggregate: contributions bounded per subscriber and cells
               aggregated in Spark (transforms.report_aggregate); only the small
@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 from pyspark.sql import DataFrame
 
-from core import dp, noising
+from core import noise_plan, noisy_cells
 from core.cells import STATUS
 from core.config import UNIT_COLUMN, Aggregation, Delivery, PipelineConfig, load_pipeline_config
 from core.errors import KrReportsError
@@ -145,8 +145,8 @@ class Releaser:
 
     # ---- the release ---------------------------------------------------------------------
 
-    def plan(self, aggregation: Aggregation) -> dp.ReportPlan:
-        return dp.plan_aggregation(aggregation, self.config.regions)
+    def plan(self, aggregation: Aggregation) -> noise_plan.ReportPlan:
+        return noise_plan.plan_aggregation(aggregation, self.config.regions)
 
     def stored(self, aggregation: Aggregation, period: dt.date,
                number: int | None = None) -> StoredRelease | None:
@@ -249,7 +249,7 @@ class Releaser:
         taken = in_store | {c.number for c in charges}
         return max(taken, default=0) + 1
 
-    def _request(self, plan: dp.ReportPlan, period: dt.date, number: int, delivery: Delivery | None,
+    def _request(self, plan: noise_plan.ReportPlan, period: dt.date, number: int, delivery: Delivery | None,
                  run: str = "", new_release: NewRelease | None = None) -> ChargeRequest:
         aggregation = plan.aggregation
         return ChargeRequest(
@@ -266,16 +266,16 @@ class Releaser:
             new_release=new_release.id if new_release else None,
         )
 
-    def _noisy_table(self, plan: dp.ReportPlan, found, buckets, partitions) -> pd.DataFrame:
+    def _noisy_table(self, plan: noise_plan.ReportPlan, found, buckets, partitions) -> pd.DataFrame:
         """Noise, drawn once, then free post-processing (the only place noise is drawn)."""
         rng = self._random_state
-        selected = noising.select_partitions(partitions, plan, rng) if plan.selection else None
-        cells = noising.complete_cells(found, plan, selected)
-        noisy = with_shares(noising.noisy_release(cells, buckets, plan, random_state=rng), plan)
+        selected = noisy_cells.select_partitions(partitions, plan, rng) if plan.selection else None
+        cells = noisy_cells.complete_cells(found, plan, selected)
+        noisy = with_shares(noisy_cells.noisy_release(cells, buckets, plan, random_state=rng), plan)
         return with_text_types(noisy, plan)
 
 
-def _true_aggregates(data: DataFrame, plan: dp.ReportPlan):
+def _true_aggregates(data: DataFrame, plan: noise_plan.ReportPlan):
     """True bounded aggregates, collected: (cells present, bucket counts, private partitions).
 
     The salt that picks which rows and cells a subscriber keeps is secret and new per release.
@@ -290,7 +290,7 @@ def _true_aggregates(data: DataFrame, plan: dp.ReportPlan):
     return cells, buckets, partitions
 
 
-def with_text_types(noisy: pd.DataFrame, plan: dp.ReportPlan) -> pd.DataFrame:
+def with_text_types(noisy: pd.DataFrame, plan: noise_plan.ReportPlan) -> pd.DataFrame:
     """Text keys and status typed as strings, so a release with no rows keeps its schema.
 
     pandas gives an empty column no type; Parquet would store it as null and
@@ -301,7 +301,7 @@ def with_text_types(noisy: pd.DataFrame, plan: dp.ReportPlan) -> pd.DataFrame:
     return noisy.astype({column: "string" for column in [*text, STATUS]})
 
 
-def _record(plan: dp.ReportPlan, charge: Charge, ledger_id: str, period: dt.date, number: int,
+def _record(plan: noise_plan.ReportPlan, charge: Charge, ledger_id: str, period: dt.date, number: int,
             table: pd.DataFrame, delivery: Delivery | None, guarantee: GuaranteeRecord) -> ReleaseRecord:
     statuses = table[STATUS].value_counts()
     aggregation = plan.aggregation
@@ -335,14 +335,14 @@ def _guarantee_record(config: PipelineConfig) -> GuaranteeRecord:
                            epsilon=budget.epsilon, delta=budget.delta)
 
 
-def _selection_record(selection: dp.Selection | None) -> SelectionRecord | None:
+def _selection_record(selection: noise_plan.Selection | None) -> SelectionRecord | None:
     if selection is None:
         return None
     return SelectionRecord(epsilon=selection.epsilon, delta=selection.delta, mechanism="truncated_geometric",
                            even_odds_from=selection.even_odds, always_from=selection.threshold)
 
 
-def _metric_record(metric: dp.MetricPlan) -> MetricRecord:
+def _metric_record(metric: noise_plan.MetricPlan) -> MetricRecord:
     return MetricRecord(
         name=metric.name,
         kind=metric.kind,
@@ -357,7 +357,7 @@ def _metric_record(metric: dp.MetricPlan) -> MetricRecord:
                 mechanism=noise.kind,
                 sensitivity=noise.sensitivity,
                 noise_sd=noise.sd,
-                ci95_half_width=noise.ci_half_width(dp.CONFIDENCE),
+                ci95_half_width=noise.ci_half_width(noise_plan.CONFIDENCE),
             )
             for name, noise in metric.parts
         ),

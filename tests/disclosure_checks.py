@@ -20,7 +20,7 @@ import pandas as pd
 from core import report_page
 from core.cells import PUBLISHED, STATUS
 from core.disclosure import leaf_paths
-from core.dp import TREE_BRANCHINGS
+from core.noise_plan import TREE_BRANCHINGS
 
 # "95% interval", "lies in it 95 times in 100", and the quantile tree's public shape ("1/32")
 STRUCTURAL = {"95", "100", *(str(b) for b in TREE_BRANCHINGS)}

@@ -19,8 +19,8 @@ from specs import report_spec
 from core import mechanisms as mech
 from core.accounting import pure_dp_cost
 from core.config import Budget, ReportSpec
-from core.dp import CONFIDENCE, TREE_HEIGHT, plan_aggregation, quantile_rank_sd
 from core.ledger import ChargeRequest, Ledger
+from core.noise_plan import CONFIDENCE, TREE_HEIGHT, plan_aggregation, quantile_rank_sd
 from kr_reports import analysis as A
 from stages.catalog import Catalog
 from stages.delivery import ChecksumMismatch

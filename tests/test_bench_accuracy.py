@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from core.config import load_pipeline_config, load_report_specs
-from core.dp import plan_aggregation
+from core.noise_plan import plan_aggregation
 from stages.catalog import Catalog
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ from pyspark.sql import functions as F
 from specs import report_spec
 
 from core.config import Metric
-from core.dp import TREE_BRANCHINGS, TREE_LEAVES, plan_aggregation
-from core.noising import complete_cells
+from core.noise_plan import TREE_BRANCHINGS, TREE_LEAVES, plan_aggregation
+from core.noisy_cells import complete_cells
 from transforms.bounding import (
     ROWS_COLUMN,
     UNITS_COLUMN,

@@ -30,7 +30,7 @@ from releasing import open_releaser
 from specs import report_spec
 
 import stages.delivery as delivery_module
-from core import dp, report_page
+from core import noise_plan, report_page
 from core.config import ConfigError, Partner, ReportSpec, load_pipeline_config
 from core.disclosure import DisclosureError
 from core.release_record import MetricRecord, ReleaseRecord
@@ -99,7 +99,7 @@ def _release_frame(spec: ReportSpec, keys: pd.DataFrame, seed: int = 3) -> pd.Da
     """A release-shaped frame: noisy-looking values with intervals, some cells merged into remainders."""
     rng = np.random.default_rng(seed)
     aggregation = spec.aggregation
-    plan = dp.plan_aggregation(aggregation, REGIONS)
+    plan = noise_plan.plan_aggregation(aggregation, REGIONS)
     frame = keys.reset_index(drop=True).copy()
     frame["status"], frame["cells_merged"] = "released", 1
     for metric in plan.metrics:
@@ -108,11 +108,12 @@ def _release_frame(spec: ReportSpec, keys: pd.DataFrame, seed: int = 3) -> pd.Da
             frame[output], frame[f"{output}_noise_sd"] = value, 9.0
             frame[f"{output}_ci95_low"], frame[f"{output}_ci95_high"] = value - 18, value + 18
         if metric.kind == "quantiles":
-            frame[dp.insufficient_column(metric.name)] = pd.array([False] * len(frame), dtype="boolean")
+            flag = noise_plan.insufficient_column(metric.name)
+            frame[flag] = pd.array([False] * len(frame), dtype="boolean")
     if aggregation.roll_up:
         merged = frame.index % 7 == 3
         frame.loc[merged, "status"] = "merged"
-        value_columns = [c for c in dp.release_columns(plan)
+        value_columns = [c for c in noise_plan.release_columns(plan)
                          if c not in (*aggregation.group_columns, "status", "cells_merged")]
         frame.loc[merged, value_columns] = np.nan
         parents = [k for k in aggregation.group_columns if k != aggregation.roll_up]
@@ -125,9 +126,9 @@ def _release_frame(spec: ReportSpec, keys: pd.DataFrame, seed: int = 3) -> pd.Da
                 for output in metric.outputs:
                     columns = [output, f"{output}_noise_sd", f"{output}_ci95_low", f"{output}_ci95_high"]
                     remainder[columns] = np.nan
-                remainder[dp.insufficient_column(metric.name)] = True
+                remainder[noise_plan.insufficient_column(metric.name)] = True
         frame = pd.concat([frame, remainder], ignore_index=True)
-    return frame[dp.release_columns(plan)]
+    return frame[noise_plan.release_columns(plan)]
 
 
 def _region_hour_keys(regions=REGIONS) -> pd.DataFrame:
@@ -136,7 +137,7 @@ def _region_hour_keys(regions=REGIONS) -> pd.DataFrame:
 
 def _release_record(spec: ReportSpec, frame: pd.DataFrame) -> ReleaseRecord:
     """A hand-made record for rendering pages; deliveries use records the front door made."""
-    plan = dp.plan_aggregation(spec.aggregation, REGIONS)
+    plan = noise_plan.plan_aggregation(spec.aggregation, REGIONS)
     return ReleaseRecord(
         release_id=f"{spec.name}/{DAY}", number=1, ledger_id="test-ledger", ledger_entry_id=7,
         aggregation_hash=spec.aggregation.fingerprint(), report=spec.name, source=spec.aggregation.source,

@@ -19,7 +19,7 @@ import pytest
 from disclosure_checks import page_violations, strict_json
 from specs import report_spec
 
-from core import disclosure, dp
+from core import disclosure, noise_plan
 from core.config import ReportSpec, load_pipeline_config, load_report_specs
 from core.disclosure import (
     CONFIG,
@@ -84,7 +84,7 @@ def _spec(**extra) -> ReportSpec:
 
 def test_a_data_file_carries_exactly_the_published_columns():
     aggregation = _spec().aggregation
-    published = dp.published_columns(dp.plan_aggregation(aggregation, ("North", "South")))
+    published = noise_plan.published_columns(noise_plan.plan_aggregation(aggregation, ("North", "South")))
     assert disclosure.published_columns(aggregation) == published
     check_data_columns(published, aggregation)
     with pytest.raises(DisclosureError, match="not published: rows_in"):
@@ -119,7 +119,7 @@ def deliveries(daily_run, config_dir) -> list[dict]:
         spec = specs[manifest["report"]]
         found.append({
             "folder": folder, "manifest": manifest, "spec": spec,
-            "plan": dp.plan_aggregation(spec.aggregation, regions),
+            "plan": noise_plan.plan_aggregation(spec.aggregation, regions),
             "parquet": pd.read_parquet(folder / "data.parquet"),
             "csv": pd.read_csv(folder / "data.csv"),
             "page": (folder / REPORT_PAGE).read_text(),
@@ -136,7 +136,7 @@ def test_every_manifest_carries_only_allowed_fields(deliveries):
 
 def test_every_data_file_carries_exactly_the_published_columns(deliveries):
     for delivery in deliveries:
-        published = dp.published_columns(delivery["plan"])
+        published = noise_plan.published_columns(delivery["plan"])
         assert list(delivery["parquet"].columns) == published, delivery["folder"]
         assert list(delivery["csv"].columns) == published, delivery["folder"]
         assert set(delivery["manifest"]["files"]) == {*DATA_FILES, REPORT_PAGE}

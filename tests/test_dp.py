@@ -5,7 +5,7 @@ from specs import report_spec
 
 from core import mechanisms
 from core.config import Metric, ReportSpec
-from core.dp import (
+from core.noise_plan import (
     TREE_HEIGHT,
     PlanError,
     count_columns,

@@ -318,7 +318,7 @@ def test_a_release_with_no_rows_keeps_its_column_types(tmp_path, config_dir):
     import pyarrow.parquet as pq
 
     from core.config import load_pipeline_config, load_report_specs
-    from core.dp import plan_aggregation, release_columns
+    from core.noise_plan import plan_aggregation, release_columns
     from stages.releaser import with_text_types
 
     spec = next(s for s in load_report_specs(config_dir) if s.name == "call_activity_cell_area_hour")

@@ -22,11 +22,11 @@ from releasing import open_releaser
 from specs import report_spec
 
 from core.config import Metric
-from core.dp import count_columns, plan_aggregation, release_columns
 from core.explain import explain
 from core.kinds import KINDS, ROWS, UNITS, KindError, MetricKind, Output, register
 from core.kinds.base import clamped_output
 from core.kinds.builtin import Count, Variance
+from core.noise_plan import count_columns, plan_aggregation, release_columns
 from core.report_page import page_info, render_report
 
 ROOT = Path(__file__).resolve().parents[1]

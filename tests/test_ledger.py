@@ -709,9 +709,8 @@ def test_an_unstored_charge_taken_up_by_a_new_release_becomes_its_own_and_costs_
 def _store_release(data: Path, charge) -> None:
     import pandas as pd
 
-    from core.store import ReleaseStore
-
     from core.release_record import ReleaseRecord
+    from core.store import ReleaseStore
 
     store = ReleaseStore(data / "releases")
     name, period = charge.release_id.split("/")

@@ -9,8 +9,8 @@ import pandas as pd
 from releasing import fresh_period, open_releaser
 from specs import report_spec
 
-from core import dp, report_page
-from core.noising import noisy_release
+from core import noise_plan, report_page
+from core.noisy_cells import noisy_release
 from expectations.runner import validate_dataframe
 from expectations.suites import build_release_suite
 
@@ -41,9 +41,9 @@ def test_an_empty_cell_publishes_no_quantile_and_flags_it(spark, tmp_path):
     release = releaser.release(spark.createDataFrame(rows, SCHEMA), spec.aggregation, fresh_period(),
                                spec.delivery)
     table = release.table.set_index(["region", "hour"])
-    plan = dp.plan_aggregation(spec.aggregation, REGIONS)
-    assert list(release.table.columns) == dp.published_columns(plan)
-    columns = dp.release_columns(plan)
+    plan = noise_plan.plan_aggregation(spec.aggregation, REGIONS)
+    assert list(release.table.columns) == noise_plan.published_columns(plan)
+    columns = noise_plan.release_columns(plan)
     assert columns[columns.index("q_p90_ci95_high") + 1] == "q_insufficient"  # after its outputs
 
     full, empty = table.loc[("North", 0)], table.loc[[("South", 0), ("South", 1), ("North", 1)]]
@@ -53,7 +53,7 @@ def test_an_empty_cell_publishes_no_quantile_and_flags_it(spark, tmp_path):
 
     # The stored release passes its suite: quantiles may be empty, counts may not.
     stored = spark.read.parquet(str(release.path / "release.parquet"))
-    suite = build_release_suite(dp.published_columns(plan), dp.count_columns(plan),
+    suite = build_release_suite(noise_plan.published_columns(plan), noise_plan.count_columns(plan),
                                 string_columns=["region"], report=spec.name)
     assert validate_dataframe(stored, suite, label="quantile release")["success"]
 
@@ -69,10 +69,11 @@ def _cells(spec):
     """True aggregates: North hour 0 holds 3,000 subscribers (one row each, spread over the
     range); the other cells 12 each, under k = 20 alone, so South's two make a remainder of 24
     and North's one a remainder that stays under k. With the quantile tree's leaf counts."""
-    plan = dp.plan_aggregation(spec.aggregation, REGIONS)
+    plan = noise_plan.plan_aggregation(spec.aggregation, REGIONS)
     keys = pd.DataFrame([(r, h) for r in REGIONS for h in (0, 1)], columns=["region", "hour"])
     cells = keys.assign(distinct_units=[3000, 12, 12, 12])
-    dense = pd.DataFrame({"region": "North", "hour": 0, "bucket": np.arange(3000) * dp.TREE_LEAVES // 3000,
+    leaves = noise_plan.TREE_LEAVES
+    dense = pd.DataFrame({"region": "North", "hour": 0, "bucket": np.arange(3000) * leaves // 3000,
                           "rows": 1})
     sparse = keys.iloc[1:].assign(bucket=7, rows=12)
     return cells, {"q": pd.concat([dense, sparse], ignore_index=True)}, plan

@@ -2,7 +2,7 @@
 and whether its 95% intervals hold the truth 95% of the time at the catalog's noise.
 
 The tree is a noisy root count, 32 nodes and 4,096 leaves over [lower, upper]
-(core.dp); NoisyTree places quantiles in it lazily (core.quantile_tree). Fake
+(core.noise_plan); NoisyTree places quantiles in it lazily (core.quantile_tree). Fake
 samplers stand in for the noise where a test needs to place it.
 """
 
@@ -13,7 +13,7 @@ from specs import report_spec
 
 from core import mechanisms as mech
 from core.accounting import Cost
-from core.dp import (
+from core.noise_plan import (
     TREE_BRANCHINGS,
     TREE_HEIGHT,
     TREE_LEAVES,
@@ -21,7 +21,7 @@ from core.dp import (
     quantile_min_rows,
     quantile_rank_sd,
 )
-from core.noising import NoisyTree, is_insufficient
+from core.noisy_cells import NoisyTree, is_insufficient
 
 NODES = TREE_BRANCHINGS[0]
 LEAVES_PER_NODE = TREE_LEAVES // NODES
@@ -289,7 +289,7 @@ def test_a_sparse_tail_no_longer_pulls_the_90th_percentile_up():
 def test_spark_leaves_and_tree_values_are_inverses(spark, scale):
     from pyspark.sql import functions as F
 
-    from core.dp import tree_value
+    from core.noise_plan import tree_value
     from transforms.bounding import tree_leaf_index
 
     values = [0.0, 0.4, 1.0, 7.5, 59.0, 600.0, 3599.9, 3600.0]
@@ -304,7 +304,7 @@ def test_spark_leaves_and_tree_values_are_inverses(spark, scale):
 def test_the_log_scale_resolves_values_bunched_low_that_linear_leaves_cannot():
     """Values between 0.5 and 2 in [0, 3600] (seconds, say): linear leaves are 0.88 wide,
     log ones 0.2% of 1 + value."""
-    from core.dp import tree_value
+    from core.noise_plan import tree_value
 
     values = np.random.RandomState(1).uniform(0.5, 2, size=2000)
     errors = {}

@@ -243,7 +243,7 @@ def test_a_ledger_is_never_created_by_a_reader(tmp_path):
 
 # Calls that draw noise, and the only modules allowed to make them.
 NOISE_CALLS = {"add_to", "randomise", "noisy_release", "select_partitions", "NoisyTree", "sampler"}
-NOISE_MODULES = {"core/mechanisms.py", "core/noising.py", "core/quantile_tree.py",
+NOISE_MODULES = {"core/mechanisms.py", "core/noisy_cells.py", "core/quantile_tree.py",
                  "stages/releaser.py"}
 
 
@@ -273,5 +273,5 @@ def test_no_module_but_the_front_door_draws_noise():
 
 def test_the_noise_scan_would_catch_a_bypass(tmp_path):
     bypass = tmp_path / "bypass.py"
-    bypass.write_text("from core import noising\nnoising.noisy_release(cells, {}, plan)\n")
+    bypass.write_text("from core import noisy_cells\nnoisy_cells.noisy_release(cells, {}, plan)\n")
     assert _noise_calls(bypass) == ["noisy_release (line 2)"]

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from core.config import Aggregation, load_pipeline_config, load_report_specs
-from core.dp import plan_aggregation, published_columns
+from core.noise_plan import plan_aggregation, published_columns
 from core.shares import with_shares
 
 

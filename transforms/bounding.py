@@ -4,7 +4,7 @@ A subscriber's influence on a release is bounded before anything is summed:
 at most `max_groups` cells per subscriber (chosen uniformly at random among
 that subscriber's cells), at most `max_rows` rows per cell (also random),
 and each value encoded as an integer, then clamped to the very integer
-bounds the plan's sensitivity is computed from (core.dp, core.kinds).
+bounds the plan's sensitivity is computed from (core.noise_plan, core.kinds).
 Every window is partitioned by the subscriber, so after one repartition the
 whole bounding needs no further shuffle; only the final per-cell
 aggregation shuffles (partial aggregates, a small frame).

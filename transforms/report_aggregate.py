@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from core.dp import TREE_LEAVES, ReportPlan
 from core.errors import KrReportsError
+from core.noise_plan import TREE_LEAVES, ReportPlan
 from transforms.bounding import (
     aggregate_cells,
     bound_contributions,

@@ -1,7 +1,7 @@
 """Metric kinds: one class per kind, and the registry a report spec's `kind` is checked against.
 
-`Metric.measure` (core.config) is the metric's kind bound to it; planning (core.dp), noising
-(core.noising), Spark's aggregation (transforms.bounding), `explain`, report.html and the
+`Metric.measure` (core.config) is the metric's kind bound to it; planning (core.noise_plan), noising
+(core.noisy_cells), Spark's aggregation (transforms.bounding), `explain`, report.html and the
 notebooks ask it rather than compare kind names. The shipped kinds are in
 core.kinds.builtin; a new kind is one more `@register`ed MetricKind subclass there.
 """

@@ -27,11 +27,11 @@ from core.mechanisms import CONFIDENCE, IntegerNoise
 
 if TYPE_CHECKING:
     from core.config import Metric
-    from core.dp import MetricPlan
+    from core.noise_plan import MetricPlan
     from core.quantile_tree import NoisyTree
 
 Z = float(norm.ppf(0.5 + CONFIDENCE / 2))
-# The per-cell aggregate frame (transforms.bounding writes it, core.noising reads it).
+# The per-cell aggregate frame (transforms.bounding writes it, core.noisy_cells reads it).
 ROWS = "rows"  # bounded rows per cell (and per bucket)
 UNITS = "distinct_units"  # distinct subscribers per cell
 BUCKET = "bucket"  # a bucket id: a quantile tree's leaf or a histogram's bin
@@ -190,7 +190,7 @@ class MetricKind:
     zero_when_empty: ClassVar[bool] = False  # an empty cell's true value is 0 (not undefined)
     bounding_loss: ClassVar[BoundingLoss | None] = None  # None: a ratio, which bounding biases little
     row_input: ClassVar[RowInput | None] = None  # None: counts rows or subscribers only
-    # Parts noised lazily, cell by cell: core.noising gives `place` one noisy tree
+    # Parts noised lazily, cell by cell: core.noisy_cells gives `place` one noisy tree
     # (core.quantile_tree) per cell over the part's true buckets, drawing a node as it is read.
     lazy_parts: ClassVar[tuple[str, ...]] = ()
 

@@ -1,7 +1,7 @@
 """The metric kinds a report spec may name, one class each.
 
 Sensitivities follow from the contribution bounds: a subscriber touches at most G cells
-with at most R rows each (core.dp multiplies by G), every value clamped to its metric's
+with at most R rows each (core.noise_plan multiplies by G), every value clamped to its metric's
 bounds. Counts and histograms count rows (R per cell, in one bin each); distinct
 subscribers count 1; sums, means and variances add fixed-point integers clamped to the
 integer bounds; a quantile tree adds every row to one node per level.

@@ -15,8 +15,8 @@ from core.config import (
     Aggregation,
     Contribution,
 )
-from core.dp import MetricPlan, PlanError, ReportPlan, plan_aggregation
 from core.kinds import BoundingLoss
+from core.noise_plan import MetricPlan, PlanError, ReportPlan, plan_aggregation
 from kr_reports.analysis._common import DEFAULT_ROWS_PER_CELL, TruthUnavailable
 from kr_reports.analysis.deliveries import Delivery
 from kr_reports.analysis.truth import clamped, report_inputs, report_rows, true_values

@@ -10,8 +10,8 @@ from core.config import (
     Aggregation,
     load_pipeline_config,
 )
-from core.dp import ReportPlan, plan_aggregation
 from core.ledger import LEDGER_FILE, LEDGER_URL_ENV
+from core.noise_plan import ReportPlan, plan_aggregation
 from kr_reports.analysis._common import CONFIG_ENV, REPORT_ENV
 from stages.catalog import Catalog
 

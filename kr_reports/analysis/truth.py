@@ -15,8 +15,8 @@ from core.config import (
     Aggregation,
     Metric,
 )
-from core.dp import MetricPlan, ReportPlan
 from core.kinds import metric_kind
+from core.noise_plan import MetricPlan, ReportPlan
 from core.policy import derived_origin
 from core.report_columns import (
     ADDON_PREFIX,

@@ -11,8 +11,8 @@ from pathlib import Path
 def _cmd_explain(args: argparse.Namespace) -> int:
     from core.budget_plan import metric_shares
     from core.config import ConfigError, load_pipeline_config, load_report_specs
-    from core.dp import plan_aggregation
     from core.explain import explain
+    from core.noise_plan import plan_aggregation
 
     config_dir = Path(args.config_dir)
     specs = {s.name: s for s in load_report_specs(config_dir)}

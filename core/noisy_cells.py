@@ -45,9 +45,9 @@ from core.cells import (
     ci95_low_column,
     noise_sd_column,
 )
-from core.dp import MetricPlan, ReportPlan, release_columns
 from core.kinds import BUCKET, ROWS, UNITS, CellOutputs, Output, is_insufficient  # noqa: F401
 from core.mechanisms import IntegerNoise
+from core.noise_plan import MetricPlan, ReportPlan, release_columns
 from core.quantile_tree import NoisyTree
 
 
