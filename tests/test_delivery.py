@@ -494,12 +494,12 @@ def test_verify_without_a_usable_public_key_exits_2(tmp_path, stored_release, si
 
 def test_a_manifest_field_outside_the_allowlist_stops_the_delivery(
         tmp_path, stored_release, signing_env, monkeypatch):
-    real = delivery_module._manifest
+    real = delivery_module.build._manifest
 
     def with_inputs(*args, **kwargs):
         return {**real(*args, **kwargs), "inputs": {"network_flows": {"rows_in": 5665}}}
 
-    monkeypatch.setattr(delivery_module, "_manifest", with_inputs)
+    monkeypatch.setattr(delivery_module.build, "_manifest", with_inputs)
     with pytest.raises(DisclosureError, match=r"inputs\.network_flows\.rows_in"):
         _deliver(tmp_path, stored_release, _partner())
     assert not (tmp_path / "out/deliveries/metro-planning/traffic_region_hour").exists()
