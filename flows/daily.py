@@ -30,22 +30,16 @@ validation it made as Great Expectations Data Docs in
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import logging
 import math
-import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
-from prefect import Task, flow, get_run_logger, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
+from prefect.states import Failed
 
 from core.config import (
     AnalystConfig,
@@ -58,159 +52,29 @@ from core.config import (
     load_pipeline_config,
     load_report_specs,
 )
-from core.errors import KrReportsError
 from core.keys import master_key
-from core.ledger import BudgetExceeded, BudgetStatus, Ledger, NewRelease, ledger_location
+from core.ledger import BudgetExceeded, NewRelease
 from core.locking import data_folder_lock
 from core.policy import Policy, load_policy
 from core.schemas import SOURCES
 from core.sources import SourceLanding, SourcesConfig, load_sources_config
 from core.store import remove_staging
 from expectations.runner import build_data_docs, recording_validations
+from flows.artifacts import release_artifacts_task, summary_markdown
+from flows.task_errors import (
+    IO_RETRIES,
+    ReportsFailed,
+    ReportsRefused,
+    StageFailed,
+    _stage,
+    keeping_data_out,
+)
 from stages import daily as stages
 from stages.analyst import build_analyst_zone
 from stages.catalog import Catalog
 from stages.delivery import Delivered, check_delivery_setup, deliver, remove_staging_leftovers
 from stages.results import Ingested, Protected, Refused, Released, ReportDelivered
 from stages.sources import check_sources, generator_landing_format
-from stages.spark import error_condition
-
-
-def is_project_error(exc: BaseException) -> bool:
-    """Raised by this project's code: its message names no data value, and a retry fails alike."""
-    return isinstance(exc, KrReportsError)
-
-
-def _worth_retrying(task: Task, task_run: TaskRun, state: State) -> bool:
-    """Retry what may pass next time (storage, Spark); not a check of ours, nor a file Spark cannot parse."""
-    error = state.result(raise_on_failure=False)
-    return getattr(error, "retryable", not is_project_error(error))
-
-
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _worth_retrying,
-              "cache_policy": NO_CACHE}
-
-
-class StageFailed(KrReportsError, RuntimeError):
-    """A stage of the run failed; the message names the stage, the dataset and the day."""
-
-
-class ReportsFailed(StageFailed):
-    """Some reports failed; the run's summary says which others were delivered (and where)."""
-
-    def __init__(self, message: str, summary: dict) -> None:
-        super().__init__(message)
-        self.summary = summary
-
-
-class ReportsRefused(StageFailed):
-    """The privacy budget could not take some reports; the others were delivered.
-
-    Not a crash: one line per refused report (report, day, spent and left, when budget
-    returns), and the run's summary of what was delivered.
-    """
-
-    def __init__(self, refusals: list[str], summary: dict) -> None:
-        super().__init__(f"{len(refusals)} report(s) refused by the privacy budget, the others were "
-                         "delivered: " + "; ".join(refusals))
-        self.refusals, self.summary = refusals, summary
-
-
-class TaskFailed(StageFailed):
-    """A task met an error from outside this project, whose text may quote data values.
-
-    Prefect stores a failed task's exception text and traceback in its API, so the task
-    raises this instead: it names the error's type (and the file, when Spark could not
-    read one of the data folder's files), and the original is logged only locally, at
-    debug level. `retryable` says whether another attempt may pass.
-    """
-
-    def __init__(self, message: str, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-def stage_failure_message(stage: str, dataset: str, day: dt.date, cause: BaseException) -> str:
-    """Where the run stopped, and why when the cause is ours (other messages may quote data)."""
-    if isinstance(cause, TaskFailed):  # already says what and where, without data
-        reason = str(cause)
-    elif is_project_error(cause):
-        reason = f"{type(cause).__name__}: {cause}"
-    else:
-        reason = f"{type(cause).__name__} (details in the task run's log)"
-    return f"stage '{stage}' failed for {dataset} on {day.isoformat()}: {reason}"
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-local_log = logging.getLogger(__name__)  # not Prefect's run logger: nothing here reaches its API
-
-# Spark's error conditions for a file it cannot parse: the next attempt fails alike.
-UNPARSABLE_FILE = ("FAILED_READ_FILE", "CANNOT_READ_FILE_FOOTER", "MALFORMED_RECORD_IN_PARSING",
-                   "UNABLE_TO_INFER_SCHEMA")
-_JAVA_CONDITION = re.compile(r"(?:Exception|Error): \[([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)\]")
-_FILE_URI = re.compile(r"file:(/[^\s'\"]+)")
-
-
-def keeping_data_out(task_fn: Callable[P, R]) -> Callable[P, R]:
-    """A task body whose foreign errors leave it as TaskFailed, their text only in the local debug log."""
-    @functools.wraps(task_fn)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return task_fn(*args, **kwargs)
-        except Exception as exc:
-            local_log.debug("%s failed", task_fn.__name__, exc_info=True)
-            if is_project_error(exc):  # its message is clean; a cause it chains to may not be
-                exc.__cause__, exc.__suppress_context__ = None, True
-                raise
-            catalog = next((a for a in (*args, *kwargs.values()) if isinstance(a, Catalog)), None)
-            error = foreign_error(exc, catalog.data_dir if catalog else None)
-        raise error  # outside the handler: no chain back to the original, not even an implicit one
-    return run
-
-
-def foreign_error(exc: BaseException, data_dir: Path | None) -> TaskFailed:
-    """The project's error for a foreign one: its type, Spark's error condition, the unreadable file."""
-    text = str(exc)  # read for the condition and the file only, never repeated
-    condition = spark_condition(exc, text)
-    unparsable = (condition is not None and condition.startswith(UNPARSABLE_FILE)
-                  and condition != "FAILED_READ_FILE.FILE_NOT_EXIST")
-    kind = type(exc).__name__ + (f" {condition}" if condition else "")
-    file = _file_in(text, data_dir) if condition else None
-    if file and unparsable:
-        return TaskFailed(f"{file}: cannot be parsed, corrupt or not in the landing format ({kind}; "
-                          "details in the local debug log)", retryable=False)
-    where = f" reading {file}" if file else ""
-    return TaskFailed(f"{kind}{where} (its text may quote data: details in the local debug log)",
-                      retryable=not unparsable)
-
-
-def spark_condition(exc: BaseException, text: str) -> str | None:
-    """Spark's error condition, when it gave one; else as a Java error's text names it."""
-    condition = error_condition(exc)
-    if condition:
-        return condition
-    found = _JAVA_CONDITION.search(text)
-    return found.group(1) if found else None
-
-
-def _file_in(text: str, data_dir: Path | None) -> Path | None:
-    """The first file the text names inside the data folder (a path of ours, not a data value)."""
-    if data_dir is None:
-        return None
-    for uri in _FILE_URI.findall(text):
-        path = Path(uri.rstrip(".,;:)"))
-        if path.is_relative_to(data_dir) and path.is_file():
-            return path
-    return None
-
-
-@contextmanager
-def _stage(stage: str, dataset: str, day: dt.date) -> Iterator[None]:
-    try:
-        yield
-    except Exception as exc:
-        raise StageFailed(stage_failure_message(stage, dataset, day, exc)) from exc
 
 
 @task(name="ingest", **IO_RETRIES)
@@ -298,98 +162,6 @@ def data_docs_task(validations: list[dict], site_dir: Path, run_name: str) -> st
     index = build_data_docs(validations, site_dir, run_name)
     get_run_logger().info("Data Docs of %d validations: %s", len(validations), index)
     return str(index)
-
-
-def release_artifact_key(report: str) -> str:
-    """A report's stable artifact key (Prefect allows lowercase letters, digits and dashes)."""
-    return "release-" + re.sub(r"[^a-z0-9]+", "-", report.lower()).strip("-")
-
-
-def release_markdown(report: ReportDelivered, budget: BudgetStatus, data_docs: str) -> str:
-    """What one report released, and the privacy budget in the window ending on the release's day."""
-    reused = ("yes: the stored release was served again (no new noise, no new charge)"
-              if report.reused else "no: noise drawn once and charged to the ledger")
-    cells = "; ".join(f"{status} {n:,}" for status, n in sorted(report.cells_by_status.items()))
-    rows = [
-        ("release id", f"`{report.release_id}`"),
-        ("partner", report.partner),
-        ("reused", reused),
-        ("epsilon", f"{report.epsilon:g}"),
-        ("delta", f"{report.delta:g}"),
-        ("cells", cells or "none"),
-        ("ledger entry", str(report.ledger_entry_id)),
-        ("delivery", report.delivery),
-        ("data docs", data_docs),
-    ]
-    b = budget
-    return "\n".join([
-        f"# Release of {report.report} for {b.window_end}",
-        "",
-        "| | |",
-        "|---|---|",
-        *(f"| {name} | {value} |" for name, value in rows),
-        "",
-        f"Privacy budget ({b.scope}) per {b.privacy_unit} in the {b.window_days}-day window "
-        f"{b.window_start} to {b.window_end}, {b.releases} release(s) charged, composed by {b.method}:",
-        "",
-        "| | epsilon | delta |",
-        "|---|---:|---:|",
-        f"| budget | {b.budget_epsilon:g} | {b.budget_delta:g} |",
-        f"| spent | {b.spent_epsilon:.4g} | {b.spent_delta:g} |",
-        f"| remaining | {b.remaining_epsilon:.4g} | |",
-    ])
-
-
-@task(name="release-artifacts", **IO_RETRIES)
-@keeping_data_out
-def release_artifacts_task(catalog: Catalog, pipeline: PipelineConfig, day: dt.date,
-                           reports: list[ReportDelivered], data_docs: str) -> list[str]:
-    """One artifact per report; the budget is read from the ledger after every release of the run."""
-    if not reports:
-        return []
-    ledger = Ledger(ledger_location(catalog.data_dir), create=False)  # the releases were charged to it
-    keys = []
-    for report in reports:
-        (budget,) = ledger.status([pipeline.privacy_budget], day)
-        keys.append(release_artifact_key(report.report))
-        create_markdown_artifact(
-            key=keys[-1],
-            markdown=release_markdown(report, budget, data_docs),
-            description=f"What {report.report} released for {day.isoformat()}, and the budget left",
-        )
-    return keys
-
-
-def _summary_markdown(summary: dict) -> str:
-    lines = [
-        f"# Daily partner reports, {summary['day']}",
-        "",
-        f"Rows read: {summary['rows_in']:,}; quarantined: {summary['rows_quarantined']:,}; "
-        f"reports released: {len(summary['reports'])}, refused: {len(summary['refused_reports'])}; "
-        f"rho charged this run: {summary['rho_spent']:.4g} (the own epsilons of its "
-        f"{len(summary['charged_this_run'])} new charge(s) add to {summary['epsilon_spent']:.4g}; the "
-        "window's total composes them, see each release's artifact)",
-        "",
-        "| source | rows in | kept | quarantined |",
-        "|---|---:|---:|---:|",
-    ]
-    lines += [
-        f"| {s['source']} | {s['rows_in']:,} | {s['rows_kept']:,} | {s['rows_quarantined']:,} |"
-        for s in summary["sources"]
-    ]
-    zone = summary["analyst_zone"]
-    lines += ["", f"Analyst zone: k {zone['k']}, distinct l {zone['l_distinct']}, "
-              f"{zone['suppressed_records']} records suppressed, at {zone['path']}"]
-    lines += ["", f"Great Expectations Data Docs of this run's validations: {summary['data_docs']}"]
-    lines += ["", "| report | partner | epsilon | reused | delivery |", "|---|---|---:|---|---|"]
-    lines += [
-        f"| {r['report']} | {r['partner']} | {r['epsilon']:g} | {r['reused']} | {r['delivery']} |"
-        for r in summary["reports"]
-    ]
-    if summary["refused_reports"]:
-        lines += ["", "Refused by the privacy budget (not released, not charged):", ""]
-        lines += [f"- {line}" for line in summary["refused_reports"]]
-    return "\n".join(lines)
 
 
 @flow(name="daily_partner_reports")
@@ -508,7 +280,7 @@ def _daily_partner_reports(
     }
     create_markdown_artifact(
         key="daily-partner-reports",
-        markdown=_summary_markdown(summary),
+        markdown=summary_markdown(summary),
         description="What the daily run read, quarantined, released and delivered",
     )
     if failed:

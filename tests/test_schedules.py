@@ -26,7 +26,8 @@ import yaml
 from core.accounting import guarantee, total
 from core.config import ConfigError, load_pipeline_config, load_report_specs
 from core.ledger import Ledger
-from flows.daily import StageFailed, daily_partner_reports, release_artifact_key, stage_failure_message
+from flows.artifacts import release_artifact_key
+from flows.daily import daily_partner_reports
 from flows.schedules import (
     CATCH_UP_DEPLOYMENT,
     DAILY_DEPLOYMENT,
@@ -35,6 +36,7 @@ from flows.schedules import (
     days_missing_a_release,
     load_schedules,
 )
+from flows.task_errors import StageFailed, stage_failure_message
 
 ROOT = Path(__file__).resolve().parents[1]
 KR_REPORTS = Path(sys.executable).with_name("kr-reports")

@@ -152,7 +152,7 @@ def test_a_corrupt_landing_file_is_not_retried_and_the_last_line_names_it(tmp_pa
     ("TASK_WRITE_FAILED", True),
 ])
 def test_only_a_file_that_cannot_be_parsed_is_not_worth_retrying(tmp_path, condition, retryable):
-    from flows.daily import foreign_error
+    from flows.task_errors import foreign_error
 
     landing = tmp_path / "landing" / "part-0.parquet"
     landing.parent.mkdir()
