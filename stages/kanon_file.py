@@ -24,8 +24,7 @@ from core.kanon.hierarchy import Hierarchy, find_hierarchies
 from core.kanon.models import KAnonymityError
 from core.store import write_atomically
 from stages.spark import get_spark
-from transforms.kanon import Anonymization, AnonymizationConfig, Requirements, anonymize
-from transforms.kanon import KAnonymityError as EngineRefusal
+from transforms.kanon import AnonymizationConfig, Requirements, anonymize
 
 REASON_COLUMN = "reason"
 
@@ -89,7 +88,7 @@ def kanon_file(
         rejected = flagged.where(F.col(REASON_COLUMN).isNotNull())
         by_reason = {r[REASON_COLUMN]: r["count"] for r in rejected.groupBy(REASON_COLUMN).count().collect()}
         config = AnonymizationConfig(hierarchies, req, algorithm=algorithm, metric=metric, unit=unit)
-        result = anonymized(usable, config)
+        result = anonymize(usable, config)  # a refusal is KAnonymityError: one line, exit 2
         report = _report(input_path, rows_in, by_reason, req, result.summary(), result.verification, out,
                          quarantine)
         _write(out, result.data, sep, report)
@@ -100,14 +99,6 @@ def kanon_file(
     finally:
         flagged.unpersist()
     return report
-
-
-def anonymized(usable: DataFrame, config: AnonymizationConfig) -> Anonymization:
-    """The engine's anonymized and verified output; its refusal is this command's (one line, exit 2)."""
-    try:
-        return anonymize(usable, config)
-    except EngineRefusal as refusal:
-        raise KAnonymityError(str(refusal)) from refusal
 
 
 def _report(input_path, rows_in, by_reason, req, search, verification, out, quarantine) -> dict:
