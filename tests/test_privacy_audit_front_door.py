@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -301,7 +301,7 @@ SELECTION_NARROW = replace(
 # ---------------------------------------------------------------- what is audited
 
 
-def published(release: Release, scenario: Scenario, columns: list[str],
+def published(release: Release, scenario: Scenario, columns: Sequence[str],
               withheld: float | None = None) -> np.ndarray:
     """(replicas, cells x columns): the published values, one replica's cells in key order per row.
 
@@ -309,7 +309,7 @@ def published(release: Release, scenario: Scenario, columns: list[str],
     small to place it is null): whether a value is published is part of what the release shows.
     """
     table = release.table.sort_values(list(scenario.aggregation.group_columns), kind="stable")
-    values = table[columns].to_numpy(dtype="float64")
+    values = table[list(columns)].to_numpy(dtype="float64")
     if withheld is not None:
         values = np.where(np.isnan(values), withheld, values)
     assert len(table) % scenario.replicas == 0 and not np.isnan(values).any()
