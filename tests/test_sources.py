@@ -264,9 +264,9 @@ def test_ingest_reads_a_day_of_gzipped_zeek_conn_logs(tmp_path, spark):
             handle.write("\n".join([*header, *part]) + "\n")
     landing = SourceLanding(path="zeek/{day:%Y-%m-%d}/conn.*.log.gz", format="zeek_conn")
     result = ingest(catalog, "network_flows", day, landing=landing)
-    assert result["rows_in"] == len(rows)
-    assert result["rows_in"] == result["rows_kept"] + result["rows_quarantined"]
-    assert result["rows_kept"] > len(rows) // 2
+    assert result.rows_in == len(rows)
+    assert result.rows_in == result.rows_kept + result.rows_quarantined
+    assert result.rows_kept > len(rows) // 2
     with pytest.raises(MissingInput, match=r"zeek/2013-09-16/conn\.\*\.log\.gz: no network_flows input"):
         ingest(catalog, "network_flows", day + dt.timedelta(days=1), landing=landing)
 
@@ -287,8 +287,8 @@ def test_canonical_files_in_an_own_folder_are_read_as_the_entrys_source(tmp_path
     ]) + "\n")
     landing = SourceLanding(path="drops/{day:%Y%m%d}", format="canonical")
     result = ingest(catalog, "web_visits", day, landing=landing)
-    assert (result["rows_in"], result["rows_kept"]) == (4, 2)
-    assert result["quarantined_by_reason"] == {"malformed:record": 1, "unparseable:bytes": 1}
+    assert (result.rows_in, result.rows_kept) == (4, 2)
+    assert result.quarantined_by_reason == {"malformed:record": 1, "unparseable:bytes": 1}
 
 
 def test_an_option_value_the_format_cannot_use_is_one_line_naming_the_folder(tmp_path, spark):
