@@ -8,8 +8,8 @@ verification. The modules under it (full_domain, mondrian, verify) are its parts
 """
 
 from core.kanon.config import ALGORITHMS, AnonymizationConfig, Requirements
+from core.kanon.models import KAnonymityError
 from transforms.kanon.engine import Anonymization, MondrianPartitions, anonymize
-from transforms.kanon.mondrian import KAnonymityError
 
 __all__ = [
     "ALGORITHMS",
