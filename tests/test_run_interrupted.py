@@ -133,7 +133,7 @@ def test_the_temporary_prefect_server_ends_with_the_run(run_cli, ending):
 
     assert _gone(server, port), f"the temporary Prefect server (pid {server}, port {port}) outlived the run"
     expected = -signal.SIGKILL if ending == signal.SIGKILL else 128 + signal.SIGTERM
-    assert cli.wait(timeout=60) == expected
+    assert cli.wait(timeout=60) == expected, cli.log.read_text()[-3000:]
 
 
 def test_a_sigterm_inside_a_flow_run_exits_as_a_sigterm(monkeypatch):
@@ -157,3 +157,21 @@ def test_a_run_that_ends_leaves_nothing_for_prefect_to_send_to_its_stopped_serve
     printed = cli.log.read_text()
     assert "Stopping temporary server" in printed
     assert "Error logging to API" not in printed, printed[-2000:]
+
+
+def test_a_sigterm_that_library_code_wraps_in_its_own_error_still_ends_the_command_with_143(monkeypatch):
+    """Our handler's SystemExit can land inside code that catches every error and raises its own
+    (pydantic's serializer did, while Prefect was being imported): still the ending, not a traceback."""
+    from kr_reports import cli
+    from kr_reports.cli import budget
+
+    def interrupted_inside_a_library(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, at the next bytecode
+            time.sleep(1)
+        except BaseException as exc:
+            raise RuntimeError(f"Error calling function: {exc!r}") from exc
+
+    monkeypatch.setattr(budget, "_cmd_ledger", interrupted_inside_a_library)
+    assert cli.main(["ledger"]) == 128 + signal.SIGTERM
+

@@ -54,7 +54,7 @@ class _Kept(logging.Handler):
 @pytest.fixture
 def local_log():
     """What the flows' local logger writes (debug included)."""
-    logger, kept = logging.getLogger("flows.daily"), _Kept()
+    logger, kept = logging.getLogger("flows.task_errors"), _Kept()
     level = logger.level
     logger.addHandler(kept)
     logger.setLevel(logging.DEBUG)
@@ -75,6 +75,7 @@ def _quoting_data(error_type, message: str = f"no subscriber {SENTINEL}"):
 def test_a_foreign_error_quoting_data_leaves_no_value_in_prefect(tmp_path, prefect_harness, monkeypatch,
                                                                 local_log):
     from flows import daily
+    from flows.task_errors import TaskFailed
     from stages.catalog import Catalog
 
     monkeypatch.setattr(daily.stages, "validate_raw", _quoting_data(KeyError))
@@ -82,7 +83,7 @@ def test_a_foreign_error_quoting_data_leaves_no_value_in_prefect(tmp_path, prefe
     state = _in_a_flow(lambda: daily.validate_raw_task(catalog, "subscribers", DAY, return_state=True))
 
     error = state.result(raise_on_failure=False)
-    assert isinstance(error, daily.TaskFailed)
+    assert isinstance(error, TaskFailed)
     assert str(error) == "KeyError (its text may quote data: details in the local debug log)"
     assert error.__cause__ is None and error.__context__ is None
     messages, logs = _recorded(state.state_details.task_run_id)

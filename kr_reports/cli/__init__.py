@@ -70,19 +70,26 @@ def _ending_cleanly(args: argparse.Namespace):
             signal.signal(signal.SIGTERM, previous)
 
 
+_ended_by: list[int] = []  # the signal that is ending this command, once one has arrived
+
+
 def _exit_on_sigterm(signum, frame) -> None:
+    _ended_by.append(signum)
     raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_environment()
+    _ended_by.clear()
     try:
         with _ending_cleanly(args):
             return args.handler(args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        if _ended_by:  # the SystemExit our handler raised, wrapped by the code it interrupted
+            return 128 + _ended_by[0]
         if _users_to_fix(exc):
             print(f"kr-reports {args.command}: error: {exc}", file=sys.stderr)
             return 2
