@@ -7,9 +7,12 @@ releases/
     release.json             its record (core.release_record): plan, charge, ledger identity,
                              aggregation hash
 
-A release folder is filled in a hidden sibling and renamed into place, so a
-reader sees all of it or nothing. The store and the ledger must agree: the
-store names its ledger once (store.json), and every record names its charge.
+The store may be a local folder or a URL on shared storage (core.location). A
+release folder is written once, so a reader sees all of it or nothing: locally
+it is filled in a hidden sibling and renamed into place; on an object store its
+record is written last, and a folder without a record is not a release. The
+store and the ledger must agree: the store names its ledger once (store.json),
+and every record names its charge.
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import suppress
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from core.errors import InternalAlarm
+from core.location import location, on_shared_storage, write_once
 from core.release_record import RecordInvalid, ReleaseRecord
 
 STORE_FILE = "store.json"
@@ -40,27 +43,6 @@ _PERIOD = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 class StoreError(InternalAlarm, RuntimeError):
     """The release store is not what the ledger or the caller expects."""
-
-
-def write_atomically(final: Path, fill: Callable[[Path], None]) -> bool:
-    """Fill a hidden sibling folder, then rename it into place in one step.
-
-    A reader sees either nothing or the whole folder. Returns False (and
-    writes nothing) when `final` already exists.
-    """
-    if final.exists():
-        return False
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex}"
-    staging.mkdir()
-    try:
-        fill(staging)
-        os.replace(staging, final)  # atomic within one file system
-    except BaseException:
-        with suppress(FileNotFoundError):
-            shutil.rmtree(staging)
-        raise
-    return True
 
 
 def json_text(document, *, sort_keys: bool = False) -> str:
@@ -90,12 +72,13 @@ class StoredRelease:
         return self.folder / TABLE_FILE
 
     def table(self) -> pd.DataFrame:
-        return pd.read_parquet(self.table_path)
+        with self.table_path.open("rb") as table:
+            return pd.read_parquet(table)
 
 
 class ReleaseStore:
     def __init__(self, root: Path | str):
-        self.root = Path(root)
+        self.root = location(root)
 
     def __repr__(self) -> str:
         return f"ReleaseStore({str(self.root)!r})"
@@ -141,9 +124,13 @@ class ReleaseStore:
         """Name the store's ledger, once, before its first release is written."""
         if self.ledger_id() == ledger_id:
             return
+        document = json_text({"ledger_id": ledger_id})
+        if on_shared_storage(self.root):  # one object, written whole
+            (self.root / STORE_FILE).write_text(document)
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         temporary = self.root / f".{STORE_FILE}.tmp-{uuid.uuid4().hex}"
-        temporary.write_text(json_text({"ledger_id": ledger_id}))
+        temporary.write_text(document)
         os.replace(temporary, self.root / STORE_FILE)
 
     def write(self, name: str, period: str, number: int, table: pd.DataFrame,
@@ -152,10 +139,11 @@ class ReleaseStore:
         final = self.folder(name, period, number)
 
         def fill(folder: Path) -> None:
-            table.to_parquet(folder / TABLE_FILE, index=False)
-            (folder / RECORD_FILE).write_text(json_text(record.to_dict()))
+            with (folder / TABLE_FILE).open("wb") as out:
+                table.to_parquet(out, index=False)
+            (folder / RECORD_FILE).write_text(json_text(record.to_dict()))  # the marker: last
 
-        if not write_atomically(final, fill):
+        if not write_once(final, fill, marker=RECORD_FILE):
             raise StoreError(f"{final}: release {number} of '{name}' for {period} is already stored")
         return self.read(name, period, number)
 
@@ -167,7 +155,7 @@ def _read_record(path: Path) -> ReleaseRecord:
         raise RecordInvalid(f"{path}: {invalid}") from None
 
 
-_STAGING = re.compile(r"^\..+\.(tmp|unsigned)-[0-9a-f]{32}$")  # write_atomically, retired deliveries
+_STAGING = re.compile(r"^\..+\.(tmp|unsigned)-[0-9a-f]{32}$")  # write_once's staging, retired deliveries
 
 
 def remove_staging(root: Path, older_than_seconds: float = 0.0) -> list[Path]:
@@ -177,9 +165,9 @@ def remove_staging(root: Path, older_than_seconds: float = 0.0) -> list[Path]:
     A staging entry lives only while its writer fills it, so one found by a run that
     holds its folder's lock is a leftover. Where other writers may be at work (a
     shared delivery folder), pass `older_than_seconds` to leave the young ones alone.
-    Returns what was removed.
+    Returns what was removed. Shared storage has no staging (core.location.write_once).
     """
-    if not root.is_dir():
+    if on_shared_storage(root) or not root.is_dir():
         return []
     cutoff = time.time() - older_than_seconds
     removed = []

@@ -26,6 +26,7 @@ from pydantic import Field, field_validator
 
 from core.config import ConfigError, Frozen, load_report_specs, validated
 from core.errors import KrReportsError
+from core.location import is_url
 from core.schemas import SOURCES
 from core.sources import load_sources_config
 from flows.daily import daily_partner_reports, landing_days
@@ -47,7 +48,9 @@ class FlowParameters(Frozen):
     def resolved(self) -> dict:
         """The parameters with relative folders made absolute (against the serving process's folder)."""
         def absolute(folder: str | None) -> str | None:
-            return str(Path(folder).resolve()) if folder else None
+            if not folder or is_url(folder):  # a URL (shared storage) is absolute already
+                return folder or None
+            return str(Path(folder).resolve())
 
         return {"config_dir": absolute(self.config_dir), "data_dir": absolute(self.data_dir),
                 "out_dir": absolute(self.out_dir), "demo": self.demo}

@@ -19,8 +19,8 @@ from pyspark.sql import functions as F
 from core.config import AnalystConfig
 from core.kanon.builders import tree
 from core.kanon.hierarchy import Hierarchy
+from core.location import url_of, write_once
 from core.schemas import SOURCES
-from core.store import write_atomically
 from expectations.runner import validate_dataframe
 from expectations.suites import CLASS_SIZE, build_analyst_suite
 from stages.catalog import Catalog, read_parquet
@@ -86,7 +86,7 @@ def build_analyst_zone(catalog: Catalog, day: dt.date, config: AnalystConfig) ->
 
 def _write(final: Path, output: DataFrame, report: dict) -> None:
     def fill(folder: Path) -> None:
-        output.write.parquet(str(folder / "records"))
-        (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
+        output.write.parquet(url_of(folder / "records"))
+        (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=str))  # last
 
-    write_atomically(final, fill)
+    write_once(final, fill, marker="report.json")

@@ -1,16 +1,26 @@
 """Where every dataset lives and how it is read and written (the one IO catalog).
 
-data/                            internal zones, never shared
+data/                            the driver's folder; by default the zones' too
+  <zones>/                       the internal zones ($KR_ZONES_URL: a URL on storage every
+                                 executor reads, e.g. s3a://bucket/kr, hdfs://nn/kr, file:///mnt/kr)
   landing/<source>[/date=D]      files as they arrive (text columns)
   raw/<source>/date=D            canonical, typed
   quarantine/<source>/date=D     unusable rows with reasons
   protected/<source>/date=D      identifiers dropped, pseudonymized, generalized
   analyst/date=D                 the analyst zone: k-anonymous subscriber records + report.json
   releases/<report>/<D>/<n>      noisy releases, stored once, never re-noised (core.store)
-  ledger.sqlite                  the privacy ledger
+  ledger.sqlite                  the privacy ledger (or $KR_LEDGER_URL, e.g. PostgreSQL)
   keys/                          demo signing keys (never beside deliveries)
   data_docs/<D>/<run id>/        Great Expectations Data Docs of one flow run
-out/deliveries/<partner>/<report>/<D>[.release-<n>]   what partners receive (stages.delivery)
+  .run.lock                      one run at a time on this data folder (core.locking)
+out/deliveries/<partner>/<report>/<D>[.release-<n>]   what partners receive (stages.delivery;
+                                 $KR_OUT_DIR may be a URL)
+
+The zones (landing to releases) live under the data folder unless $KR_ZONES_URL
+puts them elsewhere; the rest of the data folder is the driver's own and stays
+local. Spark reads and writes a zone through Hadoop's filesystems, the small files
+through fsspec (core.location). A Spark dataset is complete when its `_SUCCESS`
+marker is there (Hadoop's committer writes it last): a reader refuses one without it.
 
 Everything under data/ is the operator's alone (files 0600, folders 0700):
 core.private sets the process umask, stages.spark Hadoop's. A
@@ -28,8 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
+from upath import UPath
 
 from core.errors import KrReportsError
+from core.location import is_url, location, on_shared_storage, url_of
 from core.schemas import SourceSpec
 from core.sources import SourceLanding
 from core.store import ReleaseStore
@@ -37,26 +49,43 @@ from core.store import ReleaseStore
 LANDING_MARKER = ".complete"
 GLOB_CHARACTERS = re.compile(r"[*?[]")
 SYNTHETIC_GENERATOR = "kr-reports generate"  # the landing marker's `generator` when the generator wrote it
+DATASET_MARKER = "_SUCCESS"  # written last by Hadoop's output committer
+ZONES_ENV = "KR_ZONES_URL"
 
 
 class MissingInput(KrReportsError, FileNotFoundError):
     """An input dataset the run needs is not there."""
 
 
+class NotLocal(KrReportsError, ValueError):
+    """A folder that must be the driver's own was given as a URL."""
+
+
 @dataclass(frozen=True)
 class Catalog:
     data_dir: Path
-    out_dir: Path
+    out_dir: Path | UPath
+    zones: Path | UPath | None = None  # None: in the data folder
 
     @classmethod
-    def from_env(cls, data_dir: str | Path | None = None, out_dir: str | Path | None = None):
-        data = Path(data_dir or os.environ.get("KR_DATA_DIR", "data")).resolve()
-        out = Path(out_dir or os.environ.get("KR_OUT_DIR", "out")).resolve()
-        return cls(data_dir=data, out_dir=out)
+    def from_env(cls, data_dir: str | Path | None = None, out_dir: str | Path | None = None,
+                 zones: str | Path | None = None):
+        data = data_dir or os.environ.get("KR_DATA_DIR", "data")
+        if is_url(str(data)):
+            raise NotLocal(f"KR_DATA_DIR {data}: the data folder holds the run lock, the SQLite ledger and "
+                           f"keys, so it is a local folder; put the zones on shared storage with {ZONES_ENV}")
+        out = _resolved(location(out_dir or os.environ.get("KR_OUT_DIR", "out")))
+        shared = zones or os.environ.get(ZONES_ENV)
+        zones_root = _resolved(location(shared)) if shared else None
+        return cls(data_dir=Path(data).resolve(), out_dir=out, zones=zones_root)
 
     @property
-    def landing_root(self) -> Path:
-        return self.data_dir / "landing"
+    def zones_root(self) -> Path | UPath:
+        return self.data_dir if self.zones is None else self.zones
+
+    @property
+    def landing_root(self) -> Path | UPath:
+        return self.zones_root / "landing"
 
     def landing(self, source: SourceSpec, day: dt.date) -> Path:
         base = self.landing_root / source.name
@@ -72,10 +101,10 @@ class Catalog:
         """
         if landing.path is None:
             return [self.landing(source, day)]
-        pattern = Path(landing.day_pattern(day))
-        pattern = pattern if pattern.is_absolute() else self.data_dir / pattern
+        text = landing.day_pattern(day)
+        pattern = location(text) if is_url(text) or Path(text).is_absolute() else self.zones_root / text
         if GLOB_CHARACTERS.search(str(pattern)):
-            found = [Path(p) for p in sorted(glob.glob(str(pattern)))]
+            found = _matches(pattern)
         else:
             found = [pattern] if pattern.exists() else []
         if not found:
@@ -83,28 +112,28 @@ class Catalog:
                                f"(sources.yaml: {landing.path})")
         return found
 
-    def _zone(self, zone: str, source: SourceSpec, day: dt.date) -> Path:
-        return self.data_dir / zone / source.name / f"date={day.isoformat()}"
+    def _zone(self, zone: str, source: SourceSpec, day: dt.date) -> Path | UPath:
+        return self.zones_root / zone / source.name / f"date={day.isoformat()}"
 
-    def raw(self, source: SourceSpec, day: dt.date) -> Path:
+    def raw(self, source: SourceSpec, day: dt.date) -> Path | UPath:
         return self._zone("raw", source, day)
 
-    def quarantine(self, source: SourceSpec, day: dt.date) -> Path:
+    def quarantine(self, source: SourceSpec, day: dt.date) -> Path | UPath:
         return self._zone("quarantine", source, day)
 
-    def protected(self, source: SourceSpec, day: dt.date) -> Path:
+    def protected(self, source: SourceSpec, day: dt.date) -> Path | UPath:
         return self._zone("protected", source, day)
 
-    def zone_root(self, zone: str) -> Path:
+    def zone_root(self, zone: str) -> Path | UPath:
         """The folder of an internal zone (raw, quarantine, protected): what retention purges."""
-        return self.data_dir / zone
+        return self.zones_root / zone
 
-    def analyst(self, day: dt.date) -> Path:
-        return self.data_dir / "analyst" / f"date={day.isoformat()}"
+    def analyst(self, day: dt.date) -> Path | UPath:
+        return self.zones_root / "analyst" / f"date={day.isoformat()}"
 
     @property
     def release_store(self) -> ReleaseStore:
-        return ReleaseStore(self.data_dir / "releases")
+        return ReleaseStore(self.zones_root / "releases")
 
     def release_numbers(self, report: str, day: dt.date) -> list[int]:
         """Stored releases of a report for a day, oldest first."""
@@ -133,29 +162,46 @@ class Catalog:
             return False
 
 
-def read_landing(spark: SparkSession, path: Path, file_format: str) -> DataFrame:
+def _resolved(path: Path | UPath) -> Path | UPath:
+    return path if on_shared_storage(path) else path.resolve()
+
+
+def _matches(pattern: Path | UPath) -> list[Path | UPath]:
+    """Files or folders a glob matches, sorted; names starting with '.' are not matched."""
+    if not on_shared_storage(pattern):
+        return [Path(p) for p in sorted(glob.glob(str(pattern)))]
+    found = [p for p in sorted(pattern.fs.glob(pattern.path)) if p.rstrip("/").split("/")[-1][:1] != "."]
+    # The pattern's own scheme (s3a, not fsspec's s3): Spark reads these paths too.
+    return [UPath(f"{pattern.protocol}://{p}", **pattern.storage_options) for p in found]
+
+
+def read_landing(spark: SparkSession, path: Path | UPath, file_format: str) -> DataFrame:
     """Landing files as text columns; a missing folder is an error naming it."""
     if not path.exists():
         raise MissingInput(f"{path}: landing dataset not found")
-    reader = spark.read
+    reader, uri = spark.read, url_of(path)
     if file_format == "csv":
         # multiLine: a quoted value may hold a line break (valid CSV); without it each
         # piece became a row of its own. Each file is then read whole by one task,
         # which landing folders of many part files keep parallel.
         return (reader.option("header", True).option("inferSchema", False)
-                .option("multiLine", True).csv(str(path)))
+                .option("multiLine", True).csv(uri))
     if file_format == "json":
-        return reader.option("primitivesAsString", True).json(str(path))
+        return reader.option("primitivesAsString", True).json(uri)
     if file_format == "parquet":
-        return reader.parquet(str(path))
+        return reader.parquet(uri)
     raise ValueError(f"{path}: unsupported landing format '{file_format}' (parquet, csv, json)")
 
 
-def read_parquet(spark: SparkSession, path: Path) -> DataFrame:
+def read_parquet(spark: SparkSession, path: Path | UPath) -> DataFrame:
+    """A dataset a stage wrote; one without its `_SUCCESS` marker is an interrupted write, not read."""
     if not path.exists():
         raise MissingInput(f"{path}: dataset not found; run the stage that writes it first")
-    return spark.read.parquet(str(path))
+    if not (path / DATASET_MARKER).exists():
+        raise MissingInput(f"{path}: incomplete dataset (no {DATASET_MARKER}: its write was interrupted); "
+                           "run the stage that writes it again")
+    return spark.read.parquet(url_of(path))
 
 
-def write_parquet(df: DataFrame, path: Path) -> None:
-    df.write.mode("overwrite").parquet(str(path))
+def write_parquet(df: DataFrame, path: Path | UPath) -> None:
+    df.write.mode("overwrite").parquet(url_of(path))

@@ -159,7 +159,8 @@ def report_data(catalog: Catalog, aggregation: Aggregation, day: dt.date) -> Dat
 
 def releaser(catalog: Catalog, config_dir: Path | str, random_state=None) -> Releaser:
     """The front door over this data folder's ledger and release store."""
-    return Releaser.open(catalog.data_dir, config_dir, random_state=random_state)
+    return Releaser.open(catalog.data_dir, config_dir, random_state=random_state,
+                         releases=catalog.release_store.root)
 
 
 def release(

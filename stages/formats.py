@@ -45,6 +45,7 @@ from pyspark.sql import functions as F
 from core.errors import KrReportsError
 from core.format_file import load_format_file
 from core.formats import CANONICAL, FileFormat, canonical_format
+from core.location import location, on_shared_storage, url_of
 from core.schemas import SOURCES, describe_column_names
 from stages.catalog import MissingInput
 from transforms.formats import (
@@ -125,7 +126,7 @@ def read_format(
     field, or for an unknown format, option or option value, and
     SchemaMismatch when canonical files have other columns.
     """
-    path = Path(path)
+    path = location(path)
     spec = as_format(fmt)
     allowed = format_options(spec)
     unknown = sorted(set(options) - set(allowed))
@@ -220,6 +221,9 @@ class FileHead:
 
 
 def _open_text(file: Path) -> IO[str]:
+    if file.suffix == ".gz" and on_shared_storage(file):
+        return file.fs.open(file.path, "rt", compression="gzip", encoding="utf-8", errors="replace",
+                            newline="")
     if file.suffix == ".gz":
         return gzip.open(file, "rt", encoding="utf-8", errors="replace", newline="")
     return file.open("r", encoding="utf-8", errors="replace", newline="")
@@ -262,7 +266,7 @@ def read_lines(spark: SparkSession, file: Path, allow_unterminated: bool = False
     """The file's lines: file, line_number (1-based), value, truncated (Spark decompresses .gz)."""
     if ends_with_newline is None:
         ends_with_newline = _scan(file).ends_with_newline
-    scanned = spark.read.text(str(file)).select(
+    scanned = spark.read.text(url_of(file)).select(
         F.lit(str(file)).alias("file"),
         F.col("value"),
         F.col("_metadata.file_block_start").alias("block_start"),
@@ -368,7 +372,7 @@ def _read_parquet(spark: SparkSession, spec: FileFormat, path: Path, files: list
     """An operator's Parquet export: its columns are the fields, each row a record."""
     for file in files:
         _check_parquet(file)
-    df = spark.read.parquet(str(path))
+    df = spark.read.parquet(url_of(path))
     columns = df.columns
     missing = [c for c in spec.required_columns if c not in columns]
     if missing:
@@ -438,7 +442,7 @@ def _read_canonical(
     if file_format == "parquet":
         for file in files:
             _check_parquet(file)
-        df = spark.read.parquet(str(path)).select("*", F.col("_metadata.file_path").alias("file"))
+        df = spark.read.parquet(url_of(path)).select("*", F.col("_metadata.file_path").alias("file"))
         mapped, rejected = map_canonical(df, source)
     elif file_format == "csv":
         results = []

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from core.kanon.hierarchy import Hierarchy, find_hierarchies
 from core.kanon.models import KAnonymityError
-from core.store import write_atomically
+from core.location import write_once
 from stages.spark import get_spark
 from transforms.kanon import AnonymizationConfig, Requirements, anonymize
 
@@ -125,5 +125,5 @@ def _write(out: Path, output: DataFrame, sep: str, report: dict) -> None:
         output.write.option("header", True).option("sep", sep).csv(str(folder / "anonymized"))
         (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
 
-    if not write_atomically(out, fill):
+    if not write_once(out, fill, marker="report.json"):
         raise KAnonymityError(f"{out}: already exists; choose a new output folder")

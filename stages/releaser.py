@@ -105,12 +105,13 @@ class Releaser:
 
     @classmethod
     def open(cls, data_dir: Path | str, config_dir: Path | str = "config", ledger_url: str | None = None,
-             random_state=None) -> Releaser:
-        """The releaser of a data folder: its ledger (or `ledger_url`, $KR_LEDGER_URL) and its store.
+             random_state=None, releases: Path | str | None = None) -> Releaser:
+        """The releaser of a data folder: its ledger (or `ledger_url`, $KR_LEDGER_URL) and its store
+        (or the store at `releases`, a folder or URL: stages.catalog's zones).
 
         A ledger is created only beside an empty release store.
         """
-        store = ReleaseStore(Path(data_dir) / "releases")
+        store = ReleaseStore(releases or Path(data_dir) / "releases")
         location = ledger_location(Path(data_dir), ledger_url)
         try:
             ledger = Ledger(location, create=store.is_empty())

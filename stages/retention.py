@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.location import on_shared_storage
 from core.locking import data_folder_lock
 from core.retention import PURGED_ZONES, Partition, expired_partitions, partition_day
 from stages.catalog import Catalog
@@ -31,11 +32,15 @@ class PurgeResult:
     dry_run: bool = False
 
 
-def _real_folders(folder: Path, links: list[str], data_dir: Path) -> Iterator[Path]:
+def _is_link(path: Path) -> bool:
+    return not on_shared_storage(path) and path.is_symlink()  # shared storage (a URL) has no links
+
+
+def _real_folders(folder: Path, links: list[str], zones: Path) -> Iterator[Path]:
     """Sub-folders of `folder`, sorted; symbolic links are noted in `links`, not followed."""
     for path in sorted(folder.iterdir()):
-        if path.is_symlink():
-            links.append(str(path.relative_to(data_dir)))
+        if _is_link(path):
+            links.append(str(path.relative_to(zones)))
         elif path.is_dir():
             yield path
 
@@ -44,18 +49,18 @@ def find_partitions(catalog: Catalog, links: list[str]) -> Iterator[tuple[Partit
     """Every `<zone>/<source>/date=D` folder of the purged zones, with its path."""
     for zone in PURGED_ZONES:
         root = catalog.zone_root(zone)
-        if root.is_symlink():
+        if _is_link(root):
             links.append(zone)
             continue
         if not root.is_dir():
             continue
-        for source in _real_folders(root, links, catalog.data_dir):
+        for source in _real_folders(root, links, catalog.zones_root):
             for folder in source.iterdir():
                 day = partition_day(folder.name)
                 if day is None:
                     continue
-                if folder.is_symlink():
-                    links.append(str(folder.relative_to(catalog.data_dir)))
+                if _is_link(folder):
+                    links.append(str(folder.relative_to(catalog.zones_root)))
                 elif folder.is_dir():
                     yield Partition(zone, source.name, day), folder
 
@@ -77,15 +82,14 @@ def _purge(catalog: Catalog, keep_days: Mapping[str, int], as_of: dt.date, dry_r
     links: list[str] = []
     found = dict(find_partitions(catalog, links))
     expired = sorted(expired_partitions(found, keep_days, as_of), key=lambda p: (p.zone, p.source, p.day))
-    zones = {zone: catalog.zone_root(zone).resolve() for zone in PURGED_ZONES}
     removed = []
     for partition in expired:
         path = found[partition]
-        if not path.resolve().is_relative_to(zones[partition.zone]):  # a link swapped in since: leave it
+        if _swapped_for_link(path, catalog.zone_root(partition.zone)):
             links.append(partition.relative)
             continue
         if not dry_run:
-            shutil.rmtree(path)  # refuses a symbolic link and does not follow links inside
+            _remove(path)
         removed.append(partition)
     return PurgeResult(as_of, dict(keep_days), tuple(removed), tuple(sorted(links)), dry_run)
 
@@ -104,3 +108,15 @@ def format_purge(result: PurgeResult) -> str:
         "the release store and the ledger are never purged"
     )
     return "\n".join(lines)
+
+
+def _swapped_for_link(path: Path, zone_root: Path) -> bool:
+    """A link put on the way since the partition was found: it is left alone."""
+    return not on_shared_storage(path) and not path.resolve().is_relative_to(zone_root.resolve())
+
+
+def _remove(path: Path) -> None:
+    if on_shared_storage(path):
+        path.fs.rm(path.path, recursive=True)
+    else:
+        shutil.rmtree(path)  # refuses a symbolic link and does not follow links inside

@@ -14,6 +14,7 @@ from core.config import (
     load_analyst_config,
 )
 from core.kanon.metrics import SUPPRESSED
+from core.location import url_of
 from kr_reports.analysis.deliveries import cell_labels
 from stages.catalog import Catalog
 
@@ -37,22 +38,22 @@ class AnalystZone:
         return self.report["requirements"]["k"]
 
 
-def latest_analyst_day(data_dir: Path) -> dt.date:
-    days = sorted(p.name.removeprefix("date=") for p in (data_dir / "analyst").glob("date=*")
+def latest_analyst_day(zones: Path) -> dt.date:
+    days = sorted(p.name.removeprefix("date=") for p in (zones / "analyst").glob("date=*")
                   if (p / "report.json").is_file())
     if not days:
-        raise FileNotFoundError(f"{data_dir / 'analyst'}: no analyst zone; run `make run` first")
+        raise FileNotFoundError(f"{zones / 'analyst'}: no analyst zone; run `make run` first")
     return dt.date.fromisoformat(days[-1])
 
 
 def load_analyst_zone(catalog: Catalog, day: dt.date | None = None) -> AnalystZone:
     """The day's k-anonymous records (only the columns its report names) and report.json."""
-    day = day or latest_analyst_day(catalog.data_dir)
+    day = day or latest_analyst_day(catalog.zones_root)
     folder = catalog.analyst(day)
     report = json.loads((folder / "report.json").read_text())
     verification = report["verification"]
     columns = [*verification["quasi_identifiers"], *filter(None, [verification.get("sensitive")])]
-    return AnalystZone(day, report, pd.read_parquet(folder / "records", columns=columns))
+    return AnalystZone(day, report, pd.read_parquet(url_of(folder / "records"), columns=columns))
 
 
 def analyst_zone_summary(report: dict) -> pd.DataFrame:

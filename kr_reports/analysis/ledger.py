@@ -39,10 +39,10 @@ def ledger_history(location: str | Path) -> pd.DataFrame:
 
 def latest_protected_day(catalog: Catalog, source: str) -> dt.date:
     """The latest day the protected zone holds for a source."""
-    folder = catalog.data_dir / "protected" / source
+    folder = catalog.zone_root("protected") / source
     days = sorted(p.name.removeprefix("date=") for p in folder.glob("date=*"))
     if not days:
-        raise LookupError(f"no protected {source} in {catalog.data_dir}; run `make run` first")
+        raise LookupError(f"no protected {source} in {catalog.zones_root}; run `make run` first")
     return dt.date.fromisoformat(days[-1])
 
 

@@ -16,6 +16,7 @@ from core.config import (
     Metric,
 )
 from core.kinds import metric_kind
+from core.location import url_of
 from core.noise_plan import MetricPlan, ReportPlan
 from core.policy import derived_origin
 from core.report_columns import (
@@ -44,8 +45,8 @@ def _read_protected(catalog: Catalog, source: str, period: dt.date, wanted: set[
     path = catalog.protected(SOURCES[source], period)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no protected data; run the daily flow for {period} first")
-    present = ds.dataset(path, format="parquet").schema.names
-    return pd.read_parquet(path, columns=[c for c in present if c in wanted])
+    present = ds.dataset(url_of(path), format="parquet").schema.names
+    return pd.read_parquet(url_of(path), columns=[c for c in present if c in wanted])
 
 
 def _has_addon(addons: pd.Series, name: str) -> pd.Series:

@@ -11,17 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fsspec.implementations.local import LocalFileSystem
 
 from core.config import Partner, ReportSpec
+from core.location import write_once
 from core.names import check_identifier, path_under
 from core.private import shared_mode
 from core.signing import (
     public_key_pem,
 )
-from core.store import TABLE_FILE, StoredRelease, remove_staging, write_atomically
+from core.store import StoredRelease, remove_staging
 from stages.delivery.build import build_delivery
 from stages.delivery.layout import PUBLIC_KEY, SIGNATURE, STAGING
 from stages.delivery.setup import open_filesystem, partner_signing_key, target_root
@@ -73,7 +73,7 @@ def deliver(catalog: Catalog, spec: ReportSpec, release: StoredRelease, validati
     path = final if local else fs.unstrip_protocol(final)
     if fs.isfile(f"{final}/{SIGNATURE}"):
         return Delivered(path, created=False, demo_key=key.demo)  # delivered before: kept as it is
-    data = pd.read_parquet(release.folder / TABLE_FILE)
+    data = release.table()
     delivered_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     files = build_delivery(spec, record, data, validation, key, delivered_at)
     if local:
@@ -129,7 +129,7 @@ def _publish_local(final: Path, files: dict[str, bytes]) -> bool:
         folder.chmod(shared_mode(0o777))
 
     _shared_folders(final.parent)
-    return write_atomically(final, fill)
+    return write_once(final, fill, marker=SIGNATURE)
 
 
 STAGING_GRACE_SECONDS = 3600  # a delivery is staged for seconds; one older than this was abandoned

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import fsspec
 
 from core.config import ConfigError, Partner
+from core.location import url_of
 from core.signing import (
     SigningKey,
     resolve_signing_key,
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 def target_root(catalog: Catalog, partner: Partner) -> str:
     """The partner's delivery target: its configured folder or URL, else <out>/deliveries/<id>."""
-    return partner.delivery_target or str(catalog.out_dir / "deliveries" / partner.id)
+    return partner.delivery_target or url_of(catalog.out_dir / "deliveries" / partner.id)
 
 
 def check_delivery_setup(catalog: Catalog, partners: Iterable[Partner], demo: bool) -> list[str]:
