@@ -78,6 +78,7 @@ def write_once(final: Path | UPath, fill: Callable[[Path | UPath], None], marker
         return False
     if final.exists():
         final.fs.rm(final.path, recursive=True)
+    final.mkdir(parents=True, exist_ok=True)  # a mounted file:// needs the folder; an object store not
     try:
         fill(final)
     except BaseException:

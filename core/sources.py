@@ -18,7 +18,6 @@ registry before a run touches its data folder); this model checks the shape.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import string
 from pathlib import Path
 
@@ -41,7 +40,6 @@ DAY = "day"
 FORMAT_NAME = r"^[a-z][a-z0-9_]*$"
 # Dates that differ in only the year, the month or the day: a pattern must give each its own path.
 _DAY_PROBES = (dt.date(2031, 1, 2), dt.date(2032, 1, 2), dt.date(2031, 3, 2), dt.date(2031, 1, 4))
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 OptionValue = StrictStr | StrictBool  # no format takes a number: a YAML number is refused, not cast
 
@@ -89,9 +87,7 @@ class SourceLanding(Frozen):
     def _day_in_path(cls, path: str | None) -> str | None:
         if path is None:
             return None
-        if _URL.match(path):
-            raise ValueError("URLs are not read yet: give a local folder or path pattern")
-        return check_day_pattern(path)
+        return check_day_pattern(path)  # a folder, a file pattern or a URL (shared storage)
 
     @field_validator("format_file")
     @classmethod

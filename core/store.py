@@ -125,10 +125,10 @@ class ReleaseStore:
         if self.ledger_id() == ledger_id:
             return
         document = json_text({"ledger_id": ledger_id})
+        self.root.mkdir(parents=True, exist_ok=True)
         if on_shared_storage(self.root):  # one object, written whole
             (self.root / STORE_FILE).write_text(document)
             return
-        self.root.mkdir(parents=True, exist_ok=True)
         temporary = self.root / f".{STORE_FILE}.tmp-{uuid.uuid4().hex}"
         temporary.write_text(document)
         os.replace(temporary, self.root / STORE_FILE)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from s3_endpoint import s3_endpoint  # noqa: F401 (a session fixture: moto's S3 server on loopback)
 from strict_ci import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (hooks)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -190,8 +190,8 @@ BAD_SOURCES = [
     pytest.param({"network_flows": {"path": "/x/{day}", "format_file": "formats/missing.yaml"}},
                  r"sources\.network_flows\.format_file: .*format file .*formats/missing\.yaml not found",
                  id="missing format file"),
-    pytest.param({"network_flows": {"path": "s3://bucket/{day}/", "format": "binetflow"}},
-                 r"sources\.network_flows\.path: .*URLs are not read yet", id="URL"),
+    pytest.param({"network_flows": {"path": "s3a://bucket/flows/", "format": "binetflow"}},
+                 r"sources\.network_flows\.path: .*has no \{day\}", id="a URL without the day"),
     pytest.param("sources:\n  network_flows: [binetflow\n", r"sources\.yaml: not valid YAML", id="not YAML"),
 ]
 
