@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from fsspec.asyn import sync_wrapper
+from s3fs import S3FileSystem
 
 S3_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
 
@@ -49,3 +51,40 @@ def s3_endpoint() -> Iterator[S3Endpoint]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+# ---- a connection that dies: for writes that must be all-or-nothing ---------------------------
+
+
+class ConnectionLost(OSError):
+    pass
+
+
+WRITES = {"put_object", "complete_multipart_upload", "copy_object"}
+CHANGES = WRITES | {"create_multipart_upload", "upload_part", "delete_object", "delete_objects"}
+
+
+def cut_s3_after(monkeypatch, writes_allowed: int) -> None:
+    """S3 as a dying process sees it: after `writes_allowed` objects, nothing more is written or removed.
+
+    Every s3fs request goes through `_call_s3`: the cut is there, below the code under test.
+    """
+    state = {"writes": 0, "dead": False}
+    real_call = S3FileSystem._call_s3
+
+    async def cut_call(self, method, *args, **kwargs):
+        if state["dead"] or (method in CHANGES and state["writes"] == writes_allowed):
+            state["dead"] = True
+            raise ConnectionLost("connection lost")
+        if method in WRITES:
+            state["writes"] += 1
+        return await real_call(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(S3FileSystem, "_call_s3", cut_call)
+    monkeypatch.setattr(S3FileSystem, "call_s3", sync_wrapper(cut_call))  # what S3File's uploads call
+    S3FileSystem.clear_instance_cache()  # an instance binds its sync calls when it is made
+
+
+def reconnect_s3(monkeypatch) -> None:
+    monkeypatch.undo()
+    S3FileSystem.clear_instance_cache()

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from disclosure_checks import strict_json
 from fsspec.implementations.memory import MemoryFileSystem
 from releasing import open_releaser
+from s3_endpoint import ConnectionLost, cut_s3_after, reconnect_s3
 from specs import report_spec
 
 import stages.delivery as delivery_module
@@ -687,6 +688,27 @@ def test_a_failed_remote_delivery_leaves_nothing_visible_and_a_retry_succeeds(
     fs, path = fsspec.core.url_to_fs(delivery)
     delivered = pd.read_parquet(fs.open(f"{path}/data.parquet", "rb"))
     pd.testing.assert_frame_equal(delivered, stored_release[2])  # the stored release: no new noise
+
+
+# Objects a delivery writes to S3: the public key, five staged files, five copies into place
+# (the signature's last). Cut after none, the key, all staged, and all but the signature.
+@pytest.mark.parametrize("writes_allowed", [0, 1, 6, 10])
+def test_an_s3_delivery_cut_at_any_point_is_never_complete_looking_and_a_retry_succeeds(
+        tmp_path, stored_release, signing_env, s3_endpoint, monkeypatch, writes_allowed):
+    target = s3_endpoint.bucket() + "/metro-planning"
+    delivery = f"{target}/traffic_region_hour/{DAY}"
+    cut_s3_after(monkeypatch, writes_allowed)
+    with pytest.raises(ConnectionLost):
+        _deliver(tmp_path, stored_release, _partner(target))
+    reconnect_s3(monkeypatch)
+    with pytest.raises(DeliveryIncomplete):
+        verify_delivery(delivery, signing_env.public_key())
+    retry = _deliver(tmp_path, stored_release, _partner(target))
+    assert retry.created and retry.path == delivery
+    verify_delivery(delivery, signing_env.public_key())
+    fs, path = fsspec.core.url_to_fs(delivery)
+    pd.testing.assert_frame_equal(pd.read_parquet(fs.open(f"{path}/data.parquet", "rb")), stored_release[2])
+    assert not [f for f in fs.find(target) if "/.staging/" in f]
 
 
 def test_leftovers_of_a_crashed_remote_delivery_count_as_not_delivered_and_are_replaced(

@@ -15,9 +15,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pytest
-from fsspec.asyn import sync_wrapper
 from releasing import ample_config
-from s3fs import S3FileSystem
+from s3_endpoint import ConnectionLost, cut_s3_after, reconnect_s3
 from specs import report_spec
 from upath import UPath
 
@@ -138,40 +137,6 @@ def test_a_release_store_on_s3_is_charged_written_once_and_served_again(s3_endpo
     assert sorted(f.rsplit("/", 1)[-1] for f in files) == sorted([RECORD_FILE, TABLE_FILE, "store.json"])
 
 
-class ConnectionLost(OSError):
-    pass
-
-
-WRITES = {"put_object", "complete_multipart_upload", "copy_object"}
-CHANGES = WRITES | {"create_multipart_upload", "upload_part", "delete_object", "delete_objects"}
-
-
-def _cut_after(monkeypatch, writes_allowed: int) -> None:
-    """S3 as a dying process sees it: after `writes_allowed` objects, nothing more is written or removed.
-
-    Every s3fs request goes through `_call_s3`: the cut is there, below the code under test.
-    """
-    state = {"writes": 0, "dead": False}
-    real_call = S3FileSystem._call_s3
-
-    async def cut_call(self, method, *args, **kwargs):
-        if state["dead"] or (method in CHANGES and state["writes"] == writes_allowed):
-            state["dead"] = True
-            raise ConnectionLost("connection lost")
-        if method in WRITES:
-            state["writes"] += 1
-        return await real_call(self, method, *args, **kwargs)
-
-    monkeypatch.setattr(S3FileSystem, "_call_s3", cut_call)
-    monkeypatch.setattr(S3FileSystem, "call_s3", sync_wrapper(cut_call))  # what S3File's uploads call
-    S3FileSystem.clear_instance_cache()  # an instance binds its sync calls when it is made
-
-
-def _reconnect(monkeypatch) -> None:
-    monkeypatch.undo()
-    S3FileSystem.clear_instance_cache()
-
-
 def _what_a_reader_takes(store_url: str) -> list[pd.DataFrame]:
     store = ReleaseStore(store_url)
     return [store.read("traffic", DAY.isoformat(), n).table()
@@ -182,10 +147,10 @@ def _what_a_reader_takes(store_url: str) -> list[pd.DataFrame]:
 def test_an_interrupted_release_on_s3_leaves_nothing_a_reader_takes(s3_endpoint, tmp_path, flows,
                                                                      monkeypatch, writes_allowed):
     store_url = s3_endpoint.bucket() + "/releases"
-    _cut_after(monkeypatch, writes_allowed)
+    cut_s3_after(monkeypatch, writes_allowed)
     with pytest.raises(ConnectionLost):
         _releaser(tmp_path, store_url).release(flows, _aggregation(), DAY, DELIVERY)
-    _reconnect(monkeypatch)
+    reconnect_s3(monkeypatch)
     assert _what_a_reader_takes(store_url) == []
     retried = _releaser(tmp_path, store_url).release(flows, _aggregation(), DAY, DELIVERY)
     (charge,) = Ledger(tmp_path / "ledger.sqlite").charges()  # the retry took up the first charge
@@ -206,10 +171,10 @@ def test_the_interruption_check_catches_a_store_that_writes_its_record_first(s3_
         with (folder / TABLE_FILE).open("wb") as out:
             pd.DataFrame({"a": [1]}).to_parquet(out)
 
-    _cut_after(monkeypatch, 1)
+    cut_s3_after(monkeypatch, 1)
     with pytest.raises(ConnectionLost):
         write_once(final, record_first, marker=RECORD_FILE)
-    _reconnect(monkeypatch)
+    reconnect_s3(monkeypatch)
     assert (final / RECORD_FILE).exists() and not (final / TABLE_FILE).exists()
 
 
