@@ -2,7 +2,7 @@
 
 On SQLite the write lock is `BEGIN IMMEDIATE` (SQLAlchemy is made to emit the BEGIN itself);
 elsewhere (PostgreSQL) `LOCK_CHARGES` takes a table lock that conflicts with itself and with
-every write.
+every write, and `LOCK_SCHEMA` an advisory lock under which the tables are created or upgraded.
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ ADDED_COLUMNS = {
 # may compose by, so their whole cost goes on the approximate-DP track (never less than true).
 COSTS_WITHOUT_PARTS = sa.text("UPDATE charges SET approx_epsilon = epsilon, approx_delta = delta, rho = 0")
 LOCK_CHARGES = sa.text("LOCK TABLE charges IN SHARE ROW EXCLUSIVE MODE")
+# Opening a ledger creates or upgrades its tables. On PostgreSQL, runs opening one at once take
+# turns on this advisory lock, held until the transaction ends (LOCK TABLE needs the table to
+# exist): else two create the same table at once and one fails, or both write a ledger id.
+LOCK_SCHEMA = sa.text("SELECT pg_advisory_xact_lock(hashtext('kr-reports ledger schema'))")
 
 
 def ledger_location(data_dir: Path, url: str | None = None) -> str | Path:
