@@ -5,9 +5,10 @@
 # should be provided (root with apt, or CI=true) and cannot be, fail: under CI a missing
 # PostgreSQL must not pass as skipped tests. Elsewhere say the tests will skip.
 set -uo pipefail
+debian="${KR_PG_DEBIAN_ROOT:-/usr/lib/postgresql}"  # where Debian's versions live (moved by this script's tests)
 found() {
   local dir
-  for dir in "${KR_PG_BIN:-}" "" /usr/lib/postgresql/*/bin; do
+  for dir in "${KR_PG_BIN:-}" "" "$debian"/*/bin; do
     if [ -z "$dir" ]; then
       command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1 && return 0
     elif [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ]; then
