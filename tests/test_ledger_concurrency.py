@@ -4,7 +4,8 @@ Each test runs on SQLite and on a throwaway PostgreSQL server (tests/postgres_se
 with real concurrent connections from processes released together at a barrier. A slowed
 INSERT widens the gap between a run's budget read and its write, where a missing lock lets
 several runs in; the negative control takes PostgreSQL's table lock away and shows that they
-then do get in, so the test that they cannot is one that can fail.
+then do get in, so the test that they cannot is one that can fail. Nor does a ledger hold
+connections to a shared server between its calls.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ EACH = 3.0  # the budget has room for one run's charge, never two
 NO_LOCK = "SELECT 1"  # what the negative control runs instead of LOCK TABLE
 
 
-def _request(release_id: str) -> ChargeRequest:
+def _request(release_id: str, epsilon: float = EACH) -> ChargeRequest:
     """One run's release, for its own dataset: only the one privacy budget is shared."""
     return ChargeRequest(release_id=release_id, dataset=f"dataset-{release_id}", privacy_unit="subscriber",
                          period=DAY, report="r", partner="p", purpose="aggregate_reports",
-                         cost=pure_dp_cost([EACH]))
+                         cost=pure_dp_cost([epsilon]))
 
 
 def _slow_insert(conn, cursor, statement, parameters, context, executemany):
@@ -123,3 +124,22 @@ def test_runs_opening_a_new_ledger_at_once_share_one(ledger_backend):
     location = ledger_backend.new()
     ids = _at_once(_open_in_process, [(location,)] * 4)
     assert len(set(ids)) == 1 and ids[0] == Ledger(location).id, ids
+
+
+def test_a_ledger_holds_no_postgresql_connection_between_calls(postgres_server, tmp_path):
+    """Every run, report and notebook opens its own Ledger on a shared server: a connection per call,
+    as SQLite's file handles, so idle ones never pile up against the server's connection limit."""
+    backend = LedgerBackend("postgresql", tmp_path, postgres_server)
+    location = backend.new()
+    ledgers = [Ledger(location) for _ in range(3)]
+    for k, ledger in enumerate(ledgers):
+        ledger.charge(_request(f"r{k}", 1.0), LIMIT)
+        ledger.status(LIMIT, DAY)
+    database = sa.make_url(location).database
+    counting = sa.create_engine(postgres_server.url(), poolclass=sa.pool.NullPool)
+    with counting.connect() as conn:
+        held = conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db"),
+                            {"db": database}).scalar()
+    counting.dispose()
+    assert held == 0 and len(ledgers[0].charges()) == 3
+    backend.drop_all()

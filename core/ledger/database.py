@@ -115,12 +115,14 @@ def _take_over_sqlite_begin(engine: sa.Engine) -> None:
 
 
 def ledger_engine(url: sa.URL, create: bool = True) -> sa.Engine:
+    """A connection per use: no file handle or server connection outlives a call. Every run, report
+    and notebook opens a Ledger of its own, and a pool each would hold idle connections to a
+    shared server until garbage collection, against its connection limit."""
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url)
+        return sa.create_engine(url, poolclass=NullPool)
     if url.database and create:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    # A connection per use, as sqlite3 did: no file handle outlives a call. A
-    # writer waits up to a minute for another run's lock before giving up.
+    # A writer waits up to a minute for another run's lock before giving up.
     engine = sa.create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
     _take_over_sqlite_begin(engine)
     return engine
