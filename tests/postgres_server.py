@@ -36,11 +36,15 @@ SERVER_USERS = ("postgres", "nobody")  # as root: Debian's server user, else the
 _databases = itertools.count(1)
 
 
+def _version(folder: str) -> tuple[int, ...]:
+    """Debian's version folder as numbers (/usr/lib/postgresql/15/bin: (15,); 9.6: (9, 6))."""
+    return tuple(int(part) if part.isdigit() else -1 for part in Path(folder).parent.name.split("."))
+
+
 def server_binaries() -> Path | None:
     """The folder holding initdb and pg_ctl: $KR_PG_BIN, else PATH, else Debian's newest version."""
     on_path = shutil.which("initdb")
-    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(Path(d).parent.name),
-                    reverse=True)
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version, reverse=True)
     for folder in [os.environ.get("KR_PG_BIN"), on_path and str(Path(on_path).resolve().parent), *debian]:
         if folder and all(os.access(Path(folder) / tool, os.X_OK) for tool in ("initdb", "pg_ctl")):
             return Path(folder)
