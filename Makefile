@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export KR_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test lint layers bench java-check browser-check venv clean bench-pipelinedp
+.PHONY: run test lint layers bench java-check browser-check postgres-check venv clean bench-pipelinedp
 
 java-check:
 	@scripts/check_java.sh
@@ -33,6 +33,11 @@ venv: java-check $(STAMP)
 browser-check:
 	@scripts/ensure_chromium.sh
 
+# The ledger's tests run against a throwaway PostgreSQL server as well as SQLite; they skip,
+# saying so, where no server can be had (under CI=true, or as root with apt: the script fails).
+postgres-check:
+	@scripts/ensure_postgres.sh
+
 # The embedded default: synthetic data for all five sources, made once.
 $(DEFAULT_DATA): | venv
 	$(VENV)/bin/kr-reports generate --subscribers 5000 --days 2 --bad-row-rate 0.01 --out $(DATA_DIR)/landing
@@ -40,7 +45,7 @@ $(DEFAULT_DATA): | venv
 run: venv $(DEFAULT_DATA)
 	$(VENV)/bin/kr-reports run --demo
 
-test: venv browser-check layers
+test: venv browser-check postgres-check layers
 	$(PY) -m pytest
 
 # The import contract in pyproject.toml: no module imports from a layer above its own.

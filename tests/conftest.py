@@ -1,4 +1,5 @@
-"""Session-wide fixtures: one Spark session and one Prefect harness per test run.
+"""Session-wide fixtures: one Spark session and one Prefect harness per test run, and the
+ledger's backends: SQLite and a throwaway PostgreSQL server (tests/postgres_server.py).
 
 Under `CI=true` every skip is reported as a failure (tests/strict_ci.py).
 """
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from postgres_server import ledger_at, ledger_backend, postgres_server  # noqa: F401 (fixtures)
 from s3_endpoint import s3_endpoint  # noqa: F401 (a session fixture: moto's S3 server on loopback)
 from strict_ci import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (hooks)
 

@@ -333,8 +333,9 @@ def _charge(ledger: Ledger, release_id: str, day: dt.date, epsilon: float, datas
 
 
 @pytest.fixture
-def ledger_file(tmp_path):
-    path = tmp_path / "ledger.sqlite"
+def ledger_file(ledger_backend, tmp_path):
+    """A ledger with three charges: a SQLite file, or a database on the test PostgreSQL server."""
+    path = ledger_backend.new(tmp_path / "ledger.sqlite")
     ledger = Ledger(path)
     _charge(ledger, "traffic/2026-11-01", DAY, 1.0)
     _charge(ledger, "traffic/2026-11-10", DAY + dt.timedelta(days=9), 0.5)
@@ -348,12 +349,20 @@ BUDGETS = (Budget(window_days=30, epsilon=4.0),
 ALL, WEB, DEVICES = "all releases", "dataset web_visits", "dataset devices"
 
 
+def _contents(location):
+    """What a ledger holds: byte for byte for a SQLite file, else its charges."""
+    if isinstance(location, Path):
+        return hashlib.sha256(location.read_bytes()).hexdigest()
+    return Ledger(location).charges()
+
+
 def test_ledger_history_reads_every_charge_without_writing(ledger_file):
-    before = hashlib.sha256(ledger_file.read_bytes()).hexdigest()
+    before = _contents(ledger_file)
     history = A.ledger_history(ledger_file)
     assert history["release_id"].tolist() == ["traffic/2026-11-01", "traffic/2026-11-10", "reach/2026-11-10"]
     assert history["period"].tolist() == [DAY, DAY + dt.timedelta(days=9), DAY + dt.timedelta(days=9)]
-    assert hashlib.sha256(ledger_file.read_bytes()).hexdigest() == before
+    assert history["epsilon"].tolist() == [1.0, 0.5, 0.25]
+    assert _contents(ledger_file) == before
 
 
 def test_ledger_history_of_a_missing_ledger_creates_nothing(tmp_path):

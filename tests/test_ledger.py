@@ -1,15 +1,12 @@
 import datetime as dt
 import json
-import multiprocessing
 import shutil
-import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from core.accounting import Cost, approx_dp_cost, pure_dp_cost, total, zcdp_cost
+from core.accounting import Cost, approx_dp_cost, pure_dp_cost, zcdp_cost
 from core.config import Budget
 from core.ledger import (
     LEDGER_URL_ENV,
@@ -22,6 +19,7 @@ from core.ledger import (
     ledger_location,
     overdrawn_window,
 )
+from core.ledger.database import database_url
 from core.mechanisms import zcdp_epsilon, zcdp_epsilon_bun_steinke
 from kr_reports.cli import main
 
@@ -61,6 +59,19 @@ BEFORE_PARTS_SCHEMA = (
 )
 
 
+def _written_before(location, schema: str, rows: str):
+    """A ledger as an earlier version left it: `schema` (SQLite's; in PostgreSQL's types there) and `rows`."""
+    engine = sa.create_engine(database_url(location), poolclass=sa.pool.NullPool)
+    if engine.dialect.name == "postgresql":
+        schema = schema.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "SERIAL PRIMARY KEY").replace(
+            "REAL", "DOUBLE PRECISION")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(schema)
+        conn.exec_driver_sql(rows)
+    engine.dispose()
+    return location
+
+
 def _days(n):
     return DAY + dt.timedelta(days=n)
 
@@ -84,8 +95,8 @@ def _released(ledger, request, limits):
 # ---------------------------------------------------------------- charged once, refused whole
 
 
-def test_a_release_is_charged_once(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_a_release_is_charged_once(ledger_at):
+    ledger = Ledger(ledger_at)
     first, new = ledger.charge(_request(), limit())
     again, new_again = ledger.charge(_request(), limit())
     assert new and not new_again and first == again
@@ -93,8 +104,8 @@ def test_a_release_is_charged_once(tmp_path):
     assert first.cost == pure_dp_cost([1.0]) and first.state == "charged"
 
 
-def test_over_budget_is_refused_and_nothing_is_written(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_over_budget_is_refused_and_nothing_is_written(ledger_at):
+    ledger = Ledger(ledger_at)
     ledger.charge(_request("a", 3.0), limit())
     with pytest.raises(BudgetExceeded, match="epsilon 3 of 4 spent"):
         ledger.charge(_request("b", 1.5, _days(10)), limit())
@@ -104,8 +115,8 @@ def test_over_budget_is_refused_and_nothing_is_written(tmp_path):
     assert [c.release_id for c in ledger.charges()] == ["a", "c"]
 
 
-def test_check_refuses_as_charge_would_and_writes_nothing(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_check_refuses_as_charge_would_and_writes_nothing(ledger_at):
+    ledger = Ledger(ledger_at)
     ledger.charge(_request("a", 3.0), limit())
     ledger.check(_request("b", 1.0), limit())  # fits exactly
     with pytest.raises(BudgetExceeded, match=r"report 'r' for 2026-11-01 refused: it needs epsilon 1\.5"):
@@ -114,21 +125,21 @@ def test_check_refuses_as_charge_would_and_writes_nothing(tmp_path):
     assert [c.release_id for c in ledger.charges()] == ["a"]
 
 
-def test_a_limit_on_other_releases_is_not_checked(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_a_limit_on_other_releases_is_not_checked(ledger_at):
+    ledger = Ledger(ledger_at)
     tight = [Budget(window_days=30, epsilon=0.1, dataset="web_visits"),
              Budget(window_days=30, epsilon=0.1, partner="adreach")]
     ledger.charge(_request("flows", 3.0, dataset="network_flows", partner="metro-planning"), tight)
     assert len(ledger.charges()) == 1
 
 
-def test_the_cost_is_recorded_in_all_its_parts(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_the_cost_is_recorded_in_all_its_parts(ledger_at):
+    ledger = Ledger(ledger_at)
     mixed = zcdp_cost(0.02, 1e-7) + approx_dp_cost(0.3, 1e-8)
     charged, _ = ledger.charge(_request("z", cost=mixed), ROOMY)
     ledger.charge(_request("p", 0.5), ROOMY)
     assert charged.cost == mixed
-    reopened = Ledger(tmp_path / "ledger.sqlite").charges()
+    reopened = Ledger(ledger_at).charges()
     assert [(c.release_id, c.cost) for c in reopened] == [("z", mixed), ("p", pure_dp_cost([0.5]))]
     assert (reopened[0].rho, reopened[0].approx_epsilon, reopened[0].approx_delta) == (0.02, 0.3, 1e-8)
 
@@ -136,8 +147,8 @@ def test_the_cost_is_recorded_in_all_its_parts(tmp_path):
 # ---------------------------------------------------------------- charged, stored, mismatched
 
 
-def test_a_charged_release_is_reused_only_on_the_same_terms(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_a_charged_release_is_reused_only_on_the_same_terms(ledger_at):
+    ledger = Ledger(ledger_at)
     request = _request("r/2026-11-01", cost=zcdp_cost(0.05, 1e-6), aggregation_hash="h1")
     charge, _ = ledger.charge(request, limit(8.0, 1e-5))
     # Charged but not stored (the run died): the same request is paid for by the same charge,
@@ -163,8 +174,8 @@ def test_a_charged_release_is_reused_only_on_the_same_terms(tmp_path):
     assert len(ledger.charges()) == 2
 
 
-def test_a_stored_charge_never_pays_for_another_release(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_a_stored_charge_never_pays_for_another_release(ledger_at):
+    ledger = Ledger(ledger_at)
     charge, _ = ledger.charge(_request(), limit())
     ledger.mark_stored(charge.id)
     assert ledger.charges()[0].state == "stored"
@@ -173,8 +184,8 @@ def test_a_stored_charge_never_pays_for_another_release(tmp_path):
     assert len(ledger.charges()) == 1
 
 
-def test_charges_of_a_report_come_by_release_number(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_charges_of_a_report_come_by_release_number(ledger_at):
+    ledger = Ledger(ledger_at)
     for release_id in ["traffic/2026-11-01#3", "traffic/2026-11-01", "traffic/2026-11-01#2"]:
         ledger.charge(_request(release_id, 0.1, report="traffic"), ROOMY)
     ledger.charge(_request("traffic/2026-11-02", 0.1, day=_days(1), report="traffic"), ROOMY)
@@ -184,22 +195,30 @@ def test_charges_of_a_report_come_by_release_number(tmp_path):
 # ---------------------------------------------------------------- identity and location
 
 
-def test_a_ledger_keeps_its_identity_and_a_new_one_has_another(tmp_path):
-    first = Ledger(tmp_path / "ledger.sqlite")
-    assert Ledger(tmp_path / "ledger.sqlite").id == first.id
-    assert Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}", create=False).id == first.id
-    assert Ledger(tmp_path / "other.sqlite").id != first.id
-    (tmp_path / "ledger.sqlite").unlink()
-    assert Ledger(tmp_path / "ledger.sqlite").id != first.id  # a deleted ledger is a new ledger
-
-
-def test_a_ledger_is_never_created_by_a_reader(tmp_path):
-    with pytest.raises(LedgerMissing, match="no privacy ledger"):
-        Ledger(tmp_path / "nothing" / "ledger.sqlite", create=False)
-    assert not (tmp_path / "nothing").exists()
-    (tmp_path / "empty.sqlite").touch()
+def test_a_ledger_keeps_its_identity_and_a_new_one_has_another(ledger_backend):
+    location = ledger_backend.new()
+    first = Ledger(location)
+    assert Ledger(location).id == first.id
+    assert Ledger(ledger_backend.url_of(location), create=False).id == first.id
+    assert Ledger(ledger_backend.new()).id != first.id
+    ledger_backend.delete(location)
     with pytest.raises(LedgerMissing):
-        Ledger(tmp_path / "empty.sqlite", create=False)
+        Ledger(location, create=False)
+    assert Ledger(location).id != first.id  # a deleted ledger is a new ledger
+
+
+def test_a_ledger_is_never_created_by_a_reader(ledger_backend, tmp_path):
+    """No SQLite file, an empty one, or a PostgreSQL database without the ledger's tables."""
+    nothing = ledger_backend.new(tmp_path / "nothing" / "ledger.sqlite")
+    with pytest.raises(LedgerMissing, match="no privacy ledger"):
+        Ledger(nothing, create=False)
+    assert not (tmp_path / "nothing").exists() and ledger_backend.tables(nothing) == set()
+    empty = ledger_backend.new(tmp_path / "empty.sqlite")
+    if ledger_backend.is_sqlite:
+        empty.touch()
+    with pytest.raises(LedgerMissing):
+        Ledger(empty, create=False)
+    assert ledger_backend.tables(empty) == set()
 
 
 def test_a_sqlalchemy_url_opens_the_same_ledger_as_its_path(tmp_path):
@@ -224,11 +243,11 @@ def test_the_ledger_location_is_an_explicit_url_then_the_environment_then_the_da
 # ---------------------------------------------------------------- the rule: exact per rolling window
 
 
-def test_a_release_between_two_full_windows_fits_when_no_window_holds_all_three(tmp_path):
+def test_a_release_between_two_full_windows_fits_when_no_window_holds_all_three(ledger_at):
     """10-day windows, epsilon 2: 1.5 nine days before and 1.5 nine days after. No 10-day window holds
     both, so 0.5 on the day between fits (each window holding it is at exactly 2), though the three
     together add to 3.5. Anything more on that day, or next to it, takes a window over."""
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger = Ledger(ledger_at)
     ten = limit(2.0, window_days=10)
     ledger.charge(_request("before", 1.5, _days(-9)), ten)
     ledger.charge(_request("after", 1.5, _days(9)), ten)
@@ -244,9 +263,9 @@ def test_a_release_between_two_full_windows_fits_when_no_window_holds_all_three(
     assert [c.release_id for c in ledger.charges()] == ["before", "after", "between"]
 
 
-def test_a_release_is_refused_by_a_later_window_too(tmp_path):
+def test_a_release_is_refused_by_a_later_window_too(ledger_at):
     """A late-arriving release for an earlier day is checked in the windows after it as well."""
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger = Ledger(ledger_at)
     ledger.charge(_request("later", 3.5, _days(20)), limit())
     with pytest.raises(BudgetExceeded, match="window 2026-10-23 to 2026-11-21"):
         ledger.charge(_request("earlier", 1.0, DAY), limit())
@@ -274,8 +293,8 @@ def test_overdrawn_window_names_the_fullest_window():
 # ---------------------------------------------------------------- one budget across datasets, caps
 
 
-def test_one_subscriber_budget_holds_every_dataset_and_caps_hold_their_own(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_one_subscriber_budget_holds_every_dataset_and_caps_hold_their_own(ledger_at):
+    ledger = Ledger(ledger_at)
     limits = [Budget(window_days=30, epsilon=4.0),
               Budget(window_days=30, epsilon=1.0, dataset="web_visits"),
               Budget(window_days=30, epsilon=3.0, partner="adreach")]
@@ -309,8 +328,8 @@ def test_one_subscriber_budget_holds_every_dataset_and_caps_hold_their_own(tmp_p
     assert (budget.spent_epsilon, web.spent_epsilon, adreach.spent_epsilon) == (4.0, 1.0, 0.0)
 
 
-def test_another_privacy_unit_has_its_own_budget(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_another_privacy_unit_has_its_own_budget(ledger_at):
+    ledger = Ledger(ledger_at)
     _released(ledger, _request("subscribers", 4.0), limit())
     _released(ledger, _request("devices", 4.0, unit="device"), limit())
     [status] = ledger.status(limit(), DAY, privacy_unit="device")
@@ -320,11 +339,11 @@ def test_another_privacy_unit_has_its_own_budget(tmp_path):
 # ---------------------------------------------------------------- composition in the window
 
 
-def test_ten_zcdp_releases_compose_in_zcdp_not_by_adding_converted_epsilons(tmp_path):
+def test_ten_zcdp_releases_compose_in_zcdp_not_by_adding_converted_epsilons(ledger_at):
     """Ten releases of rho 0.05 in one window: each alone is (1.71, 1e-6)-DP by Bun-Steinke, so adding
     converted epsilons would spend 17.12 (14.72 with the tighter CKS conversion); composed (rho 0.5)
     and converted once they are (5.22, 1e-6)-DP, and all ten fit a budget of 8."""
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger = Ledger(ledger_at)
     budget = limit(8.0, 1e-6)
     for k in range(10):
         _released(ledger, _request(f"gauss/{k}", cost=zcdp_cost(0.05, 1e-6), day=_days(-k)), budget)
@@ -346,8 +365,8 @@ def test_ten_zcdp_releases_compose_in_zcdp_not_by_adding_converted_epsilons(tmp_
     assert len(ledger.charges()) == max(n for n in range(10, 40) if zcdp_epsilon(0.05 * n, 1e-6) <= 8)
 
 
-def test_a_few_pure_dp_releases_compose_by_adding_epsilons(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_a_few_pure_dp_releases_compose_by_adding_epsilons(ledger_at):
+    ledger = Ledger(ledger_at)
     budget = limit(8.0, 1e-6)
     for k, epsilon in enumerate([1.0, 0.5, 1.5]):
         ledger.charge(_request(f"pure/{k}", epsilon, _days(-k)), budget)
@@ -357,8 +376,8 @@ def test_a_few_pure_dp_releases_compose_by_adding_epsilons(tmp_path):
     assert status.spent_rho == pytest.approx((1.0 + 0.25 + 2.25) / 2)
 
 
-def test_partition_selection_is_added_after_the_zcdp_conversion(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_partition_selection_is_added_after_the_zcdp_conversion(ledger_at):
+    ledger = Ledger(ledger_at)
     budget = limit(8.0, 1e-6)
     for k in range(10):
         ledger.charge(_request(f"gauss/{k}", cost=zcdp_cost(0.05, 1e-7), day=_days(-k)), budget)
@@ -374,10 +393,10 @@ def test_partition_selection_is_added_after_the_zcdp_conversion(tmp_path):
 # ---------------------------------------------------------------- the refusal, for people
 
 
-def test_the_refusal_is_one_line_and_says_when_budget_returns(tmp_path):
+def test_the_refusal_is_one_line_and_says_when_budget_returns(ledger_at):
     """Window 30, epsilon 4: 1 on day -20 and 2 on day -10. Another 2 on day 0 is refused (5); it fits
     from the first day whose windows cannot hold day -20 as well: day +10."""
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger = Ledger(ledger_at)
     ledger.charge(_request("old", 1.0, _days(-20)), limit())
     ledger.charge(_request("recent", 2.0, _days(-10)), limit())
     with pytest.raises(BudgetExceeded) as refused:
@@ -397,16 +416,16 @@ def test_the_refusal_is_one_line_and_says_when_budget_returns(tmp_path):
     ledger.charge(_request("on-returns-on", 2.0, refusal.returns_on), limit())
 
 
-def test_a_release_alone_over_the_limit_never_returns(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_a_release_alone_over_the_limit_never_returns(ledger_at):
+    ledger = Ledger(ledger_at)
     with pytest.raises(BudgetExceeded, match="it alone is more than the limit") as refused:
         ledger.charge(_request("huge", 5.0), limit())
     assert refused.value.returns_on is None
     assert "\n" not in str(refused.value)
 
 
-def test_returns_on_sees_later_charges(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_returns_on_sees_later_charges(ledger_at):
+    ledger = Ledger(ledger_at)
     ledger.charge(_request("now", 3.0), limit())
     ledger.charge(_request("in-45-days", 3.0, _days(45)), limit())
     with pytest.raises(BudgetExceeded) as refused:
@@ -415,8 +434,8 @@ def test_returns_on_sees_later_charges(tmp_path):
     assert returns_on is None or ledger.check(_request("retry", 1.5, returns_on), limit()) is None
 
 
-def test_returns_on_fits_every_limit(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_returns_on_fits_every_limit(ledger_at):
+    ledger = Ledger(ledger_at)
     limits = [*limit(4.0), *limit(1.0, window_days=7, partner="p")]
     ledger.charge(_request("q-now", 3.5, partner="q"), limits)
     ledger.charge(_request("p-later", 1.0, _days(30), partner="p"), limits)
@@ -428,15 +447,13 @@ def test_returns_on_fits_every_limit(tmp_path):
 # ---------------------------------------------------------------- ledgers written before
 
 
-def test_a_ledger_written_before_rho_keeps_its_charges_and_budget(tmp_path):
-    path = tmp_path / "ledger.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.execute(LEGACY_SCHEMA)
-        conn.execute("INSERT INTO charges (release_id, dataset, privacy_unit, period, report, partner, "
-                     "purpose, epsilon, delta, charged_at) VALUES ('old', 'network_flows', 'subscriber', "
-                     "'2026-11-01', 'r', 'p', 'aggregate_reports', 3.0, 0.0, '2026-11-01T06:00:00+00:00')")
-    conn.close()
-    ledger = Ledger(path)
+def test_a_ledger_written_before_rho_keeps_its_charges_and_budget(ledger_at):
+    location = _written_before(
+        ledger_at, LEGACY_SCHEMA,
+        "INSERT INTO charges (release_id, dataset, privacy_unit, period, report, partner, purpose, epsilon, "
+        "delta, charged_at) VALUES ('old', 'network_flows', 'subscriber', '2026-11-01', 'r', 'p', "
+        "'aggregate_reports', 3.0, 0.0, '2026-11-01T06:00:00+00:00')")
+    ledger = Ledger(location)
     [old] = ledger.charges()
     assert (old.id, old.release_id, old.state) == (1, "old", "stored")
     assert old.cost == Cost(epsilon=3.0, delta=0.0, rho=0.0, approx_epsilon=3.0, approx_delta=0.0)
@@ -444,23 +461,21 @@ def test_a_ledger_written_before_rho_keeps_its_charges_and_budget(tmp_path):
         ledger.charge(_request("new", 1.5), limit())
     new, _ = ledger.charge(_request("new", 1.0), limit())
     assert new.id == 2
-    assert [(c.release_id, c.rho) for c in Ledger(path).charges()] == [("old", 0.0), ("new", 0.5)]
+    assert [(c.release_id, c.rho) for c in Ledger(location).charges()] == [("old", 0.0), ("new", 0.5)]
 
 
-def test_a_ledger_written_before_cost_parts_counts_old_charges_as_approximate_dp(tmp_path):
+def test_a_ledger_written_before_cost_parts_counts_old_charges_as_approximate_dp(ledger_at):
     """Old charges state only (epsilon, delta): moved to the approximate track, their rho dropped, so
     they are never composed through a rho they may not have (conservative: their epsilon is added)."""
-    path = tmp_path / "ledger.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.execute(BEFORE_PARTS_SCHEMA)
-        conn.execute("INSERT INTO charges (release_id, dataset, privacy_unit, period, report, partner, "
-                     "purpose, epsilon, delta, rho, charged_at, aggregation_hash, state) VALUES "
-                     "('old-gauss', 'network_flows', 'subscriber', '2026-10-30', 'r', 'p', "
-                     "'aggregate_reports', 3.0, 1e-7, 0.1, '2026-10-30T06:00:00+00:00', 'h', 'charged'), "
-                     "('old-pure', 'web_visits', 'subscriber', '2026-10-31', 'w', 'p', 'aggregate_reports', "
-                     "1.0, 0.0, 0.5, '2026-10-31T06:00:00+00:00', '', 'stored')")
-    conn.close()
-    ledger = Ledger(path)
+    location = _written_before(
+        ledger_at, BEFORE_PARTS_SCHEMA,
+        "INSERT INTO charges (release_id, dataset, privacy_unit, period, report, partner, purpose, epsilon, "
+        "delta, rho, charged_at, aggregation_hash, state) VALUES "
+        "('old-gauss', 'network_flows', 'subscriber', '2026-10-30', 'r', 'p', 'aggregate_reports', 3.0, "
+        "1e-7, 0.1, '2026-10-30T06:00:00+00:00', 'h', 'charged'), "
+        "('old-pure', 'web_visits', 'subscriber', '2026-10-31', 'w', 'p', 'aggregate_reports', 1.0, 0.0, "
+        "0.5, '2026-10-31T06:00:00+00:00', '', 'stored')")
+    ledger = Ledger(location)
     gauss, pure = ledger.charges()
     assert gauss.cost == Cost(epsilon=3.0, delta=1e-7, rho=0.0, approx_epsilon=3.0, approx_delta=1e-7)
     assert pure.cost == Cost(epsilon=1.0, delta=0.0, rho=0.0, approx_epsilon=1.0, approx_delta=0.0)
@@ -475,21 +490,21 @@ def test_a_ledger_written_before_cost_parts_counts_old_charges_as_approximate_dp
     assert status.spent_epsilon == pytest.approx(zcdp_epsilon(0.5, 1e-6 - 1e-7) + 4.0, rel=1e-6)
 
     # Migrated once: reopening leaves the new charges' parts alone.
-    reopened = Ledger(path).charges()
+    reopened = Ledger(location).charges()
     assert [c.cost for c in reopened[2:]] == [zcdp_cost(0.05, 1e-6)] * 10
     # A charged old release is still reusable on its old terms (now stated in parts).
     again = _request("old-gauss", day=_days(-2), aggregation_hash="h",
                      cost=Cost(epsilon=3.0, delta=1e-7, approx_epsilon=3.0, approx_delta=1e-7))
-    assert Ledger(path).charge(again, budget) == (gauss, False)
+    assert Ledger(location).charge(again, budget) == (gauss, False)
 
 
 # ---------------------------------------------------------------- status
 
 
 @pytest.fixture
-def spent_ledger(tmp_path):
+def spent_ledger(ledger_backend, tmp_path):
     """Charges inside, around and outside the 30-day window ending on DAY."""
-    ledger = Ledger(tmp_path / "data" / "ledger.sqlite")
+    ledger = Ledger(ledger_backend.new(tmp_path / "data" / "ledger.sqlite"))
     for release_id, epsilon, day, extra in [
         ("too-old", 1.0, _days(-40), {}),            # outside window and span
         ("day-before-window", 0.7, _days(-30), {}),   # just outside both
@@ -533,16 +548,16 @@ def test_status_on_a_later_day_moves_the_window(spent_ledger):
     assert budget.spent_epsilon == pytest.approx(0.2 + 1.0 + 0.25 + 2.0)
 
 
-def test_remaining_budget_is_never_negative(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_remaining_budget_is_never_negative(ledger_at):
+    ledger = Ledger(ledger_at)
     ledger.charge(_request("a", 3.0), limit())
     # The budget was cut after the charge: more is spent than it allows.
     [status] = ledger.status(limit(2.0, 1e-7), DAY)
     assert (status.spent_epsilon, status.remaining_epsilon) == (3.0, 0.0)
 
 
-def test_status_with_no_limits_and_an_empty_ledger(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_status_with_no_limits_and_an_empty_ledger(ledger_at):
+    ledger = Ledger(ledger_at)
     assert ledger.status([], DAY) == []
     assert format_status([], DAY) == "no privacy budget configured"
     [status] = ledger.status(limit(), DAY)
@@ -573,6 +588,13 @@ def cli_config(tmp_path, monkeypatch):
     return config
 
 
+def _naming(ledger) -> list[str]:
+    """The CLI options naming a ledger: none for the data folder's own SQLite file, else its URL."""
+    if ledger.url.get_backend_name() == "sqlite":
+        return []
+    return ["--ledger-url", ledger.url.render_as_string(hide_password=False)]
+
+
 def _table_row(out, scope):
     [line] = [line for line in out.splitlines() if line.startswith(scope + " ")]
     return line.split()
@@ -580,7 +602,7 @@ def _table_row(out, scope):
 
 def test_cli_budget_prints_spent_and_remaining_per_limit(spent_ledger, tmp_path, cli_config, capsys):
     assert main(["budget", "--data-dir", str(tmp_path / "data"), "--config-dir", str(cli_config),
-                 "--as-of", DAY.isoformat()]) == 0
+                 "--as-of", DAY.isoformat(), *_naming(spent_ledger)]) == 0
     out = capsys.readouterr().out
     assert "rolling windows ending 2026-11-01" in out
     assert "Over any 30 consecutive days" in out  # the guarantee, in words
@@ -593,7 +615,7 @@ def test_cli_budget_prints_spent_and_remaining_per_limit(spent_ledger, tmp_path,
 
 def test_cli_budget_json(spent_ledger, tmp_path, cli_config, capsys):
     assert main(["budget", "--data-dir", str(tmp_path / "data"), "--config-dir", str(cli_config),
-                 "--as-of", DAY.isoformat(), "--json"]) == 0
+                 "--as-of", DAY.isoformat(), "--json", *_naming(spent_ledger)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["as_of"] == "2026-11-01" and "guarantee" in report
     by_scope = {b["scope"]: b for b in report["limits"]}
@@ -603,8 +625,9 @@ def test_cli_budget_json(spent_ledger, tmp_path, cli_config, capsys):
     assert everything["remaining_epsilon"] == pytest.approx(4.3)
 
 
-def test_cli_reads_the_ledger_named_by_url_option_or_environment(tmp_path, cli_config, monkeypatch, capsys):
-    url = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"
+def test_cli_reads_the_ledger_named_by_url_option_or_environment(ledger_backend, tmp_path, cli_config,
+                                                                monkeypatch, capsys):
+    url = ledger_backend.url_of(ledger_backend.new(tmp_path / "elsewhere.sqlite"))
     Ledger(url).charge(_request("elsewhere", 1.25), ROOMY)
     common = ["--data-dir", str(tmp_path / "data")]
     budget = ["budget", *common, "--config-dir", str(cli_config), "--as-of", DAY.isoformat(), "--json"]
@@ -621,53 +644,12 @@ def test_cli_reads_the_ledger_named_by_url_option_or_environment(tmp_path, cli_c
     assert "eps=1.25" in capsys.readouterr().out
 
 
-# ---------------------------------------------------------------- two runs at once
-
-
-def _slow_insert(conn, cursor, statement, parameters, context, executemany):
-    """Widen the gap between the budget read and the insert, where a missing lock would let two in."""
-    if statement.lstrip().upper().startswith("INSERT"):
-        time.sleep(0.2)
-
-
-def _charge_in_process(location, release_id, start_together, results):
-    ledger = Ledger(location)
-    sa.event.listen(ledger.engine, "before_cursor_execute", _slow_insert)
-    start_together.wait(60)
-    try:
-        ledger.charge(_request(release_id, 3.0, dataset=f"dataset-{release_id}"), limit())
-        results.put("charged")
-    except BudgetExceeded:
-        results.put("refused")
-    except Exception as exc:  # a lock error is a failure of the test, not of the worker
-        results.put(type(exc).__name__)
-
-
-@pytest.mark.parametrize("as_url", [False, True], ids=["path", "sqlalchemy-url"])
-def test_two_processes_at_once_cannot_overspend(tmp_path, as_url):
-    """Four runs, each for its own dataset, race for one privacy budget with room for one of them."""
-    path = tmp_path / "ledger.sqlite"
-    location = f"sqlite:///{path}" if as_url else path
-    Ledger(location)
-    context = multiprocessing.get_context("spawn")
-    results, start_together = context.Queue(), context.Barrier(4)
-    workers = [context.Process(target=_charge_in_process, args=(location, f"r{i}", start_together, results))
-               for i in range(4)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(60)
-    outcomes = sorted(results.get(timeout=5) for _ in workers)
-    assert outcomes == ["charged", "refused", "refused", "refused"]
-    assert total(c.cost for c in Ledger(path).charges()).epsilon == 3.0
-
-
 # ---------------------------------------------------------------- interrupted runs: unstored charges,
 # resumable new releases, each run's own charges
 
 
-def test_a_charge_without_its_stored_release_costs_but_is_no_release(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_a_charge_without_its_stored_release_costs_but_is_no_release(ledger_at):
+    ledger = Ledger(ledger_at)
     _released(ledger, _request("stored", 1.0), ROOMY)
     ledger.charge(_request("killed-before-store", 0.5), ROOMY)  # its run stopped before the store
     [status] = ledger.status(limit(), DAY)
@@ -677,8 +659,8 @@ def test_a_charge_without_its_stored_release_costs_but_is_no_release(tmp_path):
     assert "unstored: charged, but no release was stored" in table
 
 
-def test_a_new_release_is_resumed_until_it_is_closed(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_a_new_release_is_resumed_until_it_is_closed(ledger_at):
+    ledger = Ledger(ledger_at)
     assert ledger.open_new_release_of(DAY) is None
     opened, resumed = ledger.open_new_release(DAY)
     assert not resumed and opened.period == DAY.isoformat() and opened.closed_at is None
@@ -694,8 +676,8 @@ def test_a_new_release_is_resumed_until_it_is_closed(tmp_path):
     assert not resumed and after.id != opened.id
 
 
-def test_an_unstored_charge_taken_up_by_a_new_release_becomes_its_own_and_costs_that_run_nothing(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_an_unstored_charge_taken_up_by_a_new_release_becomes_its_own_and_costs_that_run_nothing(ledger_at):
+    ledger = Ledger(ledger_at)
     first, new = ledger.charge(_request(run="run-1"), ROOMY)  # run 1 stopped before the store
     opened, _ = ledger.open_new_release(DAY)
     taken, new_again = ledger.charge(_request(run="run-2", new_release=opened.id), ROOMY)
@@ -722,15 +704,15 @@ def _store_release(data: Path, charge) -> None:
     store.write(name, period, 1, pd.DataFrame({"cells": [1]}), record)
 
 
-def test_cli_ledger_shows_release_ids_and_flags_charges_without_a_stored_release(tmp_path, cli_config,
-                                                                                 capsys):
+def test_cli_ledger_shows_release_ids_and_flags_charges_without_a_stored_release(ledger_backend, tmp_path,
+                                                                                 cli_config, capsys):
     data = tmp_path / "data"
-    ledger = Ledger(data / "ledger.sqlite")
+    ledger = Ledger(ledger_backend.new(data / "ledger.sqlite"))
     kept, _ = _released(ledger, _request("kept/2026-11-01", 1.0), ROOMY)
     _store_release(data, kept)
     ledger.charge(_request("killed/2026-11-01", 0.5), ROOMY)
     _released(ledger, _request("lost/2026-11-01", 0.25), ROOMY)  # stored, then its copy was lost
-    assert main(["ledger", "--data-dir", str(data)]) == 0
+    assert main(["ledger", "--data-dir", str(data), *_naming(ledger)]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = {line.split()[2]: line for line in lines[:3]}
     assert set(rows) == {"kept/2026-11-01", "killed/2026-11-01", "lost/2026-11-01"}

@@ -20,10 +20,15 @@ from core.ledger.windows import overdrawn_window, refusal, windows_span
 
 
 def charges_between(conn: sa.Connection, unit: str, first: str, last: str) -> list[sa.Row]:
-    """Charges of one privacy unit with periods in [first, last], every dataset and partner."""
+    """Charges of one privacy unit with periods in [first, last], every dataset and partner.
+
+    In the order they were charged: a window's costs are summed in that order, so its floating-point
+    total is the same on every backend (PostgreSQL returns rows an UPDATE moved in another order).
+    """
     c = charges_table.c
     query = sa.select(c.period, c.dataset, c.partner, c.epsilon, c.delta, c.rho, c.approx_epsilon,
-                      c.approx_delta, c.state).where(c.privacy_unit == unit, c.period.between(first, last))
+                      c.approx_delta, c.state).where(c.privacy_unit == unit, c.period.between(first, last)
+                                                     ).order_by(c.id)
     return list(conn.execute(query))
 
 

@@ -2,7 +2,7 @@
 
 On SQLite the write lock is `BEGIN IMMEDIATE` (SQLAlchemy is made to emit the BEGIN itself);
 elsewhere (PostgreSQL) `LOCK_CHARGES` takes a table lock that conflicts with itself and with
-every write.
+every write, and `LOCK_SCHEMA` an advisory lock under which the tables are created or upgraded.
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ ADDED_COLUMNS = {
 # may compose by, so their whole cost goes on the approximate-DP track (never less than true).
 COSTS_WITHOUT_PARTS = sa.text("UPDATE charges SET approx_epsilon = epsilon, approx_delta = delta, rho = 0")
 LOCK_CHARGES = sa.text("LOCK TABLE charges IN SHARE ROW EXCLUSIVE MODE")
+# Opening a ledger creates or upgrades its tables. On PostgreSQL, runs opening one at once take
+# turns on this advisory lock, held until the transaction ends (LOCK TABLE needs the table to
+# exist): else two create the same table at once and one fails, or both write a ledger id.
+LOCK_SCHEMA = sa.text("SELECT pg_advisory_xact_lock(hashtext('kr-reports ledger schema'))")
 
 
 def ledger_location(data_dir: Path, url: str | None = None) -> str | Path:
@@ -111,12 +115,14 @@ def _take_over_sqlite_begin(engine: sa.Engine) -> None:
 
 
 def ledger_engine(url: sa.URL, create: bool = True) -> sa.Engine:
+    """A connection per use: no file handle or server connection outlives a call. Every run, report
+    and notebook opens a Ledger of its own, and a pool each would hold idle connections to a
+    shared server until garbage collection, against its connection limit."""
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url)
+        return sa.create_engine(url, poolclass=NullPool)
     if url.database and create:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    # A connection per use, as sqlite3 did: no file handle outlives a call. A
-    # writer waits up to a minute for another run's lock before giving up.
+    # A writer waits up to a minute for another run's lock before giving up.
     engine = sa.create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
     _take_over_sqlite_begin(engine)
     return engine

@@ -21,6 +21,7 @@ from core.ledger.database import (
     ADDED_COLUMNS,
     COSTS_WITHOUT_PARTS,
     LOCK_CHARGES,
+    LOCK_SCHEMA,
     charges_table,
     database_url,
     ledger_engine,
@@ -70,6 +71,8 @@ class Ledger:
     def _upgrade_schema(self) -> str:
         """Create the tables, add columns a ledger written before them lacks; the ledger's id."""
         with self.engine.connect() as conn, write_transaction(conn):
+            if conn.dialect.name != "sqlite":
+                conn.execute(LOCK_SCHEMA)
             metadata.create_all(conn)
             columns = {col["name"] for col in sa.inspect(conn).get_columns("charges")}
             for column, statement in ADDED_COLUMNS.items():
