@@ -1,10 +1,11 @@
 """The daily flow on a real Spark cluster: a standalone master and worker on loopback.
 
-`kr-reports run` runs as its own process (this one already has a local session)
+`kr-reports run` runs as its own process (this one already has a local session),
+on a copy of the landing zone of the session's local run (tests/conftest.py),
 with KR_SPARK_MASTER pointing at the cluster and Spark's event log switched on
-through a spark-defaults.conf in SPARK_CONF_DIR, as an operator would. What
-shows that the cluster, not the driver, did the work, and that the project's
-JVM functions reached it:
+through a spark-defaults.conf in SPARK_CONF_DIR, as an operator would. It reads
+and quarantines what the local run did. What shows that the cluster, not the
+driver, did the work, and that the project's JVM functions reached it:
 
 - the event log's finished tasks ran on executor "0", none on "driver"; in
   local mode every task is the driver's (`executor_tasks` on a local run's event
@@ -24,6 +25,8 @@ import base64
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -85,13 +88,12 @@ def _cli(args: list[str], env: dict[str, str], log: Path) -> subprocess.Complete
 
 
 @pytest.fixture(scope="module")
-def cluster_run(tmp_path_factory, spark, prefect_harness, config_dir):
-    """The daily flow on the cluster; the cluster is stopped before any test reads the result."""
-    from stages.generate import write_landing
-
+def cluster_run(tmp_path_factory, daily_run, prefect_harness, config_dir):
+    """The daily flow on the cluster, on the landing zone of the session's local run
+    (tests/conftest.py); the cluster is stopped before any test reads the result."""
     root = tmp_path_factory.mktemp("cluster")
     data, out = root / "data", root / "out"
-    write_landing(data / "landing", n_subscribers=300, days=1, seed=11, bad_row_rate=0.03)
+    shutil.copytree(daily_run["data"] / "landing", data / "landing")
     events = root / "events"
     conf_dir = _spark_conf(root / "driver-conf", events)
     with standalone_cluster(root / "cluster") as cluster:
@@ -140,6 +142,14 @@ def test_the_run_on_the_cluster_delivers_every_report(cluster_run, config_dir):
         verify_checksums(Path(delivery))
     apps = cluster_run["applications"]
     assert [a["state"] for a in apps] == ["FINISHED"], apps  # the run was the cluster's application
+
+
+def test_the_cluster_read_and_quarantined_what_the_local_run_did(cluster_run, daily_run):
+    counts = re.search(r"Day (\S+): ([\d,]+) rows read, ([\d,]+) quarantined", cluster_run["result"].stdout)
+    assert counts, cluster_run["result"].stdout
+    day, rows_in, quarantined = counts.group(1), *(int(n.replace(",", "")) for n in counts.groups()[1:])
+    local = daily_run["summary"]
+    assert (day, rows_in, quarantined) == (local["day"], local["rows_in"], local["rows_quarantined"])
 
 
 def test_the_executor_ran_the_tasks_and_the_driver_none(cluster_run):
