@@ -29,11 +29,12 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from spark_cluster import group_members, standalone_cluster
+from spark_cluster import group_members, standalone_cluster, stop
 
 from core.config import load_report_specs
 from core.keys import derive_key
@@ -81,10 +82,17 @@ def _run_env(root: Path, master: str, conf_dir: Path) -> dict[str, str]:
     return env
 
 
-def _cli(args: list[str], env: dict[str, str], log: Path) -> subprocess.CompletedProcess:
+def _cli(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.CompletedProcess, int]:
+    """The command's result, and its process group (its driver JVM included), ended if it hangs."""
     with log.open("w") as stderr:
-        return subprocess.run([sys.executable, "-m", "kr_reports.cli", *args], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=RUN_WITHIN)
+        cli = subprocess.Popen([sys.executable, "-m", "kr_reports.cli", *args], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
+        try:
+            stdout, _ = cli.communicate(timeout=RUN_WITHIN)
+        except subprocess.TimeoutExpired:
+            stop([cli])
+            raise
+    return subprocess.CompletedProcess(cli.args, cli.returncode, stdout), cli.pid
 
 
 @pytest.fixture(scope="module")
@@ -98,11 +106,11 @@ def cluster_run(tmp_path_factory, daily_run, prefect_harness, config_dir):
     conf_dir = _spark_conf(root / "driver-conf", events)
     with standalone_cluster(root / "cluster") as cluster:
         env = _run_env(root, cluster.master_url, conf_dir)
-        result = _cli(["run", "--demo", "--day", DAY, "--data-dir", str(data), "--out-dir", str(out),
-                       "--config-dir", str(config_dir)], env, root / "run.log")
+        result, driver = _cli(["run", "--demo", "--day", DAY, "--data-dir", str(data),
+                               "--out-dir", str(out), "--config-dir", str(config_dir)], env, root / "run.log")
         applications = cluster.status().get("completedapps", [])
         daemons = [p.pid for p in cluster.processes]
-    return {"root": root, "data": data, "out": out, "result": result, "cluster": cluster,
+    return {"driver": driver, "root": root, "data": data, "out": out, "result": result, "cluster": cluster,
             "applications": applications, "daemons": daemons, "events": _events(events),
             "log": (root / "run.log").read_text(errors="replace")}
 
@@ -192,8 +200,12 @@ def test_the_event_log_holds_no_key(cluster_run):
         assert base64.b64encode(key).decode() not in text
 
 
-def test_no_jvm_of_the_cluster_is_left(cluster_run):
+def test_no_jvm_of_the_cluster_or_the_run_is_left(cluster_run):
     assert [group_members(pid) for pid in cluster_run["daemons"]] == [[], []]
+    deadline = time.monotonic() + 10  # the run's own driver JVM ends with it, a moment later
+    while group_members(cluster_run["driver"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert group_members(cluster_run["driver"]) == []
 
 
 def test_a_local_run_fails_the_executor_checks(tmp_path, config_dir):
