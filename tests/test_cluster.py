@@ -66,8 +66,10 @@ def _run_env(root: Path, master: str, conf_dir: Path) -> dict[str, str]:
     import prefect.settings
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_SUBMIT"))}
+    env.pop("KR_LEDGER_URL", None)  # the run's own ledger, in its data folder
     env.update(
         KR_SPARK_MASTER=master,
+        KR_JVM_FUNCTIONS="on",
         KR_SPARK_DRIVER_MEMORY="1g",
         KR_SPARK_SHUFFLE_PARTITIONS="2",
         KR_SPARK_LOCAL_DIR=str(root / "driver-scratch"),
@@ -108,11 +110,21 @@ def cluster_run(tmp_path_factory, daily_run, prefect_harness, config_dir):
         env = _run_env(root, cluster.master_url, conf_dir)
         result, driver = _cli(["run", "--demo", "--day", DAY, "--data-dir", str(data),
                                "--out-dir", str(out), "--config-dir", str(config_dir)], env, root / "run.log")
-        applications = cluster.status().get("completedapps", [])
+        applications = _completed_applications(cluster)
         daemons = [p.pid for p in cluster.processes]
     return {"driver": driver, "root": root, "data": data, "out": out, "result": result, "cluster": cluster,
             "applications": applications, "daemons": daemons, "events": _events(events),
             "log": (root / "run.log").read_text(errors="replace")}
+
+
+def _completed_applications(cluster, within: float = 10) -> list[dict]:
+    """The master's finished applications, once the run's has left the running ones."""
+    deadline = time.monotonic() + within
+    status = cluster.status()
+    while status.get("activeapps") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = cluster.status()
+    return status.get("completedapps", [])
 
 
 # The event log: one JSON event per line, in a file or in a rolling log's folder.
