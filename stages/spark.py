@@ -11,7 +11,9 @@ writes is private too (Hadoop's umask 077; the JVM inherits the process's).
 The project's JVM functions (stages.jvm) ride along in spark.jars, checked
 against their SHA-256 just before the session starts, and are registered in
 every session; KR_JVM_FUNCTIONS=off leaves them out (protect then uses Spark's
-built-ins).
+built-ins). Any other Spark setting (the executors' size, the event log) comes from
+spark-defaults.conf in SPARK_CONF_DIR, Spark's own mechanism; the settings made
+here win over that file's (README, "Running on a cluster").
 """
 
 from __future__ import annotations
