@@ -2,7 +2,8 @@
 
 `kr-reports run` runs as its own process (this one already has a local session),
 on a copy of the landing zone of the session's local run (tests/conftest.py),
-with KR_SPARK_MASTER pointing at the cluster and Spark's event log switched on
+with its zones given as a file:// URL (KR_ZONES_URL, as shared storage would be),
+KR_SPARK_MASTER pointing at the cluster and Spark's event log switched on
 through a spark-defaults.conf in SPARK_CONF_DIR, as an operator would. It reads
 and quarantines what the local run did. What shows that the cluster, not the
 driver, did the work, and that the project's JVM functions reached it:
@@ -102,17 +103,19 @@ def cluster_run(tmp_path_factory, daily_run, prefect_harness, config_dir):
     """The daily flow on the cluster, on the landing zone of the session's local run
     (tests/conftest.py); the cluster is stopped before any test reads the result."""
     root = tmp_path_factory.mktemp("cluster")
-    data, out = root / "data", root / "out"
-    shutil.copytree(daily_run["data"] / "landing", data / "landing")
+    data, out, shared = root / "data", root / "out", root / "shared"
+    shutil.copytree(daily_run["data"] / "landing", shared / "landing")
     events = root / "events"
     conf_dir = _spark_conf(root / "driver-conf", events)
     with standalone_cluster(root / "cluster") as cluster:
-        env = _run_env(root, cluster.master_url, conf_dir)
+        # The zones by URL, as on storage every executor reads (README "Zones on shared storage").
+        env = {**_run_env(root, cluster.master_url, conf_dir), "KR_ZONES_URL": shared.as_uri()}
         result, driver = _cli(["run", "--demo", "--day", DAY, "--data-dir", str(data),
                                "--out-dir", str(out), "--config-dir", str(config_dir)], env, root / "run.log")
         applications = _completed_applications(cluster)
         daemons = [p.pid for p in cluster.processes]
-    return {"driver": driver, "root": root, "data": data, "out": out, "result": result, "cluster": cluster,
+    return {"driver": driver, "root": root, "data": data, "shared": shared, "out": out, "result": result,
+            "cluster": cluster,
             "applications": applications, "daemons": daemons, "events": _events(events),
             "log": (root / "run.log").read_text(errors="replace")}
 
@@ -196,9 +199,17 @@ def test_tasks_calling_the_jvm_functions_ran_on_the_executor(cluster_run, functi
     assert set(tasks) == {"0"} and tasks["0"] > 0, tasks
 
 
+def test_the_zones_were_read_and_written_by_url_and_the_data_folder_kept_none(cluster_run):
+    shared, data = cluster_run["shared"], cluster_run["data"]
+    for zone in ("raw", "quarantine", "protected", "analyst", "releases"):
+        assert (shared / zone).is_dir(), zone
+        assert not (data / zone).exists(), zone
+    assert (data / "ledger.sqlite").is_file()
+
+
 def test_files_the_executor_wrote_are_private(cluster_run):
     """The worker runs with umask 022; Hadoop's umask setting, shipped with the job, still holds."""
-    written = [p for p in (cluster_run["data"] / "protected").rglob("*.parquet")]
+    written = [p for p in (cluster_run["shared"] / "protected").rglob("*.parquet")]
     assert written
     assert [p for p in written if p.stat().st_mode & 0o077] == []
 
