@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -64,10 +65,12 @@ WRITES = {"put_object", "complete_multipart_upload", "copy_object"}
 CHANGES = WRITES | {"create_multipart_upload", "upload_part", "delete_object", "delete_objects"}
 
 
-def cut_s3_after(monkeypatch, writes_allowed: int) -> None:
+@contextmanager
+def connection_lost_after(writes_allowed: int) -> Iterator[None]:
     """S3 as a dying process sees it: after `writes_allowed` objects, nothing more is written or removed.
 
     Every s3fs request goes through `_call_s3`: the cut is there, below the code under test.
+    Leaving the block reconnects.
     """
     state = {"writes": 0, "dead": False}
     real_call = S3FileSystem._call_s3
@@ -80,11 +83,12 @@ def cut_s3_after(monkeypatch, writes_allowed: int) -> None:
             state["writes"] += 1
         return await real_call(self, method, *args, **kwargs)
 
-    monkeypatch.setattr(S3FileSystem, "_call_s3", cut_call)
-    monkeypatch.setattr(S3FileSystem, "call_s3", sync_wrapper(cut_call))  # what S3File's uploads call
+    patch = pytest.MonkeyPatch()
+    patch.setattr(S3FileSystem, "_call_s3", cut_call)
+    patch.setattr(S3FileSystem, "call_s3", sync_wrapper(cut_call))  # what S3File's uploads call
     S3FileSystem.clear_instance_cache()  # an instance binds its sync calls when it is made
-
-
-def reconnect_s3(monkeypatch) -> None:
-    monkeypatch.undo()
-    S3FileSystem.clear_instance_cache()
+    try:
+        yield
+    finally:
+        patch.undo()
+        S3FileSystem.clear_instance_cache()

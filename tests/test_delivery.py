@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from disclosure_checks import strict_json
 from fsspec.implementations.memory import MemoryFileSystem
 from releasing import open_releaser
-from s3_endpoint import ConnectionLost, cut_s3_after, reconnect_s3
+from s3_endpoint import ConnectionLost, connection_lost_after
 from specs import report_spec
 
 import stages.delivery as delivery_module
@@ -694,13 +694,11 @@ def test_a_failed_remote_delivery_leaves_nothing_visible_and_a_retry_succeeds(
 # (the signature's last). Cut after none, the key, all staged, and all but the signature.
 @pytest.mark.parametrize("writes_allowed", [0, 1, 6, 10])
 def test_an_s3_delivery_cut_at_any_point_is_never_complete_looking_and_a_retry_succeeds(
-        tmp_path, stored_release, signing_env, s3_endpoint, monkeypatch, writes_allowed):
+        tmp_path, stored_release, signing_env, s3_endpoint, writes_allowed):
     target = s3_endpoint.bucket() + "/metro-planning"
     delivery = f"{target}/traffic_region_hour/{DAY}"
-    cut_s3_after(monkeypatch, writes_allowed)
-    with pytest.raises(ConnectionLost):
+    with connection_lost_after(writes_allowed), pytest.raises(ConnectionLost):
         _deliver(tmp_path, stored_release, _partner(target))
-    reconnect_s3(monkeypatch)
     with pytest.raises(DeliveryIncomplete):
         verify_delivery(delivery, signing_env.public_key())
     retry = _deliver(tmp_path, stored_release, _partner(target))

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from releasing import ample_config
-from s3_endpoint import ConnectionLost, cut_s3_after, reconnect_s3
+from s3_endpoint import ConnectionLost, connection_lost_after
 from specs import report_spec
 from upath import UPath
 
@@ -145,12 +145,10 @@ def _what_a_reader_takes(store_url: str) -> list[pd.DataFrame]:
 
 @pytest.mark.parametrize("writes_allowed", [0, 1, 2])  # store.json, release.parquet, release.json
 def test_an_interrupted_release_on_s3_leaves_nothing_a_reader_takes(s3_endpoint, tmp_path, flows,
-                                                                     monkeypatch, writes_allowed):
+                                                                     writes_allowed):
     store_url = s3_endpoint.bucket() + "/releases"
-    cut_s3_after(monkeypatch, writes_allowed)
-    with pytest.raises(ConnectionLost):
+    with connection_lost_after(writes_allowed), pytest.raises(ConnectionLost):
         _releaser(tmp_path, store_url).release(flows, _aggregation(), DAY, DELIVERY)
-    reconnect_s3(monkeypatch)
     assert _what_a_reader_takes(store_url) == []
     retried = _releaser(tmp_path, store_url).release(flows, _aggregation(), DAY, DELIVERY)
     (charge,) = Ledger(tmp_path / "ledger.sqlite").charges()  # the retry took up the first charge
@@ -159,8 +157,7 @@ def test_an_interrupted_release_on_s3_leaves_nothing_a_reader_takes(s3_endpoint,
     assert table.equals(retried.table)
 
 
-def test_the_interruption_check_catches_a_store_that_writes_its_record_first(s3_endpoint, tmp_path,
-                                                                             monkeypatch):
+def test_the_interruption_check_catches_a_store_that_writes_its_record_first(s3_endpoint):
     """Negative control: the same cut, on a write that puts the marker first, leaves a record a
     reader takes with no table behind it."""
     store_url = s3_endpoint.bucket() + "/releases"
@@ -171,10 +168,8 @@ def test_the_interruption_check_catches_a_store_that_writes_its_record_first(s3_
         with (folder / TABLE_FILE).open("wb") as out:
             pd.DataFrame({"a": [1]}).to_parquet(out)
 
-    cut_s3_after(monkeypatch, 1)
-    with pytest.raises(ConnectionLost):
+    with connection_lost_after(1), pytest.raises(ConnectionLost):
         write_once(final, record_first, marker=RECORD_FILE)
-    reconnect_s3(monkeypatch)
     assert (final / RECORD_FILE).exists() and not (final / TABLE_FILE).exists()
 
 
