@@ -194,11 +194,31 @@ def _boxes(ranks: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return by_group.min().to_numpy(), by_group.max().to_numpy()
 
 
+_HISTOGRAM_CELLS = 1 << 22  # groups x distinct values up to which medians are counted, not sorted
+
+
+def _median_by_histogram(
+    offsets: np.ndarray, groups: np.ndarray, size: int, weights: np.ndarray, span: int
+) -> np.ndarray:
+    """`_weighted_lower_median` of whole numbers 0..span-1 by counting: no sort."""
+    cells = np.bincount(groups * span + offsets.astype(np.int64), weights=weights, minlength=size * span)
+    cumulative = np.cumsum(cells.reshape(size, span), axis=1)
+    totals = cumulative[:, -1]
+    target = np.floor((totals - 1) / 2)
+    position = (cumulative <= target[:, None]).sum(axis=1)
+    return np.where(totals > 0, position, np.nan)
+
+
 def _weighted_lower_median(
     values: np.ndarray, groups: np.ndarray, size: int, weights: np.ndarray
 ) -> np.ndarray:
     """Per group, the lower median of `values` each repeated `weights` times (NaN for an empty group):
     the value at position (n - 1) // 2 of the group's n sorted rows, as pandas' quantile(0.5, "lower")."""
+    if not len(values):
+        return np.full(size, np.nan)
+    low, span = values.min(), values.max() - values.min() + 1
+    if size * span <= max(4 * len(values), _HISTOGRAM_CELLS) and (values == np.floor(values)).all():
+        return _median_by_histogram(values - low, groups, size, weights, int(span)) + low
     order = np.lexsort((values, groups))
     sorted_groups, sorted_weights = groups[order], weights[order]
     totals = np.bincount(groups, weights=weights, minlength=size).astype(np.int64)
@@ -272,7 +292,9 @@ def propose_cuts(
     rows = np.flatnonzero(wants_value[groups])
     if wants_value.any():
         nodes = np.flatnonzero(wants_value)
-        compact = np.searchsorted(nodes, groups[rows])
+        position = np.zeros(len(dim), dtype=np.int64)
+        position[nodes] = np.arange(len(nodes))
+        compact = position[groups[rows]]
         values = ranks[rows, dim[groups[rows]]]
         lo_cut, hi_cut = lo[nodes, dim[nodes]], hi[nodes, dim[nodes]]
         row_weights = None if weights is None else weights[rows]
