@@ -219,7 +219,8 @@ def bench_profiles(spark, rows: int, repeats: int, k: int, with_unit: bool) -> N
     print(f"profiles: {rows:,} rows, QIs {', '.join(columns)}; {distinct_qis:,} distinct QI combinations")
     print(
         f"Mondrian k = {k}{' (k counts subscribers)' if unit else ''}: {result.class_count:,} classes, "
-        f"smallest {result.smallest_class}, NCP {loss:.2%}, {result.spark_rounds} Spark rounds"
+        f"smallest {result.smallest_class}, NCP {loss:.4%}, "
+        + (f"{result.spark_rounds} Spark rounds" if result.spark_rounds else "cut on the driver")
     )
     for name, times in (
         ("plain groupBy(QIs).count()", plain_times),

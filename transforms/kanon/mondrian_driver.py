@@ -123,10 +123,6 @@ def recoded_from_combos(
     joined = df.join(F.broadcast(lookup), on=matches, how="inner")
     qi_index = {qi.column: i for i, qi in enumerate(qis)}
     return joined.select(
-        *[
-            F.col(_label_name(qi_index[c])).alias(c) if c in qi_index else column_named(c)
-            for c in df.columns
-        ],
+        *[F.col(_label_name(qi_index[c])).alias(c) if c in qi_index else column_named(c) for c in df.columns],
         *[F.col(penalty_column(i)) for i in range(d)],
     )
-
