@@ -12,6 +12,11 @@ How it runs here:
 - every QI becomes a number ("rank"): numeric QIs their value, ordered
   categoricals their position in a declared order, hierarchy QIs their
   leaf's position with each subtree's leaves contiguous;
+- when k counts records, the cuts depend only on how many records hold each
+  distinct QI combination: one aggregation gives those counts and, if there
+  are at most `driver_combos` combinations, the driver cuts them exactly
+  (`mondrian_driver`) and a broadcast join recodes the rows. Otherwise, and
+  when k counts units:
 - top levels on Spark, one round per tree level: the driver proposes a cut
   for every large partition from a row sample carried by the previous
   round's aggregation, a broadcast join assigns candidate children, and
@@ -27,8 +32,11 @@ k counts units (subscribers) when `unit` is given: a subscriber with many
 records is one person. Records with a null unit count as no one.
 
 Modules: the QI specs and the cut rule on numbers are pure (`core.kanon.mondrian`);
-the Spark rounds and the in-memory finish are in `transforms.kanon.mondrian_rounds`; this
-module checks the arguments, runs them, and checks the output.
+the cut on the driver is in `transforms.kanon.mondrian_driver`, the Spark rounds and the
+in-memory finish in `transforms.kanon.mondrian_rounds`; this module checks the arguments,
+picks the path, runs it, and checks the output. Both paths give the same classes when the
+Spark rounds' samples are complete (tests/test_mondrian.py compares them row for row); on
+large tables the driver's medians are exact where the rounds' came from samples.
 
 Not implemented: relaxed Mondrian (median values split between both
 halves), suppression of outliers, l-diversity or t-closeness, binary cuts
@@ -78,6 +86,7 @@ from transforms.kanon.mondrian_rounds import (
 )
 
 __all__ = [
+    "DRIVER_COMBOS",
     "HierarchyQI",
     "KAnonymityError",
     "MondrianRecoding",
