@@ -143,9 +143,9 @@ def _label(dom: Domain, lo: float, hi: float) -> str:
 
 def box_labels(dom: Domain, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Generalized value of each box on one QI (formatted once per distinct box)."""
-    boxes, inverse = np.unique(np.column_stack([lo, hi]), axis=0, return_inverse=True)
-    texts = np.array([_label(dom, a, b) for a, b in boxes], dtype=object)
-    return texts[inverse.ravel()]
+    boxes = pd.DataFrame({"lo": lo, "hi": hi}).groupby(["lo", "hi"], sort=False)  # hashed, not sorted
+    texts = np.array([_label(dom, a, b) for a, b in boxes.size().index], dtype=object)
+    return texts[boxes.ngroup().to_numpy()]
 
 
 # --- the algorithm on numbers (shared by the driver and the in-memory finish) -------------------------
