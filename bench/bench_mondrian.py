@@ -26,7 +26,11 @@ Issue 16, 10M profiles at k = 10 (1,136,673 distinct QI combinations), ratio of 
         46.7x here with --repeats 1 on a machine at load ~13 (13.3 s vs 623.5 s), NCP 0.53%
     after (cut on the driver from the combinations' counts, one broadcast join back):
         6.7x with --repeats 3 at load ~16 (plain 50.2 s, Mondrian 337.8 s), NCP 0.5292%,
-        361,990 classes, smallest 10; Adult's NCPs in part 1 are unchanged (same cuts)
+        361,990 classes, smallest 10; Adult's NCPs in part 1 are unchanged (same cuts);
+        6.9x in a second run at load ~8-16 (plain 33.9 s, Mondrian 234.1 s). Short of the
+        3x target: the broadcast join on six QI columns (four of them text) and the
+        verification's groupBy on the generalized values each cost about a plain groupBy,
+        the driver's cut about 3.5 s of CPU on 1.1M combinations.
     command: .venv/bin/python bench/bench_mondrian.py --rows 10000000 --repeats 3 --skip-adult
 Pass --driver-combos 0 to time the Spark rounds (the old path) in the same run.
 """
