@@ -1,5 +1,6 @@
 """Mondrian local recoding: exact partitions on hand-made tables, k in units, skew,
-the Spark rounds against the in-memory finish, NCP by hand, and Adult at k = 10."""
+the Spark rounds against the in-memory finish, the cut on the driver (from the table of
+distinct QI combinations) against both, NCP by hand, and Adult at k = 10."""
 
 from __future__ import annotations
 
@@ -178,7 +179,7 @@ def test_skewed_value_with_ninety_percent_of_rows(spark):
         F.element_at(F.array(F.lit("basic"), F.lit("plus")), (F.col("id") % 2 + 1).cast("int")).alias("plan"),
     )
     qis = [NumericQI("age"), OrderedQI("plan", ("basic", "plus"))]
-    result = generalize_mondrian(df, qis, k=10, local_rows=100, sample_rows=50)
+    result = generalize_mondrian(df, qis, k=10, local_rows=100, sample_rows=50, driver_combos=0)
     assert result.spark_rounds >= 1
     assert result.smallest_class >= 10
     heavy = result.data.where(F.col("age") == "30").count()
@@ -235,7 +236,8 @@ def test_adult_at_k_10_with_ordered_categoricals(adult):
         OrderedQI("education", EDUCATION_ORDER),
         *[OrderedQI(c, tuple(sorted(hierarchy(c).values))) for c in ADULT_CATEGORICAL],
     ]
-    result = generalize_mondrian(adult, qis, k=10, local_rows=8_000)  # Spark rounds, then in memory
+    # Spark rounds, then in memory
+    result = generalize_mondrian(adult, qis, k=10, local_rows=8_000, driver_combos=0)
     assert result.spark_rounds >= 2
     assert result.smallest_class >= 10
     assert result.data.columns == adult.columns
@@ -261,3 +263,79 @@ def test_adult_at_k_10_with_hierarchies(adult):
     assert labels <= nodes  # every generalized country is a hierarchy node
     assert 0.05 < ncp(result.classes) < 0.6
     result.unpersist()
+
+
+def assert_same_recoding(driver, spark_path) -> None:
+    """Row for row the same output, the same classes and the same NCP."""
+    assertDataFrameEqual(driver.data, spark_path.data)
+    assert (driver.class_count, driver.smallest_class) == (spark_path.class_count, spark_path.smallest_class)
+    assert ncp(driver.classes) == pytest.approx(ncp(spark_path.classes), rel=1e-12)
+    assert driver.spark_rounds == 0
+    driver.unpersist()
+    spark_path.unpersist()
+
+
+@pytest.mark.parametrize("k", [2, 10, 50])
+@pytest.mark.parametrize("cut", ["balanced", "median"])
+def test_the_cut_on_the_driver_equals_the_in_memory_cut_on_adult(adult, k, cut):
+    # Adult has 30,162 rows but fewer distinct QI combinations: the driver cuts the weighted
+    # combinations; with driver_combos=0 the whole table is cut in memory, row by row.
+    qis = [
+        NumericQI("age"),
+        OrderedQI("education", EDUCATION_ORDER),
+        *[HierarchyQI(c, hierarchy(c)) for c in ADULT_CATEGORICAL[:3]],
+        *[OrderedQI(c, tuple(sorted(hierarchy(c).values))) for c in ADULT_CATEGORICAL[3:]],
+    ]
+    driver = generalize_mondrian(adult, qis, k=k, cut=cut)
+    assert_same_recoding(driver, generalize_mondrian(adult, qis, k=k, cut=cut, driver_combos=0))
+
+
+def test_the_cut_on_the_driver_equals_the_in_memory_cut_on_generated_profiles(spark):
+    df = mixed_table(spark, 3000).drop("subscriber")
+    driver = generalize_mondrian(df, MIXED_QIS, k=7)
+    assert_same_recoding(driver, generalize_mondrian(df, MIXED_QIS, k=7, driver_combos=0))
+
+
+def test_the_cut_on_the_driver_with_a_qi_of_one_value_and_a_double_qi(spark):
+    # plan holds one value (never cut); spend is a double with repeats; nothing else to cut on.
+    df = spark.range(400).select(
+        F.lit("basic").alias("plan"),
+        ((F.col("id") % 37) * 1.5).alias("spend"),
+        (F.col("id") % 5).cast("int").alias("band"),
+    )
+    qis = [OrderedQI("plan", ("basic", "plus")), NumericQI("spend"), NumericQI("band")]
+    driver = generalize_mondrian(df, qis, k=9)
+    assert {r.plan for r in driver.data.select("plan").distinct().collect()} == {"basic"}
+    assert driver.smallest_class >= 9
+    assert_same_recoding(driver, generalize_mondrian(df, qis, k=9, driver_combos=0))
+
+
+def test_more_combinations_than_driver_combos_are_cut_on_spark(spark):
+    df = mixed_table(spark, 600).drop("subscriber")
+    combos = df.select("age", "city", "plan").distinct().count()
+    on_spark = generalize_mondrian(df, MIXED_QIS, k=5, local_rows=100, driver_combos=combos - 1)
+    assert on_spark.spark_rounds >= 2  # too many combinations for the driver: the Spark rounds
+    assert on_spark.smallest_class >= 5
+    assert on_spark.data.count() == 600
+    on_driver = generalize_mondrian(df, MIXED_QIS, k=5, local_rows=100, driver_combos=combos)
+    assert on_driver.spark_rounds == 0 and on_driver.smallest_class >= 5
+    on_spark.unpersist()
+    on_driver.unpersist()
+
+
+@pytest.mark.parametrize("driver_combos", [0, 1000])
+def test_both_paths_refuse_bad_data_alike(spark, driver_combos):
+    df = spark.createDataFrame(
+        [("basic", 1, 2.0), ("gold", 2, None), (None, 3, 1.0), ("plus", None, 4.0)],
+        "plan string, age int, x double",
+    )
+    qis = [OrderedQI("plan", ("basic", "plus")), NumericQI("age"), NumericQI("x")]
+    with pytest.raises(ValueError, match=r"\{'plan': 2, 'age': 1, 'x': 1\}$"):
+        generalize_mondrian(df, qis, k=1, driver_combos=driver_combos)
+    with pytest.raises(KAnonymityError, match="the table has 3 units, fewer than k = 5"):
+        generalize_mondrian(df.where("age is not null"), [NumericQI("age")], k=5, driver_combos=driver_combos)
+    empty = df.where("false")
+    with pytest.raises(KAnonymityError, match="the table has 0 units, fewer than k = 1"):
+        generalize_mondrian(empty, [NumericQI("age")], k=1, driver_combos=driver_combos)
+    with pytest.raises(ValueError, match="driver_combos"):
+        generalize_mondrian(df, [NumericQI("age")], k=1, driver_combos=-1)

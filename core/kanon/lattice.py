@@ -62,6 +62,9 @@ Node = tuple[int, ...]
 
 # A suppression limit of 0.29 x 100 records must allow 29, not 28 (0.29 * 100 = 28.999...).
 _LIMIT_SLACK = 1e-9
+# Recent groupings kept for roll-ups: up to 256, and at most about 64 MB of class numbers.
+_KEPT_GROUPINGS = 256
+_KEPT_INTEGERS = 8_000_000
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,32 @@ class _Check:
     suppressed: np.ndarray  # per class: failing, hence suppressed when the node is anonymous
 
 
-def _check(encoded: Encoded, node: Node, models: Sequence[PrivacyModel], allowed: int) -> _Check:
-    grouping = group(encoded, node)
+class _Groupings:
+    """Groupings of recently checked nodes, so a node's classes roll up from a less general
+    node's (one entry per class) instead of being grouped from every table row again."""
+
+    def __init__(self, encoded: Encoded) -> None:
+        self.encoded = encoded
+        size = max(4, min(_KEPT_GROUPINGS, _KEPT_INTEGERS // max(1, len(encoded.records))))
+        self.nodes = np.full((size, len(encoded.heights)), np.iinfo(np.int64).max)  # empty slots
+        self.classes = np.zeros(size, dtype=np.int64)
+        self.groupings: list[Grouping | None] = [None] * size
+        self.next = 0  # the slot to fill next (the oldest)
+
+    def __call__(self, node: Node) -> Grouping:
+        below = np.flatnonzero((self.nodes <= np.array(node)).all(axis=1))
+        base = self.groupings[below[np.argmin(self.classes[below])]] if len(below) else None
+        grouping = group(self.encoded, node, base)
+        slot = self.next
+        self.nodes[slot], self.classes[slot], self.groupings[slot] = node, len(grouping.first_rows), grouping
+        self.next = (slot + 1) % len(self.groupings)
+        return grouping
+
+
+def _check(
+    encoded: Encoded, node: Node, models: Sequence[PrivacyModel], allowed: int, grouped=None
+) -> _Check:
+    grouping = group(encoded, node) if grouped is None else grouped(node)
     fails = failing(models, grouping.classes)
     return _Check(int(grouping.classes.records[fails].sum()) <= allowed, grouping, fails)
 
@@ -113,7 +140,8 @@ def _allowed(encoded: Encoded, suppression_limit: float) -> int:
 # --- the lattice ---------------------------------------------------------------
 
 
-def _relative(node: Node, heights: Sequence[int]) -> float:
+@functools.lru_cache(maxsize=1 << 16)
+def _relative(node: Node, heights: tuple[int, ...]) -> float:
     return sum(level / height for level, height in zip(node, heights, strict=True) if height)
 
 
@@ -252,7 +280,13 @@ def _problem(
     return _Problem(
         encoded=encoded,
         nodes=_lattice(encoded.heights),
-        check=functools.partial(_check, encoded, models=models, allowed=_allowed(encoded, suppression_limit)),
+        check=functools.partial(
+            _check,
+            encoded,
+            models=models,
+            allowed=_allowed(encoded, suppression_limit),
+            grouped=_Groupings(encoded),
+        ),
         score=lambda result: metric_value(metric, encoded, result.grouping, result.suppressed, how),
     )
 

@@ -164,22 +164,27 @@ class Grouping:
     levels: tuple[int, ...]
     row_class: np.ndarray  # class of each frequency-table row; classes numbered by first row
     classes: ClassStats
+    first_rows: np.ndarray  # each class's first frequency-table row (it holds the class's values)
 
 
-def group(encoded: Encoded, levels: Sequence[int]) -> Grouping:
-    """Classes of the transformation `levels` (one level per quasi-identifier, in encoded order)."""
-    key = np.zeros(len(encoded.records), dtype=np.int64)
-    radix = 1
-    for qi, level in enumerate(levels):
-        width = len(encoded.labels[qi][level])
-        if radix * width >= _KEY_LIMIT:
-            key, uniques = pd.factorize(key)
-            radix = len(uniques)
-        key = key * width + encoded.generalized[qi][level]
-        radix *= width
-    row_class, uniques = pd.factorize(key)  # codes in order of first appearance
+def group(encoded: Encoded, levels: Sequence[int], base: Grouping | None = None) -> Grouping:
+    """Classes of the transformation `levels` (one level per quasi-identifier, in encoded order).
+
+    `base`, the grouping of a transformation no more general on any quasi-identifier, makes
+    it a roll-up: its classes are merged (one entry per class, not per table row), which
+    gives the same classes, numbered the same way, as grouping the table."""
+    if base is None:
+        key = _class_key(encoded, levels)
+        row_class, uniques = pd.factorize(key)  # codes in order of first appearance
+        records = np.bincount(row_class, weights=encoded.records, minlength=len(uniques))
+        first_rows = _first_occurrences(row_class)
+    else:
+        merged, uniques = pd.factorize(_class_key(encoded, levels, base.first_rows))
+        row_class = merged[base.row_class]  # base classes are numbered by first row: so are these
+        records = np.bincount(merged, weights=base.classes.records, minlength=len(uniques))
+        first_rows = base.first_rows[_first_occurrences(merged)]
     count = len(uniques)
-    records = np.bincount(row_class, weights=encoded.records, minlength=count).astype(np.int64)
+    records = records.astype(np.int64)
     return Grouping(
         levels=tuple(levels),
         row_class=row_class,
@@ -192,7 +197,33 @@ def group(encoded: Encoded, levels: Sequence[int]) -> Grouping:
             else _histogram(encoded, np.zeros_like(row_class), 1)[0],
             sensitive_values=encoded.sensitive_values,
         ),
+        first_rows=first_rows,
     )
+
+
+def _class_key(encoded: Encoded, levels: Sequence[int], rows: np.ndarray | None = None) -> np.ndarray:
+    """One integer per table row (or per row of `rows`), equal exactly when their generalized values are."""
+    key = np.zeros(len(encoded.records) if rows is None else len(rows), dtype=np.int64)
+    radix = 1
+    for qi, level in enumerate(levels):
+        width = len(encoded.labels[qi][level])
+        if radix * width >= _KEY_LIMIT:
+            key, uniques = pd.factorize(key)
+            radix = len(uniques)
+        codes = encoded.generalized[qi][level]
+        key = key * width + (codes if rows is None else codes[rows])
+        radix *= width
+    return key
+
+
+def _first_occurrences(codes: np.ndarray) -> np.ndarray:
+    """Where each code first appears, for codes numbered in order of first appearance."""
+    return np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+
+
+def _class_codes(encoded: Encoded, grouping: Grouping, qi: int) -> np.ndarray:
+    """Each class's generalized value code on one quasi-identifier."""
+    return encoded.generalized[qi][grouping.levels[qi]][grouping.first_rows]
 
 
 def _distinct_units(row_class: np.ndarray, units: np.ndarray, count: int) -> np.ndarray:
@@ -214,9 +245,8 @@ def _histogram(encoded: Encoded, row_class: np.ndarray, count: int) -> np.ndarra
 
 def class_keys(encoded: Encoded, grouping: Grouping) -> list[tuple[str, ...]]:
     """The generalized quasi-identifier values of each class."""
-    first = np.flatnonzero(np.diff(np.maximum.accumulate(grouping.row_class), prepend=-1) > 0)
     columns = [
-        [encoded.labels[qi][level][code] for code in encoded.generalized[qi][level][first]]
+        [encoded.labels[qi][level][code] for code in _class_codes(encoded, grouping, qi)]
         for qi, level in enumerate(grouping.levels)
     ]
     return list(zip(*columns, strict=True))
@@ -240,11 +270,11 @@ def loss_per_attribute(encoded: Encoded, grouping: Grouping, suppressed: np.ndar
     records and normalized as ARX does: (sum - N/|A|) / (N - N/|A|), so the
     original table scores 0 and full suppression 1.
     """
-    row_suppressed = suppressed[grouping.row_class]
+    records = grouping.classes.records  # a class's records share its values: sum per class
     result = []
     for qi, level in enumerate(grouping.levels):
-        share = encoded.shares[qi][level][encoded.generalized[qi][level]]
-        result.append(float((encoded.records * np.where(row_suppressed, 1.0, share)).sum()))
+        share = encoded.shares[qi][level][_class_codes(encoded, grouping, qi)]
+        result.append(float((records * np.where(suppressed, 1.0, share)).sum()))
     return _normalize_loss(encoded, np.array(result))
 
 
@@ -279,14 +309,13 @@ def non_uniform_entropy(encoded: Encoded, grouping: Grouping, suppressed: np.nda
     going to `*`: sum over generalized values g of -c_g log2(c_g / S), c_g the
     suppressed records with value g and S all suppressed records. Bits.
     """
-    row_suppressed = suppressed[grouping.row_class]
-    weights = np.where(row_suppressed, encoded.records, 0)
+    weights = np.where(suppressed, grouping.classes.records, 0)
     hidden = weights.sum()
     total = 0.0
     for qi, level in enumerate(grouping.levels):
         total += encoded.column_entropy[qi][level]
         if hidden:
-            counts = np.bincount(encoded.generalized[qi][level], weights=weights)
+            counts = np.bincount(_class_codes(encoded, grouping, qi), weights=weights)
             counts = counts[counts > 0]
             total -= float((counts * np.log2(counts / hidden)).sum())
     return total
@@ -313,11 +342,11 @@ def ncp(encoded: Encoded, grouping: Grouping, suppressed: np.ndarray) -> float:
     as Ghinita et al. 2007's GCP does, in [0, 1]. A generalized value covering u of the
     attribute's |A| leaves costs u/|A|, an original value 0, a suppressed record 1. Not an ARX
     metric (ARX's closest is Loss, which charges an original value 1/|A|)."""
-    row_suppressed = suppressed[grouping.row_class]
+    records = grouping.classes.records
     total = 0.0
     for qi, level in enumerate(grouping.levels):
-        cost = _ncp_shares(encoded.shares[qi])[level][encoded.generalized[qi][level]]
-        total += float((encoded.records * np.where(row_suppressed, 1.0, cost)).sum())
+        cost = _ncp_shares(encoded.shares[qi])[level][_class_codes(encoded, grouping, qi)]
+        total += float((records * np.where(suppressed, 1.0, cost)).sum())
     return total / (encoded.total * len(grouping.levels))
 
 

@@ -143,9 +143,9 @@ def _label(dom: Domain, lo: float, hi: float) -> str:
 
 def box_labels(dom: Domain, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Generalized value of each box on one QI (formatted once per distinct box)."""
-    boxes, inverse = np.unique(np.column_stack([lo, hi]), axis=0, return_inverse=True)
-    texts = np.array([_label(dom, a, b) for a, b in boxes], dtype=object)
-    return texts[inverse.ravel()]
+    boxes = pd.DataFrame({"lo": lo, "hi": hi}).groupby(["lo", "hi"], sort=False)  # hashed, not sorted
+    texts = np.array([_label(dom, a, b) for a, b in boxes.size().index], dtype=object)
+    return texts[boxes.ngroup().to_numpy()]
 
 
 # --- the algorithm on numbers (shared by the driver and the in-memory finish) -------------------------
@@ -162,8 +162,13 @@ class Rules:
     balanced: bool
 
 
-def _distinct_count(groups: np.ndarray, units: np.ndarray | None, size: int) -> np.ndarray:
-    """Units per group (rows when there is no unit column); unit codes < 0 are null and count as no one."""
+def _distinct_count(
+    groups: np.ndarray, units: np.ndarray | None, size: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Units per group (rows when there is no unit column); unit codes < 0 are null and count as no one.
+    With `weights` (rows each entry stands for, no unit column) the rows are summed."""
+    if weights is not None:
+        return np.bincount(groups, weights=weights, minlength=size).astype(np.int64)
     if units is None:
         return np.bincount(groups, minlength=size)
     known = units >= 0
@@ -189,8 +194,51 @@ def _boxes(ranks: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return by_group.min().to_numpy(), by_group.max().to_numpy()
 
 
+_HISTOGRAM_CELLS = 1 << 22  # groups x distinct values up to which medians are counted, not sorted
+
+
+def _median_by_histogram(
+    offsets: np.ndarray, groups: np.ndarray, size: int, weights: np.ndarray, span: int
+) -> np.ndarray:
+    """`_weighted_lower_median` of whole numbers 0..span-1 by counting: no sort."""
+    cells = np.bincount(groups * span + offsets.astype(np.int64), weights=weights, minlength=size * span)
+    cumulative = np.cumsum(cells.reshape(size, span), axis=1)
+    totals = cumulative[:, -1]
+    target = np.floor((totals - 1) / 2)
+    position = (cumulative <= target[:, None]).sum(axis=1)
+    return np.where(totals > 0, position, np.nan)
+
+
+def _weighted_lower_median(
+    values: np.ndarray, groups: np.ndarray, size: int, weights: np.ndarray
+) -> np.ndarray:
+    """Per group, the lower median of `values` each repeated `weights` times (NaN for an empty group):
+    the value at position (n - 1) // 2 of the group's n sorted rows, as pandas' quantile(0.5, "lower")."""
+    if not len(values):
+        return np.full(size, np.nan)
+    low, span = values.min(), values.max() - values.min() + 1
+    if size * span <= max(4 * len(values), _HISTOGRAM_CELLS) and (values == np.floor(values)).all():
+        return _median_by_histogram(values - low, groups, size, weights, int(span)) + low
+    order = np.lexsort((values, groups))
+    sorted_groups, sorted_weights = groups[order], weights[order]
+    totals = np.bincount(groups, weights=weights, minlength=size).astype(np.int64)
+    before = np.cumsum(sorted_weights) - sorted_weights  # rows before each entry, over all groups
+    before -= (np.cumsum(totals) - totals)[sorted_groups]  # ... within its own group
+    target = ((totals - 1) // 2)[sorted_groups]
+    hit = (before <= target) & (before + sorted_weights > target)
+    median = np.full(size, np.nan)
+    median[sorted_groups[hit]] = values[order][hit]
+    return median
+
+
 def _median_cuts(
-    values: np.ndarray, groups: np.ndarray, size: int, lo: np.ndarray, hi: np.ndarray, balanced: bool
+    values: np.ndarray,
+    groups: np.ndarray,
+    size: int,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    balanced: bool,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """A cut per group (left side: values <= cut) at the median of `values`.
 
@@ -199,15 +247,20 @@ def _median_cuts(
     group without values (a partition its sample missed) is cut at its
     midpoint. Otherwise the median value goes left, as in LeFevre et al., and a
     group whose median is its largest value gets no cut (`hi`: one child).
+    `weights`: how many rows each value stands for (a frequency table), else one each.
     """
     every_group = np.arange(size)
-    by_group = pd.Series(values).groupby(groups)
-    median = by_group.quantile(0.5, interpolation="lower").reindex(every_group).to_numpy()
+    if weights is None:
+        by_group = pd.Series(values).groupby(groups)
+        median = by_group.quantile(0.5, interpolation="lower").reindex(every_group).to_numpy()
+    else:
+        median = _weighted_lower_median(values, groups, size, weights)
     under = values < median[groups]
     below_cut = pd.Series(values).where(under).groupby(groups).max().reindex(every_group).to_numpy()
-    counts = np.bincount(groups, minlength=size)
-    at_most = np.bincount(groups, weights=(values <= median[groups]).astype(float), minlength=size)
-    below = np.bincount(groups, weights=under.astype(float), minlength=size)
+    ones = np.ones(len(values)) if weights is None else weights.astype(float)
+    counts = np.bincount(groups, weights=ones, minlength=size)
+    at_most = np.bincount(groups, weights=ones * (values <= median[groups]), minlength=size)
+    below = np.bincount(groups, weights=ones * under, minlength=size)
     above_ok = (counts > 0) & (median < hi)
     if not balanced:
         return np.where(above_ok, median, hi)
@@ -218,11 +271,18 @@ def _median_cuts(
 
 
 def propose_cuts(
-    ranks: np.ndarray, groups: np.ndarray, lo: np.ndarray, hi: np.ndarray, allowed: np.ndarray, rules: Rules
+    ranks: np.ndarray,
+    groups: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    allowed: np.ndarray,
+    rules: Rules,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per group: the QI to cut (-1: none left) and, unless it is a hierarchy, the cut value.
 
-    `ranks`/`groups` may be all rows (exact) or a sample; `lo`/`hi` are exact.
+    `ranks`/`groups` may be all rows (exact), a sample, or distinct rows with their
+    `weights` (exact); `lo`/`hi` are exact.
     """
     widths = np.where(allowed, box_widths(rules.domains, lo, hi), 0.0)
     dim = np.where(widths.max(axis=1) > 0, widths.argmax(axis=1), -1)
@@ -232,10 +292,13 @@ def propose_cuts(
     rows = np.flatnonzero(wants_value[groups])
     if wants_value.any():
         nodes = np.flatnonzero(wants_value)
-        compact = np.searchsorted(nodes, groups[rows])
+        position = np.zeros(len(dim), dtype=np.int64)
+        position[nodes] = np.arange(len(nodes))
+        compact = position[groups[rows]]
         values = ranks[rows, dim[groups[rows]]]
         lo_cut, hi_cut = lo[nodes, dim[nodes]], hi[nodes, dim[nodes]]
-        cut[nodes] = _median_cuts(values, compact, len(nodes), lo_cut, hi_cut, rules.balanced)
+        row_weights = None if weights is None else weights[rows]
+        cut[nodes] = _median_cuts(values, compact, len(nodes), lo_cut, hi_cut, rules.balanced, row_weights)
     return dim, cut
 
 
@@ -263,7 +326,9 @@ def _child_codes(
     return codes
 
 
-def mondrian_classes(ranks: np.ndarray, units: np.ndarray | None, rules: Rules) -> np.ndarray:
+def mondrian_classes(
+    ranks: np.ndarray, units: np.ndarray | None, rules: Rules, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Strict Mondrian on in-memory ranks: the class index of each row.
 
     Level-synchronous: every round tries one cut in every open partition at
@@ -271,7 +336,13 @@ def mondrian_classes(ranks: np.ndarray, units: np.ndarray | None, rules: Rules) 
     rather than Python work per partition. A cut is kept only when every child
     has at least k units; otherwise that QI is closed for the partition and the
     next-widest one is tried in the next round.
+
+    `weights` makes `ranks` a frequency table: each row stands for that many
+    records (k counts records; `units` must then be None). The cuts, hence the
+    classes, are those of the table with each row repeated `weights` times.
     """
+    if weights is not None and units is not None:
+        raise ValueError("weights count records: they cannot be combined with units")
     n, d = ranks.shape
     classes = np.full(n, -1, dtype=np.int64)
     rows = np.arange(n)
@@ -282,9 +353,10 @@ def mondrian_classes(ranks: np.ndarray, units: np.ndarray | None, rules: Rules) 
         size = len(allowed)
         sub_ranks = ranks[rows]
         sub_units = None if units is None else units[rows]
+        sub_weights = None if weights is None else weights[rows]
         lo, hi = _boxes(sub_ranks, groups)
-        splittable = _distinct_count(groups, sub_units, size) >= 2 * rules.k
-        dim, cut = propose_cuts(sub_ranks, groups, lo, hi, allowed & splittable[:, None], rules)
+        splittable = _distinct_count(groups, sub_units, size, sub_weights) >= 2 * rules.k
+        dim, cut = propose_cuts(sub_ranks, groups, lo, hi, allowed & splittable[:, None], rules, sub_weights)
         done = dim < 0
         class_of = np.cumsum(done) - 1 + next_class
         finished = done[groups]
@@ -295,7 +367,7 @@ def mondrian_classes(ranks: np.ndarray, units: np.ndarray | None, rules: Rules) 
         base = int(codes.max(initial=0)) + 1
         children, child_of_row = _compact(groups * base + codes, size * base)
         parent = children // base
-        child_units = _distinct_count(child_of_row, sub_units, len(children))
+        child_units = _distinct_count(child_of_row, sub_units, len(children), sub_weights)
         fewest = np.full(size, np.iinfo(np.int64).max)
         np.minimum.at(fewest, parent, child_units)
         kept = ~done & (np.bincount(parent, minlength=size) >= 2) & (fewest >= rules.k)

@@ -12,6 +12,11 @@ How it runs here:
 - every QI becomes a number ("rank"): numeric QIs their value, ordered
   categoricals their position in a declared order, hierarchy QIs their
   leaf's position with each subtree's leaves contiguous;
+- when k counts records, the cuts depend only on how many records hold each
+  distinct QI combination: one aggregation gives those counts and, if there
+  are at most `driver_combos` combinations, the driver cuts them exactly
+  (`mondrian_driver`) and a broadcast join recodes the rows. Otherwise, and
+  when k counts units:
 - top levels on Spark, one round per tree level: the driver proposes a cut
   for every large partition from a row sample carried by the previous
   round's aggregation, a broadcast join assigns candidate children, and
@@ -27,8 +32,11 @@ k counts units (subscribers) when `unit` is given: a subscriber with many
 records is one person. Records with a null unit count as no one.
 
 Modules: the QI specs and the cut rule on numbers are pure (`core.kanon.mondrian`);
-the Spark rounds and the in-memory finish are in `transforms.kanon.mondrian_rounds`; this
-module checks the arguments, runs them, and checks the output.
+the cut on the driver is in `transforms.kanon.mondrian_driver`, the Spark rounds and the
+in-memory finish in `transforms.kanon.mondrian_rounds`; this module checks the arguments,
+picks the path, runs it, and checks the output. Both paths give the same classes when the
+Spark rounds' samples are complete (tests/test_mondrian.py compares them row for row); on
+large tables the driver's medians are exact where the rounds' came from samples.
 
 Not implemented: relaxed Mondrian (median values split between both
 halves), suppression of outliers, l-diversity or t-closeness, binary cuts
@@ -51,6 +59,13 @@ from pyspark.sql import types as T
 
 from core.kanon.models import KAnonymityError
 from core.kanon.mondrian import CUT_RULES, HierarchyQI, NumericQI, OrderedQI, QuasiIdentifier, Rules
+from transforms.kanon.mondrian_driver import (
+    COMBO_ROWS,
+    combo_classes,
+    combo_ranks,
+    combo_table,
+    recoded_from_combos,
+)
 from transforms.kanon.mondrian_rounds import (
     NCP_PREFIX,
     PREFIX,
@@ -63,6 +78,7 @@ from transforms.kanon.mondrian_rounds import (
     qi_domains,
     rank_column,
     recoded_rows,
+    refuse_unranked,
     root_part,
     split_on_spark,
     with_ranks,
@@ -70,6 +86,7 @@ from transforms.kanon.mondrian_rounds import (
 )
 
 __all__ = [
+    "DRIVER_COMBOS",
     "HierarchyQI",
     "KAnonymityError",
     "MondrianRecoding",
@@ -80,6 +97,11 @@ __all__ = [
     "ncp",
     "verify_k_anonymous",
 ]
+
+
+# Distinct QI combinations the driver cuts from their counts (more: the Spark rounds). Two million
+# combinations: about 150 MB of numbers on the driver plus the QI values, and one broadcast table.
+DRIVER_COMBOS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -104,8 +126,6 @@ class MondrianRecoding:
 
     def unpersist(self) -> None:
         self.cached.unpersist()
-
-
 
 
 def _check_arguments(df: DataFrame, qis: Sequence[QuasiIdentifier], k: int, unit: str | None) -> None:
@@ -173,13 +193,17 @@ def generalize_mondrian(
     sample_rows: int = 1_000,
     seed: int = 0,
     cut: str = "balanced",
+    driver_combos: int = DRIVER_COMBOS,
 ) -> MondrianRecoding:
     """Strict Mondrian local recoding of `df` on `qis` so every class has >= k units.
 
     `unit` is the column identifying a person (k counts distinct units), or
-    None to count rows. Partitions of more than `local_rows` rows are cut on
-    Spark, from medians of samples of about `sample_rows` rows each (exact counts
-    decide); smaller ones are finished in memory, one partition per task. QI
+    None to count rows. Without `unit`, a table with at most `driver_combos`
+    distinct QI combinations is cut on the driver from their exact counts
+    (`mondrian_driver`; 0 turns that off). Otherwise partitions of more than
+    `local_rows` rows are cut on Spark, from medians of samples of about
+    `sample_rows` rows each (exact counts decide); smaller ones are finished in
+    memory, one partition per task. QI
     values must be non-null and, for categorical QIs, listed in their order or
     hierarchy (else ValueError, with counts only). Raises KAnonymityError if the
     output check finds a class under k (it should never).
@@ -193,26 +217,15 @@ def generalize_mondrian(
     _check_arguments(df, qis, k, unit)
     if local_rows < 1 or sample_rows < 1:
         raise ValueError("local_rows and sample_rows must be positive")
+    if isinstance(driver_combos, bool) or not isinstance(driver_combos, int) or driver_combos < 0:
+        raise ValueError(f"driver_combos must be a non-negative integer, got {driver_combos!r}")
     if cut not in CUT_RULES:
         raise ValueError(f"cut must be one of {CUT_RULES}, got {cut!r}")
-    ranked = with_ranks(df, qis, unit)
-    # Every round reads the ranks again: keep just those few columns at hand, not the whole rows.
-    ranks = ranked.select(*[rank_column(i) for i in range(len(qis))], *([UNIT] if unit else []))
-    ranks = ranks.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        root = root_part(ranks, qis, unit, local_rows, sample_rows, seed)
-        if root.units < k:
-            raise KAnonymityError(f"the table has {root.units} units, fewer than k = {k}")
-        rules = Rules(qi_domains(qis, root, df.schema), k, balanced=cut == "balanced")
-        replay, finals, local_ids, rounds = split_on_spark(
-            ranks, root, rules, unit, local_rows, sample_rows, seed
-        )
-    finally:
-        ranks.unpersist()
-    assigned = functools.reduce(
-        lambda rows, cuts: apply_cuts(rows, cuts, len(qis)), replay, with_root_part(ranked)
-    )
-    recoded = recoded_rows(df, assigned, qis, rules, finals, local_ids, unit)
+    table = combo_table(df, qis, driver_combos) if unit is None and driver_combos else None
+    if table is not None:
+        recoded, rounds = _cut_on_driver(df, qis, k, cut, table), 0
+    else:
+        recoded, rounds = _cut_on_spark(df, qis, k, unit, cut, local_rows, sample_rows, seed)
     recoded = recoded.persist(StorageLevel.MEMORY_AND_DISK)
     penalties = [(qi.column, penalty_column(i)) for i, qi in enumerate(qis)]
     classes = _class_summary(recoded, [qi.column for qi in qis], unit, penalties)
@@ -223,6 +236,42 @@ def generalize_mondrian(
         raise
     data = recoded.select(*[column_named(c) for c in df.columns])
     return MondrianRecoding(data, classes, count, smallest, rounds, recoded)
+
+
+def _cut_on_driver(df: DataFrame, qis, k: int, cut: str, table) -> DataFrame:
+    """The recoded rows (QIs generalized, per-QI penalties) from cuts made on the frequency table."""
+    ranks, unranked = combo_ranks(table, qis)
+    refuse_unranked(unranked)
+    weights = table[COMBO_ROWS].to_numpy(dtype=np.int64)
+    records = int(weights.sum())
+    if records < k:
+        raise KAnonymityError(f"the table has {records} units, fewer than k = {k}")
+    domains = qi_domains(qis, ranks.min(axis=0), ranks.max(axis=0), df.schema)
+    classes = combo_classes(ranks, weights, Rules(domains, k, balanced=cut == "balanced"))
+    return recoded_from_combos(df, qis, table, classes)
+
+
+def _cut_on_spark(df: DataFrame, qis, k: int, unit, cut: str, local_rows, sample_rows, seed):
+    """The recoded rows and the Spark rounds run: top levels cut on Spark, the rest in memory."""
+    ranked = with_ranks(df, qis, unit)
+    # Every round reads the ranks again: keep just those few columns at hand, not the whole rows.
+    ranks = ranked.select(*[rank_column(i) for i in range(len(qis))], *([UNIT] if unit else []))
+    ranks = ranks.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        root = root_part(ranks, qis, unit, local_rows, sample_rows, seed)
+        if root.units < k:
+            raise KAnonymityError(f"the table has {root.units} units, fewer than k = {k}")
+        domains = qi_domains(qis, root.lo, root.hi, df.schema)
+        rules = Rules(domains, k, balanced=cut == "balanced")
+        replay, finals, local_ids, rounds = split_on_spark(
+            ranks, root, rules, unit, local_rows, sample_rows, seed
+        )
+    finally:
+        ranks.unpersist()
+    assigned = functools.reduce(
+        lambda rows, cuts: apply_cuts(rows, cuts, len(qis)), replay, with_root_part(ranked)
+    )
+    return recoded_rows(df, assigned, qis, rules, finals, local_ids, unit), rounds
 
 
 def ncp(classes: DataFrame) -> float:

@@ -114,6 +114,14 @@ class _Part:
     sample: np.ndarray  # (sampled rows, QIs) ranks
 
 
+def refuse_unranked(unranked: dict[str, int]) -> None:
+    """ValueError naming, per QI column, how many records have a value with no rank."""
+    if unranked:  # counts only: the values themselves may be personal data
+        raise ValueError(
+            f"values that are null, NaN or outside their order/hierarchy, per column: {unranked}"
+        )
+
+
 def root_part(ranks: DataFrame, qis, unit, local_rows: int, sample_rows: int, seed: int) -> _Part:
     d = len(qis)
     missing = [F.col(rank_column(i)).isNull() | F.isnan(rank_column(i)) for i in range(d)]
@@ -124,11 +132,7 @@ def root_part(ranks: DataFrame, qis, unit, local_rows: int, sample_rows: int, se
         *[F.max(rank_column(i)) for i in range(d)],
         *[F.count_if(m) for m in missing],
     ).first()
-    unranked = {qi.column: stats[2 + 2 * d + i] for i, qi in enumerate(qis) if stats[2 + 2 * d + i]}
-    if unranked:  # counts only: the values themselves may be personal data
-        raise ValueError(
-            f"values that are null, NaN or outside their order/hierarchy, per column: {unranked}"
-        )
+    refuse_unranked({qi.column: stats[2 + 2 * d + i] for i, qi in enumerate(qis) if stats[2 + 2 * d + i]})
     sample = np.empty((0, d))
     if stats[0] > local_rows:  # else the in-memory finish takes the whole table: no cut on Spark
         fraction = min(1.0, sample_rows / stats[0])
@@ -147,14 +151,16 @@ def root_part(ranks: DataFrame, qis, unit, local_rows: int, sample_rows: int, se
     )
 
 
-def qi_domains(qis, root: _Part, schema: T.StructType) -> tuple[Domain, ...]:
+def qi_domains(qis, lo: np.ndarray, hi: np.ndarray, schema: T.StructType) -> tuple[Domain, ...]:
+    """Each QI's domain; numeric ones span the table's smallest to largest value (`lo`, `hi`)."""
+
     def domain(i: int, qi: QuasiIdentifier) -> Domain:
         if isinstance(qi, OrderedQI):
             return ordered_domain(qi.order)
         if isinstance(qi, HierarchyQI):
             return hierarchy_domain(qi.hierarchy)
         integral = isinstance(schema[qi.column].dataType, T.IntegralType)
-        return Domain("numeric", float(root.lo[i]), float(root.hi[i]), integral=integral)
+        return Domain("numeric", float(lo[i]), float(hi[i]), integral=integral)
 
     return tuple(domain(i, qi) for i, qi in enumerate(qis))
 
