@@ -24,8 +24,12 @@ Per size, alternating in one Spark session:
 It prints seconds, ns per row, the ratio of ns per row to the first size,
 the ratio to plain Spark at the same size, and the driver's memory while the
 size ran: the driver JVM's peak resident memory (VmRSS of the java child,
-sampled every 0.2 s), the JVM's old generation after its last collection
-(live data retained), and the Python process's peak resident memory.
+sampled every 0.2 s; in local mode the executors run in that JVM, so it
+grows with the heap Spark's sorts and shuffles use, up to
+KR_SPARK_DRIVER_MEMORY), the JVM heap still in use after a full collection
+following each step (what the driver retains: it would grow if rows were
+collected or kept), and the Python process's peak resident memory (where a
+collected or toPandas'd frame lands).
 
 The machine is shared with other work: quote ratios (to plain Spark at the
 same size, and to the first size), not absolute seconds.
@@ -154,18 +158,11 @@ class MemoryPeak:
         self._thread.join()
 
 
-def old_generation_after_gc(spark) -> int:
-    """Bytes in the JVM's old generation after its last collection: the data it retains."""
-    factory = spark.sparkContext._jvm.java.lang.management.ManagementFactory
-    for pool in factory.getMemoryPoolMXBeans():
-        if "Old Gen" in pool.getName() or "Tenured" in pool.getName():
-            usage = pool.getCollectionUsage()
-            return usage.getUsed() if usage is not None else 0
-    return 0
-
-
-def collect_garbage(spark) -> None:
-    spark.sparkContext._jvm.java.lang.System.gc()
+def live_heap_after_gc(spark) -> int:
+    """Bytes of the driver JVM's heap still in use after a full collection: what it retains."""
+    jvm = spark.sparkContext._jvm
+    jvm.java.lang.System.gc()
+    return jvm.java.lang.management.ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed()
 
 
 # --- timing -----------------------------------------------------------------
@@ -183,7 +180,7 @@ class SizeRun:
     rows: int
     runs: dict[str, list[float]]
     jvm_rss: int
-    old_gen: int
+    live_heap: int
     python_rss: int
 
     def median(self, name: str) -> float:
@@ -216,14 +213,13 @@ def run_size(spark, raw: Path, traffic: Path, copies: int, rows: int, repeats: i
     steps = {"plain select": plain_select, "protect": protect_write,
              "plain groupBy": plain_report, "DP report": dp_report}
     runs: dict[str, list[float]] = {name: [] for name in steps}
-    collect_garbage(spark)
+    live_heap = live_heap_after_gc(spark)
     memory.jvm_rss = memory.python_rss = 0
-    old_gen = 0
     for _ in range(repeats):
         for name, step in steps.items():
             runs[name].append(timed(step))
-            old_gen = max(old_gen, old_generation_after_gc(spark))
-    return SizeRun(copies, rows * copies, runs, memory.jvm_rss, old_gen, memory.python_rss)
+            live_heap = max(live_heap, live_heap_after_gc(spark))  # not timed
+    return SizeRun(copies, rows * copies, runs, memory.jvm_rss, live_heap, memory.python_rss)
 
 
 def main() -> None:
@@ -267,7 +263,7 @@ def print_size(run: SizeRun, first: SizeRun, flush: bool = False) -> None:
           + "; ".join(f"{name} {run.median(name):.1f} s = {run.ns_per_row(name):,.0f} ns/row "
                       f"({run.ns_per_row(name) / first.ns_per_row(name):.2f}x of first)"
                       for name in run.runs)
-          + f"; driver JVM RSS {run.jvm_rss / MIB:,.0f} MiB, old gen {run.old_gen / MIB:,.0f} MiB, "
+          + f"; driver JVM RSS {run.jvm_rss / MIB:,.0f} MiB, live heap {run.live_heap / MIB:,.0f} MiB, "
             f"Python RSS {run.python_rss / MIB:,.0f} MiB", flush=flush)
 
 
@@ -277,7 +273,7 @@ def print_summary(spark, results: list[SizeRun], args) -> None:
     print(f"machine: {spark.sparkContext.defaultParallelism} cores (Spark {spark.version}), "
           f"shuffle partitions {spark.conf.get('spark.sql.shuffle.partitions')}, shared with other work")
     header = ("rows", "protect s", "ns/row", "vs first", "vs select", "DP s", "ns/row", "vs first",
-              "vs groupBy", "JVM RSS MiB", "old gen MiB", "Python MiB")
+              "vs groupBy", "JVM RSS MiB", "live heap MiB", "Python MiB")
     print(" | ".join(header))
     for run in results:
         cells = [
@@ -291,7 +287,7 @@ def print_summary(spark, results: list[SizeRun], args) -> None:
             f"{run.ns_per_row('DP report') / first.ns_per_row('DP report'):.2f}",
             f"{run.median('DP report') / run.median('plain groupBy'):.2f}",
             f"{run.jvm_rss / MIB:,.0f}",
-            f"{run.old_gen / MIB:,.0f}",
+            f"{run.live_heap / MIB:,.0f}",
             f"{run.python_rss / MIB:,.0f}",
         ]
         print(" | ".join(cells))
