@@ -21,7 +21,8 @@
   folder, with a broken line per file, against a plain Spark read of the
   same files as text, written to Parquet. Ingest counts the lines its format
   rejects while it writes them to the quarantine (one read of the files for
-  them, not two).
+  them, not two): 0.68x the time of counting them apart, old and new
+  alternating on 191,844 lines (issue 16, README "Speed").
 
 KR_JVM_FUNCTIONS=off runs protect on Spark's built-in functions instead of
 the project's JVM functions, for comparison.
