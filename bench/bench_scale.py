@@ -34,13 +34,13 @@ collected or toPandas'd frame lands).
 The machine is shared with other work: quote ratios (to plain Spark at the
 same size, and to the first size), not absolute seconds.
 
-Measured (issue 16, `--sizes 1 5 10 25 50`, stopped after 10M: the 25M and
-50M points did not fit in the session; load 13-20 on the 2 cores, one run
-per size): protect / plain select 1.40, 1.16, 1.04 at 1M, 5M, 10M, its ns
-per row 1.00, 0.58, 0.53 of the 1M point; DP report / plain groupBy 5.92,
-4.33, 2.41, ns per row 1.00, 0.45, 0.13 (its fixed cost dominates at 1M);
-Python RSS 271, 270, 226 MiB; the JVM's RSS 2.4, 3.5, 4.8 GiB (local mode:
-the executors' sort and shuffle memory, bounded by the 4g heap).
+Measured (issue 16, `--sizes 1 5 10`, machine quiet, one run per size; 25M
+and 50M did not fit in the session): protect 2.2, 7.3, 13.4 s (1.16, 1.29,
+1.29x a plain select; ns per row 1.00, 0.65, 0.60 of the 1M point); DP
+report 8.0, 12.4, 17.3 s (7.53, 4.97, 2.65x a plain groupBy; a fixed ~7 s,
+then ~1,000 ns a row at every step); JVM heap after a full collection 220,
+225, 227 MiB; Python RSS 270 MiB throughout; JVM RSS 2.4, 3.3, 4.7 GiB
+(local mode: the executors' memory, bounded by the 4g heap).
 """
 
 from __future__ import annotations
