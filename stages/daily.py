@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
+from pyspark.sql import functions as F
 
 from core import noise_plan
 from core.config import DEFAULT_PLAUSIBLE_TIME, Aggregation, PlausibleTime, ReportSpec
@@ -74,11 +75,16 @@ def ingest(catalog: Catalog, source_name: str, day: dt.date, landing_format: str
     try:
         rows_in = flagged.count()
         quarantine = filter_quarantined(flagged, source)
+        rejected = Observation()
         if day_input.rejected is not None:
-            rows_in += day_input.rejected.count()
-            quarantine = quarantine.unionByName(quarantined_lines(day_input.rejected, source))
+            # Counted on their way into the quarantine, not by a second read of the files:
+            # a count of the format's output, independent of what the write then holds.
+            lines = day_input.rejected.observe(rejected, F.count(F.lit(1)).alias("lines"))
+            quarantine = quarantine.unionByName(quarantined_lines(lines, source))
         write_parquet(filter_usable(flagged, source), catalog.raw(source, day))
         write_parquet(quarantine, catalog.quarantine(source, day))
+        if day_input.rejected is not None:
+            rows_in += rejected.get["lines"]
     finally:
         flagged.unpersist()
     kept = read_parquet(spark, catalog.raw(source, day)).count()

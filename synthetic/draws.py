@@ -156,11 +156,20 @@ def daily_count(seed: int, tag: str, mean: float, sigma_day: float, cap: int) ->
     return F.least(rounded, F.lit(cap)).cast("int")
 
 
+# 'HH:', 'mm:' and 'ss' texts looked up rather than formatted: three zero-padded casts a row
+# cost about twice as much.
+_HOUR_TEXTS = [f"{hour:02d}:" for hour in range(24)]
+_MINUTE_TEXTS = [f"{minute:02d}:" for minute in range(60)]
+_SECOND_TEXTS = [f"{second:02d}" for second in range(60)]
+
+
 def event_time(day: dt.date, seed: int, tag: str, *keys: Column | str) -> Column:
     """'yyyy-MM-dd HH:mm:ss' inside `day`, the hour drawn from the diurnal profile."""
     hour = weighted_index(HOURLY_WEIGHTS, uniform(seed, f"{tag}:hour", *keys))
     second = uniform_index(3600, uniform(seed, f"{tag}:second", *keys))
-    return time_text(day.isoformat(), hour * F.lit(3600) + second)
+    minute_text = pick(_MINUTE_TEXTS, F.floor(second / F.lit(60)))
+    return F.concat(F.lit(f"{day.isoformat()} "), pick(_HOUR_TEXTS, hour), minute_text,
+                    pick(_SECOND_TEXTS, F.pmod(second, F.lit(60))))
 
 
 def luhn_check_digit(payload: Column, length: int) -> Column:

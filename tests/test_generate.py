@@ -24,7 +24,15 @@ from synthetic import (
     generate_web_visits,
     inject_bad_rows,
 )
-from synthetic.draws import luhn_check_digit
+from synthetic.draws import (
+    HOURLY_WEIGHTS,
+    event_time,
+    luhn_check_digit,
+    time_text,
+    uniform,
+    uniform_index,
+    weighted_index,
+)
 from synthetic.model import DEVICE_MODELS, REGION_WEIGHTS
 
 DAY = dt.date(2026, 11, 1)
@@ -228,6 +236,17 @@ def test_luhn_check_digit_matches_known_numbers(spark):
     df = spark.createDataFrame([("49015420323751",), ("35209900176148",)], schema)
     digits = [r[0] for r in df.select(luhn_check_digit(F.col("payload"), 14)).collect()]
     assert digits == ["8", "1"]
+
+
+def test_event_times_looked_up_are_the_formatted_second_of_the_day(spark):
+    """event_time builds its text from lookup tables: the same text as formatting the drawn second."""
+    keys = spark.range(50_000).select(F.xxhash64("id").alias("key"))
+    hour = weighted_index(HOURLY_WEIGHTS, uniform(SEED, "t:hour", "key"))
+    second = uniform_index(3600, uniform(SEED, "t:second", "key"))
+    formatted = time_text(DAY.isoformat(), hour * F.lit(3600) + second)
+    both = keys.select(event_time(DAY, SEED, "t", "key").alias("looked_up"), formatted.alias("formatted"))
+    assert both.where(F.col("looked_up") != F.col("formatted")).count() == 0
+    assert both.select(F.countDistinct("looked_up")).first()[0] > 30_000  # ~36,000 of 86,400
 
 
 # --- realistic shapes ----------------------------------------------------------
