@@ -245,6 +245,8 @@ def main() -> None:
     rules = load_policy(config).resolve(NETWORK_FLOWS)
     python = psutil.Process()
     results: list[SizeRun] = []
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
         scratch = Path(folder)
         start = time.perf_counter()
