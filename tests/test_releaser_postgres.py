@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from postgres_server import LedgerBackend
-from specs import report_spec
+from specs import traffic_aggregation
 
 from core.config import Delivery
 from core.ledger import LEDGER_URL_ENV, Ledger
@@ -21,16 +21,6 @@ from stages.releaser import Releaser, ReleaseRefused
 ROOT = Path(__file__).resolve().parents[1]
 DAY = dt.date(2026, 11, 1)
 DELIVERY = Delivery(partner="metro-planning", purpose="aggregate_reports", policy_clause="clause")
-
-
-def _aggregation():
-    return report_spec({
-        "name": "traffic", "source": "network_flows", "partner": "p", "purpose": "aggregate_reports",
-        "policy_clause": "c",
-        "group_by": [{"column": "region", "values": "regions"}, {"column": "hour", "range": [0, 1]}],
-        "contribution": {"max_groups_per_subscriber": 2, "max_rows_per_group": 2},
-        "metrics": [{"name": "subs", "kind": "count_distinct_subscribers", "epsilon": 1.0}],
-    }).aggregation
 
 
 def test_a_release_through_the_front_door_is_charged_to_a_postgresql_ledger(postgres_server, tmp_path, spark,
@@ -43,7 +33,7 @@ def test_a_release_through_the_front_door_is_charged_to_a_postgresql_ledger(post
     monkeypatch.delenv(LEDGER_URL_ENV, raising=False)
 
     releaser = Releaser.open(data, ROOT / "config", ledger_url=url, random_state=np.random.RandomState(0))
-    made = releaser.release(flows, _aggregation(), DAY, DELIVERY)
+    made = releaser.release(flows, traffic_aggregation(), DAY, DELIVERY)
     (charge,) = Ledger(url).charges()
     assert (charge.id, charge.state, charge.release_id) == (made.record.ledger_entry_id, "stored",
                                                             "traffic/2026-11-01")
@@ -51,7 +41,7 @@ def test_a_release_through_the_front_door_is_charged_to_a_postgresql_ledger(post
     assert not (data / "ledger.sqlite").exists()  # nothing was charged beside the data
 
     monkeypatch.setenv(LEDGER_URL_ENV, url)  # as an operator points every run at it
-    again = Releaser.open(data, ROOT / "config").release(flows, _aggregation(), DAY, DELIVERY)
+    again = Releaser.open(data, ROOT / "config").release(flows, traffic_aggregation(), DAY, DELIVERY)
     assert again.reused and again.table.equals(made.table)
     assert len(Ledger(url).charges()) == 1
 

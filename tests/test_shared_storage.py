@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from releasing import ample_config
 from s3_endpoint import ConnectionLost, connection_lost_after
-from specs import report_spec
+from specs import traffic_aggregation
 from upath import UPath
 
 from core.config import Delivery
@@ -37,16 +37,6 @@ DAY = dt.date(2026, 11, 1)
 DELIVERY = Delivery(partner="metro-planning", purpose="aggregate_reports", policy_clause="clause")
 SCHEMA = "subscriber string, region string, hour int, bytes bigint"
 ARGUS = Path(__file__).resolve().parents[2] / "shared/data/netflow_ctu/2013-10-21_capture-1.binetflow"
-
-
-def _aggregation():
-    return report_spec({
-        "name": "traffic", "source": "network_flows", "partner": "p", "purpose": "aggregate_reports",
-        "policy_clause": "c",
-        "group_by": [{"column": "region", "values": "regions"}, {"column": "hour", "range": [0, 1]}],
-        "contribution": {"max_groups_per_subscriber": 2, "max_rows_per_group": 2},
-        "metrics": [{"name": "subs", "kind": "count_distinct_subscribers", "epsilon": 1.0}],
-    }).aggregation
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +115,8 @@ def _releaser(tmp_path: Path, store_url: str, seed: int = 0) -> Releaser:
 
 def test_a_release_store_on_s3_is_charged_written_once_and_served_again(s3_endpoint, tmp_path, flows):
     store_url = s3_endpoint.bucket() + "/releases"
-    first = _releaser(tmp_path, store_url).release(flows, _aggregation(), DAY, DELIVERY)
-    again = _releaser(tmp_path, store_url, seed=1).release(flows, _aggregation(), DAY, DELIVERY)
+    first = _releaser(tmp_path, store_url).release(flows, traffic_aggregation(), DAY, DELIVERY)
+    again = _releaser(tmp_path, store_url, seed=1).release(flows, traffic_aggregation(), DAY, DELIVERY)
     assert not first.reused and again.reused and again.table.equals(first.table)
     store = ReleaseStore(store_url)
     assert store.numbers("traffic", DAY.isoformat()) == [1]
@@ -148,9 +138,9 @@ def test_an_interrupted_release_on_s3_leaves_nothing_a_reader_takes(s3_endpoint,
                                                                      writes_allowed):
     store_url = s3_endpoint.bucket() + "/releases"
     with connection_lost_after(writes_allowed), pytest.raises(ConnectionLost):
-        _releaser(tmp_path, store_url).release(flows, _aggregation(), DAY, DELIVERY)
+        _releaser(tmp_path, store_url).release(flows, traffic_aggregation(), DAY, DELIVERY)
     assert _what_a_reader_takes(store_url) == []
-    retried = _releaser(tmp_path, store_url).release(flows, _aggregation(), DAY, DELIVERY)
+    retried = _releaser(tmp_path, store_url).release(flows, traffic_aggregation(), DAY, DELIVERY)
     (charge,) = Ledger(tmp_path / "ledger.sqlite").charges()  # the retry took up the first charge
     assert charge.state == "stored" and retried.record.ledger_entry_id == charge.id
     (table,) = _what_a_reader_takes(store_url)
