@@ -42,6 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,17 +77,21 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _prepare_traffic(spark, landing: Path, out: Path) -> int:
-    """The report's input, typed: subscriber, region, hour, bytes (not timed)."""
+def traffic_input(spark, landing: Path) -> DataFrame:
+    """The report's input from a generated day's flows, typed: subscriber, region, hour, bytes."""
     flows = spark.read.parquet(str(landing / "network_flows" / f"date={DAY}"))
     subscribers = spark.read.parquet(str(landing / "subscribers")).select("account_id", "region")
-    traffic = flows.join(subscribers, on="account_id", how="inner").select(
+    return flows.join(subscribers, on="account_id", how="inner").select(
         F.col("account_id").alias("subscriber"),
         "region",
         F.hour(F.to_timestamp("start_time")).alias("hour"),
         F.col("bytes").cast("bigint").alias("bytes"),
     )
-    traffic.write.mode("overwrite").parquet(str(out))
+
+
+def _prepare_traffic(spark, landing: Path, out: Path) -> int:
+    """The report's input, written once (not timed)."""
+    traffic_input(spark, landing).write.mode("overwrite").parquet(str(out))
     return spark.read.parquet(str(out)).count()
 
 

@@ -67,6 +67,7 @@ from bench_pipeline import (  # noqa: E402
     DAY,
     FLOWS_PER_SUBSCRIBER,
     traffic_aggregation,
+    traffic_input,
 )
 from scratch_releaser import ScratchReleaser  # noqa: E402
 
@@ -115,13 +116,7 @@ def prepare(spark, scratch: Path) -> Copies:
     write_landing(landing, n_subscribers=BASE_SUBSCRIBERS, days=1, start_date=DAY)
     flows = spark.read.parquet(str(landing / "network_flows" / f"date={DAY}"))
     raw = filter_usable(with_typed_and_reasons(flows, NETWORK_FLOWS, DAY), NETWORK_FLOWS).cache()
-    subscribers = spark.read.parquet(str(landing / "subscribers")).select("account_id", "region")
-    traffic = flows.join(subscribers, on="account_id", how="inner").select(
-        F.col("account_id").alias("subscriber"),
-        "region",
-        F.hour(F.to_timestamp("start_time")).alias("hour"),
-        F.col("bytes").cast("bigint").alias("bytes"),
-    ).cache()
+    traffic = traffic_input(spark, landing).cache()
     return Copies(raw, traffic, scratch, raw.count())
 
 
