@@ -339,3 +339,64 @@ def test_both_paths_refuse_bad_data_alike(spark, driver_combos):
         generalize_mondrian(empty, [NumericQI("age")], k=1, driver_combos=driver_combos)
     with pytest.raises(ValueError, match="driver_combos"):
         generalize_mondrian(df, [NumericQI("age")], k=1, driver_combos=-1)
+
+
+def test_a_double_qi_holding_minus_zero_loses_no_row_on_the_driver(spark):
+    # Grouping folds -0.0 into 0.0; the rows' hash must too, or their join would find no class
+    # (and the label reads 0.0 whichever of the two the class holds).
+    df = spark.range(200).select(
+        F.when(F.col("id") % 4 == 0, F.lit(-0.0)).otherwise((F.col("id") % 9).cast("double")).alias("x"),
+        (F.col("id") % 3).cast("int").alias("band"),
+    )
+    qis = [NumericQI("x"), NumericQI("band")]
+    driver = generalize_mondrian(df, qis, k=6)
+    assert driver.data.count() == 200
+    assert_same_recoding(driver, generalize_mondrian(df, qis, k=6, driver_combos=0))
+
+
+def test_combinations_sharing_a_hash_are_cut_on_spark(spark, monkeypatch):
+    # Rows find their class by their combination's hash: two combinations with one hash would
+    # mix their rows, so the driver gives the table up (a constant hash stands in for a collision).
+    from transforms.kanon import mondrian_driver
+
+    df = mixed_table(spark, 600).drop("subscriber")
+    expected = generalize_mondrian(df, MIXED_QIS, k=5, local_rows=100, sample_rows=10**9, driver_combos=0)
+    monkeypatch.setattr(mondrian_driver, "combo_hash", lambda keys: F.lit(7).cast("long"))
+    collided = generalize_mondrian(df, MIXED_QIS, k=5, local_rows=100, sample_rows=10**9)
+    assert collided.spark_rounds >= 2
+    assertDataFrameEqual(collided.data, expected.data)
+    collided.unpersist()
+    expected.unpersist()
+
+
+def test_classes_too_many_to_code_are_cut_on_spark(spark, monkeypatch):
+    from transforms.kanon import mondrian_driver
+
+    df = mixed_table(spark, 600).drop("subscriber")
+    monkeypatch.setattr(mondrian_driver, "CODE_BITS", 3)  # age alone has more generalized values
+    result = generalize_mondrian(df, MIXED_QIS, k=5, local_rows=100)
+    assert result.spark_rounds >= 2 and result.smallest_class >= 5
+    result.unpersist()
+
+
+@pytest.mark.parametrize("fault", ["moved", "dropped"])
+def test_the_driver_path_refuses_rows_that_left_their_class(spark, monkeypatch, fault):
+    # Negative control for the check on the output rows: the cut is right, but the rows of one
+    # class are moved to another (the total stays) or dropped; both must be refused.
+    from transforms.kanon import mondrian, mondrian_driver
+
+    real = mondrian_driver.classes_of_rows
+
+    def faulty(df, qis, table, cut):
+        coded = real(df, qis, table, cut)
+        code = F.col(mondrian_driver.CLASS_CODE)
+        first, second = (int(c) for c in cut.penalties.index[:2])
+        if fault == "dropped":
+            return coded.where(code != first)
+        return coded.withColumn(mondrian_driver.CLASS_CODE, F.when(code == first, second).otherwise(code))
+
+    monkeypatch.setattr(mondrian, "classes_of_rows", faulty)
+    df = mixed_table(spark, 600).drop("subscriber")
+    message = "the smallest has 0 rows" if fault == "moved" else r"the recoded output has \d+ rows for 600"
+    with pytest.raises(KAnonymityError, match=message):
+        generalize_mondrian(df, MIXED_QIS, k=5)

@@ -127,7 +127,8 @@ def box_widths(domains: Sequence[Domain], lo: np.ndarray, hi: np.ndarray) -> np.
 
 
 def _number(value: float, integral: bool) -> str:
-    return str(int(value)) if integral else repr(float(value))
+    # Adding 0.0 turns -0.0 into 0.0: the two are one value, and grouping already folds them.
+    return str(int(value)) if integral else repr(float(value) + 0.0)
 
 
 def _label(dom: Domain, lo: float, hi: float) -> str:

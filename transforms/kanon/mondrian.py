@@ -26,7 +26,10 @@ How it runs here:
   `applyInPandas`, one group per partition, with the same algorithm on exact
   in-memory numbers (level by level, vectorized in numpy);
 - the recoded output is grouped by its generalized QIs and the smallest
-  class checked against k (distinct units when `unit` is given).
+  class checked against k (distinct units when `unit` is given). On the
+  driver's path the rows are grouped by class code, one code per tuple of
+  generalized values, and must add up to the input's records; the codes are
+  decoded to text after the check.
 
 k counts units (subscribers) when `unit` is given: a subscriber with many
 records is one person. Records with a null unit count as no one.
@@ -52,6 +55,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -60,11 +64,15 @@ from pyspark.sql import types as T
 from core.kanon.models import KAnonymityError
 from core.kanon.mondrian import CUT_RULES, HierarchyQI, NumericQI, OrderedQI, QuasiIdentifier, Rules
 from transforms.kanon.mondrian_driver import (
+    CLASS_CODE,
     COMBO_ROWS,
-    combo_classes,
+    DriverCut,
+    classes_of_rows,
     combo_ranks,
     combo_table,
-    recoded_from_combos,
+    cut_combos,
+    decoded,
+    generalized_values,
 )
 from transforms.kanon.mondrian_rounds import (
     NCP_PREFIX,
@@ -164,6 +172,10 @@ def _class_summary(recoded: DataFrame, columns: Sequence[str], unit: str | None,
 
 def _check_smallest(classes: DataFrame, k: int, unit: str | None) -> tuple[int, int]:
     count, smallest = classes.agg(F.count(F.lit(1)), F.min(UNITS_COLUMN)).first()
+    return _refuse_small(count, smallest, k, unit)
+
+
+def _refuse_small(count: int, smallest: int | None, k: int, unit: str | None) -> tuple[int, int]:
     if count and smallest < k:
         what = "units" if unit else "rows"
         raise KAnonymityError(
@@ -222,10 +234,10 @@ def generalize_mondrian(
     if cut not in CUT_RULES:
         raise ValueError(f"cut must be one of {CUT_RULES}, got {cut!r}")
     table = combo_table(df, qis, driver_combos) if unit is None and driver_combos else None
-    if table is not None:
-        recoded, rounds = _cut_on_driver(df, qis, k, cut, table), 0
-    else:
-        recoded, rounds = _cut_on_spark(df, qis, k, unit, cut, local_rows, sample_rows, seed)
+    recoding = _recode_on_driver(df, qis, k, cut, table) if table is not None else None
+    if recoding is not None:
+        return recoding
+    recoded, rounds = _cut_on_spark(df, qis, k, unit, cut, local_rows, sample_rows, seed)
     recoded = recoded.persist(StorageLevel.MEMORY_AND_DISK)
     penalties = [(qi.column, penalty_column(i)) for i, qi in enumerate(qis)]
     classes = _class_summary(recoded, [qi.column for qi in qis], unit, penalties)
@@ -238,8 +250,9 @@ def generalize_mondrian(
     return MondrianRecoding(data, classes, count, smallest, rounds, recoded)
 
 
-def _cut_on_driver(df: DataFrame, qis, k: int, cut: str, table) -> DataFrame:
-    """The recoded rows (QIs generalized, per-QI penalties) from cuts made on the frequency table."""
+def _recode_on_driver(df: DataFrame, qis, k: int, cut: str, table) -> MondrianRecoding | None:
+    """Cut the frequency table on the driver; check k on the rows' class codes, then decode them.
+    None when the classes' generalized values are too many to code (the caller cuts on Spark)."""
     ranks, unranked = combo_ranks(table, qis)
     refuse_unranked(unranked)
     weights = table[COMBO_ROWS].to_numpy(dtype=np.int64)
@@ -247,8 +260,42 @@ def _cut_on_driver(df: DataFrame, qis, k: int, cut: str, table) -> DataFrame:
     if records < k:
         raise KAnonymityError(f"the table has {records} units, fewer than k = {k}")
     domains = qi_domains(qis, ranks.min(axis=0), ranks.max(axis=0), df.schema)
-    classes = combo_classes(ranks, weights, Rules(domains, k, balanced=cut == "balanced"))
-    return recoded_from_combos(df, qis, table, classes)
+    driver_cut = cut_combos(ranks, weights, Rules(domains, k, balanced=cut == "balanced"))
+    if driver_cut is None:
+        return None
+    coded = classes_of_rows(df, qis, table, driver_cut).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        rows = _rows_per_code(coded, driver_cut.penalties.index.to_numpy(), records)
+        count, smallest = _refuse_small(len(rows), int(rows.min()) if len(rows) else None, k, None)
+    except KAnonymityError:
+        coded.unpersist()
+        raise
+    classes = _driver_classes(df, qis, driver_cut, rows)
+    return MondrianRecoding(decoded(coded, df, qis, driver_cut), classes, count, smallest, 0, coded)
+
+
+def _rows_per_code(coded: DataFrame, codes: np.ndarray, records: int) -> np.ndarray:
+    """Rows per class code (`codes`, ascending), counted on the output rows: an independent check
+    of the cut. Refused unless every input record is there exactly once, in a class of the cut."""
+    counted = coded.groupBy(CLASS_CODE).agg(F.count(F.lit(1)).alias(ROWS_COLUMN)).toPandas()
+    rows = counted.set_index(CLASS_CODE)[ROWS_COLUMN].reindex(codes, fill_value=0).to_numpy(dtype=np.int64)
+    if int(rows.sum()) != records or int(counted[ROWS_COLUMN].sum()) != records:
+        raise KAnonymityError(
+            f"the recoded output has {int(counted[ROWS_COLUMN].sum())} rows for {records} input records"
+        )
+    return rows
+
+
+def _driver_classes(df: DataFrame, qis, driver_cut: DriverCut, rows: np.ndarray) -> DataFrame:
+    """`MondrianRecoding.classes` (as `_class_summary` gives it) from the class codes and their rows."""
+    penalties = driver_cut.penalties
+    generalized = generalized_values(driver_cut, penalties.index.to_numpy())
+    columns = {qi.column: values for qi, values in zip(qis, generalized, strict=True)}
+    columns |= {ROWS_COLUMN: rows, UNITS_COLUMN: rows}
+    columns |= {
+        f"{NCP_PREFIX}{qi.column}": penalties[penalty_column(i)].to_numpy() for i, qi in enumerate(qis)
+    }
+    return df.sparkSession.createDataFrame(pa.table(columns))
 
 
 def _cut_on_spark(df: DataFrame, qis, k: int, unit, cut: str, local_rows, sample_rows, seed):

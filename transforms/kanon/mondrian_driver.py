@@ -6,25 +6,32 @@ median lies and how many records each side holds. One Spark aggregation (the pla
 the rows; the driver cuts it with the same rule as the in-memory finish, each distinct
 combination weighted by its records (`core.kanon.mondrian.mondrian_classes` with
 `weights`), so every class's size is a sum of exact counts and k holds by construction.
-A broadcast join on the QI columns then gives every row its class's generalized values;
-the caller checks k again on the output, grouped by those values.
+
+The rows then travel as numbers, not text: each carries a 64-bit hash of its QI values, and
+a broadcast join on that one key gives it its class code (each QI's generalized value
+numbered, the numbers packed in one long). The caller counts the rows per code, checks k on
+those counts, and only then are the codes decoded, each QI's text looked up from its bits
+in a literal list. The table's hashes must be distinct: if two combinations share one
+(about one chance in 10^7 at two million combinations), `combo_table` returns None and the
+caller cuts on Spark instead; so does `cut_combos` when the codes would need over 62 bits.
 
 Bounded: the table is collected only when it has at most `limit` combinations (each one a
 few numbers and the QI values the output holds anyway, never an identifier or another
-column); a larger one returns None and the caller cuts on Spark instead. Not used when k
-counts units: a subscriber may sit in several combinations, so units per partition are
-not sums over combinations (that mode keeps the Spark rounds).
+column); a larger one returns None too. Not used when k counts units: a subscriber may sit
+in several combinations, so units per partition are not sums over combinations (that mode
+keeps the Spark rounds).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from core.kanon.mondrian import (
     NumericQI,
@@ -39,30 +46,39 @@ from core.kanon.mondrian import (
 from transforms.kanon.mondrian_rounds import PREFIX, column_named, penalty_column
 
 COMBO_ROWS = f"{PREFIX}combo_rows"
+COMBO_HASH = f"{PREFIX}combo_hash"
+CLASS_CODE = f"{PREFIX}class_code"
 
 
 def _key_name(i: int) -> str:
     return f"{PREFIX}key_{i}"
 
 
-def _label_name(i: int) -> str:
-    return f"{PREFIX}combo_label_{i}"
-
-
 def _key(qi: QuasiIdentifier) -> Column:
-    """The value a QI is grouped and joined on: numbers as doubles, categoricals as text (as ranked)."""
+    """The value a QI is grouped and hashed on: numbers as doubles, categoricals as text (as ranked)."""
+    # Spark's grouping and its xxhash64 both take -0.0 as 0.0 (a test pins it): rows hash as their group.
     return column_named(qi.column).cast("double" if isinstance(qi, NumericQI) else "string")
 
 
+def combo_hash(keys: Sequence[Column]) -> Column:
+    """The 64-bit hash rows and combinations are matched on."""
+    return F.xxhash64(*keys)
+
+
 def combo_table(df: DataFrame, qis: Sequence[QuasiIdentifier], limit: int) -> pd.DataFrame | None:
-    """Records per distinct QI combination (one Spark aggregation), or None above `limit` combinations."""
+    """Records and hash per distinct QI combination (one Spark aggregation); None above `limit`
+    combinations or when two combinations share a hash."""
+    names = [_key_name(i) for i in range(len(qis))]
     counted = (
-        df.select(*[_key(qi).alias(_key_name(i)) for i, qi in enumerate(qis)])
-        .groupBy(*[_key_name(i) for i in range(len(qis))])
+        df.select(*[_key(qi).alias(name) for qi, name in zip(qis, names, strict=True)])
+        .groupBy(*names)
         .agg(F.count(F.lit(1)).alias(COMBO_ROWS))
+        .withColumn(COMBO_HASH, combo_hash([F.col(name) for name in names]))
     )
     table = counted.limit(limit + 1).toPandas()  # at most limit + 1 rows reach the driver
-    return None if len(table) > limit else table
+    if len(table) > limit or not table[COMBO_HASH].is_unique:
+        return None
+    return table
 
 
 def combo_ranks(table: pd.DataFrame, qis: Sequence[QuasiIdentifier]) -> tuple[np.ndarray, dict[str, int]]:
@@ -85,44 +101,87 @@ def combo_ranks(table: pd.DataFrame, qis: Sequence[QuasiIdentifier]) -> tuple[np
     return ranks, unranked
 
 
-def combo_classes(ranks: np.ndarray, weights: np.ndarray, rules: Rules) -> pd.DataFrame:
-    """Each combination's class: its generalized value and penalty per QI (internal column names)."""
+# Class codes pack each QI's generalized-value number in its own bits of a non-negative long.
+CODE_BITS = 62
+
+
+@dataclass(frozen=True)
+class DriverCut:
+    """The cut as numbers: each combination's class code, and what the codes stand for.
+
+    A class code packs, per QI, the number of the class's generalized value in `labels`,
+    so two Mondrian classes whose boxes read the same once generalized get one code: they
+    are one class to whoever reads the output, and k is checked per code.
+    """
+
+    code_of_combo: np.ndarray  # class code of each combination (table order)
+    labels: tuple[np.ndarray, ...]  # per QI, its distinct generalized values in number order
+    shifts: tuple[int, ...]  # per QI, where its number sits in a code
+    penalties: pd.DataFrame  # per class code (the index, ascending): each QI's penalty
+
+
+def _bits(values: int) -> int:
+    return max(1, (values - 1).bit_length())
+
+
+def cut_combos(ranks: np.ndarray, weights: np.ndarray, rules: Rules) -> DriverCut | None:
+    """Cut the weighted combinations and code their classes; None if the codes need over CODE_BITS bits."""
     classes = mondrian_classes(ranks, None, rules, weights=weights)
     by_class = pd.DataFrame(ranks).groupby(classes, sort=True)
     lo, hi = by_class.min().to_numpy(), by_class.max().to_numpy()
+    numbered = [np.unique(box_labels(dom, lo[:, i], hi[:, i]), return_inverse=True)
+                for i, dom in enumerate(rules.domains)]
+    labels = tuple(values for values, _ in numbered)
+    shifts = np.cumsum([0, *[_bits(len(values)) for values in labels]])
+    if shifts[-1] > CODE_BITS:
+        return None
+    code_of_class = np.zeros(len(lo), dtype=np.int64)
+    for (_, number), shift in zip(numbered, shifts, strict=False):
+        code_of_class |= number.astype(np.int64) << int(shift)
     widths = box_widths(rules.domains, lo, hi)
-    columns = {}
-    for i, dom in enumerate(rules.domains):
-        columns[_label_name(i)] = box_labels(dom, lo[:, i], hi[:, i])[classes]
-        columns[penalty_column(i)] = widths[classes, i]
-    return pd.DataFrame(columns)
+    penalties = pd.DataFrame(widths, columns=[penalty_column(i) for i in range(len(labels))])
+    # Classes that share a code share their boxes' generalized values, hence their widths: max is any.
+    penalties = penalties.groupby(code_of_class, sort=True).max()
+    return DriverCut(code_of_class[classes], labels, tuple(int(s) for s in shifts[:-1]), penalties)
 
 
-def recoded_from_combos(
-    df: DataFrame, qis: Sequence[QuasiIdentifier], table: pd.DataFrame, classes: pd.DataFrame
+def generalized_values(cut: DriverCut, codes: np.ndarray) -> list[np.ndarray]:
+    """Each QI's generalized value of each class code."""
+    return [
+        values[(codes >> shift) & ((1 << _bits(len(values))) - 1)]
+        for values, shift in zip(cut.labels, cut.shifts, strict=True)
+    ]
+
+
+def _generalized_value(code: Column, values: np.ndarray, shift: int) -> Column:
+    """One QI's generalized value of a class code column: its number's bits index the values."""
+    number = F.shiftright(code, shift).bitwiseAND(F.lit((1 << _bits(len(values))) - 1))
+    # One literal from a numpy array of str: a py4j call per value would cost seconds on thousands.
+    texts = F.lit(np.asarray(values, dtype=str))
+    return F.element_at(texts, (number + F.lit(1)).cast("int"))
+
+
+def classes_of_rows(
+    df: DataFrame, qis: Sequence[QuasiIdentifier], table: pd.DataFrame, cut: DriverCut
 ) -> DataFrame:
-    """Every row with its QIs generalized and its per-QI penalty, by a broadcast join on the QI values."""
-    d = len(qis)
-    lookup = pd.concat([table[[_key_name(i) for i in range(d)]], classes], axis=1)
-    schema = T.StructType(
-        [
-            T.StructField(_key_name(i), T.DoubleType() if isinstance(qi, NumericQI) else T.StringType())
-            for i, qi in enumerate(qis)
-        ]
-        + [
-            field
-            for i in range(d)
-            for field in (
-                T.StructField(_label_name(i), T.StringType(), False),
-                T.StructField(penalty_column(i), T.DoubleType(), False),
-            )
-        ]
+    """The input's columns but its QIs, plus each row's class code, by a broadcast join on the hash."""
+    lookup = pa.table(
+        {COMBO_HASH: table[COMBO_HASH].to_numpy(dtype=np.int64), CLASS_CODE: cut.code_of_combo}
     )
-    lookup = df.sparkSession.createDataFrame(lookup[[f.name for f in schema]], schema)
-    matches = [_key(qi) == F.col(_key_name(i)) for i, qi in enumerate(qis)]
-    joined = df.join(F.broadcast(lookup), on=matches, how="inner")
-    qi_index = {qi.column: i for i, qi in enumerate(qis)}
-    return joined.select(
-        *[F.col(_label_name(qi_index[c])).alias(c) if c in qi_index else column_named(c) for c in df.columns],
-        *[F.col(penalty_column(i)) for i in range(d)],
+    qi_columns = {qi.column for qi in qis}
+    hashed = df.select("*", combo_hash([_key(qi) for qi in qis]).alias(COMBO_HASH))
+    lookup = df.sparkSession.createDataFrame(lookup)
+    return hashed.join(F.broadcast(lookup), on=COMBO_HASH, how="inner").select(
+        *[column_named(c) for c in df.columns if c not in qi_columns], CLASS_CODE
+    )
+
+
+def decoded(coded: DataFrame, df: DataFrame, qis: Sequence[QuasiIdentifier], cut: DriverCut) -> DataFrame:
+    """The rows in the input's column order, each QI its class's generalized value."""
+    generalized = {
+        qi.column: _generalized_value(F.col(CLASS_CODE), values, shift)
+        for qi, values, shift in zip(qis, cut.labels, cut.shifts, strict=True)
+    }
+    return coded.select(
+        *[generalized[c].alias(c) if c in generalized else column_named(c) for c in df.columns]
     )
