@@ -72,7 +72,7 @@ from transforms.kanon.mondrian_driver import (
     combo_table,
     cut_combos,
     decoded,
-    generalized_values,
+    generalized_columns,
 )
 from transforms.kanon.mondrian_rounds import (
     NCP_PREFIX,
@@ -289,13 +289,15 @@ def _rows_per_code(coded: DataFrame, codes: np.ndarray, records: int) -> np.ndar
 def _driver_classes(df: DataFrame, qis, driver_cut: DriverCut, rows: np.ndarray) -> DataFrame:
     """`MondrianRecoding.classes` (as `_class_summary` gives it) from the class codes and their rows."""
     penalties = driver_cut.penalties
-    generalized = generalized_values(driver_cut, penalties.index.to_numpy())
-    columns = {qi.column: values for qi, values in zip(qis, generalized, strict=True)}
-    columns |= {ROWS_COLUMN: rows, UNITS_COLUMN: rows}
-    columns |= {
-        f"{NCP_PREFIX}{qi.column}": penalties[penalty_column(i)].to_numpy() for i, qi in enumerate(qis)
-    }
-    return df.sparkSession.createDataFrame(pa.table(columns))
+    numbers = {CLASS_CODE: penalties.index.to_numpy(dtype=np.int64), ROWS_COLUMN: rows, UNITS_COLUMN: rows}
+    numbers |= {penalty_column(i): penalties[penalty_column(i)].to_numpy() for i in range(len(qis))}
+    generalized = generalized_columns(qis, driver_cut)
+    return df.sparkSession.createDataFrame(pa.table(numbers)).select(
+        *[generalized[qi.column].alias(qi.column) for qi in qis],
+        ROWS_COLUMN,
+        UNITS_COLUMN,
+        *[F.col(penalty_column(i)).alias(f"{NCP_PREFIX}{qi.column}") for i, qi in enumerate(qis)],
+    )
 
 
 def _cut_on_spark(df: DataFrame, qis, k: int, unit, cut: str, local_rows, sample_rows, seed):

@@ -129,28 +129,20 @@ def cut_combos(ranks: np.ndarray, weights: np.ndarray, rules: Rules) -> DriverCu
     classes = mondrian_classes(ranks, None, rules, weights=weights)
     by_class = pd.DataFrame(ranks).groupby(classes, sort=True)
     lo, hi = by_class.min().to_numpy(), by_class.max().to_numpy()
-    numbered = [np.unique(box_labels(dom, lo[:, i], hi[:, i]), return_inverse=True)
-                for i, dom in enumerate(rules.domains)]
-    labels = tuple(values for values, _ in numbered)
+    # (number, values) per QI; factorize hashes, where sorting hundreds of thousands of texts took seconds.
+    numbered = [pd.factorize(box_labels(dom, lo[:, i], hi[:, i])) for i, dom in enumerate(rules.domains)]
+    labels = tuple(np.asarray(values, dtype=object) for _, values in numbered)
     shifts = np.cumsum([0, *[_bits(len(values)) for values in labels]])
     if shifts[-1] > CODE_BITS:
         return None
     code_of_class = np.zeros(len(lo), dtype=np.int64)
-    for (_, number), shift in zip(numbered, shifts, strict=False):
+    for (number, _), shift in zip(numbered, shifts, strict=False):
         code_of_class |= number.astype(np.int64) << int(shift)
     widths = box_widths(rules.domains, lo, hi)
     penalties = pd.DataFrame(widths, columns=[penalty_column(i) for i in range(len(labels))])
     # Classes that share a code share their boxes' generalized values, hence their widths: max is any.
     penalties = penalties.groupby(code_of_class, sort=True).max()
     return DriverCut(code_of_class[classes], labels, tuple(int(s) for s in shifts[:-1]), penalties)
-
-
-def generalized_values(cut: DriverCut, codes: np.ndarray) -> list[np.ndarray]:
-    """Each QI's generalized value of each class code."""
-    return [
-        values[(codes >> shift) & ((1 << _bits(len(values))) - 1)]
-        for values, shift in zip(cut.labels, cut.shifts, strict=True)
-    ]
 
 
 def _generalized_value(code: Column, values: np.ndarray, shift: int) -> Column:
@@ -176,12 +168,17 @@ def classes_of_rows(
     )
 
 
-def decoded(coded: DataFrame, df: DataFrame, qis: Sequence[QuasiIdentifier], cut: DriverCut) -> DataFrame:
-    """The rows in the input's column order, each QI its class's generalized value."""
-    generalized = {
+def generalized_columns(qis: Sequence[QuasiIdentifier], cut: DriverCut) -> dict[str, Column]:
+    """Each QI's generalized value, decoded from the class code column."""
+    return {
         qi.column: _generalized_value(F.col(CLASS_CODE), values, shift)
         for qi, values, shift in zip(qis, cut.labels, cut.shifts, strict=True)
     }
+
+
+def decoded(coded: DataFrame, df: DataFrame, qis: Sequence[QuasiIdentifier], cut: DriverCut) -> DataFrame:
+    """The rows in the input's column order, each QI its class's generalized value."""
+    generalized = generalized_columns(qis, cut)
     return coded.select(
         *[generalized[c].alias(c) if c in generalized else column_named(c) for c in df.columns]
     )
