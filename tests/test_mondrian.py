@@ -387,8 +387,8 @@ def test_the_driver_path_refuses_rows_that_left_their_class(spark, monkeypatch, 
 
     real = mondrian_driver.classes_of_rows
 
-    def faulty(df, qis, table, cut):
-        coded = real(df, qis, table, cut)
+    def faulty(hashed, table, cut):
+        coded = real(hashed, table, cut)
         code = F.col(mondrian_driver.CLASS_CODE)
         first, second = (int(c) for c in cut.penalties.index[:2])
         if fault == "dropped":

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,12 +68,14 @@ from transforms.kanon.mondrian_driver import (
     CLASS_CODE,
     COMBO_ROWS,
     DriverCut,
+    arrow_frame,
     classes_of_rows,
     combo_ranks,
     combo_table,
     cut_combos,
     decoded,
     generalized_columns,
+    hashed_rows,
 )
 from transforms.kanon.mondrian_rounds import (
     NCP_PREFIX,
@@ -259,11 +262,24 @@ def _recode_on_driver(df: DataFrame, qis, k: int, cut: str, table) -> MondrianRe
     records = int(weights.sum())
     if records < k:
         raise KAnonymityError(f"the table has {records} units, fewer than k = {k}")
-    domains = qi_domains(qis, ranks.min(axis=0), ranks.max(axis=0), df.schema)
-    driver_cut = cut_combos(ranks, weights, Rules(domains, k, balanced=cut == "balanced"))
-    if driver_cut is None:
-        return None
-    coded = classes_of_rows(df, qis, table, driver_cut).persist(StorageLevel.MEMORY_AND_DISK)
+    rules = Rules(qi_domains(qis, ranks.min(axis=0), ranks.max(axis=0), df.schema), k, cut == "balanced")
+    hashed = hashed_rows(df, qis).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as spark_side:
+            # Spark reads and hashes the rows while the driver cuts: neither waits on the other.
+            reading = spark_side.submit(hashed.count)
+            driver_cut = cut_combos(ranks, weights, rules)
+            reading.result()
+        if driver_cut is None:
+            return None
+        return _checked_recoding(df, qis, k, table, driver_cut, hashed, records)
+    finally:
+        hashed.unpersist()  # the recoding keeps its own rows (class codes, not hashes) persisted
+
+
+def _checked_recoding(df, qis, k: int, table, driver_cut: DriverCut, hashed: DataFrame, records: int):
+    """The rows with their class codes, persisted and checked: k on their counts, all records there."""
+    coded = classes_of_rows(hashed, table, driver_cut).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         rows = _rows_per_code(coded, driver_cut.penalties.index.to_numpy(), records)
         count, smallest = _refuse_small(len(rows), int(rows.min()) if len(rows) else None, k, None)
@@ -292,7 +308,7 @@ def _driver_classes(df: DataFrame, qis, driver_cut: DriverCut, rows: np.ndarray)
     numbers = {CLASS_CODE: penalties.index.to_numpy(dtype=np.int64), ROWS_COLUMN: rows, UNITS_COLUMN: rows}
     numbers |= {penalty_column(i): penalties[penalty_column(i)].to_numpy() for i in range(len(qis))}
     generalized = generalized_columns(qis, driver_cut)
-    return df.sparkSession.createDataFrame(pa.table(numbers)).select(
+    return arrow_frame(df.sparkSession, pa.table(numbers)).select(
         *[generalized[qi.column].alias(qi.column) for qi in qis],
         ROWS_COLUMN,
         UNITS_COLUMN,

@@ -24,13 +24,13 @@ keeps the Spark rounds).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from core.kanon.mondrian import (
@@ -153,19 +153,40 @@ def _generalized_value(code: Column, values: np.ndarray, shift: int) -> Column:
     return F.element_at(texts, (number + F.lit(1)).cast("int"))
 
 
-def classes_of_rows(
-    df: DataFrame, qis: Sequence[QuasiIdentifier], table: pd.DataFrame, cut: DriverCut
-) -> DataFrame:
-    """The input's columns but its QIs, plus each row's class code, by a broadcast join on the hash."""
-    lookup = pa.table(
-        {COMBO_HASH: table[COMBO_HASH].to_numpy(dtype=np.int64), CLASS_CODE: cut.code_of_combo}
-    )
+def hashed_rows(df: DataFrame, qis: Sequence[QuasiIdentifier]) -> DataFrame:
+    """The input's columns but its QIs, plus the hash of each row's QI combination."""
     qi_columns = {qi.column for qi in qis}
-    hashed = df.select("*", combo_hash([_key(qi) for qi in qis]).alias(COMBO_HASH))
-    lookup = df.sparkSession.createDataFrame(lookup)
-    return hashed.join(F.broadcast(lookup), on=COMBO_HASH, how="inner").select(
-        *[column_named(c) for c in df.columns if c not in qi_columns], CLASS_CODE
+    return df.select(
+        *[column_named(c) for c in df.columns if c not in qi_columns],
+        combo_hash([_key(qi) for qi in qis]).alias(COMBO_HASH),
     )
+
+
+def classes_of_rows(hashed: DataFrame, table: pd.DataFrame, cut: DriverCut) -> DataFrame:
+    """`hashed_rows` with each row's class code for its hash (a broadcast join), the hash dropped."""
+    lookup = pa.table({COMBO_HASH: table[COMBO_HASH].to_numpy(dtype=np.int64), CLASS_CODE: cut.code_of_combo})
+    lookup = arrow_frame(hashed.sparkSession, lookup)
+    return hashed.join(F.broadcast(lookup), on=COMBO_HASH, how="inner").drop(COMBO_HASH)
+
+
+_SPARK_TYPES = {pa.int64(): "long", pa.float64(): "double"}
+
+
+def arrow_frame(spark: SparkSession, table: pa.Table) -> DataFrame:
+    """A DataFrame of a driver-side table of numbers, its batches emitted by a one-row range.
+
+    Not `createDataFrame`: that makes a local relation, whose rows Spark keeps in the query
+    plan and compares each time it looks a plan up among the cached ones; at a million rows
+    that cost seconds per query. Here the plan stays small and the rows reach Spark once,
+    when the one task runs (the batches travel with the task, as a broadcast when large).
+    """
+    schema = ", ".join(f"`{field.name}` {_SPARK_TYPES[field.type]}" for field in table.schema)
+    batches = table.to_batches(max_chunksize=100_000)
+
+    def emit(_: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        yield from batches
+
+    return spark.range(1, numPartitions=1).mapInArrow(emit, schema)
 
 
 def generalized_columns(qis: Sequence[QuasiIdentifier], cut: DriverCut) -> dict[str, Column]:
