@@ -70,26 +70,20 @@ def write_landing(
     marker = out_dir / COMPLETE_MARKER
     marker.unlink(missing_ok=True)  # a partial rewrite must not look complete
     dates = [start_date + dt.timedelta(days=i) for i in range(days)]
-    datasets = {"subscribers": (out_dir / "subscribers", None), "devices": (out_dir / "devices", None)}
-    for name in DAILY_GENERATORS:
-        for day in dates:
-            datasets[f"{name} {day.isoformat()}"] = (out_dir / name / f"date={day.isoformat()}", day)
-    writers = {key: DatasetWriter(key.split()[0], path, file_format) for key, (path, _) in datasets.items()}
+    writers = [DatasetWriter("subscribers", None, out_dir, file_format),
+               DatasetWriter("devices", None, out_dir, file_format)]
+    writers += [DatasetWriter(name, day, out_dir, file_format) for name in DAILY_GENERATORS for day in dates]
 
+    # One process, one table at a time: memory holds one dataset's chunk. (Writing each part
+    # in a thread while the next is drawn was no faster on this shared 2-core machine.)
     for chunk, first in enumerate(range(1, n_subscribers + 1, chunk_subscribers)):
         subscribers = generate_subscribers(min(chunk_subscribers, n_subscribers + 1 - first), seed, first)
-        for key, (_, day) in datasets.items():  # one table at a time: memory stays one dataset's chunk
-            if key == "subscribers":
-                table = subscribers
-            elif key == "devices":
-                table = generate_devices(subscribers, seed)
-            else:
-                table = DAILY_GENERATORS[writers[key].source](subscribers, day, seed)
-            writers[key].write(chunk, table, bad_row_rate, seed, day)
+        for writer in writers:
+            writer.write(chunk, writer.generate(subscribers, seed), bad_row_rate, seed)
 
-    for key, writer in writers.items():
+    for writer in writers:
         writer.finish()
-        print(f"generate: {key} ... {writer.rows:,} rows", flush=True)
+        print(f"generate: {writer.label} ... {writer.rows:,} rows", flush=True)
     record = landing_record(writers, seed, n_subscribers, start_date, dates, bad_row_rate, file_format)
     marker.write_text(json.dumps(record, indent=2) + "\n")
     print(f"generate: complete, {sum(record['rows'].values()):,} rows in {out_dir}", flush=True)
@@ -111,18 +105,18 @@ def check_arguments(n_subscribers: int, days: int, bad_row_rate: float, file_for
 
 
 def landing_record(
-    writers: dict[str, DatasetWriter], seed: int, n_subscribers: int, start_date: dt.date,
+    writers: list[DatasetWriter], seed: int, n_subscribers: int, start_date: dt.date,
     dates: list[dt.date], bad_row_rate: float, file_format: str,
 ) -> dict:
     """The .complete marker's content: parameters, rows per source and date, corrupted rows."""
     rows = {name: 0 for name in SOURCES}
     rows_by_date: dict[str, dict[str, int]] = {name: {} for name in DAILY_GENERATORS}
     corrupted = {name: 0 for name in SOURCES}
-    for key, writer in writers.items():
+    for writer in writers:
         rows[writer.source] += writer.rows
         corrupted[writer.source] += writer.corrupted
-        if writer.source in rows_by_date:
-            rows_by_date[writer.source][key.split()[1]] = writer.rows
+        if writer.day is not None:
+            rows_by_date[writer.source][writer.day.isoformat()] = writer.rows
     return {
         "generator": SYNTHETIC_GENERATOR,  # what `serve` with demo keys requires (flows.schedules)
         "seed": seed,
@@ -139,21 +133,32 @@ def landing_record(
 
 
 class DatasetWriter:
-    """One dataset folder: part files as chunks come, `_SUCCESS` when all are written."""
+    """One dataset folder (a source, and its day for a daily one): part files as chunks
+    come, `_SUCCESS` when all are written; counts its rows and corrupted rows."""
 
-    def __init__(self, source: str, path: Path, file_format: str) -> None:
-        self.source, self.path, self.file_format = source, path, file_format
+    def __init__(self, source: str, day: dt.date | None, out_dir: Path, file_format: str) -> None:
+        self.source, self.day, self.file_format = source, day, file_format
+        self.path = out_dir / source / f"date={day.isoformat()}" if day else out_dir / source
+        self.label = f"{source} {day.isoformat()}" if day else source
         self.rows = self.corrupted = self.parts = 0
-        if path.exists():
-            shutil.rmtree(path)  # overwrite: no part of an earlier run stays
-        path.mkdir(parents=True)
+        if self.path.exists():
+            shutil.rmtree(self.path)  # overwrite: no part of an earlier run stays
+        self.path.mkdir(parents=True)
 
-    def write(self, chunk: int, table: pa.Table, bad_row_rate: float, seed: int, day: dt.date | None) -> None:
-        """Corrupt a share of the chunk's rows and write them as part `chunk` (none when empty)."""
+    def generate(self, subscribers: pa.Table, seed: int) -> pa.Table:
+        """This dataset's rows for a chunk of subscribers."""
+        if self.source == "subscribers":
+            return subscribers
+        if self.source == "devices":
+            return generate_devices(subscribers, seed)
+        return DAILY_GENERATORS[self.source](subscribers, self.day, seed)
+
+    def write(self, chunk: int, table: pa.Table, bad_row_rate: float, seed: int) -> None:
+        """Corrupt a share of the chunk's rows (counted) and write them as part `chunk` (none when empty)."""
         if table.num_rows == 0:
             return
         if bad_row_rate > 0:
-            table, corrupted = with_bad_rows(table, SOURCES[self.source], bad_row_rate, seed, day)
+            table, corrupted = with_bad_rows(table, SOURCES[self.source], bad_row_rate, seed, self.day)
             self.corrupted += int(np.count_nonzero(corrupted))
         write_part(table, self.path / f"part-{chunk:05d}.{self.file_format}", self.file_format)
         self.rows += table.num_rows
