@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from core.errors import InternalAlarm, KrReportsError
 from core.private import use_private_umask
 from core.schemas import SOURCES
 from stages.catalog import DATASET_MARKER, SYNTHETIC_GENERATOR
@@ -49,6 +50,10 @@ DAILY_GENERATORS: dict[str, Callable[[pa.Table, dt.date, int], pa.Table]] = {
     "network_flows": generate_network_flows,
     "web_visits": generate_web_visits,
 }
+
+
+class GenerateError(KrReportsError, ValueError):
+    """An argument of write_landing out of its range (the CLI shows it as one line)."""
 
 
 def write_landing(
@@ -91,17 +96,17 @@ def write_landing(
 
 
 def check_arguments(n_subscribers: int, days: int, bad_row_rate: float, file_format: str, chunk: int) -> None:
-    """ValueError naming the argument and what it must be."""
+    """GenerateError naming the argument and what it must be."""
     if file_format not in FILE_FORMATS:
-        raise ValueError(f"file_format must be one of {FILE_FORMATS}, not '{file_format}'")
+        raise GenerateError(f"file_format must be one of {FILE_FORMATS}, not '{file_format}'")
     if not isinstance(n_subscribers, int) or n_subscribers < 1:
-        raise ValueError(f"n_subscribers must be a whole number of at least 1, not {n_subscribers!r}")
+        raise GenerateError(f"n_subscribers must be a whole number of at least 1, not {n_subscribers!r}")
     if not isinstance(days, int) or days < 0:
-        raise ValueError(f"days must be a whole number of at least 0, not {days!r}")
+        raise GenerateError(f"days must be a whole number of at least 0, not {days!r}")
     if not 0.0 <= bad_row_rate <= 1.0:
-        raise ValueError(f"bad_row_rate must be between 0 and 1, not {bad_row_rate!r}")
+        raise GenerateError(f"bad_row_rate must be between 0 and 1, not {bad_row_rate!r}")
     if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk_subscribers must be a whole number of at least 1, not {chunk!r}")
+        raise GenerateError(f"chunk_subscribers must be a whole number of at least 1, not {chunk!r}")
 
 
 def landing_record(
@@ -203,7 +208,7 @@ def json_values(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """JSON texts of a string column: quoted and escaped, or null."""
     text = column.cast(pa.large_string())
     if pc.any(pc.match_substring_regex(text, "[\\x00-\\x1f]")).as_py():
-        raise ValueError("a generated value holds a control character: not written as JSON")
+        raise InternalAlarm("a generated value holds a control character: not written as JSON lines")
     escaped = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
     quoted = pc.binary_join_element_wise(_text('"'), escaped, _text('"'), _text(""))
     return pc.fill_null(quoted, _text("null"))

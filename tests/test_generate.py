@@ -22,8 +22,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from core.errors import InternalAlarm
 from core.schemas import SOURCES, SourceSpec
-from stages.generate import write_landing
+from stages.generate import json_lines, write_landing
 from synthetic import (
     generate_call_records,
     generate_devices,
@@ -533,3 +534,21 @@ def test_write_landing_refuses_bad_arguments_before_writing(tmp_path, arguments,
         write_landing(out, **{"n_subscribers": 10, "days": 1, **arguments})
     assert str(raised.value) == message
     assert not out.exists()
+
+
+def test_generate_command_reports_a_bad_argument_in_one_line(tmp_path, capsys):
+    from kr_reports.cli import main
+
+    out = tmp_path / "landing"
+    assert main(["generate", "--subscribers", "0", "--days", "1", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error == "kr-reports generate: error: n_subscribers must be a whole number of at least 1, not 0\n"
+    assert not out.exists()
+
+
+def test_json_lines_escape_quotes_and_backslashes_and_keep_nulls():
+    table = pa.table({"a": ['say "hi"', "C:\\dir", None], "b": ["1", None, "é"]})
+    lines = bytes(json_lines(table)).decode().splitlines()
+    assert [json.loads(line) for line in lines] == table.to_pylist()
+    with pytest.raises(InternalAlarm, match="control character"):
+        json_lines(pa.table({"a": ["line\nbreak"]}))
