@@ -251,11 +251,11 @@ def test_card_numbers_pass_luhn(landing):
 
 
 def test_luhn_check_digit_matches_known_numbers():
-    payloads = np.array([49015420323751, 35209900176148, 7992739871, 0])
-    assert luhn_check_digit(payloads[:2], 14).tolist() == [8, 1]
-    assert luhn_check_digit(payloads[2:], 10).tolist() == [3, 0]  # 79927398713: the textbook case
-    random = np.arange(10**14, 10**14 + 2000, 7, dtype=np.int64)
-    checked = [f"{p}{d}" for p, d in zip(random, luhn_check_digit(random, 15), strict=True)]
+    known = np.array([49015420323751, 35209900176148, 7992739871, 0])
+    assert luhn_check_digit(known[:2], 14).tolist() == [8, 1]
+    assert luhn_check_digit(known[2:], 10).tolist() == [3, 0]  # 79927398713: the textbook case
+    payloads = np.arange(10**14, 10**14 + 2000, 7, dtype=np.int64)
+    checked = [f"{p}{d}" for p, d in zip(payloads, luhn_check_digit(payloads, 15), strict=True)]
     assert all(luhn_valid(n) for n in checked)
     assert not any(luhn_valid(n[:-1] + str((int(n[-1]) + 1) % 10)) for n in checked)
 
