@@ -3,120 +3,121 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import cache
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.schemas import NETWORK_FLOWS
 from synthetic.draws import (
-    RECORD_KEY,
     daily_count,
-    decimal_text,
-    event_time,
+    keys_of,
     lognormal,
     normal,
-    pick,
-    pick_weighted,
     random_bits,
     uniform,
     uniform_index,
+    weighted_index,
 )
 from synthetic.model import PROTOCOLS, PUBLIC_FIRST_OCTETS, SERVER_POOL, TCP_PORTS, UDP_PORTS
 from synthetic.records import (
-    select_landing,
+    Records,
+    account_numbers,
+    event_time,
+    landing_table,
+    records_per_subscriber,
     subscriber_ip,
-    with_records_per_subscriber,
-    with_subscriber_key,
+    subscriber_keys,
 )
+from synthetic.text import (
+    decimal_text,
+    fixed_width_text,
+    hex_chars,
+    hex_numbers,
+    lookup,
+    plain_number,
+    small_numbers,
+)
+
+_TCP, _UDP, _ICMP = (p for p, _ in PROTOCOLS)
 
 
 def generate_network_flows(
-    subscribers: DataFrame, day: dt.date, seed: int, flows_per_subscriber: float = 20.0
-) -> DataFrame:
+    subscribers: pa.Table, day: dt.date, seed: int, flows_per_subscriber: float = 20.0
+) -> pa.Table:
     """A day of flows: ~flows_per_subscriber per subscriber on average, heavy-tailed bytes."""
     tag = f"flows:{day.isoformat()}"
-    count = daily_count(seed, tag, flows_per_subscriber, 0.6, int(100 * flows_per_subscriber) + 10)
-    return (
-        subscribers.transform(with_subscriber_key)
-        .withColumn("src_ip", subscriber_ip(seed))
-        .transform(with_records_per_subscriber, count, ["src_ip"])
-        .transform(with_flow_draws, seed, tag)
-        .transform(with_flow_endpoints)
-        .transform(with_flow_volume, day, seed, tag)
-        .transform(select_landing, NETWORK_FLOWS)
-    )
+    keys = subscriber_keys(subscribers)
+    cap = int(100 * flows_per_subscriber) + 10
+    records = records_per_subscriber(keys, daily_count(seed, tag, keys, flows_per_subscriber, 0.6, cap))
+    src_ip, is_ipv6 = subscriber_ip(seed, account_numbers(subscribers), keys)
+    protocol = weighted_index([w for _, w in PROTOCOLS], uniform(seed, f"{tag}:protocol", records.keys))
+    columns = {
+        "account_id": subscribers.column("account_id").take(records.parent),
+        "src_ip": src_ip.take(records.parent),
+        "protocol": lookup([p for p, _ in PROTOCOLS], protocol),
+        "start_time": event_time(day, seed, tag, records.keys),
+        **endpoints(seed, tag, records, protocol, is_ipv6[records.parent]),
+        **volume(seed, tag, records, protocol),
+    }
+    return landing_table(NETWORK_FLOWS, columns)
 
 
-def with_flow_draws(df: DataFrame, seed: int, tag: str) -> DataFrame:
-    """Add the draws used more than once: protocol, port uniform, server and bytes normal."""
-    keys = (F.col(RECORD_KEY),)
+def endpoints(
+    seed: int, tag: str, records: Records, protocol: np.ndarray, ipv6: np.ndarray
+) -> dict[str, pa.Array]:
+    """dst_ip (a skewed pool of public servers), src_port and dst_port (null for icmp)."""
+    keys = records.keys
     # cubing the uniform concentrates traffic on the first servers of the pool
-    server = F.floor(uniform(seed, f"{tag}:server", *keys) ** 3 * F.lit(SERVER_POOL))
-    return df.withColumns(
-        {
-            "protocol": pick_weighted(PROTOCOLS, uniform(seed, f"{tag}:protocol", *keys)),
-            "port_u": uniform(seed, f"{tag}:dst_port", *keys),
-            "src_port_draw": F.lit(32_768)
-            + uniform_index(28_232, uniform(seed, f"{tag}:src_port", *keys)),
-            "server_hash": random_bits(seed, "server", server),
-            "z_bytes": normal(seed, f"{tag}:bytes", *keys),
-        }
-    )
+    server = (uniform(seed, f"{tag}:server", keys) ** 3 * SERVER_POOL).astype(np.int64)
+    port_u = uniform(seed, f"{tag}:dst_port", keys)
+    tcp_port = np.array([p for p, _ in TCP_PORTS])[weighted_index([w for _, w in TCP_PORTS], port_u)]
+    udp_port = np.array([p for p, _ in UDP_PORTS])[weighted_index([w for _, w in UDP_PORTS], port_u)]
+    is_icmp = protocol == [p for p, _ in PROTOCOLS].index(_ICMP)
+    is_tcp = protocol == [p for p, _ in PROTOCOLS].index(_TCP)
+    src_port = 32_768 + uniform_index(28_232, uniform(seed, f"{tag}:src_port", keys))
+    ports = small_numbers(65_536)
+    return {
+        "dst_ip": server_addresses(seed).take(server + SERVER_POOL * ipv6),
+        "src_port": ports.take(pa.array(src_port, mask=is_icmp)),
+        "dst_port": ports.take(pa.array(np.where(is_tcp, tcp_port, udp_port), mask=is_icmp)),
+    }
 
 
-def with_flow_endpoints(df: DataFrame) -> DataFrame:
-    """Add dst_ip (a skewed pool of public servers), src_port and dst_port (null for icmp)."""
-    protocol, port_u = F.col("protocol"), F.col("port_u")
-    dst_port = (
-        F.when(protocol == "tcp", pick_weighted(TCP_PORTS, port_u))
-        .when(protocol == "udp", pick_weighted(UDP_PORTS, port_u))
-    )
-    return df.withColumns(
-        {
-            "dst_ip": server_ip(F.col("server_hash"), F.col("src_ip").contains(":")),
-            "src_port": F.when(protocol != "icmp", F.col("src_port_draw")),
-            "dst_port": dst_port,
-        }
-    )
+@cache
+def server_addresses(seed: int) -> pa.Array:
+    """Public-looking addresses of the pool's servers: IPv4 ones, then the IPv6 ones (for IPv6 clients)."""
+    server_hash = random_bits(seed, "server", keys_of(np.arange(SERVER_POOL)))
+    octets = small_numbers(256)
+
+    def field(shift: int, modulo: int) -> np.ndarray:
+        return ((server_hash >> np.uint64(shift)) % np.uint64(modulo)).astype(np.int64)
+
+    first = np.array(PUBLIC_FIRST_OCTETS)[field(0, len(PUBLIC_FIRST_OCTETS))]
+    ipv4 = pc.binary_join_element_wise(
+        octets.take(first), octets.take(field(8, 256)), octets.take(field(16, 256)),
+        octets.take(1 + field(24, 254)), ".")
+    subnet = fixed_width_text(hex_chars(field(32, 4096), 3))
+    host = hex_numbers(65536).take(1 + field(44, 65535))
+    ipv6 = pc.binary_join_element_wise("2001:db8:f", subnet, "::", host, "")
+    return pa.concat_arrays([ipv4, ipv6])
 
 
-def server_ip(server_hash: Column, ipv6: Column) -> Column:
-    """Public-looking address of a server (by its hash): IPv4, or IPv6 for IPv6 clients."""
-    first = pick(PUBLIC_FIRST_OCTETS, F.pmod(server_hash, F.lit(len(PUBLIC_FIRST_OCTETS))))
-    ipv4 = F.concat_ws(
-        ".",
-        first.cast("string"),
-        F.pmod(F.shiftright(server_hash, 8), F.lit(256)).cast("string"),
-        F.pmod(F.shiftright(server_hash, 16), F.lit(256)).cast("string"),
-        (F.pmod(F.shiftright(server_hash, 24), F.lit(254)) + F.lit(1)).cast("string"),
-    )
-    ipv6_text = F.concat(
-        F.lit("2001:db8:f"),
-        F.lpad(F.lower(F.hex(F.pmod(F.shiftright(server_hash, 32), F.lit(4096)))), 3, "0"),
-        F.lit("::"),
-        F.lower(F.hex(F.pmod(F.shiftright(server_hash, 44), F.lit(65535)) + F.lit(1))),
-    )
-    return F.when(ipv6, ipv6_text).otherwise(ipv4)
-
-
-def with_flow_volume(df: DataFrame, day: dt.date, seed: int, tag: str) -> DataFrame:
-    """Add bytes (lognormal, median ~24 KB), packets, start_time and duration_s."""
-    keys = (F.col(RECORD_KEY),)
-    z_bytes = F.col("z_bytes")
-    payload = F.least(lognormal(24_000.0, 1.8, z_bytes), F.lit(5e10))
-    ping = F.lit(64) * (F.lit(1) + uniform_index(20, uniform(seed, f"{tag}:ping", *keys)))
-    is_icmp = F.col("protocol") == "icmp"
-    packet_size = F.lit(700.0) + F.lit(200.0) * uniform(seed, f"{tag}:packet", *keys)
+def volume(seed: int, tag: str, records: Records, protocol: np.ndarray) -> dict[str, pa.Array]:
+    """bytes (lognormal, median ~24 KB; pings for icmp), packets and duration_s."""
+    keys = records.keys
+    z_bytes = normal(seed, f"{tag}:bytes", keys)
+    payload = np.floor(np.minimum(lognormal(24_000.0, 1.8, z_bytes), 5e10))
+    ping = 64 * (1 + uniform_index(20, uniform(seed, f"{tag}:ping", keys)))
+    is_icmp = protocol == [p for p, _ in PROTOCOLS].index(_ICMP)
+    n_bytes = np.where(is_icmp, ping, payload).astype(np.int64)
+    packet_size = 700.0 + 200.0 * uniform(seed, f"{tag}:packet", keys)
     # longer flows carry more bytes: the duration shares part of the bytes draw
-    z_duration = F.lit(0.6) * z_bytes + F.lit(0.8) * normal(seed, f"{tag}:duration", *keys)
-    duration = F.least(lognormal(1.5, 2.0, z_duration), F.lit(86_400.0))
-    return df.withColumn(
-        "bytes", F.when(is_icmp, ping).otherwise(F.floor(payload)).cast("long")
-    ).withColumns(
-        {
-            "packets": (F.floor(F.col("bytes") / packet_size) + F.lit(1)).cast("long"),
-            "start_time": event_time(day, seed, tag, *keys),
-            "duration_s": decimal_text(duration, 3),
-        }
-    )
-
+    z_duration = 0.6 * z_bytes + 0.8 * normal(seed, f"{tag}:duration", keys)
+    duration = np.minimum(lognormal(1.5, 2.0, z_duration), 86_400.0)
+    return {
+        "bytes": plain_number(n_bytes),
+        "packets": plain_number(np.floor(n_bytes / packet_size).astype(np.int64) + 1),
+        "duration_s": decimal_text(duration, 3),
+    }

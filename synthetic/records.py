@@ -1,69 +1,83 @@
-"""Subscriber-level helpers shared by the sources: hash keys, records per subscriber, addresses."""
+"""Subscriber-level helpers shared by the sources: keys, records per subscriber, addresses."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.schemas import SourceSpec
-from synthetic.draws import RECORD_KEY, SUBSCRIBER_KEY, random_bits, uniform
-from synthetic.model import IPV6_SHARE, REGIONS
+from synthetic.draws import child_keys, keys_of, random_bits, uniform, uniform_index, weighted_index
+from synthetic.model import HOURLY_WEIGHTS, IPV6_SHARE
+from synthetic.text import hex_numbers, small_numbers, time_text
 
 
-def account_number(account_id: Column) -> Column:
-    """The number inside an account id ('KR00000042' -> 42)."""
-    return F.substring(account_id, 3, 12).try_cast("long")
+def account_numbers(subscribers: pa.Table) -> np.ndarray:
+    """The number inside each account id ('KR00000042' -> 42)."""
+    digits = pc.utf8_slice_codeunits(subscribers.column("account_id"), 2)
+    return pc.cast(digits, pa.int64()).to_numpy()
 
 
-def subscriber_ip(seed: int) -> Column:
-    """The subscriber's address: a unique 10.0.0.0/8 IPv4, or for some a 2001:db8::/32 IPv6."""
-    key = F.col(SUBSCRIBER_KEY)
+def subscriber_keys(subscribers: pa.Table) -> np.ndarray:
+    """Each subscriber's hash key, the input of every per-subscriber draw."""
+    return keys_of(account_numbers(subscribers))
+
+
+@dataclass(frozen=True)
+class Records:
+    """Rows of a child source: the parent (subscriber) row of each, its number 1.. and key."""
+
+    parent: np.ndarray  # row of the subscribers table, int64
+    seq: np.ndarray  # 1..count within the subscriber
+    keys: np.ndarray  # uint64: a function of the subscriber's key and seq
+
+    def __len__(self) -> int:
+        return len(self.parent)
+
+
+def records_per_subscriber(keys: np.ndarray, counts: np.ndarray) -> Records:
+    """`counts[i]` records for subscriber i, in subscriber order."""
+    parent = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    starts = np.cumsum(counts) - counts
+    seq = np.arange(len(parent), dtype=np.int64) - np.repeat(starts, counts) + 1
+    return Records(parent=parent, seq=seq, keys=child_keys(keys[parent], seq))
+
+
+def subscriber_ip(seed: int, numbers: np.ndarray, keys: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """Each subscriber's address, a unique 10.0.0.0/8 IPv4 or for some a 2001:db8::/32 IPv6;
+    and whether it is IPv6."""
     # odd multiplier: a bijection of the 24-bit host numbers, so addresses are unique
-    number = account_number(F.col("account_id"))
-    host = F.pmod(number * F.lit(2_654_435) + F.lit(seed % 2**24), F.lit(2**24))
-    ipv4 = F.concat_ws(
-        ".",
-        F.lit("10"),
-        F.pmod(F.shiftright(host, 16), F.lit(256)).cast("string"),
-        F.pmod(F.shiftright(host, 8), F.lit(256)).cast("string"),
-        F.pmod(host, F.lit(256)).cast("string"),
-    )
-    interface = F.lit(1) + F.pmod(random_bits(seed, "ipv6:host", key), F.lit(65535))
-    ipv6 = F.concat_ws(
-        ":",
-        F.lit("2001:db8"),
-        F.lower(F.hex(F.lit(0x100) + F.shiftright(host, 16))),
-        F.lower(F.hex(F.pmod(host, F.lit(65536)))),
-        F.lit(""),
-        F.lower(F.hex(interface)),
-    )
-    return F.when(uniform(seed, "ipv6", key) < F.lit(IPV6_SHARE), ipv6).otherwise(ipv4)
+    host = (numbers * 2_654_435 + seed % 2**24) % 2**24
+    octets = small_numbers(256)
+    ipv4 = pc.binary_join_element_wise(
+        "10", octets.take(host >> 16), octets.take((host >> 8) % 256), octets.take(host % 256), ".")
+    interface = 1 + (random_bits(seed, "ipv6:host", keys) % np.uint64(65535)).astype(np.int64)
+    hextets = hex_numbers(65536)
+    ipv6 = pc.binary_join_element_wise(
+        "2001:db8", hextets.take(0x100 + (host >> 16)), hextets.take(host % 65536), "",
+        hextets.take(interface), ":")
+    is_ipv6 = uniform(seed, "ipv6", keys) < IPV6_SHARE
+    return pc.if_else(pa.array(is_ipv6), ipv6, ipv4), is_ipv6
 
 
-def region_number(region: Column) -> Column:
-    """1-based position of a region in REGIONS (0 when unknown)."""
-    return F.array_position(F.array(*[F.lit(r) for r in REGIONS]), region).cast("int")
+def event_seconds(seed: int, tag: str, keys: np.ndarray) -> np.ndarray:
+    """Seconds of the day (0..86399), the hour drawn from the diurnal profile."""
+    hour = weighted_index(HOURLY_WEIGHTS, uniform(seed, f"{tag}:hour", keys))
+    return hour * 3600 + uniform_index(3600, uniform(seed, f"{tag}:second", keys))
 
 
-def with_subscriber_key(df: DataFrame) -> DataFrame:
-    """Add the subscriber's hash key, the input of every per-subscriber draw."""
-    return df.withColumn(SUBSCRIBER_KEY, F.xxhash64(F.col("account_id")))
+def event_time(day: dt.date, seed: int, tag: str, keys: np.ndarray) -> pa.Array:
+    """'yyyy-MM-dd HH:mm:ss' inside `day`, the hour drawn from the diurnal profile."""
+    return time_text(day, event_seconds(seed, tag, keys))
 
 
-def with_records_per_subscriber(df: DataFrame, count: Column, keep: Sequence[str]) -> DataFrame:
-    """One row per record: account_id, subscriber key and `keep`, `seq` 1..count, record key."""
-    columns = ["account_id", SUBSCRIBER_KEY, *keep]
-    return (
-        df.select(*columns, count.alias("n_records"))
-        .filter(F.col("n_records") > 0)
-        .select(*columns, F.explode(F.sequence(F.lit(1), F.col("n_records"))).alias("seq"))
-        .withColumn(RECORD_KEY, F.xxhash64(F.col(SUBSCRIBER_KEY), F.col("seq")))
-    )
-
-
-def select_landing(df: DataFrame, source: SourceSpec) -> DataFrame:
+def landing_table(source: SourceSpec, columns: dict[str, pa.Array]) -> pa.Table:
     """The canonical landing columns of `source`, in order, all strings."""
-    return df.select(*[F.col(c).cast("string").alias(c) for c in source.column_names])
-
+    names = source.column_names
+    arrays = [columns[name] for name in names]
+    if any(a.type != pa.string() for a in arrays):
+        raise TypeError(f"{source.name}: every landing column must be a string")
+    return pa.table(arrays, names=names)

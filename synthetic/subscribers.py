@@ -1,30 +1,25 @@
 """Synthetic subscribers: demographics, identity, contract and payment, one row per account.
 
 The direct identifiers (name, email, msisdn, card number, password hash) are invented and
-shaped like the real ones (Luhn-valid cards, +8210 numbers), so ingest's checks see
-realistic values.
+shaped like the real ones (Luhn-valid cards, +8210 numbers, 64 hex digits), so ingest's
+checks see realistic values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.schemas import SUBSCRIBERS
 from synthetic.draws import (
-    SUBSCRIBER_KEY,
-    decimal_text,
+    keys_of,
     luhn_check_digit,
-    pick,
-    pick_weighted,
+    random_below,
     random_bits,
-    random_digits,
     uniform,
     uniform_index,
     weighted_index,
-    zero_pad,
 )
 from synthetic.model import (
     ADDONS,
@@ -44,139 +39,155 @@ from synthetic.model import (
     REGION_WEIGHTS,
     REGIONS,
 )
-from synthetic.records import select_landing, with_subscriber_key
+from synthetic.records import landing_table
+from synthetic.text import (
+    NULL_TEXT,
+    date_text,
+    decimal_text,
+    fixed_width_text,
+    hex_chars,
+    lookup,
+    plain_number,
+    zero_padded,
+)
+
+# given names in one list: female, male, neutral; a gender's names start at its offset
+_GIVEN_NAMES = FEMALE_NAMES + MALE_NAMES + NEUTRAL_NAMES
+_GIVEN_RANGES = {"female": (0, len(FEMALE_NAMES)),
+                 "male": (len(FEMALE_NAMES), len(MALE_NAMES)),
+                 "other": (len(FEMALE_NAMES) + len(MALE_NAMES), len(NEUTRAL_NAMES))}
+_REFERENCE_DAY = np.datetime64(REFERENCE_DATE, "D")
 
 
-def generate_subscribers(spark: SparkSession, n_subscribers: int, seed: int) -> DataFrame:
-    """Subscribers 'KR00000001'.. with demographics, contract and forbidden columns."""
-    return (
-        spark.range(1, n_subscribers + 1)
-        .select(F.format_string("KR%08d", F.col("id")).alias("account_id"), F.col("id"))
-        .transform(with_subscriber_key)
-        .transform(with_demographics, seed)
-        .transform(with_identity, seed)
-        .transform(with_contract, seed)
-        .transform(with_payment, seed)
-        .transform(select_landing, SUBSCRIBERS)
-    )
-
-
-def with_demographics(df: DataFrame, seed: int) -> DataFrame:
-    """Add gender, birth_date (ages 16-90), region (population-weighted) and postcode."""
-    key = F.col(SUBSCRIBER_KEY)
-    band, region_ix = F.col("age_band"), F.col("region_ix")
-    youngest = pick([lo for lo, _, _ in AGE_BANDS], band)
-    span = pick([hi - lo + 1 for lo, hi, _ in AGE_BANDS], band)
-    age = youngest + F.floor(uniform(seed, "age:year", key) * span).cast("int")
-    # a day 1..364 before the birthday that makes `age`: the age stays exact
-    birthday = F.add_months(F.lit(REFERENCE_DATE), -12 * age)
-    birth_date = F.date_sub(birthday, 1 + uniform_index(364, uniform(seed, "age:day", key)))
-    first_area = pick([POSTCODE_PREFIXES[r][0] for r in REGIONS], region_ix)
-    n_areas = pick([hi - lo + 1 for lo, hi in (POSTCODE_PREFIXES[r] for r in REGIONS)], region_ix)
-    area = first_area + F.floor(uniform(seed, "postcode:area", key) * n_areas).cast("int")
-    block = uniform_index(1000, uniform(seed, "postcode:block", key))
-    return df.withColumns(
-        {
-            "age_band": weighted_index([w for _, _, w in AGE_BANDS], uniform(seed, "age", key)),
-            "region_ix": weighted_index(list(REGION_WEIGHTS.values()), uniform(seed, "region", key)),
-        }
-    ).withColumns(
-        {
-            "gender": pick_weighted(GENDERS, uniform(seed, "gender", key)),
-            "birth_date": birth_date,
-            "region": pick(REGIONS, region_ix),
-            "postcode": F.concat(zero_pad(area, 2), zero_pad(block, 3)),
-        }
-    )
-
-
-def with_identity(df: DataFrame, seed: int) -> DataFrame:
-    """Add name (family name first), email (name + number) and msisdn (+8210 + 8 digits)."""
-    key = F.col(SUBSCRIBER_KEY)
-    u_given = uniform(seed, "name:given", key)
-
-    def given_from(names: Sequence[str]) -> Column:
-        return pick(names, uniform_index(len(names), u_given))
-
-    given = (
-        F.when(F.col("gender") == "female", given_from(FEMALE_NAMES))
-        .when(F.col("gender") == "male", given_from(MALE_NAMES))
-        .otherwise(given_from(NEUTRAL_NAMES))
-    )
-    family = pick_weighted(FAMILY_NAMES, uniform(seed, "name:family", key))
-    # affine map with a multiplier coprime to 8*10^7: distinct lines 2000 0000-9999 9999
-    line = F.lit(20_000_000) + F.pmod(
-        F.col("id") * F.lit(37_249_091) + F.lit(seed % 80_000_000), F.lit(80_000_000)
-    )
-    email_domain = pick_weighted(EMAIL_DOMAINS, uniform(seed, "email:domain", key))
-    return df.withColumns({"given": given, "family": family}).withColumns(
-        {
-            "name": F.concat_ws(" ", F.col("family"), F.col("given")),
-            "email": F.concat(
-                F.lower(F.col("given")),
-                F.lit("."),
-                F.lower(F.col("family")),
-                F.col("id").cast("string"),
-                F.lit("@"),
-                email_domain,
-            ),
-            "msisdn": F.concat(F.lit("+8210"), line.cast("string")),
-        }
-    )
-
-
-def with_contract(df: DataFrame, seed: int) -> DataFrame:
-    """Add plan, addons (';'-joined or null), contract, monthly_charges and signup_date."""
-    key = F.col(SUBSCRIBER_KEY)
-    takes = [(F.col(f"addon_{name}"), name, price) for name, _, price in ADDONS]
-    addon_names = F.concat_ws(";", *[F.when(t, F.lit(name)) for t, name, _ in takes])
-    addon_price = sum((t.cast("double") * F.lit(price) for t, _, price in takes), F.lit(0.0))
-    plan_ix = F.col("plan_ix")
-    contract = F.when(pick([p for p, _, _ in PLANS], plan_ix) == F.lit("prepaid"), "month-to-month")
-    discount = F.when(F.col("contract") == F.lit("month-to-month"), 1.0).otherwise(0.75)
-    charges = pick([c for _, _, c in PLANS], plan_ix) * discount + addon_price
-    # signups over 15 years skewed to recent ones, never before the subscriber turned 16
-    days_ago = 1 + F.floor(uniform(seed, "signup", key) ** 1.4 * F.lit(15 * 365)).cast("int")
-    signup = F.greatest(
-        F.date_sub(F.lit(REFERENCE_DATE), days_ago), F.add_months(F.col("birth_date"), 16 * 12)
-    )
-    # one hash, a 9-bit field per addon: take-up resolution 1/512 is plenty
-    addon_bits = random_bits(seed, "addons", key)
-    flags = {
-        f"addon_{name}": F.shiftright(addon_bits, 9 * i).bitwiseAND(511) < F.lit(round(p * 512))
-        for i, (name, p, _) in enumerate(ADDONS)
+def generate_subscribers(n_subscribers: int, seed: int, first: int = 1) -> pa.Table:
+    """Subscribers 'KR%08d' numbered first..first+n-1, with demographics, contract and
+    forbidden columns; a subscriber's row depends on its number and the seed only."""
+    numbers = np.arange(first, first + n_subscribers, dtype=np.int64)
+    keys = keys_of(numbers)
+    gender = weighted_index([w for _, w in GENDERS], uniform(seed, "gender", keys))
+    birth = birth_dates(seed, keys)
+    plan = weighted_index([w for _, w, _ in PLANS], uniform(seed, "plan", keys))
+    columns = {
+        "account_id": zero_padded(numbers, 8, prefix="KR"),
+        "gender": lookup([g for g, _ in GENDERS], gender),
+        "birth_date": date_text(birth),
+        "signup_date": date_text(signup_dates(seed, keys, birth)),
+        "plan": lookup([p for p, _, _ in PLANS], plan),
+        "password_hash": password_hashes(seed, keys),
+        **place(seed, keys),
+        **identity(seed, numbers, keys, gender),
+        **contract(seed, keys, plan),
+        **payment(seed, keys),
     }
-    return (
-        df.withColumns(flags)
-        .withColumn("plan_ix", weighted_index([w for _, w, _ in PLANS], uniform(seed, "plan", key)))
-        .withColumns(
-            {
-                "plan": pick([p for p, _, _ in PLANS], plan_ix),
-                "contract": contract.otherwise(
-                    pick_weighted(CONTRACTS, uniform(seed, "contract", key))
-                ),
-                "addons": F.when(addon_names != F.lit(""), addon_names),
-                "signup_date": signup,
-            }
-        )
-        .withColumn("monthly_charges", decimal_text(charges, 2))
-    )
+    return landing_table(SUBSCRIBERS, columns)
 
 
-def with_payment(df: DataFrame, seed: int) -> DataFrame:
-    """Add payment_method, card_number (Luhn-valid, card payers only) and password_hash."""
-    key = F.col(SUBSCRIBER_KEY)
-    body = F.concat(
-        pick(CARD_PREFIXES, uniform_index(len(CARD_PREFIXES), uniform(seed, "card:bin", key))),
-        random_digits(9, seed, "card:account", key),
-    )
-    pays_by_card = F.col("payment_method").isin("credit_card", "debit_card")
-    card = F.concat(F.col("card_body"), luhn_check_digit(F.col("card_body"), 15))
-    return df.withColumns(
-        {
-            "payment_method": pick_weighted(PAYMENT_METHODS, uniform(seed, "payment", key)),
-            "card_body": body,
-            "password_hash": F.sha2(F.concat_ws(":", F.lit(str(seed)), "account_id", F.lit("pw")), 256),
-        }
-    ).withColumn("card_number", F.when(pays_by_card, card))
+def birth_dates(seed: int, keys: np.ndarray) -> np.ndarray:
+    """Birth dates (datetime64[D]) for ages 16-90 at REFERENCE_DATE, drawn by age band."""
+    band = weighted_index([w for _, _, w in AGE_BANDS], uniform(seed, "age", keys))
+    youngest = np.array([lo for lo, _, _ in AGE_BANDS])[band]
+    span = np.array([hi - lo + 1 for lo, hi, _ in AGE_BANDS])[band]
+    age = youngest + (uniform(seed, "age:year", keys) * span).astype(np.int64)
+    # a day 1..364 before the birthday that makes `age`: the age stays exact
+    birthday = add_months(np.full(len(keys), _REFERENCE_DAY), -12 * age)
+    return birthday - (1 + uniform_index(364, uniform(seed, "age:day", keys)))
 
+
+def add_months(days: np.ndarray, months: np.ndarray | int) -> np.ndarray:
+    """Dates plus whole months, the day clamped to the target month's last (like Spark's add_months)."""
+    month_start = days.astype("datetime64[M]")
+    day_of_month = (days - month_start.astype("datetime64[D]")).astype(np.int64)
+    target = month_start + np.asarray(months).astype("timedelta64[M]")
+    month_length = ((target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(np.int64)
+    return target.astype("datetime64[D]") + np.minimum(day_of_month, month_length - 1)
+
+
+def signup_dates(seed: int, keys: np.ndarray, birth: np.ndarray) -> np.ndarray:
+    """Signups over 15 years skewed to recent ones, never before the subscriber turned 16."""
+    days_ago = 1 + (uniform(seed, "signup", keys) ** 1.4 * (15 * 365)).astype(np.int64)
+    return np.maximum(_REFERENCE_DAY - days_ago, add_months(birth, 16 * 12))
+
+
+def place(seed: int, keys: np.ndarray) -> dict[str, pa.Array]:
+    """Region (population-weighted) and a five-digit postcode inside it."""
+    region = weighted_index(list(REGION_WEIGHTS.values()), uniform(seed, "region", keys))
+    first_area = np.array([POSTCODE_PREFIXES[r][0] for r in REGIONS])[region]
+    n_areas = np.array([POSTCODE_PREFIXES[r][1] - POSTCODE_PREFIXES[r][0] + 1 for r in REGIONS])[region]
+    area = first_area + (uniform(seed, "postcode:area", keys) * n_areas).astype(np.int64)
+    block = uniform_index(1000, uniform(seed, "postcode:block", keys))
+    return {"region": lookup(REGIONS, region), "postcode": zero_padded(area * 1000 + block, 5)}
+
+
+def identity(seed: int, numbers: np.ndarray, keys: np.ndarray, gender: np.ndarray) -> dict[str, pa.Array]:
+    """Name (family name first), email (name + number) and msisdn (+8210 + 8 digits)."""
+    starts = np.array([_GIVEN_RANGES[g][0] for g, _ in GENDERS])[gender]
+    sizes = np.array([_GIVEN_RANGES[g][1] for g, _ in GENDERS])[gender]
+    given = starts + (uniform(seed, "name:given", keys) * sizes).astype(np.int64)
+    family = weighted_index([w for _, w in FAMILY_NAMES], uniform(seed, "name:family", keys))
+    family_names = [f for f, _ in FAMILY_NAMES]
+    email_domain = weighted_index([w for _, w in EMAIL_DOMAINS], uniform(seed, "email:domain", keys))
+    # affine map with a multiplier coprime to 8*10^7: distinct lines 2000 0000-9999 9999
+    line = 20_000_000 + (numbers * 37_249_091 + seed % 80_000_000) % 80_000_000
+    return {
+        "name": pc.binary_join_element_wise(lookup(family_names, family), lookup(_GIVEN_NAMES, given), " "),
+        "email": pc.binary_join_element_wise(
+            lookup([n.lower() for n in _GIVEN_NAMES], given), ".",
+            lookup([f.lower() for f in family_names], family), plain_number(numbers), "@",
+            lookup([d for d, _ in EMAIL_DOMAINS], email_domain), ""),
+        "msisdn": zero_padded(line, 8, prefix="+8210"),
+    }
+
+
+def _addon_tables() -> tuple[list[str | None], np.ndarray]:
+    """Per set of addons (bit i = ADDONS[i]): its ';'-joined names (None for none) and price."""
+    names, prices = [], []
+    for mask in range(2 ** len(ADDONS)):
+        taken = [(name, price) for i, (name, _, price) in enumerate(ADDONS) if mask >> i & 1]
+        names.append(";".join(n for n, _ in taken) or None)
+        prices.append(sum(p for _, p in taken))
+    return names, np.array(prices)
+
+
+_ADDON_NAMES, _ADDON_PRICES = _addon_tables()
+
+
+def contract(seed: int, keys: np.ndarray, plan: np.ndarray) -> dict[str, pa.Array]:
+    """Addons (';'-joined or null), contract (prepaid is month-to-month) and monthly_charges."""
+    # one hash, a 9-bit field per addon: take-up resolution 1/512 is plenty
+    bits = random_bits(seed, "addons", keys)
+    addons = np.zeros(len(keys), dtype=np.int64)
+    for i, (_, p, _) in enumerate(ADDONS):
+        takes = ((bits >> np.uint64(9 * i)) & np.uint64(511)).astype(np.int64) < round(p * 512)
+        addons |= takes.astype(np.int64) << i
+    prepaid = plan == [p for p, _, _ in PLANS].index("prepaid")
+    drawn = weighted_index([w for _, w in CONTRACTS], uniform(seed, "contract", keys))
+    month_to_month = [c for c, _ in CONTRACTS].index("month-to-month")
+    kind = np.where(prepaid, month_to_month, drawn)
+    discount = np.where(kind == month_to_month, 1.0, 0.75)
+    charges = np.array([c for _, _, c in PLANS])[plan] * discount + _ADDON_PRICES[addons]
+    return {
+        "addons": lookup(_ADDON_NAMES, addons),
+        "contract": lookup([c for c, _ in CONTRACTS], kind),
+        "monthly_charges": decimal_text(charges, 2),
+    }
+
+
+def payment(seed: int, keys: np.ndarray) -> dict[str, pa.Array]:
+    """Payment method, and a Luhn-valid card number for card payers only (null otherwise)."""
+    method = weighted_index([w for _, w in PAYMENT_METHODS], uniform(seed, "payment", keys))
+    methods = [m for m, _ in PAYMENT_METHODS]
+    by_card = np.isin(method, [methods.index("credit_card"), methods.index("debit_card")])
+    prefix = np.array([int(p) for p in CARD_PREFIXES])[
+        uniform_index(len(CARD_PREFIXES), uniform(seed, "card:bin", keys))]
+    body = prefix * 10**9 + random_below(10**9, seed, "card:account", keys)
+    card = zero_padded(body * 10 + luhn_check_digit(body, 15), 16)
+    return {
+        "payment_method": lookup(methods, method),
+        "card_number": pc.if_else(pa.array(by_card), card, NULL_TEXT),
+    }
+
+
+def password_hashes(seed: int, keys: np.ndarray) -> pa.Array:
+    """64 hex digits per subscriber, shaped like a SHA-256 password hash (random, no password)."""
+    parts = [hex_chars(random_bits(seed, f"password:{i}", keys), 16) for i in range(4)]
+    return fixed_width_text(np.hstack(parts))

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.schemas import WEB_VISITS
 from synthetic.draws import (
-    RECORD_KEY,
-    SUBSCRIBER_KEY,
     daily_count,
-    event_time,
     lognormal,
     normal,
-    pick,
-    random_bits,
+    random_below,
     uniform,
     uniform_index,
     weighted_index,
@@ -31,72 +28,59 @@ from synthetic.model import (
     USER_AGENTS,
 )
 from synthetic.records import (
-    select_landing,
+    Records,
+    account_numbers,
+    event_time,
+    landing_table,
+    records_per_subscriber,
     subscriber_ip,
-    with_records_per_subscriber,
-    with_subscriber_key,
+    subscriber_keys,
 )
+from synthetic.text import lookup, plain_number
+
+_ZIPF_WEIGHTS = [1.0 / rank**DOMAIN_ZIPF_EXPONENT for rank in range(1, len(DOMAINS) + 1)]
+# the query part of a url: '?q=<term>' for each term, '?page=2'..'?page=10', '?ref=home', none
+_QUERIES = ([f"?q={term}" for term in SEARCH_TERMS] + [f"?page={page}" for page in range(2, 11)]
+            + ["?ref=home", ""])
+_FIRST_PAGE_QUERY, _REF_QUERY, _NO_QUERY = len(SEARCH_TERMS), len(_QUERIES) - 2, len(_QUERIES) - 1
 
 
-def generate_web_visits(subscribers: DataFrame, day: dt.date, seed: int) -> DataFrame:
+def generate_web_visits(subscribers: pa.Table, day: dt.date, seed: int) -> pa.Table:
     """A day of page visits: about 14 per subscriber, Zipf domains, diurnal."""
     tag = f"web:{day.isoformat()}"
-    key = F.col(SUBSCRIBER_KEY)
-    usual_agent = weighted_index(USER_AGENT_WEIGHTS, uniform(seed, "web:agent", key))
-    return (
-        subscribers.transform(with_subscriber_key)
-        .withColumns({"client_ip": subscriber_ip(seed), "usual_agent": usual_agent})
-        .transform(
-            with_records_per_subscriber,
-            daily_count(seed, tag, 14.0, 0.6, 1500),
-            ["client_ip", "usual_agent"],
-        )
-        .transform(with_visit_draws, seed, tag)
-        .transform(with_visit_details, day, seed, tag)
-        .transform(select_landing, WEB_VISITS)
-    )
+    keys = subscriber_keys(subscribers)
+    records = records_per_subscriber(keys, daily_count(seed, tag, keys, 14.0, 0.6, 1500))
+    client_ip, _ = subscriber_ip(seed, account_numbers(subscribers), keys)
+    usual_agent = weighted_index(USER_AGENT_WEIGHTS, uniform(seed, "web:agent", keys))
+    other_agent = weighted_index(USER_AGENT_WEIGHTS, uniform(seed, f"{tag}:agent", records.keys))
+    keeps_agent = uniform(seed, f"{tag}:same_agent", records.keys) < 0.85
+    n_bytes = np.minimum(lognormal(120_000.0, 1.4, normal(seed, f"{tag}:bytes", records.keys)), 5e9)
+    domain = lookup(DOMAINS, weighted_index(_ZIPF_WEIGHTS, uniform(seed, f"{tag}:domain", records.keys)))
+    columns = {
+        "account_id": subscribers.column("account_id").take(records.parent),
+        "client_ip": client_ip.take(records.parent),
+        "domain": domain,
+        "url": urls(seed, tag, records, domain),
+        "visit_time": event_time(day, seed, tag, records.keys),
+        "bytes": plain_number(np.floor(n_bytes).astype(np.int64)),
+        "user_agent": lookup(USER_AGENTS, np.where(keeps_agent, usual_agent[records.parent], other_agent)),
+    }
+    return landing_table(WEB_VISITS, columns)
 
 
-def with_visit_draws(df: DataFrame, seed: int, tag: str) -> DataFrame:
-    """Add the draws used more than once: domain, path template, item number, query kind."""
-    keys = (F.col(RECORD_KEY),)
-    zipf = [1.0 / rank**DOMAIN_ZIPF_EXPONENT for rank in range(1, len(DOMAINS) + 1)]
-    return df.withColumns(
-        {
-            "domain": pick(DOMAINS, weighted_index(zipf, uniform(seed, f"{tag}:domain", *keys))),
-            "path_ix": uniform_index(len(URL_PATHS), uniform(seed, f"{tag}:path", *keys)),
-            "item": F.pmod(random_bits(seed, f"{tag}:item", *keys), F.lit(10**6)),
-            "query_u": uniform(seed, f"{tag}:query", *keys),
-        }
+def urls(seed: int, tag: str, records: Records, domain: pa.Array) -> pa.Array:
+    """'https://' + domain + a path (some with an item number) + for some a query."""
+    keys = records.keys
+    path = uniform_index(len(URL_PATHS), uniform(seed, f"{tag}:path", keys))
+    item = random_below(10**6, seed, f"{tag}:item", keys)
+    has_item = np.array([numbered for _, numbered in URL_PATHS])[path]
+    item_text = pc.if_else(pa.array(has_item), plain_number(item), "")
+    query_u = uniform(seed, f"{tag}:query", keys)
+    term = uniform_index(len(SEARCH_TERMS), uniform(seed, f"{tag}:term", keys))
+    query = np.select(
+        [query_u < QUERY_SHARE / 3, query_u < 2 * QUERY_SHARE / 3, query_u < QUERY_SHARE],
+        [term, _FIRST_PAGE_QUERY + item % 9, _REF_QUERY],
+        _NO_QUERY,
     )
-
-
-def with_visit_details(df: DataFrame, day: dt.date, seed: int, tag: str) -> DataFrame:
-    """Add url, visit_time, bytes and user_agent."""
-    keys = (F.col(RECORD_KEY),)
-    path_ix, item, query_u = F.col("path_ix"), F.col("item"), F.col("query_u")
-    path = F.concat(
-        pick([p for p, _ in URL_PATHS], path_ix),
-        F.when(pick([n for _, n in URL_PATHS], path_ix), item.cast("string")).otherwise(""),
-    )
-    term = pick(SEARCH_TERMS, uniform_index(len(SEARCH_TERMS), uniform(seed, f"{tag}:term", *keys)))
-    page = (F.pmod(item, F.lit(9)) + F.lit(2)).cast("string")
-    query = (
-        F.when(query_u < F.lit(QUERY_SHARE / 3), F.concat(F.lit("?q="), term))
-        .when(query_u < F.lit(2 * QUERY_SHARE / 3), F.concat(F.lit("?page="), page))
-        .when(query_u < F.lit(QUERY_SHARE), F.lit("?ref=home"))
-        .otherwise(F.lit(""))
-    )
-    other_agent = weighted_index(USER_AGENT_WEIGHTS, uniform(seed, f"{tag}:agent", *keys))
-    keeps_agent = uniform(seed, f"{tag}:same_agent", *keys) < F.lit(0.85)
-    agent_ix = F.when(keeps_agent, F.col("usual_agent")).otherwise(other_agent)
-    n_bytes = F.least(lognormal(120_000.0, 1.4, normal(seed, f"{tag}:bytes", *keys)), F.lit(5e9))
-    return df.withColumns(
-        {
-            "url": F.concat(F.lit("https://"), F.col("domain"), path, query),
-            "visit_time": event_time(day, seed, tag, *keys),
-            "bytes": F.floor(n_bytes).cast("long"),
-            "user_agent": pick(USER_AGENTS, agent_ix),
-        }
-    )
-
+    return pc.binary_join_element_wise(
+        "https://", domain, lookup([p for p, _ in URL_PATHS], path), item_text, lookup(_QUERIES, query), "")

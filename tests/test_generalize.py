@@ -423,7 +423,7 @@ def test_postcodes_map_only_to_configured_regions(spark, config_dir):
 
 
 def test_generated_postcodes_map_back_to_their_region(spark):
-    subscribers = generate_subscribers(spark, 300, seed=7)
+    subscribers = spark.createDataFrame(generate_subscribers(300, seed=7))
     mismatched = subscribers.filter(
         ~generalize_postcode_to_region(F.col("postcode")).eqNullSafe(F.col("region"))
     )
@@ -497,8 +497,7 @@ def test_shipped_tac_table_covers_the_generator_in_the_tacdb_layout(spark):
 
 
 def test_generated_devices_map_to_their_own_brand_and_model(spark):
-    subscribers = generate_subscribers(spark, 100, seed=3)
-    devices = generate_devices(subscribers, seed=3)
+    devices = spark.createDataFrame(generate_devices(generate_subscribers(100, seed=3), seed=3))
     mapped = with_device_model(devices, "imei", load_tac_table(spark))
     wrong = mapped.filter(
         (F.col("device_brand") != F.col("brand")) | (F.col("device_model") != F.col("model"))

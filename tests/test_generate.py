@@ -1,21 +1,30 @@
-"""Synthetic landing data: schema contract, determinism, validity and realistic shapes."""
+"""Synthetic landing data: schema contract, determinism, validity and realistic shapes.
+
+The generator makes pyarrow tables; the rules are checked on them through Spark, as ingest
+types them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import stat
 from functools import reduce
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
-from pyspark.testing import assertDataFrameEqual
 
+from core.errors import InternalAlarm
 from core.schemas import SOURCES, SourceSpec
-from stages.generate import write_landing
+from stages.generate import json_lines, write_landing
 from synthetic import (
     generate_call_records,
     generate_devices,
@@ -25,15 +34,16 @@ from synthetic import (
     inject_bad_rows,
 )
 from synthetic.draws import (
-    HOURLY_WEIGHTS,
-    event_time,
+    keys_of,
     luhn_check_digit,
-    time_text,
+    normal,
     uniform,
     uniform_index,
     weighted_index,
 )
-from synthetic.model import DEVICE_MODELS, REGION_WEIGHTS
+from synthetic.model import DEVICE_MODELS, HOURLY_WEIGHTS, REGION_WEIGHTS
+from synthetic.records import event_seconds, event_time, records_per_subscriber
+from synthetic.text import decimal_text, time_text
 
 DAY = dt.date(2026, 11, 1)
 SEED = 11
@@ -42,9 +52,9 @@ DAILY = ("call_records", "network_flows", "web_visits")
 CHILDREN = ("devices", *DAILY)
 
 
-def generate_all(spark, seed: int, n_subscribers: int = N_SUBSCRIBERS) -> dict[str, DataFrame]:
-    """All five sources for one day, derived from one subscribers frame."""
-    subscribers = generate_subscribers(spark, n_subscribers, seed)
+def generate_all(seed: int, n_subscribers: int = N_SUBSCRIBERS) -> dict[str, pa.Table]:
+    """All five sources for one day, derived from one subscribers table."""
+    subscribers = generate_subscribers(n_subscribers, seed)
     return {
         "subscribers": subscribers,
         "devices": generate_devices(subscribers, seed),
@@ -55,8 +65,13 @@ def generate_all(spark, seed: int, n_subscribers: int = N_SUBSCRIBERS) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def landing(spark):
-    frames = {name: df.cache() for name, df in generate_all(spark, SEED).items()}
+def tables() -> dict[str, pa.Table]:
+    return generate_all(SEED)
+
+
+@pytest.fixture(scope="module")
+def landing(spark, tables):
+    frames = {name: spark.createDataFrame(table).cache() for name, table in tables.items()}
     yield frames
     for df in frames.values():
         df.unpersist()
@@ -77,6 +92,8 @@ def rule_violations(source: SourceSpec, day: dt.date | None) -> dict[str, Column
             rules[f"{f.name}:max"] = typed > F.lit(f.max_value)
         if f.allowed:
             rules[f"{f.name}:allowed"] = ~raw.isin(*f.allowed)
+        if f.pattern:
+            rules[f"{f.name}:pattern"] = ~raw.rlike(f.pattern.anchored)
     if source.event_time is not None and day is not None:
         at = F.col(source.event_time).try_cast("timestamp")
         start = F.lit(f"{day.isoformat()} 00:00:00").cast("timestamp")
@@ -121,23 +138,25 @@ def test_landing_columns_are_the_canonical_columns_as_strings(landing, name):
 
 
 @pytest.mark.parametrize("name", list(SOURCES))
-def test_same_seed_gives_identical_rows(spark, landing, name):
-    again = generate_all(spark, SEED)[name]
-    assertDataFrameEqual(again, landing[name])
+def test_same_seed_gives_identical_rows(tables, name):
+    assert generate_all(SEED)[name].equals(tables[name])
 
 
 @pytest.mark.parametrize("name", list(SOURCES))
 def test_different_seed_gives_different_rows(spark, landing, name):
-    other = generate_all(spark, SEED + 1)[name]
+    other = spark.createDataFrame(generate_all(SEED + 1)[name])
     assert other.exceptAll(landing[name]).count() > 0.9 * other.count()
 
 
-def test_rows_do_not_depend_on_partitioning(landing):
-    subscribers = landing["subscribers"]
-    one = generate_network_flows(subscribers.coalesce(1), DAY, SEED)
-    many = generate_network_flows(subscribers.repartition(5), DAY, SEED)
-    assertDataFrameEqual(one, many)
-    assertDataFrameEqual(one, landing["network_flows"])
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_rows_do_not_depend_on_how_subscribers_are_chunked(tables, name):
+    """Subscribers 1-200 in two chunks give the rows of one chunk, in the same order."""
+    first, rest = generate_all(SEED, 70), generate_subscribers(N_SUBSCRIBERS - 70, SEED, first=71)
+    later = {"subscribers": rest, "devices": generate_devices(rest, SEED),
+             "call_records": generate_call_records(rest, DAY, SEED),
+             "network_flows": generate_network_flows(rest, DAY, SEED),
+             "web_visits": generate_web_visits(rest, DAY, SEED)}
+    assert pa.concat_tables([first[name], later[name]]).equals(tables[name])
 
 
 # --- clean rows are valid ------------------------------------------------------
@@ -231,29 +250,65 @@ def test_card_numbers_pass_luhn(landing):
     assert all(luhn_valid(card) for card in cards)
 
 
-def test_luhn_check_digit_matches_known_numbers(spark):
-    schema = StructType([StructField("payload", StringType())])
-    df = spark.createDataFrame([("49015420323751",), ("35209900176148",)], schema)
-    digits = [r[0] for r in df.select(luhn_check_digit(F.col("payload"), 14)).collect()]
-    assert digits == ["8", "1"]
+def test_luhn_check_digit_matches_known_numbers():
+    known = np.array([49015420323751, 35209900176148, 7992739871, 0])
+    assert luhn_check_digit(known[:2], 14).tolist() == [8, 1]
+    assert luhn_check_digit(known[2:], 10).tolist() == [3, 0]  # 79927398713: the textbook case
+    payloads = np.arange(10**14, 10**14 + 2000, 7, dtype=np.int64)
+    checked = [f"{p}{d}" for p, d in zip(payloads, luhn_check_digit(payloads, 15), strict=True)]
+    assert all(luhn_valid(n) for n in checked)
+    assert not any(luhn_valid(n[:-1] + str((int(n[-1]) + 1) % 10)) for n in checked)
 
 
-def test_event_times_looked_up_are_the_formatted_second_of_the_day(spark):
+def test_event_times_looked_up_are_the_formatted_second_of_the_day():
     """event_time builds its text from lookup tables: the same text as formatting the drawn second."""
-    keys = spark.range(50_000).select(F.xxhash64("id").alias("key"))
-    hour = weighted_index(HOURLY_WEIGHTS, uniform(SEED, "t:hour", "key"))
-    second = uniform_index(3600, uniform(SEED, "t:second", "key"))
-    formatted = time_text(DAY.isoformat(), hour * F.lit(3600) + second)
-    both = keys.select(event_time(DAY, SEED, "t", "key").alias("looked_up"), formatted.alias("formatted"))
-    assert both.where(F.col("looked_up") != F.col("formatted")).count() == 0
-    assert both.select(F.countDistinct("looked_up")).first()[0] > 30_000  # ~36,000 of 86,400
+    keys = keys_of(np.arange(50_000))
+    seconds = event_seconds(SEED, "t", keys)
+    looked_up = event_time(DAY, SEED, "t", keys).to_pylist()
+    midnight = dt.datetime.combine(DAY, dt.time())
+    formatted = [f"{midnight + dt.timedelta(seconds=int(s)):%Y-%m-%d %H:%M:%S}" for s in seconds]
+    assert looked_up == formatted
+    assert len(set(looked_up)) > 30_000  # ~36,000 of 86,400
+    assert time_text(DAY, np.array([0, 86_399])).to_pylist() == ["2026-11-01 00:00:00", "2026-11-01 23:59:59"]
+
+
+def test_weighted_index_draws_with_the_weights():
+    u = uniform(SEED, "w", keys_of(np.arange(400_000)))
+    shares = np.bincount(weighted_index(HOURLY_WEIGHTS, u), minlength=24) / len(u)
+    expected = np.array(HOURLY_WEIGHTS) / sum(HOURLY_WEIGHTS)
+    assert np.abs(shares - expected).max() < 0.002
+    edges = np.array([1e-9, 0.2499, 0.2501, 1 - 1e-9])
+    assert weighted_index([1.0, 0.0, 3.0], edges).tolist() == [0, 0, 2, 2]
+    assert uniform_index(10, np.array([1e-9, 0.5, 1 - 1e-9])).tolist() == [0, 5, 9]
+
+
+def test_draws_are_uniform_and_normal_and_keyed_by_tag():
+    keys = keys_of(np.arange(200_000))
+    u = uniform(SEED, "a", keys)
+    assert u.min() > 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.005
+    assert abs(np.corrcoef(u, uniform(SEED, "b", keys))[0, 1]) < 0.01  # another tag, another stream
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.01  # neighbouring keys are independent
+    z = normal(SEED, "z", keys)
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+
+
+def test_every_record_has_its_own_key():
+    records = records_per_subscriber(keys_of(np.arange(1, 20_001)), np.full(20_000, 40))
+    assert len(np.unique(records.keys)) == len(records) == 800_000
+
+
+def test_decimal_text_rounds_to_its_places():
+    values = np.array([0.0, 0.0004, 0.0005, 1.5, 69.0, 86_400.0, 123.4567])
+    assert decimal_text(values, 3).to_pylist() == [
+        "0.000", "0.000", "0.001", "1.500", "69.000", "86400.000", "123.457"]
 
 
 # --- realistic shapes ----------------------------------------------------------
 
 
-def test_regions_are_uneven_like_the_population(spark):
-    counts = dict(generate_subscribers(spark, 5000, SEED).groupBy("region").count().collect())
+def test_regions_are_uneven_like_the_population():
+    regions = generate_subscribers(5000, SEED).column("region").value_counts().to_pylist()
+    counts = {r["values"]: r["counts"] for r in regions}
     assert set(counts) == set(REGION_WEIGHTS)
     assert counts["Gyeonggi"] > counts["Seoul"] > counts["Busan"]
     assert counts["Gyeonggi"] > 10 * counts["Sejong"]
@@ -341,19 +396,20 @@ def test_web_domains_are_zipf_distributed(landing):
 # --- malformed rows ------------------------------------------------------------
 
 
-def test_bad_row_count_is_close_to_the_rate(landing):
-    flows = generate_network_flows(landing["subscribers"], DAY, SEED, flows_per_subscriber=25.0)
-    n_rows = flows.count()
-    corrupted = inject_bad_rows(flows, SOURCES["network_flows"], 0.1, SEED, DAY)
-    changed = corrupted.exceptAll(flows).count()
+def test_bad_row_count_is_close_to_the_rate(spark, tables):
+    flows = generate_network_flows(tables["subscribers"], DAY, SEED, flows_per_subscriber=25.0)
+    n_rows = flows.num_rows
+    corrupted = spark.createDataFrame(inject_bad_rows(flows, SOURCES["network_flows"], 0.1, SEED, DAY))
+    changed = corrupted.exceptAll(spark.createDataFrame(flows)).count()
     assert n_rows > 4000
     assert 0.7 * 0.1 * n_rows < changed < 1.3 * 0.1 * n_rows
 
 
 @pytest.mark.parametrize("name", list(SOURCES))
-def test_each_injected_row_breaks_a_rule(landing, name):
+def test_each_injected_row_breaks_a_rule(spark, tables, landing, name):
     clean = landing[name]
-    corrupted = inject_bad_rows(clean, SOURCES[name], 0.2, SEED, day_of(name)).cache()
+    bad = inject_bad_rows(tables[name], SOURCES[name], 0.2, SEED, day_of(name))
+    corrupted = spark.createDataFrame(bad).cache()
     changed = corrupted.exceptAll(clean).count()
     invalid = corrupted.filter(is_invalid(SOURCES[name], day_of(name))).count()
     assert corrupted.columns == clean.columns
@@ -364,9 +420,9 @@ def test_each_injected_row_breaks_a_rule(landing, name):
     corrupted.unpersist()
 
 
-def test_injection_uses_every_kind_of_corruption(landing):
+def test_injection_uses_every_kind_of_corruption(spark, tables):
     source = SOURCES["network_flows"]
-    corrupted = inject_bad_rows(landing["network_flows"], source, 0.3, SEED, DAY)
+    corrupted = spark.createDataFrame(inject_bad_rows(tables["network_flows"], source, 0.3, SEED, DAY))
     violations = rule_violations(source, DAY)
     counts = corrupted.select(
         *[F.sum(rule.cast("int")).alias(name) for name, rule in violations.items()]
@@ -375,11 +431,18 @@ def test_injection_uses_every_kind_of_corruption(landing):
     assert kinds == {"parse", "required", "min", "max", "allowed", "day"}
 
 
-def test_injection_is_deterministic(landing):
+def test_injection_is_deterministic_and_chunk_independent(tables):
     source = SOURCES["call_records"]
-    first = inject_bad_rows(landing["call_records"], source, 0.1, SEED, DAY)
-    second = inject_bad_rows(landing["call_records"], source, 0.1, SEED, DAY)
-    assertDataFrameEqual(first, second)
+    calls = tables["call_records"]
+    first = inject_bad_rows(calls, source, 0.1, SEED, DAY)
+    assert first.equals(inject_bad_rows(calls, source, 0.1, SEED, DAY))
+    assert not first.equals(calls)
+    # cut between two subscribers' rows: each piece is corrupted as it was in the whole
+    accounts = calls.column("account_id").to_pylist()
+    cut = accounts.index(accounts[len(accounts) // 2])
+    pieces = [inject_bad_rows(calls.slice(0, cut), source, 0.1, SEED, DAY),
+              inject_bad_rows(calls.slice(cut), source, 0.1, SEED, DAY)]
+    assert pa.concat_tables(pieces).equals(first)
 
 
 # --- writing the landing zone --------------------------------------------------
@@ -389,7 +452,8 @@ def test_injection_is_deterministic(landing):
 def test_write_landing_writes_every_dataset_and_the_marker(spark, tmp_path, file_format):
     out = tmp_path / "landing"
     record = write_landing(
-        out, n_subscribers=60, days=2, seed=SEED, bad_row_rate=0.05, file_format=file_format
+        out, n_subscribers=60, days=2, seed=SEED, bad_row_rate=0.05, file_format=file_format,
+        chunk_subscribers=25,
     )
     dates = ["2026-11-01", "2026-11-02"]
     marker = json.loads((out / ".complete").read_text())
@@ -414,3 +478,77 @@ def test_write_landing_writes_every_dataset_and_the_marker(spark, tmp_path, file
         assert marker["rows"][name] == sum(marker["rows_by_date"][name].values())
         assert marker["rows_corrupted"][name] == invalid  # every row made bad is counted, no other
     assert sum(marker["rows_corrupted"].values()) > 0
+    datasets = [out / "subscribers", out / "devices", *[out / n / f"date={d}" for n in DAILY for d in dates]]
+    for folder in datasets:  # three parts (25 + 25 + 10 subscribers), then the completion marker
+        names = sorted(p.name for p in folder.iterdir())
+        assert names == ["_SUCCESS"] + [f"part-0000{i}.{file_format}" for i in range(3)], folder
+        assert (folder / "_SUCCESS").stat().st_size == 0
+    modes = {stat.S_IMODE(os.stat(p).st_mode) for p in (out, *out.rglob("*"))}
+    assert modes <= {0o600, 0o700}  # the landing is the operator's alone
+    if file_format == "json":  # JSON lines, every column in order, nulls kept as null
+        lines = (out / "subscribers" / "part-00000.json").read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
+        assert len(rows) == 25 and all(list(row) == SOURCES["subscribers"].column_names for row in rows)
+        assert any(row["card_number"] is None for row in rows)
+
+
+def read_parts(folder: Path) -> pa.Table:
+    """A Parquet dataset's part files, in order, as one table."""
+    return pa.concat_tables([pq.read_table(p) for p in sorted(folder.glob("part-*.parquet"))])
+
+
+def test_written_rows_do_not_depend_on_the_chunk_size(tmp_path):
+    small = write_landing(tmp_path / "small", n_subscribers=90, days=2, seed=SEED, bad_row_rate=0.1,
+                          chunk_subscribers=13)
+    whole = write_landing(tmp_path / "whole", n_subscribers=90, days=2, seed=SEED, bad_row_rate=0.1)
+    assert small == whole and sum(whole["rows_corrupted"].values()) > 0
+    folders = [Path(name) for name in ("subscribers", "devices")] + [
+        Path(name) / f"date={day}" for name in DAILY for day in whole["dates"]]
+    for folder in folders:
+        assert len(list((tmp_path / "small" / folder).glob("part-*"))) == 7  # 90 = 6 * 13 + 12
+        assert read_parts(tmp_path / "small" / folder).equals(read_parts(tmp_path / "whole" / folder))
+
+
+def test_write_landing_replaces_an_earlier_landing(tmp_path):
+    write_landing(tmp_path, n_subscribers=40, days=1, seed=SEED, chunk_subscribers=10)
+    again = write_landing(tmp_path, n_subscribers=15, days=1, seed=SEED, chunk_subscribers=10)
+    assert sorted(p.name for p in (tmp_path / "subscribers").iterdir()) == [
+        "_SUCCESS", "part-00000.parquet", "part-00001.parquet"]
+    assert read_parts(tmp_path / "subscribers").num_rows == again["rows"]["subscribers"] == 15
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"file_format": "xlsx"}, "file_format must be one of ('parquet', 'csv', 'json'), not 'xlsx'"),
+        ({"n_subscribers": 0}, "n_subscribers must be a whole number of at least 1, not 0"),
+        ({"n_subscribers": 2.5}, "n_subscribers must be a whole number of at least 1, not 2.5"),
+        ({"days": -1}, "days must be a whole number of at least 0, not -1"),
+        ({"bad_row_rate": 1.5}, "bad_row_rate must be between 0 and 1, not 1.5"),
+        ({"chunk_subscribers": 0}, "chunk_subscribers must be a whole number of at least 1, not 0"),
+    ],
+)
+def test_write_landing_refuses_bad_arguments_before_writing(tmp_path, arguments, message):
+    out = tmp_path / "landing"
+    with pytest.raises(ValueError) as raised:
+        write_landing(out, **{"n_subscribers": 10, "days": 1, **arguments})
+    assert str(raised.value) == message
+    assert not out.exists()
+
+
+def test_generate_command_reports_a_bad_argument_in_one_line(tmp_path, capsys):
+    from kr_reports.cli import main
+
+    out = tmp_path / "landing"
+    assert main(["generate", "--subscribers", "0", "--days", "1", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error == "kr-reports generate: error: n_subscribers must be a whole number of at least 1, not 0\n"
+    assert not out.exists()
+
+
+def test_json_lines_escape_quotes_and_backslashes_and_keep_nulls():
+    table = pa.table({"a": ['say "hi"', "C:\\dir", None], "b": ["1", None, "é"]})
+    lines = bytes(json_lines(table)).decode().splitlines()
+    assert [json.loads(line) for line in lines] == table.to_pylist()
+    with pytest.raises(InternalAlarm, match="control character"):
+        json_lines(pa.table({"a": ["line\nbreak"]}))
