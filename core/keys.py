@@ -42,6 +42,11 @@ def use_secret_store(read_secret: Callable[[str], str]) -> None:
     _secret_store = read_secret
 
 
+def key_configured() -> bool:
+    """Whether a key is configured (in KR_PSEUDONYM_KEY or a named Secret block), not whether it is valid."""
+    return bool(os.environ.get(KEY_ENV) or os.environ.get(KEY_BLOCK_ENV))
+
+
 def master_key(demo: bool) -> bytes:
     """The configured key, or in demo mode a random key that lives only in this process."""
     global _demo_key

@@ -52,7 +52,7 @@ from core.config import (
     load_pipeline_config,
     load_report_specs,
 )
-from core.keys import master_key
+from core.keys import key_configured, master_key
 from core.ledger import BudgetExceeded, NewRelease
 from core.locking import data_folder_lock
 from core.policy import Policy, load_policy
@@ -231,8 +231,9 @@ def _daily_partner_reports(
     logger = get_run_logger()
     catalog, pipeline, policy, specs = setup.catalog, setup.pipeline, setup.policy, setup.specs
     analyst_config = setup.analyst_config
-    if demo:
-        logger.info("demo mode: pseudonyms use a random key that lives only in this run")
+    if demo:  # a configured key wins over the demo key (core.keys.master_key): say which one is used
+        logger.info("demo mode: pseudonyms use the configured key" if key_configured()
+                    else "demo mode: pseudonyms use a random key that lives only in this run")
     for note in check_delivery_setup(catalog, _partners(pipeline, specs), demo):
         logger.warning(note)
     _remove_staging_leftovers(catalog, _partners(pipeline, specs))

@@ -27,7 +27,7 @@ from core.config import (
     load_pipeline_config,
     load_report_specs,
 )
-from core.keys import KEY_ENV, PseudonymKeyError, master_key, release_key
+from core.keys import KEY_ENV, PseudonymKeyError, key_configured, master_key, release_key
 from core.names import UnsafeName, check_identifier, path_under
 from core.release_record import ReleaseRecord
 from core.store import StoredRelease
@@ -228,6 +228,16 @@ def test_a_random_key_is_accepted(monkeypatch):
     key = os.urandom(32)
     monkeypatch.setenv(KEY_ENV, key.hex())
     assert master_key(demo=False) == key
+
+
+def test_demo_mode_uses_a_configured_key_and_says_so(monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.delenv("KR_PSEUDONYM_KEY_BLOCK", raising=False)
+    assert not key_configured()
+    assert master_key(demo=True) == master_key(demo=True)  # the run's random key, kept
+    key = os.urandom(32)
+    monkeypatch.setenv(KEY_ENV, key.hex())
+    assert key_configured() and master_key(demo=True) == key
 
 
 def test_the_derivation_context_is_unambiguous():
