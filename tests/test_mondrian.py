@@ -400,3 +400,18 @@ def test_the_driver_path_refuses_rows_that_left_their_class(spark, monkeypatch, 
     message = "the smallest has 0 rows" if fault == "moved" else r"the recoded output has \d+ rows for 600"
     with pytest.raises(KAnonymityError, match=message):
         generalize_mondrian(df, MIXED_QIS, k=5)
+
+
+def test_the_driver_path_returns_the_rows_it_checked(spark, tmp_path):
+    # The rows were counted per class from their persisted copy; the caller writes that copy.
+    # With the input gone after the call, a recomputation would fail (the hashed rows the
+    # codes came from are unpersisted on return, the coded rows must not be).
+    import shutil
+
+    mixed_table(spark, 600).drop("subscriber").write.parquet(str(tmp_path / "profiles"))
+    result = generalize_mondrian(spark.read.parquet(str(tmp_path / "profiles")), MIXED_QIS, k=5)
+    shutil.rmtree(tmp_path / "profiles")
+    assert result.spark_rounds == 0
+    assert result.data.count() == 600
+    assert result.data.groupBy("age", "city", "plan").count().agg(F.min("count")).first()[0] >= 5
+    result.unpersist()
