@@ -230,7 +230,7 @@ def test_a_random_key_is_accepted(monkeypatch):
     assert master_key(demo=False) == key
 
 
-def test_demo_mode_uses_a_configured_key_and_says_so(monkeypatch):
+def test_demo_mode_uses_a_configured_key_and_key_configured_tells_so(monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     monkeypatch.delenv("KR_PSEUDONYM_KEY_BLOCK", raising=False)
     assert not key_configured()
