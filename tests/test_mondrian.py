@@ -404,8 +404,8 @@ def test_the_driver_path_refuses_rows_that_left_their_class(spark, monkeypatch, 
 
 def test_the_driver_path_returns_the_rows_it_checked(spark, tmp_path):
     # The rows were counted per class from their persisted copy; the caller writes that copy.
-    # With the input gone after the call, a recomputation would fail (the hashed rows the
-    # codes came from are unpersisted on return, the coded rows must not be).
+    # With the input gone after the call, a recomputation would fail (the coded rows must stay
+    # persisted until the caller unpersists them).
     import shutil
 
     mixed_table(spark, 600).drop("subscriber").write.parquet(str(tmp_path / "profiles"))

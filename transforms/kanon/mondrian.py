@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,6 +75,7 @@ from transforms.kanon.mondrian_driver import (
     decoded,
     generalized_columns,
     hashed_rows,
+    session_setting,
 )
 from transforms.kanon.mondrian_rounds import (
     NCP_PREFIX,
@@ -263,23 +263,15 @@ def _recode_on_driver(df: DataFrame, qis, k: int, cut: str, table) -> MondrianRe
     if records < k:
         raise KAnonymityError(f"the table has {records} units, fewer than k = {k}")
     rules = Rules(qi_domains(qis, ranks.min(axis=0), ranks.max(axis=0), df.schema), k, cut == "balanced")
-    hashed = hashed_rows(df, qis).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        with ThreadPoolExecutor(max_workers=1) as spark_side:
-            # Spark reads and hashes the rows while the driver cuts: neither waits on the other.
-            reading = spark_side.submit(hashed.count)
-            driver_cut = cut_combos(ranks, weights, rules)
-            reading.result()
-        if driver_cut is None:
-            return None
-        return _checked_recoding(df, qis, k, table, driver_cut, hashed, records)
-    finally:
-        hashed.unpersist()  # the recoding keeps its own rows (class codes, not hashes) persisted
+    driver_cut = cut_combos(ranks, weights, rules)
+    if driver_cut is None:
+        return None
+    return _checked_recoding(df, qis, k, table, driver_cut, records)
 
 
-def _checked_recoding(df, qis, k: int, table, driver_cut: DriverCut, hashed: DataFrame, records: int):
+def _checked_recoding(df, qis, k: int, table, driver_cut: DriverCut, records: int) -> MondrianRecoding:
     """The rows with their class codes, persisted and checked: k on their counts, all records there."""
-    coded = classes_of_rows(hashed, table, driver_cut).persist(StorageLevel.MEMORY_AND_DISK)
+    coded = _persisted_uncompressed(classes_of_rows(hashed_rows(df, qis), table, driver_cut))
     try:
         rows = _rows_per_code(coded, driver_cut.penalties.index.to_numpy(), records)
         count, smallest = _refuse_small(len(rows), int(rows.min()) if len(rows) else None, k, None)
@@ -288,6 +280,18 @@ def _checked_recoding(df, qis, k: int, table, driver_cut: DriverCut, hashed: Dat
         raise
     classes = _driver_classes(df, qis, driver_cut, rows)
     return MondrianRecoding(decoded(coded, df, qis, driver_cut), classes, count, smallest, 0, coded)
+
+
+def _persisted_uncompressed(rows: DataFrame) -> DataFrame:
+    """`rows` persisted (memory and disk) in uncompressed column batches.
+
+    These rows are kept only from the check to the caller's write. Choosing and applying each
+    column's compression took more CPU than anything else in building the cache (about a
+    third of the whole recoding at 10M rows), for memory the machine has. Spark reads the
+    setting when `persist` is called.
+    """
+    with session_setting(rows.sparkSession, "spark.sql.inMemoryColumnarStorage.compressed", "false"):
+        return rows.persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def _rows_per_code(coded: DataFrame, codes: np.ndarray, records: int) -> np.ndarray:

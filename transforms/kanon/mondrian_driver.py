@@ -25,6 +25,7 @@ keeps the Spark rounds).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from core.kanon.mondrian import (
+    HierarchyQI,
     NumericQI,
     OrderedQI,
     QuasiIdentifier,
@@ -55,9 +57,27 @@ def _key_name(i: int) -> str:
 
 
 def _key(qi: QuasiIdentifier) -> Column:
-    """The value a QI is grouped and hashed on: numbers as doubles, categoricals as text (as ranked)."""
+    """The value a QI is hashed on: numbers as doubles, categoricals as text (as ranked)."""
     # Spark's grouping and its xxhash64 both take -0.0 as 0.0 (a test pins it): rows hash as their group.
     return column_named(qi.column).cast("double" if isinstance(qi, NumericQI) else "string")
+
+
+# Categoricals with at most this many values are ranked by Spark, once per combination (a scan
+# of the list); longer lists reach the driver as text, ranked there through a dict.
+RANKED_ON_SPARK = 64
+
+
+def _names(qi: OrderedQI | HierarchyQI) -> tuple[str, ...]:
+    return qi.order if isinstance(qi, OrderedQI) else hierarchy_domain(qi.hierarchy).names
+
+
+def _sent_key(qi: QuasiIdentifier, key: Column) -> Column:
+    """How a combination's value of `qi` (its `_key`) travels to the driver: numbers and short
+    lists' ranks as doubles (null when not listed), other categoricals as text."""
+    if isinstance(qi, NumericQI) or len(_names(qi)) > RANKED_ON_SPARK:
+        return key
+    position = F.array_position(F.array(*[F.lit(name) for name in _names(qi)]), key)
+    return F.when(position > 0, (position - 1).cast("double"))
 
 
 def combo_hash(keys: Sequence[Column]) -> Column:
@@ -66,14 +86,19 @@ def combo_hash(keys: Sequence[Column]) -> Column:
 
 
 def combo_table(df: DataFrame, qis: Sequence[QuasiIdentifier], limit: int) -> pd.DataFrame | None:
-    """Records and hash per distinct QI combination (one Spark aggregation); None above `limit`
-    combinations or when two combinations share a hash."""
+    """Records, hash and values per distinct QI combination (one Spark aggregation, the plain
+    `groupBy(QIs).count()`); None above `limit` combinations or when two combinations share a hash.
+    The hash and the ranks are computed once per combination, after the grouping, not per row."""
     names = [_key_name(i) for i in range(len(qis))]
     counted = (
         df.select(*[_key(qi).alias(name) for qi, name in zip(qis, names, strict=True)])
         .groupBy(*names)
         .agg(F.count(F.lit(1)).alias(COMBO_ROWS))
-        .withColumn(COMBO_HASH, combo_hash([F.col(name) for name in names]))
+        .select(
+            COMBO_ROWS,
+            combo_hash([F.col(name) for name in names]).alias(COMBO_HASH),
+            *[_sent_key(qi, F.col(name)).alias(name) for qi, name in zip(qis, names, strict=True)],
+        )
     )
     table = counted.limit(limit + 1).toPandas()  # at most limit + 1 rows reach the driver
     if len(table) > limit or not table[COMBO_HASH].is_unique:
@@ -88,11 +113,10 @@ def combo_ranks(table: pd.DataFrame, qis: Sequence[QuasiIdentifier]) -> tuple[np
     ranks = np.empty((len(table), len(qis)))
     for i, qi in enumerate(qis):
         values = table[_key_name(i)]
-        if isinstance(qi, NumericQI):
+        if pd.api.types.is_numeric_dtype(values):  # a number, or a rank Spark gave
             ranks[:, i] = values.to_numpy(dtype=float, na_value=np.nan)
             continue
-        names = qi.order if isinstance(qi, OrderedQI) else hierarchy_domain(qi.hierarchy).names
-        position = {name: float(r) for r, name in enumerate(names)}
+        position = {name: float(r) for r, name in enumerate(_names(qi))}
         ranks[:, i] = values.map(position).to_numpy(dtype=float, na_value=np.nan)
     missing = np.isnan(ranks)
     unranked = {
@@ -169,24 +193,32 @@ def classes_of_rows(hashed: DataFrame, table: pd.DataFrame, cut: DriverCut) -> D
     return hashed.join(F.broadcast(lookup), on=COMBO_HASH, how="inner").drop(COMBO_HASH)
 
 
-_SPARK_TYPES = {pa.int64(): "long", pa.float64(): "double"}
+@contextmanager
+def session_setting(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """One Spark SQL setting changed while inside, then restored (for settings read when a
+    DataFrame is created or persisted, not when it runs)."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def arrow_frame(spark: SparkSession, table: pa.Table) -> DataFrame:
-    """A DataFrame of a driver-side table of numbers, its batches emitted by a one-row range.
+    """A DataFrame of a driver-side table, read from its Arrow batches as an RDD.
 
-    Not `createDataFrame`: that makes a local relation, whose rows Spark keeps in the query
-    plan and compares each time it looks a plan up among the cached ones; at a million rows
-    that cost seconds per query. Here the plan stays small and the rows reach Spark once,
-    when the one task runs (the batches travel with the task, as a broadcast when large).
+    Not a local relation (what Spark makes of tables under its local-relation threshold): its
+    rows sit in the query plan, which Spark compares each time it looks a plan up among the
+    cached ones; at a million rows that cost seconds per query. Nor a one-row range that emits
+    the batches from a Python function: the function, batches included, is pickled and
+    broadcast, about a second for a million rows.
     """
-    schema = ", ".join(f"`{field.name}` {_SPARK_TYPES[field.type]}" for field in table.schema)
-    batches = table.to_batches(max_chunksize=100_000)
-
-    def emit(_: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        yield from batches
-
-    return spark.range(1, numPartitions=1).mapInArrow(emit, schema)
+    with session_setting(spark, "spark.sql.execution.arrow.localRelationThreshold", "0"):
+        return spark.createDataFrame(table)
 
 
 def generalized_columns(qis: Sequence[QuasiIdentifier], cut: DriverCut) -> dict[str, Column]:
