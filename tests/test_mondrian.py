@@ -415,3 +415,65 @@ def test_the_driver_path_returns_the_rows_it_checked(spark, tmp_path):
     assert result.data.count() == 600
     assert result.data.groupBy("age", "city", "plan").count().agg(F.min("count")).first()[0] >= 5
     result.unpersist()
+
+
+def test_categoricals_sent_as_text_are_ranked_on_the_driver_alike(spark, monkeypatch):
+    # Short categorical lists are ranked by Spark once per combination, long ones travel as text
+    # and are ranked on the driver: with every list "long", the recoding and the refusals match.
+    from transforms.kanon import mondrian_driver
+
+    df = mixed_table(spark, 600).drop("subscriber")
+    ranked_on_spark = generalize_mondrian(df, MIXED_QIS, k=5)
+    monkeypatch.setattr(mondrian_driver, "RANKED_ON_SPARK", 0)
+    ranked_on_driver = generalize_mondrian(df, MIXED_QIS, k=5)
+    assert ranked_on_driver.spark_rounds == 0
+    assert_same_recoding(ranked_on_driver, ranked_on_spark)
+    unlisted = df.withColumn("plan", F.when(F.col("age") < 30, "platinum").otherwise(F.col("plan")))
+    with pytest.raises(ValueError, match=r"\{'plan': \d+\}$"):
+        generalize_mondrian(unlisted, MIXED_QIS, k=5)
+
+
+def test_the_recoding_leaves_the_session_settings_as_it_found_them(spark):
+    # The cache and the driver's tables change two Spark settings for one call each.
+    compression = "spark.sql.inMemoryColumnarStorage.compressed"
+    local_relations = "spark.sql.execution.arrow.localRelationThreshold"
+    spark.conf.set(compression, "true")
+    threshold_before = spark.conf.get(local_relations)
+    try:
+        result = generalize_mondrian(mixed_table(spark, 600).drop("subscriber"), MIXED_QIS, k=5)
+        assert result.spark_rounds == 0
+        assert spark.conf.get(compression) == "true"
+        assert spark.conf.get(local_relations) == threshold_before
+        result.unpersist()
+    finally:
+        spark.conf.unset(compression)
+
+
+def test_a_session_setting_is_restored_or_unset_even_on_error(spark):
+    from transforms.kanon.mondrian_driver import session_setting
+
+    key = "spark.sql.inMemoryColumnarStorage.batchSize"
+    spark.conf.unset(key)
+    default = spark.conf.get(key)
+    with session_setting(spark, key, "123"):
+        assert spark.conf.get(key) == "123"
+    assert spark.conf.get(key) == default
+    spark.conf.set(key, "4567")
+    with pytest.raises(RuntimeError), session_setting(spark, key, "89"):
+        raise RuntimeError("inside")
+    assert spark.conf.get(key) == "4567"
+    spark.conf.unset(key)
+
+
+def test_a_driver_table_reaches_spark_whole_and_typed(spark):
+    import numpy as np
+    import pyarrow as pa
+
+    from transforms.kanon.mondrian_driver import arrow_frame
+
+    numbers = pa.table({"code": np.arange(250_000, dtype=np.int64) * 3, "share": np.linspace(0, 1, 250_000)})
+    frame = arrow_frame(spark, numbers)
+    assert dict(frame.dtypes) == {"code": "bigint", "share": "double"}
+    back = frame.toPandas().sort_values("code", ignore_index=True)
+    assert back.equals(numbers.to_pandas())
+    assert arrow_frame(spark, numbers.slice(0, 0)).count() == 0
