@@ -16,8 +16,9 @@ in a literal list. The table's hashes must be distinct: if two combinations shar
 caller cuts on Spark instead; so does `cut_combos` when the codes would need over 62 bits.
 
 Bounded: the table is collected only when it has at most `limit` combinations (each one a
-few numbers and the QI values the output holds anyway, never an identifier or another
-column); a larger one returns None too. Not used when k counts units: a subscriber may sit
+few numbers: its records, its hash and its ranks, computed by Spark once per combination;
+a categorical with a long list of values travels as its text, which the output holds
+anyway; never an identifier or another column); a larger one returns None too. Not used when k counts units: a subscriber may sit
 in several combinations, so units per partition are not sums over combinations (that mode
 keeps the Spark rounds).
 """
