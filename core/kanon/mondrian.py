@@ -189,47 +189,132 @@ def _compact(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(present), (np.cumsum(present) - 1)[keys]
 
 
-def _boxes(ranks: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group minimum and maximum rank on every QI; groups 0..n-1 must all be non-empty."""
-    by_group = pd.DataFrame(ranks).groupby(groups, sort=True)
-    return by_group.min().to_numpy(), by_group.max().to_numpy()
+def _extremes(values: np.ndarray, groups: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the smallest and largest of `values` (inf and -inf for a group without rows)."""
+    low, high = np.full(size, np.inf), np.full(size, -np.inf)
+    np.minimum.at(low, groups, values)  # unbuffered, but far cheaper than a groupby that factorizes groups
+    np.maximum.at(high, groups, values)
+    return low, high
 
 
-_HISTOGRAM_CELLS = 1 << 22  # groups x distinct values up to which medians are counted, not sorted
+def _boxes(columns: np.ndarray, groups: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the minimum and maximum rank on every QI (`columns`: one row of ranks per QI)."""
+    extremes = [_extremes(column, groups, size) for column in columns]
+    return np.column_stack([lo for lo, _ in extremes]), np.column_stack([hi for _, hi in extremes])
 
 
-def _median_by_histogram(
-    offsets: np.ndarray, groups: np.ndarray, size: int, weights: np.ndarray, span: int
-) -> np.ndarray:
-    """`_weighted_lower_median` of whole numbers 0..span-1 by counting: no sort."""
-    cells = np.bincount(groups * span + offsets.astype(np.int64), weights=weights, minlength=size * span)
-    cumulative = np.cumsum(cells.reshape(size, span), axis=1)
-    totals = cumulative[:, -1]
-    target = np.floor((totals - 1) / 2)
-    position = (cumulative <= target[:, None]).sum(axis=1)
-    return np.where(totals > 0, position, np.nan)
+@dataclass(frozen=True)
+class _Medians:
+    """Per group: the lower median, the largest value below it (NaN: none), and how many rows hold
+    any value, a value <= the median, a value < the median (weights summed)."""
+
+    median: np.ndarray
+    below_cut: np.ndarray
+    counts: np.ndarray
+    at_most: np.ndarray
+    below: np.ndarray
 
 
-def _weighted_lower_median(
-    values: np.ndarray, groups: np.ndarray, size: int, weights: np.ndarray
-) -> np.ndarray:
-    """Per group, the lower median of `values` each repeated `weights` times (NaN for an empty group):
-    the value at position (n - 1) // 2 of the group's n sorted rows, as pandas' quantile(0.5, "lower")."""
-    if not len(values):
-        return np.full(size, np.nan)
-    low, span = values.min(), values.max() - values.min() + 1
-    if size * span <= max(4 * len(values), _HISTOGRAM_CELLS) and (values == np.floor(values)).all():
-        return _median_by_histogram(values - low, groups, size, weights, int(span)) + low
+_CELLS_PER_ROW = 4  # a histogram beats a sort up to this many cells per row (and a few thousand)
+
+
+def _medians(
+    values: np.ndarray,
+    groups: np.ndarray,
+    weights: np.ndarray | None,
+    low: np.ndarray,
+    high: np.ndarray,
+) -> _Medians:
+    """`_Medians` of each group's `values`, each repeated `weights` times (positive; None: once).
+
+    `low`/`high` are each group's smallest and largest value; a group where low > high (or NaN)
+    is skipped, as if it had no rows. The lower median is the value at position (n - 1) // 2 of
+    the group's n sorted rows, as pandas' quantile(0.5, "lower"). Whole numbers are counted in
+    a histogram with a cell per value from each group's low to its high: no sort.
+    """
+    active = low <= high
+    rows = np.flatnonzero(active[groups])
+    if len(rows) < len(groups):
+        values, groups = values[rows], groups[rows]
+        weights = None if weights is None else weights[rows]
+    widths = np.where(active, high - low + 1, 0)
+    whole = (values == np.floor(values)).all() and (widths == np.floor(widths)).all()
+    if whole and widths.sum() <= _CELLS_PER_ROW * len(values) + 4096:
+        cells, cell_values, first = _value_cells(values, groups, weights, np.where(active, low, 0), widths)
+    else:
+        cells, cell_values, first = _value_runs(values, groups, weights, len(low))
+    return _medians_of_cells(cells, cell_values, first)
+
+
+def _value_cells(
+    values: np.ndarray, groups: np.ndarray, weights: np.ndarray | None, low: np.ndarray, widths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows per whole value from each group's low to its high, group after group (some cells empty);
+    each cell's value; each group's first cell (and one past the last group's end)."""
+    widths = widths.astype(np.int64)
+    first = np.concatenate(([0], np.cumsum(widths)))
+    cell = (values - low[groups]).astype(np.int64) + first[groups]
+    cells = np.bincount(cell, weights=weights, minlength=first[-1])
+    cell_values = np.repeat(low - first[:-1], widths) + np.arange(first[-1])
+    return cells, cell_values, first
+
+
+def _value_runs(
+    values: np.ndarray, groups: np.ndarray, weights: np.ndarray | None, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As `_value_cells`, by sorting: a cell per run of equal values within a group (none empty)."""
     order = np.lexsort((values, groups))
-    sorted_groups, sorted_weights = groups[order], weights[order]
-    totals = np.bincount(groups, weights=weights, minlength=size).astype(np.int64)
-    before = np.cumsum(sorted_weights) - sorted_weights  # rows before each entry, over all groups
-    before -= (np.cumsum(totals) - totals)[sorted_groups]  # ... within its own group
-    target = ((totals - 1) // 2)[sorted_groups]
-    hit = (before <= target) & (before + sorted_weights > target)
-    median = np.full(size, np.nan)
-    median[sorted_groups[hit]] = values[order][hit]
-    return median
+    values, groups = values[order], groups[order]
+    new_run = np.ones(len(values), dtype=bool)
+    new_run[1:] = (values[1:] != values[:-1]) | (groups[1:] != groups[:-1])
+    runs = np.flatnonzero(new_run)
+    rows = np.ones(len(values), dtype=np.int64) if weights is None else weights[order]
+    cells = np.add.reduceat(rows, runs) if len(runs) else rows[:0]
+    first = np.concatenate(([0], np.cumsum(np.bincount(groups[runs], minlength=size))))
+    return cells, values[runs], first
+
+
+def _medians_of_cells(cells: np.ndarray, cell_values: np.ndarray, first: np.ndarray) -> _Medians:
+    """`_Medians` from rows per cell, cells in increasing value within a group, group g's cells
+    first[g]..first[g + 1] - 1."""
+    size = len(first) - 1
+    if not len(cells):
+        nothing = np.full(size, np.nan)
+        return _Medians(nothing, nothing, np.zeros(size), np.zeros(size), np.zeros(size))
+    cumulative = np.cumsum(cells)
+    before = np.concatenate(([0], cumulative))  # rows in the cells before each cell
+    base = before[first[:-1]]
+    counts = before[first[1:]] - base
+    has_rows = counts > 0
+    # The median's cell: the first whose running total passes (n - 1) // 2 rows into the group.
+    at = np.searchsorted(cumulative, base + (counts - 1) // 2, side="right")
+    at = np.where(has_rows, at, 0)
+    below = np.where(has_rows, before[at] - base, 0)
+    at_most = np.where(has_rows, cumulative[at] - base, 0)
+    # The last cell with rows before the median's: the first whose running total reaches them.
+    previous = np.minimum(np.searchsorted(cumulative, before[at], side="left"), len(cells) - 1)
+    median = np.where(has_rows, cell_values[at], np.nan)
+    below_cut = np.where(below > 0, cell_values[previous], np.nan)
+    return _Medians(median, below_cut, counts, at_most, below)
+
+
+def _cut_at(medians: _Medians, lo: np.ndarray, hi: np.ndarray, balanced: bool) -> np.ndarray:
+    """A cut per group (left side: values <= cut) at its median, by the cut rule.
+
+    Discrete values pile up on the median. `balanced`: the cut goes just above
+    or just below the median value, whichever halves the group more evenly; a
+    group without values (a partition its sample missed) is cut at its
+    midpoint. Otherwise the median value goes left, as in LeFevre et al., and a
+    group whose median is its largest value gets no cut (`hi`: one child).
+    """
+    m = medians
+    above_ok = (m.counts > 0) & (m.median < hi)
+    if not balanced:
+        return np.where(above_ok, m.median, hi)
+    below_ok = m.below > 0
+    balanced_above = np.abs(m.at_most - m.counts / 2) <= np.abs(m.below - m.counts / 2)
+    take_above = above_ok & (~below_ok | balanced_above)
+    return np.where(take_above, m.median, np.where(below_ok, m.below_cut, lo + (hi - lo) / 2))
 
 
 def _median_cuts(
@@ -241,34 +326,22 @@ def _median_cuts(
     balanced: bool,
     weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A cut per group (left side: values <= cut) at the median of `values`.
+    """`_cut_at` each group's median of `values` (the rows a group holds, or a sample of them:
+    `lo`/`hi` bound the whole group). `weights`: how many rows each value stands for, else one each."""
+    low, high = _extremes(values, groups, size)
+    return _cut_at(_medians(values, groups, weights, low, high), lo, hi, balanced)
 
-    Discrete values pile up on the median. `balanced`: the cut goes just above
-    or just below the median value, whichever halves the group more evenly; a
-    group without values (a partition its sample missed) is cut at its
-    midpoint. Otherwise the median value goes left, as in LeFevre et al., and a
-    group whose median is its largest value gets no cut (`hi`: one child).
-    `weights`: how many rows each value stands for (a frequency table), else one each.
-    """
-    every_group = np.arange(size)
-    if weights is None:
-        by_group = pd.Series(values).groupby(groups)
-        median = by_group.quantile(0.5, interpolation="lower").reindex(every_group).to_numpy()
-    else:
-        median = _weighted_lower_median(values, groups, size, weights)
-    under = values < median[groups]
-    below_cut = pd.Series(values).where(under).groupby(groups).max().reindex(every_group).to_numpy()
-    ones = np.ones(len(values)) if weights is None else weights.astype(float)
-    counts = np.bincount(groups, weights=ones, minlength=size)
-    at_most = np.bincount(groups, weights=ones * (values <= median[groups]), minlength=size)
-    below = np.bincount(groups, weights=ones * under, minlength=size)
-    above_ok = (counts > 0) & (median < hi)
-    if not balanced:
-        return np.where(above_ok, median, hi)
-    below_ok = below > 0
-    balanced_above = np.abs(at_most - counts / 2) <= np.abs(below - counts / 2)
-    take_above = above_ok & (~below_ok | balanced_above)
-    return np.where(take_above, median, np.where(below_ok, below_cut, lo + (hi - lo) / 2))
+
+def _widest(lo: np.ndarray, hi: np.ndarray, allowed: np.ndarray, rules: Rules) -> np.ndarray:
+    """Per group, the allowed QI where its box is widest (-1: none left)."""
+    widths = np.where(allowed, box_widths(rules.domains, lo, hi), 0.0)
+    return np.where(widths.max(axis=1) > 0, widths.argmax(axis=1), -1)
+
+
+def _cut_by_value(dim: np.ndarray, rules: Rules) -> np.ndarray:
+    """Which groups are cut at a value (a QI chosen that is not a hierarchy)."""
+    by_value = np.array([dom.kind != "hierarchy" for dom in rules.domains])
+    return (dim >= 0) & by_value[np.maximum(dim, 0)]
 
 
 def propose_cuts(
@@ -285,11 +358,9 @@ def propose_cuts(
     `ranks`/`groups` may be all rows (exact), a sample, or distinct rows with their
     `weights` (exact); `lo`/`hi` are exact.
     """
-    widths = np.where(allowed, box_widths(rules.domains, lo, hi), 0.0)
-    dim = np.where(widths.max(axis=1) > 0, widths.argmax(axis=1), -1)
+    dim = _widest(lo, hi, allowed, rules)
     cut = np.full(len(dim), np.nan)
-    by_value = np.array([dom.kind != "hierarchy" for dom in rules.domains])
-    wants_value = (dim >= 0) & by_value[np.maximum(dim, 0)]
+    wants_value = _cut_by_value(dim, rules)
     rows = np.flatnonzero(wants_value[groups])
     if wants_value.any():
         nodes = np.flatnonzero(wants_value)
@@ -304,7 +375,7 @@ def propose_cuts(
 
 
 def _child_codes(
-    ranks: np.ndarray,
+    values: np.ndarray,
     groups: np.ndarray,
     dim: np.ndarray,
     cut: np.ndarray,
@@ -312,31 +383,70 @@ def _child_codes(
     hi: np.ndarray,
     domains,
 ) -> np.ndarray:
-    """Which side of its group's cut each row falls on (hierarchy: which child subtree)."""
-    codes = np.zeros(len(groups), dtype=np.int64)
+    """Which child of its group each row goes to, numbered in the children's order (the side of a
+    value cut; a hierarchy's child subtree); `values`: each row's rank on its group's QI."""
+    codes = (values > cut[groups]).astype(np.int64)  # NaN cut (no value cut): False
     row_dim = dim[groups]
     for j, dom in enumerate(domains):
-        rows = np.flatnonzero(row_dim == j)
-        if not len(rows):
+        if dom.kind != "hierarchy" or not (dim == j).any():
             continue
-        if dom.kind == "hierarchy":
-            level = lca_level(dom, lo[:, j], hi[:, j])[groups[rows]]
-            codes[rows] = dom.ancestors[level - 1, ranks[rows, j].astype(np.int64)]
-        else:
-            codes[rows] = ranks[rows, j] > cut[groups[rows]]
+        rows = np.flatnonzero(row_dim == j)
+        level = lca_level(dom, lo[:, j], hi[:, j])[groups[rows]]
+        node = dom.ancestors[level - 1, values[rows].astype(np.int64)]
+        # Less the group's smallest node id, the codes stay small and in the nodes' order.
+        smallest = np.full(len(dim), np.iinfo(np.int64).max)
+        np.minimum.at(smallest, groups[rows], node)
+        codes[rows] = node - smallest[groups[rows]]
     return codes
+
+
+def _value_cuts(
+    values: np.ndarray,
+    groups: np.ndarray,
+    dim: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    rules: Rules,
+    weights: np.ndarray | None,
+) -> np.ndarray:
+    """`propose_cuts`'s cut values from all rows, given each row's rank on its group's QI."""
+    every_group = np.arange(len(dim))
+    wants_value = _cut_by_value(dim, rules)
+    lo_cut, hi_cut = lo[every_group, np.maximum(dim, 0)], hi[every_group, np.maximum(dim, 0)]
+    # The box is exact: its bounds are the group's smallest and largest value on the QI.
+    low, high = np.where(wants_value, lo_cut, np.nan), np.where(wants_value, hi_cut, np.nan)
+    cut = _cut_at(_medians(values, groups, weights, low, high), lo_cut, hi_cut, rules.balanced)
+    return np.where(wants_value, cut, np.nan)
+
+
+@dataclass(frozen=True, eq=False)
+class Partition:
+    """Strict Mondrian's result: each row's class, and each class's box (the minimum and the
+    maximum rank of its rows on every QI, one row per class)."""
+
+    classes: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
 
 
 def mondrian_classes(
     ranks: np.ndarray, units: np.ndarray | None, rules: Rules, weights: np.ndarray | None = None
 ) -> np.ndarray:
-    """Strict Mondrian on in-memory ranks: the class index of each row.
+    """Strict Mondrian on in-memory ranks: the class index of each row (see `mondrian_partition`)."""
+    return mondrian_partition(ranks, units, rules, weights).classes
+
+
+def mondrian_partition(
+    ranks: np.ndarray, units: np.ndarray | None, rules: Rules, weights: np.ndarray | None = None
+) -> Partition:
+    """Strict Mondrian on in-memory ranks: each row's class and each class's box.
 
     Level-synchronous: every round tries one cut in every open partition at
-    once, with numpy over all rows, so the cost is a few sorts per tree level
+    once, with numpy over all rows, so the cost is a few passes per tree level
     rather than Python work per partition. A cut is kept only when every child
     has at least k units; otherwise that QI is closed for the partition and the
-    next-widest one is tried in the next round.
+    next-widest one is tried in the next round. Classes are numbered in the
+    order they close (within a round, in partition order).
 
     `weights` makes `ranks` a frequency table: each row stands for that many
     records (k counts records; `units` must then be None). The cuts, hence the
@@ -344,41 +454,50 @@ def mondrian_classes(
     """
     if weights is not None and units is not None:
         raise ValueError("weights count records: they cannot be combined with units")
+    if weights is not None and len(weights) and weights.min() < 1:
+        raise ValueError("weights count records: each row must stand for at least one")
     n, d = ranks.shape
     classes = np.full(n, -1, dtype=np.int64)
+    class_boxes: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros((0, d)), np.zeros((0, d)))]
     rows = np.arange(n)
+    columns = np.array(ranks, dtype=float).T.copy()  # one contiguous row of ranks per QI
     groups = np.zeros(n, dtype=np.int64)
     allowed = np.ones((1 if n else 0, d), dtype=bool)
     next_class = 0
     while len(rows):
         size = len(allowed)
-        sub_ranks = ranks[rows]
-        sub_units = None if units is None else units[rows]
-        sub_weights = None if weights is None else weights[rows]
-        lo, hi = _boxes(sub_ranks, groups)
-        splittable = _distinct_count(groups, sub_units, size, sub_weights) >= 2 * rules.k
-        dim, cut = propose_cuts(sub_ranks, groups, lo, hi, allowed & splittable[:, None], rules, sub_weights)
+        lo, hi = _boxes(columns, groups, size)
+        splittable = _distinct_count(groups, units, size, weights) >= 2 * rules.k
+        dim = _widest(lo, hi, allowed & splittable[:, None], rules)
         done = dim < 0
         class_of = np.cumsum(done) - 1 + next_class
         finished = done[groups]
         classes[rows[finished]] = class_of[groups[finished]]
         next_class += int(done.sum())
+        class_boxes.append((lo[done], hi[done]))
+        if done.all():
+            break
 
-        codes = _child_codes(sub_ranks, groups, dim, cut, lo, hi, rules.domains)
+        values = columns[np.maximum(dim, 0)[groups], np.arange(len(groups))]
+        cut = _value_cuts(values, groups, dim, lo, hi, rules, weights)
+        codes = _child_codes(values, groups, dim, cut, lo, hi, rules.domains)
         base = int(codes.max(initial=0)) + 1
         children, child_of_row = _compact(groups * base + codes, size * base)
         parent = children // base
-        child_units = _distinct_count(child_of_row, sub_units, len(children), sub_weights)
+        child_units = _distinct_count(child_of_row, units, len(children), weights)
         fewest = np.full(size, np.iinfo(np.int64).max)
         np.minimum.at(fewest, parent, child_units)
         kept = ~done & (np.bincount(parent, minlength=size) >= 2) & (fewest >= rules.k)
         closed = ~done & ~kept
         allowed[np.flatnonzero(closed), dim[closed]] = False
 
-        keep_rows = ~finished
-        key = np.where(kept[groups], child_of_row, len(children) + groups)[keep_rows]
+        key = np.where(kept[groups], child_of_row, len(children) + groups)
+        if finished.any():  # rows of closed classes leave the arrays
+            keep_rows = ~finished
+            rows, columns, key = rows[keep_rows], columns[:, keep_rows], key[keep_rows]
+            units = None if units is None else units[keep_rows]
+            weights = None if weights is None else weights[keep_rows]
         next_keys, groups = _compact(key, len(children) + size)
         was_child = next_keys < len(children)
         allowed = np.where(was_child[:, None], True, allowed[np.maximum(next_keys - len(children), 0)])
-        rows = rows[keep_rows]
-    return classes
+    return Partition(classes, *(np.concatenate(side) for side in zip(*class_boxes, strict=True)))
