@@ -180,15 +180,6 @@ def _distinct_count(
     return np.bincount(pairs[first] // base, minlength=size)
 
 
-def _compact(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
-    """`np.unique(keys, return_inverse=True)` for keys in [0, bound): by counting when bound is small."""
-    if bound > 4 * len(keys) + 1024:
-        distinct, inverse = np.unique(keys, return_inverse=True)
-        return distinct, inverse.ravel()
-    present = np.bincount(keys, minlength=bound) > 0
-    return np.flatnonzero(present), (np.cumsum(present) - 1)[keys]
-
-
 def _extremes(values: np.ndarray, groups: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Per group, the smallest and largest of `values` (inf and -inf for a group without rows)."""
     low, high = np.full(size, np.inf), np.full(size, -np.inf)
@@ -224,45 +215,39 @@ def _medians(
     weights: np.ndarray | None,
     low: np.ndarray,
     high: np.ndarray,
+    whole: bool | None = None,
 ) -> _Medians:
     """`_Medians` of each group's `values`, each repeated `weights` times (positive; None: once).
 
     `low`/`high` are each group's smallest and largest value; a group where low > high (or NaN)
     is skipped, as if it had no rows. The lower median is the value at position (n - 1) // 2 of
-    the group's n sorted rows, as pandas' quantile(0.5, "lower"). Whole numbers are counted in
-    a histogram with a cell per value from each group's low to its high: no sort.
+    the group's n sorted rows, as pandas' quantile(0.5, "lower"). Whole numbers (`whole`: known
+    to be, else checked) are counted in a histogram with a cell per value from each group's low
+    to its high: no sort.
     """
     active = low <= high
     rows = np.flatnonzero(active[groups])
     if len(rows) < len(groups):
         values, groups = values[rows], groups[rows]
         weights = None if weights is None else weights[rows]
-    widths = np.where(active, high - low + 1, 0)
-    whole = (values == np.floor(values)).all() and (widths == np.floor(widths)).all()
-    if whole and widths.sum() <= _CELLS_PER_ROW * len(values) + 4096:
-        cells, cell_values, first = _value_cells(values, groups, weights, np.where(active, low, 0), widths)
-    else:
-        cells, cell_values, first = _value_runs(values, groups, weights, len(low))
-    return _medians_of_cells(cells, cell_values, first)
-
-
-def _value_cells(
-    values: np.ndarray, groups: np.ndarray, weights: np.ndarray | None, low: np.ndarray, widths: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows per whole value from each group's low to its high, group after group (some cells empty);
-    each cell's value; each group's first cell (and one past the last group's end)."""
-    widths = widths.astype(np.int64)
-    first = np.concatenate(([0], np.cumsum(widths)))
-    cell = (values - low[groups]).astype(np.int64) + first[groups]
-    cells = np.bincount(cell, weights=weights, minlength=first[-1])
-    cell_values = np.repeat(low - first[:-1], widths) + np.arange(first[-1])
-    return cells, cell_values, first
+    low, widths = np.where(active, low, 0), np.where(active, high - low + 1, 0)
+    whole = bool((values == np.floor(values)).all()) if whole is None else whole
+    if whole and (low == np.floor(low)).all() and widths.sum() <= _CELLS_PER_ROW * len(values) + 4096:
+        widths = widths.astype(np.int64)
+        first = np.concatenate(([0], np.cumsum(widths)))  # each group's first cell, then the end
+        # Whole numbers: values - low is exact, so each value has its own cell.
+        cell = (values - low[groups]).astype(np.int64) + first[groups]
+        cells = np.bincount(cell, weights=weights, minlength=first[-1])
+        return _medians_of_cells(cells, first, lambda at, group: low[group] + (at - first[group]))
+    cells, run_values, first = _value_runs(values, groups, weights, len(low))
+    return _medians_of_cells(cells, first, lambda at, _: run_values[at])
 
 
 def _value_runs(
     values: np.ndarray, groups: np.ndarray, weights: np.ndarray | None, size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """As `_value_cells`, by sorting: a cell per run of equal values within a group (none empty)."""
+    """By sorting: the rows of each run of equal values within a group (a cell), group after group
+    and in increasing value; each run's value; each group's first run (then the end)."""
     order = np.lexsort((values, groups))
     values, groups = values[order], groups[order]
     new_run = np.ones(len(values), dtype=bool)
@@ -274,13 +259,14 @@ def _value_runs(
     return cells, values[runs], first
 
 
-def _medians_of_cells(cells: np.ndarray, cell_values: np.ndarray, first: np.ndarray) -> _Medians:
-    """`_Medians` from rows per cell, cells in increasing value within a group, group g's cells
-    first[g]..first[g + 1] - 1."""
+def _medians_of_cells(cells: np.ndarray, first: np.ndarray, value_of) -> _Medians:
+    """`_Medians` from the rows per cell: group g's cells are first[g]..first[g + 1] - 1, in
+    increasing value; `value_of(cells, groups)` is the value of each group's given cell."""
     size = len(first) - 1
     if not len(cells):
         nothing = np.full(size, np.nan)
         return _Medians(nothing, nothing, np.zeros(size), np.zeros(size), np.zeros(size))
+    every_group = np.arange(size)
     cumulative = np.cumsum(cells)
     before = np.concatenate(([0], cumulative))  # rows in the cells before each cell
     base = before[first[:-1]]
@@ -293,8 +279,8 @@ def _medians_of_cells(cells: np.ndarray, cell_values: np.ndarray, first: np.ndar
     at_most = np.where(has_rows, cumulative[at] - base, 0)
     # The last cell with rows before the median's: the first whose running total reaches them.
     previous = np.minimum(np.searchsorted(cumulative, before[at], side="left"), len(cells) - 1)
-    median = np.where(has_rows, cell_values[at], np.nan)
-    below_cut = np.where(below > 0, cell_values[previous], np.nan)
+    median = np.where(has_rows, value_of(at, every_group), np.nan)
+    below_cut = np.where(below > 0, value_of(previous, every_group), np.nan)
     return _Medians(median, below_cut, counts, at_most, below)
 
 
@@ -408,15 +394,51 @@ def _value_cuts(
     hi: np.ndarray,
     rules: Rules,
     weights: np.ndarray | None,
+    whole_qis: np.ndarray,
 ) -> np.ndarray:
-    """`propose_cuts`'s cut values from all rows, given each row's rank on its group's QI."""
+    """`propose_cuts`'s cut values from all rows, given each row's rank on its group's QI
+    (`whole_qis`: which QIs hold whole numbers only)."""
     every_group = np.arange(len(dim))
     wants_value = _cut_by_value(dim, rules)
     lo_cut, hi_cut = lo[every_group, np.maximum(dim, 0)], hi[every_group, np.maximum(dim, 0)]
     # The box is exact: its bounds are the group's smallest and largest value on the QI.
     low, high = np.where(wants_value, lo_cut, np.nan), np.where(wants_value, hi_cut, np.nan)
-    cut = _cut_at(_medians(values, groups, weights, low, high), lo_cut, hi_cut, rules.balanced)
+    whole = bool(whole_qis[dim[wants_value]].all())
+    cut = _cut_at(_medians(values, groups, weights, low, high, whole), lo_cut, hi_cut, rules.balanced)
     return np.where(wants_value, cut, np.nan)
+
+
+@dataclass(frozen=True, eq=False)
+class _Step:
+    """One round's tried cuts: each row's cell (its group and child), the children present (cells
+    with rows) and their groups, units per cell, and which groups keep their cut."""
+
+    cells: np.ndarray
+    children: np.ndarray
+    parent: np.ndarray
+    cell_units: np.ndarray
+    kept: np.ndarray
+
+
+def _try_cuts(groups, codes, done, units, weights, k: int) -> _Step:
+    """Which groups keep their cut: at least two children, each of k units or more."""
+    size = len(done)
+    base = int(codes.max(initial=0)) + 1
+    cells, cell_keys = groups * base + codes, None
+    if size * base > 4 * len(groups) + 1024:  # sparse: number the cells present
+        cell_keys, cells = np.unique(cells, return_inverse=True)
+        cells = cells.ravel()
+    cell_count = size * base if cell_keys is None else len(cell_keys)
+    rows = np.bincount(cells, minlength=cell_count)
+    children = np.flatnonzero(rows)
+    parent = (children if cell_keys is None else cell_keys[children]) // base
+    cell_units = (
+        rows if units is None and weights is None else _distinct_count(cells, units, cell_count, weights)
+    )
+    fewest = np.full(size, np.iinfo(np.int64).max)
+    np.minimum.at(fewest, parent, cell_units[children])
+    kept = ~done & (np.bincount(parent, minlength=size) >= 2) & (fewest >= k)
+    return _Step(cells, children, parent, cell_units, kept)
 
 
 @dataclass(frozen=True, eq=False)
@@ -461,43 +483,43 @@ def mondrian_partition(
     class_boxes: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros((0, d)), np.zeros((0, d)))]
     rows = np.arange(n)
     columns = np.array(ranks, dtype=float).T.copy()  # one contiguous row of ranks per QI
+    whole_qis = np.array([bool((column == np.floor(column)).all()) for column in columns], dtype=bool)
     groups = np.zeros(n, dtype=np.int64)
     allowed = np.ones((1 if n else 0, d), dtype=bool)
+    counts = _distinct_count(groups, units, len(allowed), weights)
     next_class = 0
     while len(rows):
         size = len(allowed)
         lo, hi = _boxes(columns, groups, size)
-        splittable = _distinct_count(groups, units, size, weights) >= 2 * rules.k
-        dim = _widest(lo, hi, allowed & splittable[:, None], rules)
+        dim = _widest(lo, hi, allowed & (counts >= 2 * rules.k)[:, None], rules)
         done = dim < 0
-        class_of = np.cumsum(done) - 1 + next_class
-        finished = done[groups]
-        classes[rows[finished]] = class_of[groups[finished]]
-        next_class += int(done.sum())
         class_boxes.append((lo[done], hi[done]))
-        if done.all():
-            break
-
-        values = columns[np.maximum(dim, 0)[groups], np.arange(len(groups))]
-        cut = _value_cuts(values, groups, dim, lo, hi, rules, weights)
-        codes = _child_codes(values, groups, dim, cut, lo, hi, rules.domains)
-        base = int(codes.max(initial=0)) + 1
-        children, child_of_row = _compact(groups * base + codes, size * base)
-        parent = children // base
-        child_units = _distinct_count(child_of_row, units, len(children), weights)
-        fewest = np.full(size, np.iinfo(np.int64).max)
-        np.minimum.at(fewest, parent, child_units)
-        kept = ~done & (np.bincount(parent, minlength=size) >= 2) & (fewest >= rules.k)
-        closed = ~done & ~kept
+        codes = np.zeros(len(groups), dtype=np.int64)
+        if not done.all():
+            values = columns.ravel()[np.maximum(dim, 0)[groups] * len(groups) + np.arange(len(groups))]
+            cut = _value_cuts(values, groups, dim, lo, hi, rules, weights, whole_qis)
+            codes = _child_codes(values, groups, dim, cut, lo, hi, rules.domains)
+        step = _try_cuts(groups, codes, done, units, weights, rules.k)
+        closed = ~done & ~step.kept
         allowed[np.flatnonzero(closed), dim[closed]] = False
 
-        key = np.where(kept[groups], child_of_row, len(children) + groups)
-        if finished.any():  # rows of closed classes leave the arrays
-            keep_rows = ~finished
-            rows, columns, key = rows[keep_rows], columns[:, keep_rows], key[keep_rows]
+        # Next: the kept children in order, then the closed groups whole; done groups become classes.
+        kept_child = step.kept[step.parent]
+        group_next = np.zeros(size, dtype=np.int64)
+        group_next[closed] = kept_child.sum() + np.arange(closed.sum())
+        group_next[done] = -1 - (next_class + np.arange(done.sum()))
+        next_class += int(done.sum())
+        cell_next = np.zeros(len(step.cell_units), dtype=np.int64)
+        cell_next[step.children] = np.where(kept_child, np.cumsum(kept_child) - 1, group_next[step.parent])
+        groups = cell_next[step.cells]
+        counts = np.concatenate((step.cell_units[step.children[kept_child]], counts[closed]))
+        allowed = np.concatenate((np.ones((kept_child.sum(), d), dtype=bool), allowed[closed]))
+
+        finished = groups < 0
+        if finished.any():  # rows of new classes leave the arrays
+            classes[rows[finished]] = -1 - groups[finished]
+            keep_rows = np.flatnonzero(~finished)
+            rows, columns, groups = rows[keep_rows], np.take(columns, keep_rows, axis=1), groups[keep_rows]
             units = None if units is None else units[keep_rows]
             weights = None if weights is None else weights[keep_rows]
-        next_keys, groups = _compact(key, len(children) + size)
-        was_child = next_keys < len(children)
-        allowed = np.where(was_child[:, None], True, allowed[np.maximum(next_keys - len(children), 0)])
     return Partition(classes, *(np.concatenate(side) for side in zip(*class_boxes, strict=True)))
