@@ -41,7 +41,7 @@ from core.kanon.mondrian import (
     box_labels,
     box_widths,
     hierarchy_domain,
-    mondrian_classes,
+    mondrian_partition,
 )
 from transforms.kanon.mondrian_rounds import PREFIX, column_named, penalty_column
 
@@ -126,9 +126,8 @@ def _bits(values: int) -> int:
 
 def cut_combos(ranks: np.ndarray, weights: np.ndarray, rules: Rules) -> DriverCut | None:
     """Cut the weighted combinations and code their classes; None if the codes need over CODE_BITS bits."""
-    classes = mondrian_classes(ranks, None, rules, weights=weights)
-    by_class = pd.DataFrame(ranks).groupby(classes, sort=True)
-    lo, hi = by_class.min().to_numpy(), by_class.max().to_numpy()
+    partition = mondrian_partition(ranks, None, rules, weights=weights)
+    classes, lo, hi = partition.classes, partition.lo, partition.hi  # each class's box, by class
     # (number, values) per QI; factorize hashes, where sorting hundreds of thousands of texts took seconds.
     numbered = [pd.factorize(box_labels(dom, lo[:, i], hi[:, i])) for i, dom in enumerate(rules.domains)]
     labels = tuple(np.asarray(values, dtype=object) for _, values in numbered)
