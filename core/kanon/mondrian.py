@@ -181,11 +181,25 @@ def _distinct_count(
 
 
 def _extremes(values: np.ndarray, groups: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per group, the smallest and largest of `values` (inf and -inf for a group without rows)."""
-    low, high = np.full(size, np.inf), np.full(size, -np.inf)
+    """Per group, the smallest and largest of `values`, as floats (inf and -inf for a group without rows)."""
+    if values.dtype.kind == "f":
+        low, high = np.full(size, np.inf), np.full(size, -np.inf)
+    else:
+        low, high = np.full(size, np.iinfo(values.dtype).max), np.full(size, np.iinfo(values.dtype).min)
+        low, high = low.astype(values.dtype), high.astype(values.dtype)
     np.minimum.at(low, groups, values)  # unbuffered, but far cheaper than a groupby that factorizes groups
     np.maximum.at(high, groups, values)
-    return low, high
+    empty = low > high
+    return np.where(empty, np.inf, low), np.where(empty, -np.inf, high)
+
+
+def _rank_columns(ranks: np.ndarray) -> np.ndarray:
+    """One contiguous row of ranks per QI: 32-bit integers when every rank is a whole number that
+    fits (the same numbers, and their per-group extremes are found faster), else floats."""
+    columns = np.array(ranks, dtype=float).T.copy()
+    if columns.size and (columns == np.floor(columns)).all() and np.abs(columns).max() < 2**31:
+        return columns.astype(np.int32)
+    return columns
 
 
 def _boxes(columns: np.ndarray, groups: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -235,8 +249,11 @@ def _medians(
     if whole and (low == np.floor(low)).all() and widths.sum() <= _CELLS_PER_ROW * len(values) + 4096:
         widths = widths.astype(np.int64)
         first = np.concatenate(([0], np.cumsum(widths)))  # each group's first cell, then the end
-        # Whole numbers: values - low is exact, so each value has its own cell.
-        cell = (values - low[groups]).astype(np.int64) + first[groups]
+        # Whole numbers: values - low + first is exact (first - low too, below 2**52), a cell per value.
+        if np.abs(low).max(initial=0) < 2**52:
+            cell = (values + (first[:-1] - low)[groups]).astype(np.int64)
+        else:
+            cell = (values - low[groups]).astype(np.int64) + first[groups]
         cells = np.bincount(cell, weights=weights, minlength=first[-1])
         return _medians_of_cells(cells, first, lambda at, group: low[group] + (at - first[group]))
     cells, run_values, first = _value_runs(values, groups, weights, len(low))
@@ -370,12 +387,13 @@ def _child_codes(
     domains,
 ) -> np.ndarray:
     """Which child of its group each row goes to, numbered in the children's order (the side of a
-    value cut; a hierarchy's child subtree); `values`: each row's rank on its group's QI."""
-    codes = (values > cut[groups]).astype(np.int64)  # NaN cut (no value cut): False
-    row_dim = dim[groups]
-    for j, dom in enumerate(domains):
-        if dom.kind != "hierarchy" or not (dim == j).any():
-            continue
+    value cut: False, True; a hierarchy's child subtree); `values`: each row's rank on its group's QI."""
+    codes = values > cut[groups]  # NaN cut (no value cut): False
+    by_subtree = [j for j, dom in enumerate(domains) if dom.kind == "hierarchy" and (dim == j).any()]
+    if by_subtree:
+        codes, row_dim = codes.astype(np.int64), dim[groups]
+    for j in by_subtree:
+        dom = domains[j]
         rows = np.flatnonzero(row_dim == j)
         level = lca_level(dom, lo[:, j], hi[:, j])[groups[rows]]
         node = dom.ancestors[level - 1, values[rows].astype(np.int64)]
@@ -482,7 +500,7 @@ def mondrian_partition(
     classes = np.full(n, -1, dtype=np.int64)
     class_boxes: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros((0, d)), np.zeros((0, d)))]
     rows = np.arange(n)
-    columns = np.array(ranks, dtype=float).T.copy()  # one contiguous row of ranks per QI
+    columns = _rank_columns(ranks)
     whole_qis = np.array([bool((column == np.floor(column)).all()) for column in columns], dtype=bool)
     groups = np.zeros(n, dtype=np.int64)
     allowed = np.ones((1 if n else 0, d), dtype=bool)
@@ -494,7 +512,7 @@ def mondrian_partition(
         dim = _widest(lo, hi, allowed & (counts >= 2 * rules.k)[:, None], rules)
         done = dim < 0
         class_boxes.append((lo[done], hi[done]))
-        codes = np.zeros(len(groups), dtype=np.int64)
+        codes = np.zeros(len(groups), dtype=bool)
         if not done.all():
             values = columns.ravel()[np.maximum(dim, 0)[groups] * len(groups) + np.arange(len(groups))]
             cut = _value_cuts(values, groups, dim, lo, hi, rules, weights, whole_qis)
