@@ -19,6 +19,8 @@ from core.kanon.hierarchy import from_mapping
 from core.kanon.mondrian import (
     Domain,
     Rules,
+    box_label_numbers,
+    box_labels,
     box_widths,
     hierarchy_domain,
     lca_level,
@@ -210,4 +212,17 @@ def test_weights_must_count_records():
     with pytest.raises(ValueError, match="at least one"):
         mondrian_classes(table, None, Rules(domains, 2, True), weights=np.zeros(len(table), dtype=np.int64))
     with pytest.raises(ValueError, match="units"):
-        mondrian_classes(table, np.zeros(len(table), dtype=np.int64), Rules(domains, 2, True), np.ones(len(table)))
+        units = np.zeros(len(table), dtype=np.int64)
+        mondrian_classes(table, units, Rules(domains, 2, True), weights=np.ones(len(table)))
+
+
+def test_label_numbers_equal_factorized_labels():
+    """Boxes that read the same (a hierarchy's node from different leaf ranges) share a number."""
+    rng = np.random.default_rng(9)
+    dom = hierarchy_domain(REGIONS)
+    ends = np.sort(rng.integers(0, len(REGIONS.rows), (400, 2)), axis=1).astype(float)
+    numbers, labels = box_label_numbers(dom, ends[:, 0], ends[:, 1])
+    expected_numbers, expected_labels = pd.factorize(box_labels(dom, ends[:, 0], ends[:, 1]))
+    np.testing.assert_array_equal(numbers, expected_numbers)
+    np.testing.assert_array_equal(labels, expected_labels)
+    assert len(labels) < len(np.unique(ends, axis=0))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.kanon.group_medians import GroupMedians, group_medians
 from core.kanon.hierarchy import Hierarchy
 
 TOP = "*"
@@ -142,11 +143,26 @@ def _label(dom: Domain, lo: float, hi: float) -> str:
     return f"[{_number(lo, dom.integral)}, {_number(hi, dom.integral)}]"
 
 
-def box_labels(dom: Domain, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Generalized value of each box on one QI (formatted once per distinct box)."""
+def _distinct_boxes(dom: Domain, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each box's number among the distinct boxes (in order of first appearance), and their labels."""
     boxes = pd.DataFrame({"lo": lo, "hi": hi}).groupby(["lo", "hi"], sort=False)  # hashed, not sorted
     texts = np.array([_label(dom, a, b) for a, b in boxes.size().index], dtype=object)
-    return texts[boxes.ngroup().to_numpy()]
+    return boxes.ngroup().to_numpy(), texts
+
+
+def box_labels(dom: Domain, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Generalized value of each box on one QI (formatted once per distinct box)."""
+    box_number, texts = _distinct_boxes(dom, lo, hi)
+    return texts[box_number]
+
+
+def box_label_numbers(dom: Domain, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`pd.factorize(box_labels(dom, lo, hi))` without a label per box: each box's number among
+    the distinct labels (numbered in order of first appearance), and those labels."""
+    box_number, texts = _distinct_boxes(dom, lo, hi)
+    # Boxes are numbered by first appearance, so the first box of a label comes first among its boxes.
+    label_number, labels = pd.factorize(texts)
+    return label_number[box_number], labels
 
 
 # --- the algorithm on numbers (shared by the driver and the in-memory finish) -------------------------
@@ -208,100 +224,7 @@ def _boxes(columns: np.ndarray, groups: np.ndarray, size: int) -> tuple[np.ndarr
     return np.column_stack([lo for lo, _ in extremes]), np.column_stack([hi for _, hi in extremes])
 
 
-@dataclass(frozen=True)
-class _Medians:
-    """Per group: the lower median, the largest value below it (NaN: none), and how many rows hold
-    any value, a value <= the median, a value < the median (weights summed)."""
-
-    median: np.ndarray
-    below_cut: np.ndarray
-    counts: np.ndarray
-    at_most: np.ndarray
-    below: np.ndarray
-
-
-_CELLS_PER_ROW = 4  # a histogram beats a sort up to this many cells per row (and a few thousand)
-
-
-def _medians(
-    values: np.ndarray,
-    groups: np.ndarray,
-    weights: np.ndarray | None,
-    low: np.ndarray,
-    high: np.ndarray,
-    whole: bool | None = None,
-) -> _Medians:
-    """`_Medians` of each group's `values`, each repeated `weights` times (positive; None: once).
-
-    `low`/`high` are each group's smallest and largest value; a group where low > high (or NaN)
-    is skipped, as if it had no rows. The lower median is the value at position (n - 1) // 2 of
-    the group's n sorted rows, as pandas' quantile(0.5, "lower"). Whole numbers (`whole`: known
-    to be, else checked) are counted in a histogram with a cell per value from each group's low
-    to its high: no sort.
-    """
-    active = low <= high
-    rows = np.flatnonzero(active[groups])
-    if len(rows) < len(groups):
-        values, groups = values[rows], groups[rows]
-        weights = None if weights is None else weights[rows]
-    low, widths = np.where(active, low, 0), np.where(active, high - low + 1, 0)
-    whole = bool((values == np.floor(values)).all()) if whole is None else whole
-    if whole and (low == np.floor(low)).all() and widths.sum() <= _CELLS_PER_ROW * len(values) + 4096:
-        widths = widths.astype(np.int64)
-        first = np.concatenate(([0], np.cumsum(widths)))  # each group's first cell, then the end
-        # Whole numbers: values - low + first is exact (first - low too, below 2**52), a cell per value.
-        if np.abs(low).max(initial=0) < 2**52:
-            cell = (values + (first[:-1] - low)[groups]).astype(np.int64)
-        else:
-            cell = (values - low[groups]).astype(np.int64) + first[groups]
-        cells = np.bincount(cell, weights=weights, minlength=first[-1])
-        return _medians_of_cells(cells, first, lambda at, group: low[group] + (at - first[group]))
-    cells, run_values, first = _value_runs(values, groups, weights, len(low))
-    return _medians_of_cells(cells, first, lambda at, _: run_values[at])
-
-
-def _value_runs(
-    values: np.ndarray, groups: np.ndarray, weights: np.ndarray | None, size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """By sorting: the rows of each run of equal values within a group (a cell), group after group
-    and in increasing value; each run's value; each group's first run (then the end)."""
-    order = np.lexsort((values, groups))
-    values, groups = values[order], groups[order]
-    new_run = np.ones(len(values), dtype=bool)
-    new_run[1:] = (values[1:] != values[:-1]) | (groups[1:] != groups[:-1])
-    runs = np.flatnonzero(new_run)
-    rows = np.ones(len(values), dtype=np.int64) if weights is None else weights[order]
-    cells = np.add.reduceat(rows, runs) if len(runs) else rows[:0]
-    first = np.concatenate(([0], np.cumsum(np.bincount(groups[runs], minlength=size))))
-    return cells, values[runs], first
-
-
-def _medians_of_cells(cells: np.ndarray, first: np.ndarray, value_of) -> _Medians:
-    """`_Medians` from the rows per cell: group g's cells are first[g]..first[g + 1] - 1, in
-    increasing value; `value_of(cells, groups)` is the value of each group's given cell."""
-    size = len(first) - 1
-    if not len(cells):
-        nothing = np.full(size, np.nan)
-        return _Medians(nothing, nothing, np.zeros(size), np.zeros(size), np.zeros(size))
-    every_group = np.arange(size)
-    cumulative = np.cumsum(cells)
-    before = np.concatenate(([0], cumulative))  # rows in the cells before each cell
-    base = before[first[:-1]]
-    counts = before[first[1:]] - base
-    has_rows = counts > 0
-    # The median's cell: the first whose running total passes (n - 1) // 2 rows into the group.
-    at = np.searchsorted(cumulative, base + (counts - 1) // 2, side="right")
-    at = np.where(has_rows, at, 0)
-    below = np.where(has_rows, before[at] - base, 0)
-    at_most = np.where(has_rows, cumulative[at] - base, 0)
-    # The last cell with rows before the median's: the first whose running total reaches them.
-    previous = np.minimum(np.searchsorted(cumulative, before[at], side="left"), len(cells) - 1)
-    median = np.where(has_rows, value_of(at, every_group), np.nan)
-    below_cut = np.where(below > 0, value_of(previous, every_group), np.nan)
-    return _Medians(median, below_cut, counts, at_most, below)
-
-
-def _cut_at(medians: _Medians, lo: np.ndarray, hi: np.ndarray, balanced: bool) -> np.ndarray:
+def _cut_at(medians: GroupMedians, lo: np.ndarray, hi: np.ndarray, balanced: bool) -> np.ndarray:
     """A cut per group (left side: values <= cut) at its median, by the cut rule.
 
     Discrete values pile up on the median. `balanced`: the cut goes just above
@@ -332,7 +255,7 @@ def _median_cuts(
     """`_cut_at` each group's median of `values` (the rows a group holds, or a sample of them:
     `lo`/`hi` bound the whole group). `weights`: how many rows each value stands for, else one each."""
     low, high = _extremes(values, groups, size)
-    return _cut_at(_medians(values, groups, weights, low, high), lo, hi, balanced)
+    return _cut_at(group_medians(values, groups, weights, low, high), lo, hi, balanced)
 
 
 def _widest(lo: np.ndarray, hi: np.ndarray, allowed: np.ndarray, rules: Rules) -> np.ndarray:
@@ -422,7 +345,7 @@ def _value_cuts(
     # The box is exact: its bounds are the group's smallest and largest value on the QI.
     low, high = np.where(wants_value, lo_cut, np.nan), np.where(wants_value, hi_cut, np.nan)
     whole = bool(whole_qis[dim[wants_value]].all())
-    cut = _cut_at(_medians(values, groups, weights, low, high, whole), lo_cut, hi_cut, rules.balanced)
+    cut = _cut_at(group_medians(values, groups, weights, low, high, whole), lo_cut, hi_cut, rules.balanced)
     return np.where(wants_value, cut, np.nan)
 
 
@@ -457,6 +380,18 @@ def _try_cuts(groups, codes, done, units, weights, k: int) -> _Step:
     np.minimum.at(fewest, parent, cell_units[children])
     kept = ~done & (np.bincount(parent, minlength=size) >= 2) & (fewest >= k)
     return _Step(cells, children, parent, cell_units, kept)
+
+
+def _next_groups(step: _Step, done: np.ndarray, closed: np.ndarray, next_class: int) -> np.ndarray:
+    """Each row's group in the next round: the kept children in order, then the closed groups
+    whole; a done group's rows get -1 - their class (classes numbered from `next_class`)."""
+    kept_child = step.kept[step.parent]
+    group_next = np.zeros(len(done), dtype=np.int64)
+    group_next[closed] = kept_child.sum() + np.arange(closed.sum())
+    group_next[done] = -1 - (next_class + np.arange(done.sum()))
+    cell_next = np.zeros(len(step.cell_units), dtype=np.int64)
+    cell_next[step.children] = np.where(kept_child, np.cumsum(kept_child) - 1, group_next[step.parent])
+    return cell_next[step.cells]
 
 
 @dataclass(frozen=True, eq=False)
@@ -521,15 +456,9 @@ def mondrian_partition(
         closed = ~done & ~step.kept
         allowed[np.flatnonzero(closed), dim[closed]] = False
 
-        # Next: the kept children in order, then the closed groups whole; done groups become classes.
-        kept_child = step.kept[step.parent]
-        group_next = np.zeros(size, dtype=np.int64)
-        group_next[closed] = kept_child.sum() + np.arange(closed.sum())
-        group_next[done] = -1 - (next_class + np.arange(done.sum()))
+        groups = _next_groups(step, done, closed, next_class)
         next_class += int(done.sum())
-        cell_next = np.zeros(len(step.cell_units), dtype=np.int64)
-        cell_next[step.children] = np.where(kept_child, np.cumsum(kept_child) - 1, group_next[step.parent])
-        groups = cell_next[step.cells]
+        kept_child = step.kept[step.parent]
         counts = np.concatenate((step.cell_units[step.children[kept_child]], counts[closed]))
         allowed = np.concatenate((np.ones((kept_child.sum(), d), dtype=bool), allowed[closed]))
 

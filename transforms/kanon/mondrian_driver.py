@@ -38,7 +38,7 @@ from core.kanon.mondrian import (
     OrderedQI,
     QuasiIdentifier,
     Rules,
-    box_labels,
+    box_label_numbers,
     box_widths,
     hierarchy_domain,
     mondrian_partition,
@@ -129,7 +129,7 @@ def cut_combos(ranks: np.ndarray, weights: np.ndarray, rules: Rules) -> DriverCu
     partition = mondrian_partition(ranks, None, rules, weights=weights)
     classes, lo, hi = partition.classes, partition.lo, partition.hi  # each class's box, by class
     # (number, values) per QI; factorize hashes, where sorting hundreds of thousands of texts took seconds.
-    numbered = [pd.factorize(box_labels(dom, lo[:, i], hi[:, i])) for i, dom in enumerate(rules.domains)]
+    numbered = [box_label_numbers(dom, lo[:, i], hi[:, i]) for i, dom in enumerate(rules.domains)]
     labels = tuple(np.asarray(values, dtype=object) for _, values in numbered)
     shifts = np.cumsum([0, *[_bits(len(values)) for values in labels]])
     if shifts[-1] > CODE_BITS:
