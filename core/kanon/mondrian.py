@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.kanon.group_medians import GroupMedians, group_medians
 from core.kanon.hierarchy import Hierarchy
 
 TOP = "*"
@@ -142,11 +143,26 @@ def _label(dom: Domain, lo: float, hi: float) -> str:
     return f"[{_number(lo, dom.integral)}, {_number(hi, dom.integral)}]"
 
 
-def box_labels(dom: Domain, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Generalized value of each box on one QI (formatted once per distinct box)."""
+def _distinct_boxes(dom: Domain, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each box's number among the distinct boxes (in order of first appearance), and their labels."""
     boxes = pd.DataFrame({"lo": lo, "hi": hi}).groupby(["lo", "hi"], sort=False)  # hashed, not sorted
     texts = np.array([_label(dom, a, b) for a, b in boxes.size().index], dtype=object)
-    return texts[boxes.ngroup().to_numpy()]
+    return boxes.ngroup().to_numpy(), texts
+
+
+def box_labels(dom: Domain, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Generalized value of each box on one QI (formatted once per distinct box)."""
+    box_number, texts = _distinct_boxes(dom, lo, hi)
+    return texts[box_number]
+
+
+def box_label_numbers(dom: Domain, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`pd.factorize(box_labels(dom, lo, hi))` without a label per box: each box's number among
+    the distinct labels (numbered in order of first appearance), and those labels."""
+    box_number, texts = _distinct_boxes(dom, lo, hi)
+    # Boxes are numbered by first appearance, so the first box of a label comes first among its boxes.
+    label_number, labels = pd.factorize(texts)
+    return label_number[box_number], labels
 
 
 # --- the algorithm on numbers (shared by the driver and the in-memory finish) -------------------------
@@ -180,56 +196,51 @@ def _distinct_count(
     return np.bincount(pairs[first] // base, minlength=size)
 
 
-def _compact(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
-    """`np.unique(keys, return_inverse=True)` for keys in [0, bound): by counting when bound is small."""
-    if bound > 4 * len(keys) + 1024:
-        distinct, inverse = np.unique(keys, return_inverse=True)
-        return distinct, inverse.ravel()
-    present = np.bincount(keys, minlength=bound) > 0
-    return np.flatnonzero(present), (np.cumsum(present) - 1)[keys]
+def _extremes(values: np.ndarray, groups: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the smallest and largest of `values`, as floats (inf and -inf for a group without rows)."""
+    if values.dtype.kind == "f":
+        low, high = np.full(size, np.inf), np.full(size, -np.inf)
+    else:
+        low, high = np.full(size, np.iinfo(values.dtype).max), np.full(size, np.iinfo(values.dtype).min)
+        low, high = low.astype(values.dtype), high.astype(values.dtype)
+    np.minimum.at(low, groups, values)  # unbuffered, but far cheaper than a groupby that factorizes groups
+    np.maximum.at(high, groups, values)
+    empty = low > high
+    return np.where(empty, np.inf, low), np.where(empty, -np.inf, high)
 
 
-def _boxes(ranks: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group minimum and maximum rank on every QI; groups 0..n-1 must all be non-empty."""
-    by_group = pd.DataFrame(ranks).groupby(groups, sort=True)
-    return by_group.min().to_numpy(), by_group.max().to_numpy()
+def _rank_columns(ranks: np.ndarray) -> np.ndarray:
+    """One contiguous row of ranks per QI: 32-bit integers when every rank is a whole number that
+    fits (the same numbers, and their per-group extremes are found faster), else floats."""
+    columns = np.array(ranks, dtype=float).T.copy()
+    if columns.size and (columns == np.floor(columns)).all() and np.abs(columns).max() < 2**31:
+        return columns.astype(np.int32)
+    return columns
 
 
-_HISTOGRAM_CELLS = 1 << 22  # groups x distinct values up to which medians are counted, not sorted
+def _boxes(columns: np.ndarray, groups: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the minimum and maximum rank on every QI (`columns`: one row of ranks per QI)."""
+    extremes = [_extremes(column, groups, size) for column in columns]
+    return np.column_stack([lo for lo, _ in extremes]), np.column_stack([hi for _, hi in extremes])
 
 
-def _median_by_histogram(
-    offsets: np.ndarray, groups: np.ndarray, size: int, weights: np.ndarray, span: int
-) -> np.ndarray:
-    """`_weighted_lower_median` of whole numbers 0..span-1 by counting: no sort."""
-    cells = np.bincount(groups * span + offsets.astype(np.int64), weights=weights, minlength=size * span)
-    cumulative = np.cumsum(cells.reshape(size, span), axis=1)
-    totals = cumulative[:, -1]
-    target = np.floor((totals - 1) / 2)
-    position = (cumulative <= target[:, None]).sum(axis=1)
-    return np.where(totals > 0, position, np.nan)
+def _cut_at(medians: GroupMedians, lo: np.ndarray, hi: np.ndarray, balanced: bool) -> np.ndarray:
+    """A cut per group (left side: values <= cut) at its median, by the cut rule.
 
-
-def _weighted_lower_median(
-    values: np.ndarray, groups: np.ndarray, size: int, weights: np.ndarray
-) -> np.ndarray:
-    """Per group, the lower median of `values` each repeated `weights` times (NaN for an empty group):
-    the value at position (n - 1) // 2 of the group's n sorted rows, as pandas' quantile(0.5, "lower")."""
-    if not len(values):
-        return np.full(size, np.nan)
-    low, span = values.min(), values.max() - values.min() + 1
-    if size * span <= max(4 * len(values), _HISTOGRAM_CELLS) and (values == np.floor(values)).all():
-        return _median_by_histogram(values - low, groups, size, weights, int(span)) + low
-    order = np.lexsort((values, groups))
-    sorted_groups, sorted_weights = groups[order], weights[order]
-    totals = np.bincount(groups, weights=weights, minlength=size).astype(np.int64)
-    before = np.cumsum(sorted_weights) - sorted_weights  # rows before each entry, over all groups
-    before -= (np.cumsum(totals) - totals)[sorted_groups]  # ... within its own group
-    target = ((totals - 1) // 2)[sorted_groups]
-    hit = (before <= target) & (before + sorted_weights > target)
-    median = np.full(size, np.nan)
-    median[sorted_groups[hit]] = values[order][hit]
-    return median
+    Discrete values pile up on the median. `balanced`: the cut goes just above
+    or just below the median value, whichever halves the group more evenly; a
+    group without values (a partition its sample missed) is cut at its
+    midpoint. Otherwise the median value goes left, as in LeFevre et al., and a
+    group whose median is its largest value gets no cut (`hi`: one child).
+    """
+    m = medians
+    above_ok = (m.counts > 0) & (m.median < hi)
+    if not balanced:
+        return np.where(above_ok, m.median, hi)
+    below_ok = m.below > 0
+    balanced_above = np.abs(m.at_most - m.counts / 2) <= np.abs(m.below - m.counts / 2)
+    take_above = above_ok & (~below_ok | balanced_above)
+    return np.where(take_above, m.median, np.where(below_ok, m.below_cut, lo + (hi - lo) / 2))
 
 
 def _median_cuts(
@@ -241,34 +252,22 @@ def _median_cuts(
     balanced: bool,
     weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A cut per group (left side: values <= cut) at the median of `values`.
+    """`_cut_at` each group's median of `values` (the rows a group holds, or a sample of them:
+    `lo`/`hi` bound the whole group). `weights`: how many rows each value stands for, else one each."""
+    low, high = _extremes(values, groups, size)
+    return _cut_at(group_medians(values, groups, weights, low, high), lo, hi, balanced)
 
-    Discrete values pile up on the median. `balanced`: the cut goes just above
-    or just below the median value, whichever halves the group more evenly; a
-    group without values (a partition its sample missed) is cut at its
-    midpoint. Otherwise the median value goes left, as in LeFevre et al., and a
-    group whose median is its largest value gets no cut (`hi`: one child).
-    `weights`: how many rows each value stands for (a frequency table), else one each.
-    """
-    every_group = np.arange(size)
-    if weights is None:
-        by_group = pd.Series(values).groupby(groups)
-        median = by_group.quantile(0.5, interpolation="lower").reindex(every_group).to_numpy()
-    else:
-        median = _weighted_lower_median(values, groups, size, weights)
-    under = values < median[groups]
-    below_cut = pd.Series(values).where(under).groupby(groups).max().reindex(every_group).to_numpy()
-    ones = np.ones(len(values)) if weights is None else weights.astype(float)
-    counts = np.bincount(groups, weights=ones, minlength=size)
-    at_most = np.bincount(groups, weights=ones * (values <= median[groups]), minlength=size)
-    below = np.bincount(groups, weights=ones * under, minlength=size)
-    above_ok = (counts > 0) & (median < hi)
-    if not balanced:
-        return np.where(above_ok, median, hi)
-    below_ok = below > 0
-    balanced_above = np.abs(at_most - counts / 2) <= np.abs(below - counts / 2)
-    take_above = above_ok & (~below_ok | balanced_above)
-    return np.where(take_above, median, np.where(below_ok, below_cut, lo + (hi - lo) / 2))
+
+def _widest(lo: np.ndarray, hi: np.ndarray, allowed: np.ndarray, rules: Rules) -> np.ndarray:
+    """Per group, the allowed QI where its box is widest (-1: none left)."""
+    widths = np.where(allowed, box_widths(rules.domains, lo, hi), 0.0)
+    return np.where(widths.max(axis=1) > 0, widths.argmax(axis=1), -1)
+
+
+def _cut_by_value(dim: np.ndarray, rules: Rules) -> np.ndarray:
+    """Which groups are cut at a value (a QI chosen that is not a hierarchy)."""
+    by_value = np.array([dom.kind != "hierarchy" for dom in rules.domains])
+    return (dim >= 0) & by_value[np.maximum(dim, 0)]
 
 
 def propose_cuts(
@@ -285,11 +284,9 @@ def propose_cuts(
     `ranks`/`groups` may be all rows (exact), a sample, or distinct rows with their
     `weights` (exact); `lo`/`hi` are exact.
     """
-    widths = np.where(allowed, box_widths(rules.domains, lo, hi), 0.0)
-    dim = np.where(widths.max(axis=1) > 0, widths.argmax(axis=1), -1)
+    dim = _widest(lo, hi, allowed, rules)
     cut = np.full(len(dim), np.nan)
-    by_value = np.array([dom.kind != "hierarchy" for dom in rules.domains])
-    wants_value = (dim >= 0) & by_value[np.maximum(dim, 0)]
+    wants_value = _cut_by_value(dim, rules)
     rows = np.flatnonzero(wants_value[groups])
     if wants_value.any():
         nodes = np.flatnonzero(wants_value)
@@ -304,7 +301,7 @@ def propose_cuts(
 
 
 def _child_codes(
-    ranks: np.ndarray,
+    values: np.ndarray,
     groups: np.ndarray,
     dim: np.ndarray,
     cut: np.ndarray,
@@ -312,31 +309,119 @@ def _child_codes(
     hi: np.ndarray,
     domains,
 ) -> np.ndarray:
-    """Which side of its group's cut each row falls on (hierarchy: which child subtree)."""
-    codes = np.zeros(len(groups), dtype=np.int64)
-    row_dim = dim[groups]
-    for j, dom in enumerate(domains):
+    """Which child of its group each row goes to, numbered in the children's order (the side of a
+    value cut: False, True; a hierarchy's child subtree); `values`: each row's rank on its group's QI."""
+    codes = values > cut[groups]  # NaN cut (no value cut): False
+    by_subtree = [j for j, dom in enumerate(domains) if dom.kind == "hierarchy" and (dim == j).any()]
+    if by_subtree:
+        codes, row_dim = codes.astype(np.int64), dim[groups]
+    for j in by_subtree:
+        dom = domains[j]
         rows = np.flatnonzero(row_dim == j)
-        if not len(rows):
-            continue
-        if dom.kind == "hierarchy":
-            level = lca_level(dom, lo[:, j], hi[:, j])[groups[rows]]
-            codes[rows] = dom.ancestors[level - 1, ranks[rows, j].astype(np.int64)]
-        else:
-            codes[rows] = ranks[rows, j] > cut[groups[rows]]
+        level = lca_level(dom, lo[:, j], hi[:, j])[groups[rows]]
+        node = dom.ancestors[level - 1, values[rows].astype(np.int64)]
+        # Less the group's smallest node id, the codes stay small and in the nodes' order.
+        smallest = np.full(len(dim), np.iinfo(np.int64).max)
+        np.minimum.at(smallest, groups[rows], node)
+        codes[rows] = node - smallest[groups[rows]]
     return codes
+
+
+def _value_cuts(
+    values: np.ndarray,
+    groups: np.ndarray,
+    dim: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    rules: Rules,
+    weights: np.ndarray | None,
+    whole_qis: np.ndarray,
+) -> np.ndarray:
+    """`propose_cuts`'s cut values from all rows, given each row's rank on its group's QI
+    (`whole_qis`: which QIs hold whole numbers only)."""
+    every_group = np.arange(len(dim))
+    wants_value = _cut_by_value(dim, rules)
+    lo_cut, hi_cut = lo[every_group, np.maximum(dim, 0)], hi[every_group, np.maximum(dim, 0)]
+    # The box is exact: its bounds are the group's smallest and largest value on the QI.
+    low, high = np.where(wants_value, lo_cut, np.nan), np.where(wants_value, hi_cut, np.nan)
+    whole = bool(whole_qis[dim[wants_value]].all())
+    cut = _cut_at(group_medians(values, groups, weights, low, high, whole), lo_cut, hi_cut, rules.balanced)
+    return np.where(wants_value, cut, np.nan)
+
+
+@dataclass(frozen=True, eq=False)
+class _Step:
+    """One round's tried cuts: each row's cell (its group and child), the children present (cells
+    with rows) and their groups, units per cell, and which groups keep their cut."""
+
+    cells: np.ndarray
+    children: np.ndarray
+    parent: np.ndarray
+    cell_units: np.ndarray
+    kept: np.ndarray
+
+
+def _try_cuts(groups, codes, done, units, weights, k: int) -> _Step:
+    """Which groups keep their cut: at least two children, each of k units or more."""
+    size = len(done)
+    base = int(codes.max(initial=0)) + 1
+    cells, cell_keys = groups * base + codes, None
+    if size * base > 4 * len(groups) + 1024:  # sparse: number the cells present
+        cell_keys, cells = np.unique(cells, return_inverse=True)
+        cells = cells.ravel()
+    cell_count = size * base if cell_keys is None else len(cell_keys)
+    rows = np.bincount(cells, minlength=cell_count)
+    children = np.flatnonzero(rows)
+    parent = (children if cell_keys is None else cell_keys[children]) // base
+    cell_units = (
+        rows if units is None and weights is None else _distinct_count(cells, units, cell_count, weights)
+    )
+    fewest = np.full(size, np.iinfo(np.int64).max)
+    np.minimum.at(fewest, parent, cell_units[children])
+    kept = ~done & (np.bincount(parent, minlength=size) >= 2) & (fewest >= k)
+    return _Step(cells, children, parent, cell_units, kept)
+
+
+def _next_groups(step: _Step, done: np.ndarray, closed: np.ndarray, next_class: int) -> np.ndarray:
+    """Each row's group in the next round: the kept children in order, then the closed groups
+    whole; a done group's rows get -1 - their class (classes numbered from `next_class`)."""
+    kept_child = step.kept[step.parent]
+    group_next = np.zeros(len(done), dtype=np.int64)
+    group_next[closed] = kept_child.sum() + np.arange(closed.sum())
+    group_next[done] = -1 - (next_class + np.arange(done.sum()))
+    cell_next = np.zeros(len(step.cell_units), dtype=np.int64)
+    cell_next[step.children] = np.where(kept_child, np.cumsum(kept_child) - 1, group_next[step.parent])
+    return cell_next[step.cells]
+
+
+@dataclass(frozen=True, eq=False)
+class Partition:
+    """Strict Mondrian's result: each row's class, and each class's box (the minimum and the
+    maximum rank of its rows on every QI, one row per class)."""
+
+    classes: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
 
 
 def mondrian_classes(
     ranks: np.ndarray, units: np.ndarray | None, rules: Rules, weights: np.ndarray | None = None
 ) -> np.ndarray:
-    """Strict Mondrian on in-memory ranks: the class index of each row.
+    """Strict Mondrian on in-memory ranks: the class index of each row (see `mondrian_partition`)."""
+    return mondrian_partition(ranks, units, rules, weights).classes
+
+
+def mondrian_partition(
+    ranks: np.ndarray, units: np.ndarray | None, rules: Rules, weights: np.ndarray | None = None
+) -> Partition:
+    """Strict Mondrian on in-memory ranks: each row's class and each class's box.
 
     Level-synchronous: every round tries one cut in every open partition at
-    once, with numpy over all rows, so the cost is a few sorts per tree level
+    once, with numpy over all rows, so the cost is a few passes per tree level
     rather than Python work per partition. A cut is kept only when every child
     has at least k units; otherwise that QI is closed for the partition and the
-    next-widest one is tried in the next round.
+    next-widest one is tried in the next round. Classes are numbered in the
+    order they close (within a round, in partition order).
 
     `weights` makes `ranks` a frequency table: each row stands for that many
     records (k counts records; `units` must then be None). The cuts, hence the
@@ -344,41 +429,44 @@ def mondrian_classes(
     """
     if weights is not None and units is not None:
         raise ValueError("weights count records: they cannot be combined with units")
+    if weights is not None and len(weights) and weights.min() < 1:
+        raise ValueError("weights count records: each row must stand for at least one")
     n, d = ranks.shape
     classes = np.full(n, -1, dtype=np.int64)
+    class_boxes: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros((0, d)), np.zeros((0, d)))]
     rows = np.arange(n)
+    columns = _rank_columns(ranks)
+    whole_qis = np.array([bool((column == np.floor(column)).all()) for column in columns], dtype=bool)
     groups = np.zeros(n, dtype=np.int64)
     allowed = np.ones((1 if n else 0, d), dtype=bool)
+    counts = _distinct_count(groups, units, len(allowed), weights)
     next_class = 0
     while len(rows):
         size = len(allowed)
-        sub_ranks = ranks[rows]
-        sub_units = None if units is None else units[rows]
-        sub_weights = None if weights is None else weights[rows]
-        lo, hi = _boxes(sub_ranks, groups)
-        splittable = _distinct_count(groups, sub_units, size, sub_weights) >= 2 * rules.k
-        dim, cut = propose_cuts(sub_ranks, groups, lo, hi, allowed & splittable[:, None], rules, sub_weights)
+        lo, hi = _boxes(columns, groups, size)
+        dim = _widest(lo, hi, allowed & (counts >= 2 * rules.k)[:, None], rules)
         done = dim < 0
-        class_of = np.cumsum(done) - 1 + next_class
-        finished = done[groups]
-        classes[rows[finished]] = class_of[groups[finished]]
-        next_class += int(done.sum())
-
-        codes = _child_codes(sub_ranks, groups, dim, cut, lo, hi, rules.domains)
-        base = int(codes.max(initial=0)) + 1
-        children, child_of_row = _compact(groups * base + codes, size * base)
-        parent = children // base
-        child_units = _distinct_count(child_of_row, sub_units, len(children), sub_weights)
-        fewest = np.full(size, np.iinfo(np.int64).max)
-        np.minimum.at(fewest, parent, child_units)
-        kept = ~done & (np.bincount(parent, minlength=size) >= 2) & (fewest >= rules.k)
-        closed = ~done & ~kept
+        class_boxes.append((lo[done], hi[done]))
+        codes = np.zeros(len(groups), dtype=bool)
+        if not done.all():
+            values = columns.ravel()[np.maximum(dim, 0)[groups] * len(groups) + np.arange(len(groups))]
+            cut = _value_cuts(values, groups, dim, lo, hi, rules, weights, whole_qis)
+            codes = _child_codes(values, groups, dim, cut, lo, hi, rules.domains)
+        step = _try_cuts(groups, codes, done, units, weights, rules.k)
+        closed = ~done & ~step.kept
         allowed[np.flatnonzero(closed), dim[closed]] = False
 
-        keep_rows = ~finished
-        key = np.where(kept[groups], child_of_row, len(children) + groups)[keep_rows]
-        next_keys, groups = _compact(key, len(children) + size)
-        was_child = next_keys < len(children)
-        allowed = np.where(was_child[:, None], True, allowed[np.maximum(next_keys - len(children), 0)])
-        rows = rows[keep_rows]
-    return classes
+        groups = _next_groups(step, done, closed, next_class)
+        next_class += int(done.sum())
+        kept_child = step.kept[step.parent]
+        counts = np.concatenate((step.cell_units[step.children[kept_child]], counts[closed]))
+        allowed = np.concatenate((np.ones((kept_child.sum(), d), dtype=bool), allowed[closed]))
+
+        finished = groups < 0
+        if finished.any():  # rows of new classes leave the arrays
+            classes[rows[finished]] = -1 - groups[finished]
+            keep_rows = np.flatnonzero(~finished)
+            rows, columns, groups = rows[keep_rows], np.take(columns, keep_rows, axis=1), groups[keep_rows]
+            units = None if units is None else units[keep_rows]
+            weights = None if weights is None else weights[keep_rows]
+    return Partition(classes, *(np.concatenate(side) for side in zip(*class_boxes, strict=True)))

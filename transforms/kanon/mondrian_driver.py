@@ -41,10 +41,10 @@ from core.kanon.mondrian import (
     OrderedQI,
     QuasiIdentifier,
     Rules,
-    box_labels,
+    box_label_numbers,
     box_widths,
     hierarchy_domain,
-    mondrian_classes,
+    mondrian_partition,
 )
 from transforms.kanon.mondrian_rounds import PREFIX, column_named, penalty_column
 
@@ -151,11 +151,10 @@ def _bits(values: int) -> int:
 
 def cut_combos(ranks: np.ndarray, weights: np.ndarray, rules: Rules) -> DriverCut | None:
     """Cut the weighted combinations and code their classes; None if the codes need over CODE_BITS bits."""
-    classes = mondrian_classes(ranks, None, rules, weights=weights)
-    by_class = pd.DataFrame(ranks).groupby(classes, sort=True)
-    lo, hi = by_class.min().to_numpy(), by_class.max().to_numpy()
+    partition = mondrian_partition(ranks, None, rules, weights=weights)
+    classes, lo, hi = partition.classes, partition.lo, partition.hi  # each class's box, by class
     # (number, values) per QI; factorize hashes, where sorting hundreds of thousands of texts took seconds.
-    numbered = [pd.factorize(box_labels(dom, lo[:, i], hi[:, i])) for i, dom in enumerate(rules.domains)]
+    numbered = [box_label_numbers(dom, lo[:, i], hi[:, i]) for i, dom in enumerate(rules.domains)]
     labels = tuple(np.asarray(values, dtype=object) for _, values in numbered)
     shifts = np.cumsum([0, *[_bits(len(values)) for values in labels]])
     if shifts[-1] > CODE_BITS:
