@@ -18,9 +18,9 @@ caller cuts on Spark instead; so does `cut_combos` when the codes would need ove
 Bounded: the table is collected only when it has at most `limit` combinations (each one a
 few numbers: its records, its hash and its ranks, computed by Spark once per combination;
 a categorical with a long list of values travels as its text, which the output holds
-anyway; never an identifier or another column); a larger one returns None too. Not used when k counts units: a subscriber may sit
-in several combinations, so units per partition are not sums over combinations (that mode
-keeps the Spark rounds).
+anyway; never an identifier or another column); a larger one returns None too. Not used
+when k counts units: a subscriber may sit in several combinations, so units per partition
+are not sums over combinations (that mode keeps the Spark rounds).
 """
 
 from __future__ import annotations
