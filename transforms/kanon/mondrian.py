@@ -278,8 +278,9 @@ def _checked_recoding(df, qis, k: int, table, driver_cut: DriverCut, records: in
     except KAnonymityError:
         coded.unpersist()
         raise
-    classes = _driver_classes(df, qis, driver_cut, rows)
-    return MondrianRecoding(decoded(coded, df, qis, driver_cut), classes, count, smallest, 0, coded)
+    generalized = generalized_columns(qis, driver_cut)
+    classes = _driver_classes(df, qis, driver_cut, rows, generalized)
+    return MondrianRecoding(decoded(coded, df.columns, generalized), classes, count, smallest, 0, coded)
 
 
 def _persisted_uncompressed(rows: DataFrame) -> DataFrame:
@@ -306,12 +307,12 @@ def _rows_per_code(coded: DataFrame, codes: np.ndarray, records: int) -> np.ndar
     return rows
 
 
-def _driver_classes(df: DataFrame, qis, driver_cut: DriverCut, rows: np.ndarray) -> DataFrame:
-    """`MondrianRecoding.classes` (as `_class_summary` gives it) from the class codes and their rows."""
+def _driver_classes(df: DataFrame, qis, driver_cut: DriverCut, rows: np.ndarray, generalized) -> DataFrame:
+    """`MondrianRecoding.classes` (as `_class_summary` gives it) from the class codes and their rows,
+    each QI decoded by `generalized` (`generalized_columns`)."""
     penalties = driver_cut.penalties
     numbers = {CLASS_CODE: penalties.index.to_numpy(dtype=np.int64), ROWS_COLUMN: rows, UNITS_COLUMN: rows}
     numbers |= {penalty_column(i): penalties[penalty_column(i)].to_numpy() for i in range(len(qis))}
-    generalized = generalized_columns(qis, driver_cut)
     return arrow_frame(df.sparkSession, pa.table(numbers)).select(
         *[generalized[qi.column].alias(qi.column) for qi in qis],
         ROWS_COLUMN,

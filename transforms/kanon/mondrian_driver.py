@@ -222,16 +222,14 @@ def arrow_frame(spark: SparkSession, table: pa.Table) -> DataFrame:
 
 
 def generalized_columns(qis: Sequence[QuasiIdentifier], cut: DriverCut) -> dict[str, Column]:
-    """Each QI's generalized value, decoded from the class code column."""
+    """Each QI's generalized value, decoded from the class code column (built once per cut: each
+    list of values becomes a literal through py4j, a few hundred milliseconds for thousands)."""
     return {
         qi.column: _generalized_value(F.col(CLASS_CODE), values, shift)
         for qi, values, shift in zip(qis, cut.labels, cut.shifts, strict=True)
     }
 
 
-def decoded(coded: DataFrame, df: DataFrame, qis: Sequence[QuasiIdentifier], cut: DriverCut) -> DataFrame:
-    """The rows in the input's column order, each QI its class's generalized value."""
-    generalized = generalized_columns(qis, cut)
-    return coded.select(
-        *[generalized[c].alias(c) if c in generalized else column_named(c) for c in df.columns]
-    )
+def decoded(coded: DataFrame, columns: Sequence[str], generalized: dict[str, Column]) -> DataFrame:
+    """The rows with `columns` in order, each QI its class's generalized value (`generalized_columns`)."""
+    return coded.select(*[generalized[c].alias(c) if c in generalized else column_named(c) for c in columns])
