@@ -73,12 +73,12 @@ def _names(qi: OrderedQI | HierarchyQI) -> tuple[str, ...]:
 
 
 def _sent_key(qi: QuasiIdentifier, key: Column) -> Column:
-    """How a combination's value of `qi` (its `_key`) travels to the driver: numbers and short
-    lists' ranks as doubles (null when not listed), other categoricals as text."""
+    """How a combination's value of `qi` (its `_key`) travels to the driver: numbers as doubles,
+    short lists' values as their ranks (null when not listed), other categoricals as text."""
     if isinstance(qi, NumericQI) or len(_names(qi)) > RANKED_ON_SPARK:
         return key
     position = F.array_position(F.array(*[F.lit(name) for name in _names(qi)]), key)
-    return F.when(position > 0, (position - 1).cast("double"))
+    return F.when(position > 0, (position - 1).cast("int"))
 
 
 def combo_hash(keys: Sequence[Column]) -> Column:
@@ -218,7 +218,10 @@ def arrow_frame(spark: SparkSession, table: pa.Table) -> DataFrame:
     broadcast, about a second for a million rows.
     """
     with session_setting(spark, "spark.sql.execution.arrow.localRelationThreshold", "0"):
-        return spark.createDataFrame(table)
+        frame = spark.createDataFrame(table)
+    # One task: these tables are read whole (a broadcast, the classes); a task per 10,000-row
+    # batch cost more in scheduling than the reading.
+    return frame.coalesce(1)
 
 
 def generalized_columns(qis: Sequence[QuasiIdentifier], cut: DriverCut) -> dict[str, Column]:
