@@ -35,8 +35,8 @@ Issue 16, 10M profiles at k = 10 (1,136,673 distinct QI combinations), ratio of 
         joined on that one hash to a class code, cached uncompressed and counted per code; the
         codes decoded after the check; the cut on the driver about 1.1 s): 2.8x, 3.1x, 3.0x,
         2.9x, 3.0x and 2.9x in six runs with --repeats 5 at load about 2 (11.3 s against 4.0 s
-        in the first),
-        NCP 0.5292%, 361,990 classes, smallest 10; the Adult figures in part 1 are unchanged.
+        in the first), NCP 0.5292%, 361,990 classes, smallest 10; the Adult figures in part 1
+        are unchanged.
     command: .venv/bin/python bench/bench_mondrian.py --rows 10000000 --repeats 5 --skip-adult
 Pass --driver-combos 0 to time the Spark rounds (the old path) in the same run.
 """
