@@ -72,10 +72,14 @@ def _names(qi: OrderedQI | HierarchyQI) -> tuple[str, ...]:
     return qi.order if isinstance(qi, OrderedQI) else hierarchy_domain(qi.hierarchy).names
 
 
+def _ranked_on_spark(qi: QuasiIdentifier) -> bool:
+    return not isinstance(qi, NumericQI) and len(_names(qi)) <= RANKED_ON_SPARK
+
+
 def _sent_key(qi: QuasiIdentifier, key: Column) -> Column:
     """How a combination's value of `qi` (its `_key`) travels to the driver: numbers as doubles,
     short lists' values as their ranks (null when not listed), other categoricals as text."""
-    if isinstance(qi, NumericQI) or len(_names(qi)) > RANKED_ON_SPARK:
+    if not _ranked_on_spark(qi):
         return key
     position = F.array_position(F.array(*[F.lit(name) for name in _names(qi)]), key)
     return F.when(position > 0, (position - 1).cast("int"))
@@ -114,7 +118,7 @@ def combo_ranks(table: pd.DataFrame, qis: Sequence[QuasiIdentifier]) -> tuple[np
     ranks = np.empty((len(table), len(qis)))
     for i, qi in enumerate(qis):
         values = table[_key_name(i)]
-        if pd.api.types.is_numeric_dtype(values):  # a number, or a rank Spark gave
+        if isinstance(qi, NumericQI) or _ranked_on_spark(qi):  # a number, or a rank Spark gave
             ranks[:, i] = values.to_numpy(dtype=float, na_value=np.nan)
             continue
         position = {name: float(r) for r, name in enumerate(_names(qi))}
